@@ -1,0 +1,24 @@
+# The two commands of the README: `make demo` (main job) and `make test` (test suite).
+# Both create .venv on first use. torch is installed first from its pinned CPU build so that
+# pip never pulls the CUDA packages on a CPU machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/drivesim demo --out out/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 tests
+
+.PHONY: install demo test

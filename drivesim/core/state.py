@@ -1,0 +1,79 @@
+"""The batched, immutable simulator state (waymax-style: a frozen dataclass of tensors)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from drivesim.core.geometry import box_corners
+
+
+@dataclass(frozen=True)
+class SimState:
+    """State of B scenarios with A agent slots each; the ego is agent 0.
+
+    Padding slots have valid=False. Updates return a new state (`replace`).
+    """
+
+    x: torch.Tensor  # [B, A] m, world frame
+    y: torch.Tensor  # [B, A] m
+    yaw: torch.Tensor  # [B, A] rad
+    speed: torch.Tensor  # [B, A] m/s, >= 0
+    accel: torch.Tensor  # [B, A] m/s^2, last applied
+    steer: torch.Tensor  # [B, A] rad, last applied
+    length: torch.Tensor  # [B, A] m
+    width: torch.Tensor  # [B, A] m
+    agent_type: torch.Tensor  # [B, A] int64 AgentType
+    valid: torch.Tensor  # [B, A] bool
+    lane: torch.Tensor  # [B, A] int64 global lane id in the MapBank (-1: none)
+    seg: torch.Tensor  # [B, A] int64 segment index on that lane (projection cache)
+    step: int = 0  # simulation step counter (the same for the whole batch)
+
+    @property
+    def batch_size(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def num_agents(self) -> int:
+        return self.x.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    @property
+    def xy(self) -> torch.Tensor:  # [B, A, 2]
+        return torch.stack([self.x, self.y], dim=-1)
+
+    @property
+    def velocity(self) -> torch.Tensor:  # [B, A, 2]
+        return torch.stack([self.speed * torch.cos(self.yaw), self.speed * torch.sin(self.yaw)], dim=-1)
+
+    def boxes(self) -> tuple:
+        return (self.x, self.y, self.yaw, self.length, self.width)
+
+    def corners(self) -> torch.Tensor:  # [B, A, 4, 2]
+        return box_corners(*self.boxes())
+
+    def replace(self, **changes) -> "SimState":
+        return dataclasses.replace(self, **changes)
+
+    def to(self, device) -> "SimState":
+        return self.map_tensors(lambda t: t.to(device))
+
+    def index(self, rows) -> "SimState":
+        """Select scenarios (rows of the batch)."""
+        return self.map_tensors(lambda t: t[rows])
+
+    def map_tensors(self, fn) -> "SimState":
+        return dataclasses.replace(
+            self, **{f.name: fn(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "step"}
+        )
+
+    @staticmethod
+    def stack_time(states: list["SimState"]) -> dict[str, torch.Tensor]:
+        """Stack a list of states into tensors [T, B, A] per field (for plotting and metrics)."""
+        names = [f.name for f in dataclasses.fields(SimState) if f.name != "step"]
+        return {n: torch.stack([getattr(s, n) for s in states]) for n in names}

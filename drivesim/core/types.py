@@ -1,0 +1,29 @@
+"""Enumerations of agent types and control modes (stored as int64 tensors)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class AgentType(IntEnum):
+    VEHICLE = 0
+    PEDESTRIAN = 1
+    CYCLIST = 2
+    STATIC = 3  # cones, barriers, parked objects
+
+    @classmethod
+    def parse(cls, name: str) -> "AgentType":
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            raise ValueError(f"unknown agent type {name!r}; expected one of {[t.name.lower() for t in cls]}") from None
+
+
+class ControlMode(IntEnum):
+    POLICY = 0  # the ego, driven by the policy under test
+    REACTIVE = 1  # IDM car-following + MOBIL lane changes + lane-following steering
+    REPLAY = 2  # follows its logged trajectory
+    STATIC = 3  # never moves
+
+
+VRU_TYPES = (AgentType.PEDESTRIAN, AgentType.CYCLIST)

@@ -1,0 +1,326 @@
+"""MapBank: many RoadMaps as padded tensors for batched queries.
+
+Lanes of all maps are concatenated (global lane ids); each scenario points at a map through
+`map_idx`. The drivable area becomes a signed-distance raster per map (positive outside, the
+Waymax offroad convention), stored flat and sampled bilinearly. shapely builds and checks the
+geometry; the hot loop only touches tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+import torch
+from scipy.ndimage import distance_transform_edt
+
+from drivesim.map.road import RoadMap
+
+SDF_CLAMP = (-20.0, 40.0)  # m; covers the WOSAC distance-to-road-edge range
+MAX_SUCCESSORS = 4
+
+
+def resample_polyline(points: np.ndarray, spacing: float) -> np.ndarray:
+    """Resample a polyline [P, 2] at (at most) `spacing` metres, keeping both ends."""
+    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    keep = np.concatenate([[True], seg > 1e-6])
+    points, s = points[keep], np.concatenate([[0.0], np.cumsum(seg[seg > 1e-6])])
+    n = max(2, int(math.ceil(s[-1] / spacing)) + 1)
+    s_new = np.linspace(0.0, s[-1], n)
+    return np.stack([np.interp(s_new, s, points[:, 0]), np.interp(s_new, s, points[:, 1])], axis=1)
+
+
+def signed_distance_raster(drivable, resolution: float, margin: float = 6.0):
+    """Signed distance to the drivable-area boundary at cell centres (positive outside)."""
+    x0, y0, x1, y1 = drivable.bounds
+    x0, y0 = x0 - margin, y0 - margin
+    w = int(math.ceil((x1 + margin - x0) / resolution))
+    h = int(math.ceil((y1 + margin - y0) / resolution))
+    xs = x0 + (np.arange(w) + 0.5) * resolution
+    ys = y0 + (np.arange(h) + 0.5) * resolution
+    gx, gy = np.meshgrid(xs, ys)
+    shapely.prepare(drivable)
+    inside = shapely.contains_xy(drivable, gx, gy)
+    d_in = distance_transform_edt(inside) * resolution
+    d_out = distance_transform_edt(~inside) * resolution
+    sdf = np.where(inside, -(d_in - 0.5 * resolution), d_out - 0.5 * resolution)
+    return np.clip(sdf, *SDF_CLAMP).astype(np.float16), (x0, y0), (h, w)
+
+
+def project_on_polylines(a, b, sa, k, nseg, xy):
+    """Project xy [..., 2] on candidate segments a-b ([..., K, 2]) of polylines.
+
+    sa [..., K]: arc length at each segment start; k [..., K]: segment indices; nseg [...]:
+    segments in the polyline (the first and last segments extrapolate). Returns
+    (s, d, seg, yaw) with d positive to the left.
+    """
+    ab = b - a
+    seglen = ab.norm(dim=-1).clamp(min=1e-6)
+    tangent = ab / seglen.unsqueeze(-1)
+    ap = xy.unsqueeze(-2) - a
+    t = (ap * tangent).sum(-1)  # metres along the segment
+    lo = torch.where(k == 0, torch.full_like(t, -1e9), torch.zeros_like(t))
+    hi = torch.where(k == (nseg - 1).unsqueeze(-1), torch.full_like(t, 1e9), seglen)
+    tc = torch.maximum(torch.minimum(t, hi), lo)
+    foot = a + tangent * tc.unsqueeze(-1)
+    dist2 = ((xy.unsqueeze(-2) - foot) ** 2).sum(-1)
+    best = dist2.argmin(dim=-1, keepdim=True)
+    tb = tangent.gather(-2, best.unsqueeze(-1).expand(*best.shape, 2)).squeeze(-2)
+    apb = ap.gather(-2, best.unsqueeze(-1).expand(*best.shape, 2)).squeeze(-2)
+    s = (sa + tc).gather(-1, best).squeeze(-1)
+    d = tb[..., 0] * apb[..., 1] - tb[..., 1] * apb[..., 0]
+    seg = k.gather(-1, best).squeeze(-1)
+    return s, d, seg, torch.atan2(tb[..., 1], tb[..., 0])
+
+
+def lane_direction_raster(lanes, origin, hw, resolution: float) -> np.ndarray:
+    """Unit driving direction [H*W, 2] of the lane covering each cell; 0 where none or ambiguous.
+
+    Ambiguous: lanes with differing directions overlap there (junction interiors)."""
+    from scipy.spatial import cKDTree
+
+    h, w = hw
+    acc = np.zeros((h * w, 2))
+    count = np.zeros(h * w)
+    for lane in lanes:
+        poly = lane.polygon()
+        bx0, by0, bx1, by1 = poly.bounds
+        i0, i1 = max(0, int((bx0 - origin[0]) / resolution)), min(w, int((bx1 - origin[0]) / resolution) + 1)
+        j0, j1 = max(0, int((by0 - origin[1]) / resolution)), min(h, int((by1 - origin[1]) / resolution) + 1)
+        gx, gy = np.meshgrid(origin[0] + (np.arange(i0, i1) + 0.5) * resolution, origin[1] + (np.arange(j0, j1) + 0.5) * resolution)
+        shapely.prepare(poly)
+        inside = shapely.contains_xy(poly, gx, gy)
+        if not inside.any():
+            continue
+        pts = resample_polyline(np.asarray(lane.centerline, float), 1.0)
+        tang = np.gradient(pts, axis=0)
+        tang /= np.linalg.norm(tang, axis=1, keepdims=True)
+        _, nearest = cKDTree(pts).query(np.stack([gx[inside], gy[inside]], axis=1))
+        jj, ii = np.nonzero(inside)
+        flat = (jj + j0) * w + (ii + i0)
+        np.add.at(acc, flat, tang[nearest])
+        np.add.at(count, flat, 1)
+    norm = np.linalg.norm(acc, axis=1)
+    ok = (count > 0) & (norm > 0.9 * np.maximum(count, 1))
+    return np.where(ok[:, None], acc / np.maximum(norm, 1e-9)[:, None], 0.0).astype(np.float16)
+
+
+@dataclass
+class MapBank:
+    maps: list[RoadMap]
+    lane_pts: torch.Tensor  # [NL, P, 2] padded with the last point
+    lane_npts: torch.Tensor  # [NL] int64
+    lane_s: torch.Tensor  # [NL, P] cumulative arc length
+    lane_len: torch.Tensor  # [NL]
+    lane_width: torch.Tensor  # [NL]
+    lane_speed: torch.Tensor  # [NL] speed limit m/s
+    lane_succ: torch.Tensor  # [NL, S] int64 global ids, -1 pad
+    lane_left: torch.Tensor  # [NL] int64, -1 none
+    lane_right: torch.Tensor  # [NL] int64
+    lane_map: torch.Tensor  # [NL] int64 map index
+    map_lane_start: torch.Tensor  # [M] int64 first global lane id of each map
+    map_num_lanes: torch.Tensor  # [M] int64
+    merges_with: torch.Tensor  # [NL, NL] bool: the two lanes share a successor
+    sdf: torch.Tensor  # [sum HW] float16, flat rasters
+    lane_dir: torch.Tensor  # [sum HW, 2] float16 unit driving direction per cell (0: no lane or ambiguous)
+    sdf_start: torch.Tensor  # [M] int64 offset into sdf
+    sdf_hw: torch.Tensor  # [M, 2] int64
+    sdf_origin: torch.Tensor  # [M, 2] world xy of the raster corner
+    sdf_res: float
+    lane_signal: torch.Tensor  # [NL] int64 signal group of the stop line at the lane end (-1: none)
+    map_signal: torch.Tensor  # [M, 3] (green s, all-red s, groups); groups 0 when unsignalised
+
+    def signal_stop(self, lane: torch.Tensor, map_idx: torch.Tensor, t: float) -> torch.Tensor:
+        """True where the stop line at the end of `lane` ([B, ...], map_idx [B]) is red at time t."""
+        sig = self.map_signal[map_idx]  # [B, 3]
+        cycle = (sig[:, 0] + sig[:, 1]) * sig[:, 2]
+        phase = torch.remainder(torch.full_like(cycle, t), cycle.clamp(min=1e-6))
+        slot = sig[:, 0] + sig[:, 1]
+        current = torch.floor(phase / slot.clamp(min=1e-6))
+        in_green = torch.remainder(phase, slot.clamp(min=1e-6)) < sig[:, 0]
+        group = self.lane_signal[lane.clamp(min=0)].float()
+        extra = (1,) * (lane.dim() - 1)
+        green = (group == current.view(-1, *extra)) & in_green.view(-1, *extra)
+        return (group >= 0) & (lane >= 0) & ~green
+
+    @staticmethod
+    def build(maps: list[RoadMap], spacing: float = 2.0, resolution: float = 0.25, device="cpu") -> "MapBank":
+        lanes = [lane for m in maps for lane in m.lanes]
+        starts = np.cumsum([0] + [len(m.lanes) for m in maps])[:-1]
+        pts = [resample_polyline(np.asarray(l.centerline, float), spacing) for l in lanes]
+        P = max(len(p) for p in pts)
+        NL = len(lanes)
+        lane_pts = np.zeros((NL, P, 2))
+        lane_s = np.zeros((NL, P))
+        for i, p in enumerate(pts):
+            lane_pts[i, : len(p)] = p
+            lane_pts[i, len(p):] = p[-1]
+            s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(p, axis=0), axis=1))])
+            lane_s[i, : len(p)] = s
+            lane_s[i, len(p):] = s[-1]
+        succ = -np.ones((NL, MAX_SUCCESSORS), dtype=np.int64)
+        left = -np.ones(NL, dtype=np.int64)
+        right = -np.ones(NL, dtype=np.int64)
+        lane_map = np.zeros(NL, dtype=np.int64)
+        gid = 0
+        for mi, m in enumerate(maps):
+            off = starts[mi]
+            for lane in m.lanes:
+                if len(lane.successors) > MAX_SUCCESSORS:
+                    raise ValueError(f"map {m.name!r}: a lane has more than {MAX_SUCCESSORS} successors")
+                for k, sidx in enumerate(lane.successors):
+                    succ[gid, k] = off + sidx
+                left[gid] = off + lane.left if lane.left >= 0 else -1
+                right[gid] = off + lane.right if lane.right >= 0 else -1
+                lane_map[gid] = mi
+                gid += 1
+        signal = -np.ones(NL, dtype=np.int64)
+        map_signal = np.zeros((len(maps), 3))
+        for mi, m in enumerate(maps):
+            for lid, g in m.signal_group.items():
+                signal[starts[mi] + lid] = g
+            if m.signal_group:
+                map_signal[mi] = (*m.signal_timing, max(m.signal_group.values()) + 1)
+        merges = np.zeros((NL, NL), dtype=bool)
+        for i in range(NL):
+            si = set(succ[i][succ[i] >= 0])
+            if si:
+                for j in range(NL):
+                    if j != i and lane_map[j] == lane_map[i] and si & set(succ[j][succ[j] >= 0]):
+                        merges[i, j] = True
+        rasters, directions, origins, hws = [], [], [], []
+        for m in maps:
+            r, o, hw = signed_distance_raster(m.drivable, resolution)
+            rasters.append(r.reshape(-1))
+            directions.append(lane_direction_raster(m.lanes, o, hw, resolution))
+            origins.append(o)
+            hws.append(hw)
+        sdf_start = np.cumsum([0] + [len(r) for r in rasters])[:-1]
+        t = lambda a, dt=torch.float32: torch.as_tensor(np.asarray(a), dtype=dt, device=device)
+        return MapBank(
+            maps=list(maps),
+            lane_pts=t(lane_pts),
+            lane_npts=t([len(p) for p in pts], torch.int64),
+            lane_s=t(lane_s),
+            lane_len=t(lane_s[:, -1]),
+            lane_width=t([l.width for l in lanes]),
+            lane_speed=t([l.speed_limit for l in lanes]),
+            lane_succ=t(succ, torch.int64),
+            lane_left=t(left, torch.int64),
+            lane_right=t(right, torch.int64),
+            lane_map=t(lane_map, torch.int64),
+            map_lane_start=t(starts, torch.int64),
+            map_num_lanes=t([len(m.lanes) for m in maps], torch.int64),
+            merges_with=t(merges, torch.bool),
+            sdf=torch.as_tensor(np.concatenate(rasters), device=device),
+            lane_dir=torch.as_tensor(np.concatenate(directions), device=device),
+            sdf_start=t(sdf_start, torch.int64),
+            sdf_hw=t(hws, torch.int64),
+            sdf_origin=t(origins),
+            sdf_res=resolution,
+            lane_signal=t(signal, torch.int64),
+            map_signal=t(map_signal),
+        )
+
+    # ------------------------------------------------------------------ queries
+    def _raster_cells(self, map_idx: torch.Tensor, xy: torch.Tensor):
+        """Bilinear cell indices and weights for xy [B, N, 2] in each scenario's raster."""
+        origin = self.sdf_origin[map_idx].unsqueeze(1)  # [B, 1, 2]
+        hw = self.sdf_hw[map_idx]
+        h, w = hw[:, 0:1], hw[:, 1:2]
+        g = (xy - origin) / self.sdf_res - 0.5  # continuous cell coordinates
+        x0, y0 = torch.floor(g[..., 0]), torch.floor(g[..., 1])
+        fx, fy = g[..., 0] - x0, g[..., 1] - y0
+        x0, y0 = x0.long(), y0.long()
+        inside = (x0 >= 0) & (y0 >= 0) & (x0 + 1 < w) & (y0 + 1 < h)
+        x0 = torch.minimum(x0.clamp(min=0), w - 2)
+        y0 = torch.minimum(y0.clamp(min=0), h - 2)
+        base = self.sdf_start[map_idx].unsqueeze(1) + y0 * w + x0
+        idx = torch.stack([base, base + 1, base + w, base + w + 1], dim=-1)  # [B, N, 4]
+        wts = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], dim=-1)
+        return idx, wts, inside
+
+    def signed_distance(self, map_idx: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+        """Signed distance to the drivable-area edge (m, positive outside) at xy [B, ..., 2].
+
+        map_idx [B]. Bilinear in a raster of `sdf_res`; points outside the raster read as far off-road.
+        """
+        shape = xy.shape[:-1]
+        idx, wts, inside = self._raster_cells(map_idx, xy.reshape(shape[0], -1, 2))
+        val = (self.sdf[idx].float() * wts).sum(-1)
+        val = torch.where(inside, val, torch.full_like(val, SDF_CLAMP[1]))
+        return val.reshape(shape)
+
+    def driving_direction(self, map_idx: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+        """Unit driving direction [B, ..., 2] of the lane under xy (0 off lanes and in junctions)."""
+        shape = xy.shape
+        idx, wts, inside = self._raster_cells(map_idx, xy.reshape(shape[0], -1, 2))
+        nearest = idx.gather(-1, wts.argmax(-1, keepdim=True)).squeeze(-1)
+        val = self.lane_dir[nearest].float() * inside.unsqueeze(-1)
+        return val.reshape(shape)
+
+    def project(self, lane: torch.Tensor, seg: torch.Tensor, xy: torch.Tensor, back: int = 2, ahead: int = 6):
+        """Frenet projection of xy [..., 2] on `lane` near segment `seg` (both [...], int64).
+
+        Returns (s, d, seg, yaw_lane): arc length (extrapolated before the start and past the
+        end), signed lateral offset (left positive), the segment found and the lane heading there.
+        """
+        lane_c = lane.clamp(min=0)
+        nseg = self.lane_npts[lane_c] - 1  # [...]
+        offs = torch.arange(-back, ahead + 1, device=xy.device)
+        k = (seg.unsqueeze(-1) + offs).clamp(min=0)
+        k = torch.minimum(k, (nseg - 1).unsqueeze(-1))  # [..., K]
+        return self._project_segments(lane_c, k, nseg, xy)
+
+    def project_full(self, lane: torch.Tensor, xy: torch.Tensor):
+        """Frenet projection searching every segment of the lane (initialisation, off-window)."""
+        lane_c = lane.clamp(min=0)
+        nseg = self.lane_npts[lane_c] - 1
+        P = self.lane_pts.shape[1]
+        k = torch.arange(P - 1, device=xy.device).expand(*lane.shape, P - 1)
+        k = torch.minimum(k, (nseg - 1).unsqueeze(-1))
+        return self._project_segments(lane_c, k, nseg, xy)
+
+    def _project_segments(self, lane, k, nseg, xy):
+        return project_on_polylines(self.lane_pts[lane.unsqueeze(-1), k], self.lane_pts[lane.unsqueeze(-1), k + 1],
+                                    self.lane_s[lane.unsqueeze(-1), k], k, nseg, xy)
+
+    def point_at(self, lane: torch.Tensor, s: torch.Tensor):
+        """World xy [..., 2] and heading of `lane` at arc length s (clamped to the lane)."""
+        lane_c = lane.clamp(min=0)
+        ls = self.lane_s[lane_c]  # [..., P]
+        sc = torch.minimum(s.clamp(min=0), self.lane_len[lane_c])
+        nseg = self.lane_npts[lane_c] - 1
+        k = torch.searchsorted(ls.contiguous(), sc.unsqueeze(-1).contiguous(), right=True).squeeze(-1) - 1
+        k = torch.minimum(k.clamp(min=0), nseg - 1)
+        a = self.lane_pts[lane_c, k]
+        b = self.lane_pts[lane_c, k + 1]
+        seglen = (b - a).norm(dim=-1).clamp(min=1e-6)
+        frac = ((sc - ls.gather(-1, k.unsqueeze(-1)).squeeze(-1)) / seglen).clamp(0, 1)
+        xy = a + (b - a) * frac.unsqueeze(-1)
+        yaw = torch.atan2(b[..., 1] - a[..., 1], b[..., 0] - a[..., 0])
+        return xy, yaw
+
+    def locate(self, map_idx: torch.Tensor, xy: torch.Tensor, yaw: torch.Tensor, heading_weight: float = 4.0):
+        """Best lane for each pose (map_idx [N], xy [N, 2], yaw [N]): returns (lane, seg, s, d).
+
+        Score: |d| beyond the half width plus a heading-mismatch penalty; used at reset.
+        """
+        N = xy.shape[0]
+        if N == 0:
+            e = torch.zeros(0, dtype=torch.long, device=xy.device)
+            return e, e, xy.new_zeros(0), xy.new_zeros(0)
+        Lm = int(self.map_num_lanes.max())
+        cand = self.map_lane_start[map_idx].unsqueeze(1) + torch.arange(Lm, device=xy.device)  # [N, Lm]
+        ok = torch.arange(Lm, device=xy.device) < self.map_num_lanes[map_idx].unsqueeze(1)
+        cand = torch.where(ok, cand, self.map_lane_start[map_idx].unsqueeze(1))
+        s, d, seg, lane_yaw = self.project_full(cand, xy.unsqueeze(1).expand(N, Lm, 2))
+        off_end = torch.relu(-s) + torch.relu(s - self.lane_len[cand])
+        dyaw = torch.remainder(yaw.unsqueeze(1) - lane_yaw + math.pi, 2 * math.pi) - math.pi
+        score = torch.relu(d.abs() - 0.5 * self.lane_width[cand]) + d.abs() * 0.1 + off_end + heading_weight * dyaw.abs()
+        score = torch.where(ok, score, torch.full_like(score, float("inf")))
+        best = score.argmin(dim=1, keepdim=True)
+        pick = lambda t: t.gather(1, best).squeeze(1)
+        return pick(cand), pick(seg), pick(s), pick(d)

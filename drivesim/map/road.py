@@ -1,0 +1,79 @@
+"""Road maps as plain geometry (numpy + shapely): lanes with links, and the drivable area.
+
+A `RoadMap` is what builders and importers produce. `MapBank` (bank.py) turns a list of them
+into the tensors the simulator queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+from shapely.geometry import LineString, MultiPolygon, Polygon
+from shapely.ops import unary_union
+
+
+class MapError(ValueError):
+    """A road map is malformed (bad geometry, dangling links)."""
+
+
+@dataclass
+class Lane:
+    centerline: np.ndarray  # [P, 2] m, in driving direction
+    width: float = 3.5  # m
+    speed_limit: float = 13.9  # m/s
+    successors: list[int] = field(default_factory=list)  # lane indices in the same map
+    left: int = -1  # same-direction neighbour on the left (-1: none)
+    right: int = -1
+    kind: str = "lane"  # lane | ramp | turn | connector
+
+    @property
+    def length(self) -> float:
+        return float(np.linalg.norm(np.diff(self.centerline, axis=0), axis=1).sum())
+
+    def polygon(self) -> Polygon:
+        return LineString(self.centerline).buffer(self.width / 2, cap_style="flat", join_style="round")
+
+
+@dataclass
+class RoadMap:
+    name: str
+    lanes: list[Lane]
+    drivable: Polygon | MultiPolygon | None = None  # defaults to the union of lane polygons
+    extra_drivable: list[Polygon] = field(default_factory=list)  # e.g. junction boxes
+    signal_group: dict[int, int] = field(default_factory=dict)  # lane -> group; the lane ends at a stop line
+    signal_timing: tuple[float, float] | None = None  # (green s, all-red s); groups get green in turn
+
+    def signal_green(self, group: int, t: float) -> bool:
+        """Is `group` green at time t? Groups 0..G-1 take turns: green, then all-red."""
+        green, red = self.signal_timing
+        groups = max(self.signal_group.values()) + 1
+        phase = t % (groups * (green + red))
+        return int(phase // (green + red)) == group and phase % (green + red) < green
+
+    def __post_init__(self):
+        if self.drivable is None:
+            self.drivable = unary_union([lane.polygon() for lane in self.lanes] + list(self.extra_drivable))
+        self.validate()
+
+    def validate(self) -> None:
+        if not self.lanes:
+            raise MapError(f"map {self.name!r} has no lanes")
+        n = len(self.lanes)
+        for i, lane in enumerate(self.lanes):
+            cl = np.asarray(lane.centerline, dtype=float)
+            if cl.ndim != 2 or cl.shape[1] != 2 or cl.shape[0] < 2:
+                raise MapError(f"map {self.name!r} lane {i}: centerline must be [P>=2, 2], got {cl.shape}")
+            if not np.isfinite(cl).all():
+                raise MapError(f"map {self.name!r} lane {i}: centerline has non-finite points")
+            if lane.length < 0.5:
+                raise MapError(f"map {self.name!r} lane {i}: shorter than 0.5 m")
+            if not lane.width > 0:
+                raise MapError(f"map {self.name!r} lane {i}: width must be positive")
+            for link in [*lane.successors, lane.left, lane.right]:
+                if link != -1 and not 0 <= link < n:
+                    raise MapError(f"map {self.name!r} lane {i}: link to missing lane {link}")
+        if self.drivable.is_empty or not self.drivable.is_valid:
+            reason = shapely.is_valid_reason(self.drivable)
+            raise MapError(f"map {self.name!r}: drivable area is empty or invalid ({reason})")
