@@ -136,10 +136,13 @@ class ScenarioBatch:
         dts = {s.dt for s in scenarios}
         if len(dts) != 1:
             raise ScenarioError(f"scenarios in one batch must share dt, got {sorted(dts)}")
-        roads, map_idx = [], []
+        roads = bank.maps if bank is not None else []
+        map_idx = []
         for s in scenarios:
             hit = next((i for i, r in enumerate(roads) if r is s.road), None)
             if hit is None:
+                if bank is not None:
+                    raise ScenarioError(f"scenario {s.name!r}: its map is not in the given MapBank")
                 roads.append(s.road)
                 hit = len(roads) - 1
             map_idx.append(hit)

@@ -30,6 +30,7 @@ class SimState:
     lane: torch.Tensor  # [B, A] int64 global lane id in the MapBank (-1: none)
     seg: torch.Tensor  # [B, A] int64 segment index on that lane (projection cache)
     step: int = 0  # simulation step counter (the same for the whole batch)
+    lane_change_step: torch.Tensor | None = None  # [B, A] int64 step of each agent's last lane change
 
     @property
     def batch_size(self) -> int:
@@ -69,11 +70,12 @@ class SimState:
 
     def map_tensors(self, fn) -> "SimState":
         return dataclasses.replace(
-            self, **{f.name: fn(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "step"}
+            self, **{f.name: fn(getattr(self, f.name)) for f in dataclasses.fields(self)
+                     if f.name != "step" and getattr(self, f.name) is not None}
         )
 
     @staticmethod
     def stack_time(states: list["SimState"]) -> dict[str, torch.Tensor]:
         """Stack a list of states into tensors [T, B, A] per field (for plotting and metrics)."""
-        names = [f.name for f in dataclasses.fields(SimState) if f.name != "step"]
+        names = [f.name for f in dataclasses.fields(SimState) if f.name not in ("step", "lane_change_step")]
         return {n: torch.stack([getattr(s, n) for s in states]) for n in names}

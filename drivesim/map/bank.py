@@ -20,6 +20,7 @@ from drivesim.map.road import RoadMap
 
 SDF_CLAMP = (-20.0, 40.0)  # m; covers the WOSAC distance-to-road-edge range
 MAX_SUCCESSORS = 4
+CHUNK = 6  # points per lane piece in observations (10 m at 2 m spacing)
 
 
 def resample_polyline(points: np.ndarray, spacing: float) -> np.ndarray:
@@ -120,6 +121,7 @@ class MapBank:
     lane_left: torch.Tensor  # [NL] int64, -1 none
     lane_right: torch.Tensor  # [NL] int64
     lane_map: torch.Tensor  # [NL] int64 map index
+    lane_dead_end: torch.Tensor  # [NL] bool: the lane ends inside the map (a merge); traffic must leave it
     map_lane_start: torch.Tensor  # [M] int64 first global lane id of each map
     map_num_lanes: torch.Tensor  # [M] int64
     merges_with: torch.Tensor  # [NL, NL] bool: the two lanes share a successor
@@ -130,6 +132,10 @@ class MapBank:
     sdf_origin: torch.Tensor  # [M, 2] world xy of the raster corner
     sdf_res: float
     lane_signal: torch.Tensor  # [NL] int64 signal group of the stop line at the lane end (-1: none)
+    chunk_pts: torch.Tensor  # [NC, CHUNK, 2] lanes cut in pieces of CHUNK points (observations)
+    chunk_lane: torch.Tensor  # [NC] int64 global lane id of each piece
+    map_chunk_start: torch.Tensor  # [M] int64
+    map_num_chunks: torch.Tensor  # [M] int64
     map_signal: torch.Tensor  # [M, 3] (green s, all-red s, groups); groups 0 when unsignalised
 
     def signal_stop(self, lane: torch.Tensor, map_idx: torch.Tensor, t: float) -> torch.Tensor:
@@ -198,6 +204,13 @@ class MapBank:
             origins.append(o)
             hws.append(hw)
         sdf_start = np.cumsum([0] + [len(r) for r in rasters])[:-1]
+        chunks, chunk_lane, chunk_count = [], [], np.zeros(len(maps), dtype=np.int64)
+        for gid, p in enumerate(pts):
+            for c0 in range(0, len(p) - 1, CHUNK - 1):
+                piece = p[c0 : c0 + CHUNK]
+                chunks.append(np.concatenate([piece, np.repeat(piece[-1:], CHUNK - len(piece), axis=0)]))
+                chunk_lane.append(gid)
+                chunk_count[lane_map[gid]] += 1
         t = lambda a, dt=torch.float32: torch.as_tensor(np.asarray(a), dtype=dt, device=device)
         return MapBank(
             maps=list(maps),
@@ -211,6 +224,7 @@ class MapBank:
             lane_left=t(left, torch.int64),
             lane_right=t(right, torch.int64),
             lane_map=t(lane_map, torch.int64),
+            lane_dead_end=t([l.dead_end for l in lanes], torch.bool),
             map_lane_start=t(starts, torch.int64),
             map_num_lanes=t([len(m.lanes) for m in maps], torch.int64),
             merges_with=t(merges, torch.bool),
@@ -221,6 +235,10 @@ class MapBank:
             sdf_origin=t(origins),
             sdf_res=resolution,
             lane_signal=t(signal, torch.int64),
+            chunk_pts=t(np.stack(chunks)),
+            chunk_lane=t(chunk_lane, torch.int64),
+            map_chunk_start=t(np.cumsum(np.concatenate([[0], chunk_count]))[:-1], torch.int64),
+            map_num_chunks=t(chunk_count, torch.int64),
             map_signal=t(map_signal),
         )
 

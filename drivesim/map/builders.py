@@ -135,7 +135,7 @@ class OnRampMerge:
         drop = 6 * w
         approach = np.stack([x0 + t * self.ramp_length, y_acc - drop * (1 - (3 * t**2 - 2 * t**3))], axis=1)
         along = np.stack([np.linspace(self.merge_start, cuts[2], 20), np.full(20, y_acc)], axis=1)
-        ramp = Lane(np.concatenate([approach, along[1:]]), w, self.speed_limit * 0.8, kind="ramp")
+        ramp = Lane(np.concatenate([approach, along[1:]]), w, self.speed_limit * 0.8, kind="ramp", dead_end=True)
         ramp_id = len(lanes)
         ramp.left = n + n - 1  # rightmost lane of the merge section
         lanes.append(ramp)
@@ -192,8 +192,8 @@ class Intersection:
             left_arm, straight_arm, right_arm = (a + 3) % 4, (a + 2) % 4, (a + 1) % 4
             moves = [(approach[a][0], exits[left_arm][0])]
             through = approach[a][1:] if self.lanes_in == 2 else approach[a][1:2]
-            for k, lid in enumerate(through):
-                moves.append((lid, exits[straight_arm][min(k, self.lanes_out - 1)]))
+            for lid in through:  # keep the lane's offset from the median where the exit has it
+                moves.append((lid, exits[straight_arm][min(approach[a].index(lid), self.lanes_out - 1)]))
             moves.append((approach[a][-1], exits[right_arm][-1]))
             for src, dst in moves:
                 lanes[src].successors.append(len(lanes))

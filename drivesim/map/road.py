@@ -27,6 +27,7 @@ class Lane:
     left: int = -1  # same-direction neighbour on the left (-1: none)
     right: int = -1
     kind: str = "lane"  # lane | ramp | turn | connector
+    dead_end: bool = False  # the lane ends without successor inside the map: traffic must leave it
 
     @property
     def length(self) -> float:
@@ -53,11 +54,22 @@ class RoadMap:
         return int(phase // (green + red)) == group and phase % (green + red) < green
 
     def __post_init__(self):
+        self.validate_lanes()
         if self.drivable is None:
-            self.drivable = unary_union([lane.polygon() for lane in self.lanes] + list(self.extra_drivable))
+            # a small grow-and-shrink closes the floating-point slivers between adjacent lanes
+            parts = [lane.polygon().buffer(0.05) for lane in self.lanes] + [p.buffer(0.05) for p in self.extra_drivable]
+            self.drivable = unary_union(parts).buffer(-0.05)
         self.validate()
 
     def validate(self) -> None:
+        self.validate_lanes()
+        if self.drivable.is_empty or not self.drivable.is_valid:
+            reason = shapely.is_valid_reason(self.drivable)
+            raise MapError(f"map {self.name!r}: drivable area is empty or invalid ({reason})")
+        if self.signal_group and self.signal_timing is None:
+            raise MapError(f"map {self.name!r}: signal groups need signal_timing (green s, all-red s)")
+
+    def validate_lanes(self) -> None:
         if not self.lanes:
             raise MapError(f"map {self.name!r} has no lanes")
         n = len(self.lanes)
@@ -74,6 +86,3 @@ class RoadMap:
             for link in [*lane.successors, lane.left, lane.right]:
                 if link != -1 and not 0 <= link < n:
                     raise MapError(f"map {self.name!r} lane {i}: link to missing lane {link}")
-        if self.drivable.is_empty or not self.drivable.is_valid:
-            reason = shapely.is_valid_reason(self.drivable)
-            raise MapError(f"map {self.name!r}: drivable area is empty or invalid ({reason})")

@@ -1,0 +1,50 @@
+"""One decision step for every reactive agent: IDM + MOBIL + lane following + script overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from drivesim.behavior.mobil import mobil_lane_changes
+from drivesim.behavior.reactive import (Frenet, ReactiveConfig, lane_frenet, longitudinal, next_lanes, project_on,
+                                        pure_pursuit)
+from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.state import SimState
+
+
+@dataclass
+class Decision:
+    accel: torch.Tensor  # [B, A] m/s^2 commanded
+    steer: torch.Tensor  # [B, A] rad commanded
+    lane: torch.Tensor  # [B, A] lane after lane changes
+    seg: torch.Tensor  # [B, A]
+    changed: torch.Tensor  # [B, A] bool: changed lane this step
+
+
+def reactive_control(state: SimState, batch: ScenarioBatch, cfg: ReactiveConfig) -> Decision:
+    """Decide accelerations, steering and lanes of all agents from one snapshot.
+
+    The values are computed for every agent; the simulator applies them to REACTIVE agents only.
+    """
+    t = state.step
+    fr = lane_frenet(state, batch)
+    nxt = next_lanes(state.lane, batch)
+    acc, _, v0 = longitudinal(state, fr, nxt, batch, cfg, t * batch.dt)
+    lane, seg, changed = mobil_lane_changes(state, fr, batch, cfg, acc, v0)
+    tt = min(t, batch.script_lane.shape[2] - 1)
+    s_lane = batch.script_lane[:, :, tt]
+    scripted = (s_lane >= 0) & (s_lane != lane)
+    if bool(scripted.any()):
+        lane = torch.where(scripted, s_lane, lane)
+        seg = torch.where(scripted, project_on(state, fr, s_lane, batch)[2], seg)
+        changed = changed | scripted
+    s_acc = batch.script_accel[:, :, tt]
+    acc = torch.where(torch.isfinite(s_acc), s_acc, acc)
+    s_lat = batch.script_lat_speed[:, :, tt]
+    lat = torch.where(torch.isfinite(s_lat), s_lat, torch.full_like(s_lat, cfg.lat_speed))
+    if bool(changed.any()):
+        fr = Frenet(*batch.bank.project(lane, seg, state.xy))
+        nxt = next_lanes(lane, batch)
+    steer = pure_pursuit(state, fr, lane, nxt, batch, lat, cfg)
+    return Decision(acc, steer, lane, fr.seg, changed)

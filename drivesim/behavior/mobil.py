@@ -1,0 +1,72 @@
+"""MOBIL lane-change decisions for all agents at once (see idm.py for the rule)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from drivesim.behavior.idm import FAR, idm_accel, mobil_gain
+from drivesim.behavior.reactive import Frenet, ReactiveConfig, _gather, _nearest, agent_index_like, project_on
+from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.state import SimState
+from drivesim.core.types import ControlMode
+
+
+def _idm_behind(follower, leader, dist, state, v0, cfg):
+    """IDM accel of agent `follower` [B, A] behind `leader` at centre distance `dist` (inf: free)."""
+    v_f = _gather(state.speed, follower)
+    gap = dist - 0.5 * (_gather(state.length, follower) + _gather(state.length, leader))
+    gap = torch.where(torch.isfinite(dist), gap, torch.full_like(gap, FAR))
+    return idm_accel(v_f, _gather(v0, follower), gap, _gather(state.speed, leader), cfg.idm)
+
+
+def _side_gain(state, fr, target, batch, cfg, acc_now, v0, old):
+    """MOBIL gain [B, A] of moving to `target` lanes (-1: none); -inf where unsafe or impossible."""
+    bank = batch.bank
+    tgt = target.clamp(min=0)
+    s_t, d_t, seg_t, _ = project_on(state, fr, target, batch)  # [B, A]
+    possible = (target >= 0) & ~bank.lane_dead_end[tgt] & (d_t.abs() < 1.5 * bank.lane_width[tgt])
+    possible = possible & (s_t > 0) & (s_t < bank.lane_len[tgt])
+    in_tgt = (state.lane.unsqueeze(1) == target.unsqueeze(2)) & state.valid.unsqueeze(1)  # [B, i, j]
+    ds = fr.s.unsqueeze(1) - s_t.unsqueeze(2)
+    lead, d_lead = _nearest(ds, in_tgt, ahead=True)
+    foll, d_foll = _nearest(ds, in_tgt, ahead=False)
+    idx = agent_index_like(state.lane)
+    half = lambda j: 0.5 * (state.length + _gather(state.length, j))
+    room = ((d_lead - half(lead)) > 0.5) & ((d_foll - half(foll)) > 0.5)
+    a_c_new = _idm_behind(idx, lead, d_lead, state, v0, cfg)
+    has_f = torch.isfinite(d_foll)
+    a_n = torch.where(has_f, _idm_behind(foll, lead, d_lead + d_foll, state, v0, cfg), torch.zeros_like(d_foll))
+    a_n_new = torch.where(has_f, _idm_behind(foll, idx, d_foll, state, v0, cfg), torch.zeros_like(d_foll))
+    o, d_o, lead_old, d_lead_old = old
+    has_o = torch.isfinite(d_o)
+    a_o = torch.where(has_o, _idm_behind(o, idx, d_o, state, v0, cfg), torch.zeros_like(d_o))
+    a_o_new = torch.where(has_o, _idm_behind(o, lead_old, d_o + d_lead_old, state, v0, cfg), torch.zeros_like(d_o))
+    gain, safe = mobil_gain(acc_now, a_c_new, a_n, a_n_new, a_o, a_o_new, cfg.mobil)
+    ok = possible & room & safe
+    return torch.where(ok, gain, torch.full_like(gain, -math.inf)), seg_t
+
+
+def mobil_lane_changes(state: SimState, fr: Frenet, batch: ScenarioBatch, cfg: ReactiveConfig, acc_now, v0):
+    """New lanes and segments [B, A] after MOBIL decisions, and the mask of agents that changed."""
+    bank, t = batch.bank, state.step
+    idx = agent_index_like(state.lane)
+    due = torch.remainder(idx + t, cfg.mobil.every) == 0
+    cooled = (t - state.lane_change_step) * batch.dt >= cfg.mobil.cooldown
+    eligible = (batch.init["mode"] == ControlMode.REACTIVE) & state.valid & due & cooled & (state.lane >= 0)
+    if not bool(eligible.any()):
+        return state.lane, fr.seg, torch.zeros_like(eligible)
+    same = (state.lane.unsqueeze(1) == state.lane.unsqueeze(2)) & state.valid.unsqueeze(1)
+    ds_own = fr.s.unsqueeze(1) - fr.s.unsqueeze(2)
+    o, d_o = _nearest(ds_own, same, ahead=False)
+    lead_old, d_lead_old = _nearest(ds_own, same, ahead=True)
+    old = (o, d_o, lead_old, d_lead_old)
+    lane_l, lane_r = bank.lane_left[state.lane.clamp(min=0)], bank.lane_right[state.lane.clamp(min=0)]
+    gain_l, seg_l = _side_gain(state, fr, lane_l, batch, cfg, acc_now, v0, old)
+    gain_r, seg_r = _side_gain(state, fr, lane_r, batch, cfg, acc_now, v0, old)
+    go_l = eligible & (gain_l > cfg.mobil.threshold) & (gain_l >= gain_r)
+    go_r = eligible & (gain_r > cfg.mobil.threshold) & ~go_l
+    lane = torch.where(go_l, lane_l, torch.where(go_r, lane_r, state.lane))
+    seg = torch.where(go_l, seg_l, torch.where(go_r, seg_r, fr.seg))
+    return lane, seg, go_l | go_r

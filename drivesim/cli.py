@@ -1,0 +1,179 @@
+"""The `drivesim` command: simulate one scenario, evaluate policies on a suite, benchmark, demo.
+
+Run `drivesim COMMAND --help` for the options of each command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import drivesim
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+def make_policy(name: str):
+    """A built-in policy by name, or `package.module:ClassName` for your own."""
+    from drivesim.sim.expert import PDMClosed
+    from drivesim.sim.policy import BUILTIN_POLICIES
+
+    registry = {**BUILTIN_POLICIES, "pdm_expert": PDMClosed}
+    if name in registry:
+        return registry[name]()
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)()
+        except (ImportError, AttributeError) as exc:
+            raise SystemExit(f"error: cannot load policy {name!r}: {exc}") from None
+    raise SystemExit(f"error: unknown policy {name!r}; built-in: {', '.join(sorted(registry))} (or module:Class)")
+
+
+def resolve_suite(path: str) -> Path:
+    p = Path(path)
+    if not p.exists() and (SUITES_DIR / path).exists():
+        p = SUITES_DIR / path
+    if not p.exists() and (SUITES_DIR / f"{path}.yaml").exists():
+        p = SUITES_DIR / f"{path}.yaml"
+    return p
+
+
+def load_scenarios(suite_path: str, limit: int | None = None):
+    from drivesim.io.suite import SuiteError, build_scenarios, load_suite, suite_hash
+
+    try:
+        suite = load_suite(resolve_suite(suite_path))
+    except SuiteError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    scenarios = build_scenarios(suite)
+    return suite, suite_hash(suite), scenarios[:limit] if limit else scenarios
+
+
+def write_bev_video(scenario, traj, path: Path, fps: int = 10) -> Path:
+    from drivesim.render.bev import render_frames, write_video
+
+    frames = render_frames(scenario, traj, 0, view="ego", size=(640, 480))
+    return write_video(frames, path, fps=fps)
+
+
+def write_outputs(ev, out: Path, meta: dict, video: bool = True) -> None:
+    """results.csv/json, the printed summary, failure thumbnails, report.html and one BEV video."""
+    from drivesim.behavior.scenario import ScenarioBatch
+    from drivesim.io.report import format_table, summarize, write_report
+    from drivesim.render.bev import thumbnail
+    from drivesim.sim.rollout import rollout
+
+    out.mkdir(parents=True, exist_ok=True)
+    ev.results.to_csv(out / "results.csv", index=False)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "results": json.loads(ev.results.to_json(orient="records"))}, indent=1))
+    print(format_table(summarize(ev.results)))
+    thumbs = {}
+    for (policy, name), (scenario, traj) in list(ev.trajectories.items())[:48]:
+        path = thumbnail(scenario, traj, 0, out / "thumbs" / f"{policy}__{name}.png")
+        thumbs[f"{policy}/{name}"] = str(path.relative_to(out))
+    report = write_report(ev.results, out, title=f"drivesim evaluation: {meta.get('suite', '')}", meta=meta, thumbnails=thumbs)
+    print(f"wrote {out / 'results.csv'}, {out / 'results.json'} and {report}")
+    if video and ev.scenarios:
+        scenario = ev.scenarios[0]
+        res = rollout(ScenarioBatch.build([scenario]), make_policy("pdm_expert"), record=True)
+        print(f"wrote {write_bev_video(scenario, res.trajectory, out / f'bev_{scenario.name}.mp4')}")
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_simulate(args) -> int:
+    from drivesim.behavior.scenario import ScenarioBatch
+    from drivesim.sim.rollout import rollout
+
+    _, _, scenarios = load_scenarios(args.suite)
+    pick = [s for i, s in enumerate(scenarios) if s.name == args.scenario or str(i) == args.scenario]
+    if not pick:
+        names = ", ".join(s.name for s in scenarios[:10])
+        raise SystemExit(f"error: no scenario {args.scenario!r} in {args.suite} (index or name; e.g. {names})")
+    scenario = pick[0]
+    batch = ScenarioBatch.build([scenario])
+    expert = rollout(batch, make_policy("pdm_expert"))
+    policy = make_policy(args.policy)
+    res = rollout(batch, policy, record=True, expert_progress=torch.tensor(expert.metrics["progress"], dtype=torch.float32))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {k: float(v[0]) for k, v in res.metrics.items()}
+    record = {"scenario": scenario.name, "policy": policy.name, "status": res.status[0], "error": res.errors[0], "metrics": metrics}
+    (out / "metrics.json").write_text(json.dumps(record, indent=2))
+    print(f"scenario {scenario.name} ({scenario.road.name}), policy {policy.name}: {res.status[0]} {res.errors[0]}")
+    for k in ("pdms", "nuplan_score", "success", "no_collision", "drivable_area_compliance", "progress", "progress_ratio", "min_ttc", "comfort"):
+        if k in metrics:
+            print(f"  {k:26s} {metrics[k]:.3f}")
+    video = write_bev_video(scenario, res.trajectory, out / f"{scenario.name}.{args.format}")
+    print(f"wrote {out / 'metrics.json'} and {video}")
+    return 0 if res.status[0] == "ok" else 1
+
+
+def cmd_evaluate(args) -> int:
+    from drivesim.sim.evaluate import EvalConfig, evaluate
+
+    suite, digest, scenarios = load_scenarios(args.suite, args.limit)
+    policies = [make_policy(p) for p in args.policies.split(",") if p]
+    expert = next((p for p in policies if p.name == "pdm_expert"), None) or make_policy("pdm_expert")
+    t0 = time.perf_counter()
+    ev = evaluate(scenarios, policies, expert=expert, config=EvalConfig(batch_size=args.batch_size))
+    meta = {"suite": suite.name, "suite_hash": digest, "seed": suite.seed, "scenarios": len(scenarios),
+            "policies": ", ".join(p.name for p in [expert] + policies if p is not None), "wall_time_s": round(time.perf_counter() - t0, 1)}
+    write_outputs(ev, Path(args.out), meta, video=not args.no_video)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from drivesim.sim.bench import main as bench_main
+
+    return bench_main(["--quick"] if args.quick else [])
+
+
+def cmd_demo(args) -> int:
+    args.suite, args.policies, args.limit, args.batch_size, args.no_video = "nominal", "constant_velocity,idm,pdm_expert", None, 64, False
+    return cmd_evaluate(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="drivesim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"drivesim {drivesim.__version__}")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest on a shared 2-core machine)")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("simulate", help="run one scenario in closed loop: metrics + BEV video")
+    s.add_argument("--suite", default="tiny", help="suite YAML (path or name in scenarios/); default: tiny")
+    s.add_argument("--scenario", default="0", help="scenario name or index in the suite (default 0)")
+    s.add_argument("--policy", default="pdm_expert", help="constant_velocity | idm | pdm_expert | module:Class")
+    s.add_argument("--format", choices=["mp4", "gif"], default="mp4")
+    s.add_argument("-o", "--out", default="out/simulate")
+    s.set_defaults(func=cmd_simulate)
+    e = sub.add_parser("evaluate", help="evaluate policies on a suite: CSV/JSON table, summary, HTML report")
+    e.add_argument("--suite", default="nominal", help="suite YAML (path or name in scenarios/)")
+    e.add_argument("--policies", default="constant_velocity,idm,pdm_expert", help="comma-separated policy names or module:Class")
+    e.add_argument("--limit", type=int, default=None, help="only the first N scenarios")
+    e.add_argument("--batch-size", type=int, default=64, help="scenarios simulated together")
+    e.add_argument("--no-video", action="store_true", help="skip the BEV video")
+    e.add_argument("-o", "--out", default="out/evaluate")
+    e.set_defaults(func=cmd_evaluate)
+    b = sub.add_parser("bench", help="closed-loop throughput against highway-env (tools/bench_sim.py)")
+    b.add_argument("--quick", action="store_true", help="small sizes only")
+    b.set_defaults(func=cmd_bench)
+    d = sub.add_parser("demo", help="the main job: built-in suite × built-in policies → table, report, video")
+    d.add_argument("-o", "--out", default="out/demo")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

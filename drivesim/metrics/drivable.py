@@ -1,0 +1,66 @@
+"""Drivable-area compliance and driving-direction compliance of the ego.
+
+Drivable area (nuplan-devkit `drivable_area_compliance.py`, REFERENCE.md): the largest signed
+distance of an ego corner to the drivable-area edge (positive outside, the Waymax offroad
+convention, read from the MapBank raster); the episode fails when it exceeds 0.3 m.
+
+Driving direction (nuplan-devkit `driving_direction_compliance.py`, REFERENCE.md): per step the
+oncoming displacement is -min(0, ego displacement . lane driving direction at the ego centre);
+it is summed over a sliding 1 s window (nuPlan's window: the last n_horizon + 1 samples,
+n_horizon = 1 s / dt); the maximum over the episode scores 1 (<= 2 m), 0.5 (<= 6 m), else 0.
+Difference: nuPlan sums signed progress along the lane baseline in that window; here only the
+oncoming part is summed, so forward driving earlier in the window does not cancel it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class DrivableConfig:
+    dac_tolerance: float = 0.3  # m, nuPlan max_violation_threshold
+    direction_window_s: float = 1.0  # s, nuPlan time_horizon
+    direction_comply: float = 2.0  # m, nuPlan driving_direction_compliance_threshold
+    direction_violate: float = 6.0  # m, nuPlan driving_direction_violation_threshold
+
+
+def max_corner_distance(bank, map_idx: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
+    """Largest signed distance [...] of box corners [B, ..., 4, 2] to the drivable edge (m)."""
+    return bank.signed_distance(map_idx, corners).amax(dim=-1)
+
+
+def drivable_area_compliance(max_distance: torch.Tensor, valid: torch.Tensor | None = None,
+                             tolerance: float = DrivableConfig.dac_tolerance, dim: int = 0) -> torch.Tensor:
+    """1.0 where no (valid) sample along `dim` is more than `tolerance` off the drivable area."""
+    bad = max_distance > tolerance
+    if valid is not None:
+        bad = bad & valid
+    return (~bad.any(dim=dim)).float()
+
+
+def oncoming_displacement(direction: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+    """-min(0, disp . direction) [...] for displacement and unit lane direction [..., 2]."""
+    return torch.relu(-(disp * direction).sum(dim=-1))
+
+
+def window_steps(dt: float, window_s: float = DrivableConfig.direction_window_s) -> int:
+    """Samples summed per window: nuPlan's n_horizon + 1 with n_horizon = window / dt."""
+    return int(round(window_s / dt)) + 1
+
+
+def max_window_sum(values: torch.Tensor, window: int, dim: int = 0) -> torch.Tensor:
+    """Largest sum of `window` consecutive samples along `dim` (shorter at the start)."""
+    v = values.movedim(dim, 0)
+    cs = torch.cumsum(v, dim=0)
+    shifted = torch.cat([torch.zeros_like(cs[:window]), cs[:-window]], dim=0)[: cs.shape[0]]
+    return (cs - shifted).amax(dim=0)
+
+
+def direction_score(max_oncoming: torch.Tensor, cfg: DrivableConfig = DrivableConfig()) -> torch.Tensor:
+    """nuPlan driving-direction multiplier from the largest 1 s oncoming displacement (m)."""
+    one = torch.ones_like(max_oncoming)
+    return torch.where(max_oncoming <= cfg.direction_comply, one,
+                       torch.where(max_oncoming <= cfg.direction_violate, 0.5 * one, 0.0 * one))

@@ -1,0 +1,165 @@
+"""An expert planner in the PDM-Closed style (Dauner et al. 2023, nuPlan's leading planner).
+
+Every `replan_every` steps: 15 proposals = IDM along the route centreline at target speeds
+{0.2 ... 1.0} × the speed limit × lateral offsets {-1, 0, +1} m, 4 s at 10 Hz; other agents are
+forecast with constant velocity in route coordinates (so an agent drifting sideways into the
+ego's lane, as in a cut-in, is anticipated); each proposal is scored with the PDM score
+(metrics/proposals.py) and the best one is tracked (its IDM acceleration, pure pursuit on its path).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from drivesim.behavior.idm import FAR, IDMConfig, idm_accel
+from drivesim.core.geometry import to_local, wrap_angle
+from drivesim.dynamics.bicycle import WHEELBASE_RATIO
+from drivesim.metrics.proposals import score_proposals
+from drivesim.sim.observation import Observation, route_points_at, route_position
+from drivesim.sim.policy import clip_action
+
+
+@dataclass(frozen=True)
+class PDMConfig:
+    speed_fractions: tuple = (0.2, 0.4, 0.6, 0.8, 1.0)
+    offsets: tuple = (-1.0, 0.0, 1.0)  # m
+    horizon: int = 40  # steps of 0.1 s
+    dt: float = 0.1
+    replan_every: int = 2  # simulator steps
+    idm: IDMConfig = IDMConfig(min_gap=1.0, headway=1.5, max_accel=1.5, comfort_decel=3.0, delta=10.0)  # PDM-Closed
+    lateral_time: float = 2.0  # s to reach a proposal's offset
+    lookahead: float = 0.8  # s along the chosen proposal for pure pursuit
+    corridor_margin: float = 0.3  # m added to half widths when deciding who is in the path
+
+
+class PDMClosed:
+    name = "pdm_expert"
+
+    def __init__(self, config: PDMConfig | None = None):
+        self.config = config or PDMConfig()
+        self._plan = None
+
+    def reset(self, batch) -> None:
+        self._plan = None
+
+    def act(self, obs: Observation) -> torch.Tensor:
+        state, batch, cfg = obs.state, obs.batch, self.config
+        k = 0 if self._plan is None else state.step - self._plan["step"]
+        if self._plan is None or k >= cfg.replan_every or self._plan["xy"].shape[0] != state.batch_size:
+            self._plan = self._replan(state, batch)
+            k = 0
+        p = self._plan
+        accel = (p["speed"][:, k + 1] - p["speed"][:, k]) / cfg.dt
+        j = min(k + max(1, int(round(cfg.lookahead / cfg.dt))), cfg.horizon)
+        target = p["xy"][:, j]
+        length = state.length[:, 0]
+        rear = state.xy[:, 0] - torch.stack([torch.cos(state.yaw[:, 0]), torch.sin(state.yaw[:, 0])], -1) * (0.5 * WHEELBASE_RATIO * length).unsqueeze(-1)
+        local = to_local(target, rear, state.yaw[:, 0])
+        dist = local.norm(dim=-1).clamp(min=1.0)
+        steer = torch.atan(2 * WHEELBASE_RATIO * length * torch.sin(torch.atan2(local[:, 1], local[:, 0])) / dist)
+        return clip_action(torch.stack([accel, steer], -1))
+
+    def _replan(self, state, batch) -> dict:
+        cfg = self.config
+        B, A = state.x.shape
+        K, T = len(cfg.speed_fractions) * len(cfg.offsets), cfg.horizon
+        s0, d0 = route_position(batch, state.xy[:, 0])
+        fs, fd = self._forecast_route_coords(state, batch)  # [B, T+1, A]
+        limit = batch.bank.lane_speed[state.lane[:, 0].clamp(min=0)]
+        dev = state.device
+        v_target = limit.unsqueeze(1) * torch.tensor(cfg.speed_fractions, device=dev).repeat_interleave(len(cfg.offsets)).unsqueeze(0)
+        offset = torch.tensor(cfg.offsets, device=dev).repeat(len(cfg.speed_fractions)).unsqueeze(0).expand(B, K)
+        s, v = self._idm_rollout(state, batch, s0, d0, offset, v_target, fs, fd)  # [B, K, T+1]
+        t = torch.arange(T + 1, device=dev) * cfg.dt
+        ramp = torch.clamp(t / cfg.lateral_time, max=1.0)
+        ramp = ramp * ramp * (3 - 2 * ramp)
+        d = d0[:, None, None] + (offset.unsqueeze(-1) - d0[:, None, None]) * ramp  # [B, K, T+1]
+        xy = self._route_frame_to_world(batch, s, d)
+        yaw = torch.atan2(torch.diff(xy[..., 1], dim=-1), torch.diff(xy[..., 0], dim=-1))
+        yaw = torch.cat([yaw, yaw[..., -1:]], dim=-1)
+        moving = v > 0.3
+        yaw = torch.where(moving, yaw, state.yaw[:, 0, None, None].expand_as(yaw))
+        others = self._forecast_world(state, T)
+        valid = state.valid.clone()
+        valid[:, 0] = False
+        scored = score_proposals(xy, yaw, v, state.length[:, 0], state.width[:, 0], others, valid, state.agent_type,
+                                 batch.map_idx, batch.bank, progress=s[..., -1] - s[..., :1].squeeze(-1))
+        best = scored["score"].argmax(dim=1)  # ties: the first, i.e. the slowest safe proposal wins only if it scores higher
+        pick = lambda x: x[torch.arange(B), best]
+        return {"step": state.step, "xy": pick(xy), "speed": pick(v), "best": best}
+
+    def _forecast_route_coords(self, state, batch):
+        """Others' route coordinates (s, d) over the horizon at constant velocity in the route frame."""
+        cfg = self.config
+        B, A = state.x.shape
+        s, d = route_position(batch, state.xy)  # [B, A]
+        ref = route_points_at(batch, torch.stack([s, s + 1.0], -1).reshape(B, -1)).reshape(B, A, 2, 2)
+        heading = torch.atan2(ref[:, :, 1, 1] - ref[:, :, 0, 1], ref[:, :, 1, 0] - ref[:, :, 0, 0])
+        rel = wrap_angle(state.yaw - heading)
+        t = torch.arange(cfg.horizon + 1, device=state.device) * cfg.dt
+        fs = s.unsqueeze(1) + (state.speed * torch.cos(rel)).unsqueeze(1) * t[None, :, None]
+        fd = d.unsqueeze(1) + (state.speed * torch.sin(rel)).unsqueeze(1) * t[None, :, None]
+        return fs, fd
+
+    def _idm_rollout(self, state, batch, s0, d0, offset, v_target, fs, fd):
+        """Integrate IDM along the route for each proposal against the in-corridor forecast agents."""
+        cfg = self.config
+        B, K = offset.shape
+        s = s0.unsqueeze(1).expand(B, K).clone()
+        v = state.speed[:, :1].expand(B, K).clone()
+        half_e, len_e = 0.5 * state.width[:, 0], state.length[:, 0]
+        others = state.valid.clone()
+        others[:, 0] = False
+        ss, vs = [s], [v]
+        stop_s = self._stop_line(state, batch, s0)  # [B]
+        for i in range(cfg.horizon):
+            d_lat = fd[:, i].unsqueeze(1) - offset.unsqueeze(-1)  # [B, K, A]
+            inside = (d_lat.abs() < (half_e.unsqueeze(1) + 0.5 * state.width).unsqueeze(1) + cfg.corridor_margin) & others.unsqueeze(1)
+            ahead = fs[:, i].unsqueeze(1) - s.unsqueeze(-1)
+            gap = ahead - 0.5 * (len_e.unsqueeze(1) + state.length).unsqueeze(1)
+            cand = inside & (ahead > 0)
+            gap = torch.where(cand, gap, torch.full_like(gap, FAR))
+            v_lead = ((fs[:, i + 1] - fs[:, i]) / cfg.dt).clamp(min=0).unsqueeze(1).expand_as(gap)
+            gap_min, who = gap.min(dim=-1)
+            lead_v = v_lead.gather(-1, who.unsqueeze(-1)).squeeze(-1)
+            stop_gap = (stop_s.unsqueeze(1) - s - 0.5 * len_e.unsqueeze(1))
+            use_stop = stop_gap < gap_min
+            gap_min = torch.where(use_stop, stop_gap, gap_min)
+            lead_v = torch.where(use_stop, torch.zeros_like(lead_v), lead_v)
+            a = idm_accel(v, v_target, gap_min, lead_v, cfg.idm)
+            v_new = (v + a * cfg.dt).clamp(min=0)
+            s = s + 0.5 * (v + v_new) * cfg.dt
+            v = v_new
+            ss.append(s)
+            vs.append(v)
+        return torch.stack(ss, -1), torch.stack(vs, -1)
+
+    def _stop_line(self, state, batch, s0):
+        """Route arc length of a red stop line at the end of the ego's current lane (FAR if none)."""
+        lane = state.lane[:, :1]
+        rem = batch.bank.lane_len[lane.clamp(min=0)] - batch.bank.project(lane, state.seg[:, :1], state.xy[:, :1])[0]
+        red = batch.bank.signal_stop(lane, batch.map_idx, state.step * batch.dt)
+        can_stop = rem > state.speed[:, :1] ** 2 / (2 * 4.0)
+        return torch.where(red & can_stop, s0.unsqueeze(1) + rem, torch.full_like(rem, FAR)).squeeze(1)
+
+    def _route_frame_to_world(self, batch, s, d):
+        B, K, T1 = s.shape
+        flat = s.reshape(B, -1)
+        p0 = route_points_at(batch, flat)
+        p1 = route_points_at(batch, flat + 0.5)
+        tangent = p1 - p0
+        tangent = tangent / tangent.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+        normal = torch.stack([-tangent[..., 1], tangent[..., 0]], -1)
+        return (p0 + normal * d.reshape(B, -1, 1)).reshape(B, K, T1, 2)
+
+    def _forecast_world(self, state, T):
+        cfg = self.config
+        t = torch.arange(T + 1, device=state.device) * cfg.dt
+        vx, vy = state.speed * torch.cos(state.yaw), state.speed * torch.sin(state.yaw)
+        x = state.x.unsqueeze(1) + vx.unsqueeze(1) * t[None, :, None]  # [B, T+1, A]
+        y = state.y.unsqueeze(1) + vy.unsqueeze(1) * t[None, :, None]
+        rep = lambda z: z.unsqueeze(1).expand_as(x)
+        return (x, y, rep(state.yaw), rep(state.length), rep(state.width), rep(state.speed))

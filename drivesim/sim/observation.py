@@ -1,0 +1,150 @@
+"""The ego-centric vector observation handed to policies.
+
+Everything is in the ego frame (x forward, y left). Learned policies read the tensors;
+privileged planners (the PDM-style expert) may also read `state` and `batch`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.geometry import to_local, wrap_angle
+from drivesim.core.state import SimState
+from drivesim.map.bank import CHUNK, project_on_polylines
+
+
+@dataclass(frozen=True)
+class ObservationConfig:
+    num_agents: int = 16  # nearest agents kept
+    agent_range: float = 60.0  # m
+    num_lane_chunks: int = 24  # nearest 10 m lane pieces kept
+    route_points: int = 10
+    route_spacing: float = 5.0  # m between route points
+
+
+AGENT_FEATURES = 12  # x, y, cos dyaw, sin dyaw, vx, vy, length, width, one-hot type (4)
+LANE_FEATURES = 4  # speed limit, width, on route, red stop line at its end
+EGO_FEATURES = 8  # speed, accel, steer, lane speed limit, lateral offset, heading error, stop-line distance, route left
+
+
+@dataclass
+class Observation:
+    agents: torch.Tensor  # [B, N, AGENT_FEATURES]
+    agents_mask: torch.Tensor  # [B, N] bool
+    lanes: torch.Tensor  # [B, M, CHUNK, 2] lane piece points
+    lane_attrs: torch.Tensor  # [B, M, LANE_FEATURES]
+    lanes_mask: torch.Tensor  # [B, M]
+    route: torch.Tensor  # [B, R, 2] points ahead on the ego route
+    ego: torch.Tensor  # [B, EGO_FEATURES]
+    state: SimState  # privileged: the full simulator state
+    batch: ScenarioBatch  # privileged: maps, routes, scenario data
+
+    @property
+    def batch_size(self) -> int:
+        return self.ego.shape[0]
+
+    def flat(self) -> torch.Tensor:
+        """All tensors concatenated per scenario: [B, F] (masks multiplied in)."""
+        B = self.batch_size
+        parts = [self.agents * self.agents_mask.unsqueeze(-1), self.lanes * self.lanes_mask[..., None, None],
+                 self.lane_attrs * self.lanes_mask.unsqueeze(-1), self.route, self.ego]
+        return torch.cat([p.reshape(B, -1) for p in parts], dim=1)
+
+
+def route_position(batch: ScenarioBatch, xy: torch.Tensor):
+    """Arc length s and lateral offset d (left positive) of points xy [B, ..., 2] on each
+    scenario's route polyline (searching every segment)."""
+    B, shape = xy.shape[0], xy.shape[:-1]
+    pts = xy.reshape(B, -1, 2)
+    N, RP = pts.shape[1], batch.route_pts.shape[1]
+    nseg = (batch.route_npts - 1).unsqueeze(1).expand(B, N)
+    k = torch.minimum(torch.arange(RP - 1, device=xy.device).expand(B, N, RP - 1), (nseg - 1).unsqueeze(-1))
+    idx = k.reshape(B, -1)
+    a = batch.route_pts.gather(1, idx.unsqueeze(-1).expand(-1, -1, 2)).reshape(B, N, RP - 1, 2)
+    b = batch.route_pts.gather(1, (idx + 1).unsqueeze(-1).expand(-1, -1, 2)).reshape(B, N, RP - 1, 2)
+    sa = batch.route_s.gather(1, idx).reshape(B, N, RP - 1)
+    s, d, _, _ = project_on_polylines(a, b, sa, k, nseg, pts)
+    return s.reshape(shape), d.reshape(shape)
+
+
+def route_points_at(batch: ScenarioBatch, s: torch.Tensor) -> torch.Tensor:
+    """World points [B, R, 2] at arc lengths s [B, R] along the route (clamped to its ends)."""
+    rs = batch.route_s
+    sc = torch.minimum(s.clamp(min=0), rs[:, -1:])
+    k = (torch.searchsorted(rs.contiguous(), sc.contiguous(), right=True) - 1).clamp(min=0)
+    k = torch.minimum(k, (batch.route_npts - 2).unsqueeze(1))
+    a = batch.route_pts.gather(1, k.unsqueeze(-1).expand(-1, -1, 2))
+    b = batch.route_pts.gather(1, (k + 1).unsqueeze(-1).expand(-1, -1, 2))
+    seg = (rs.gather(1, k + 1) - rs.gather(1, k)).clamp(min=1e-6)
+    frac = ((sc - rs.gather(1, k)) / seg).clamp(0, 1).unsqueeze(-1)
+    return a + (b - a) * frac
+
+
+def observe(state: SimState, batch: ScenarioBatch, cfg: ObservationConfig = ObservationConfig()) -> Observation:
+    ego_xy, ego_yaw = state.xy[:, 0], state.yaw[:, 0]
+    agents, agents_mask = _agents(state, ego_xy, ego_yaw, cfg)
+    lanes, lane_attrs, lanes_mask = _lanes(state, batch, ego_xy, ego_yaw, cfg)
+    s, _ = route_position(batch, ego_xy)
+    ahead = s.unsqueeze(1) + cfg.route_spacing * torch.arange(1, cfg.route_points + 1, device=s.device)
+    route = to_local(route_points_at(batch, ahead), ego_xy.unsqueeze(1), ego_yaw.unsqueeze(1))
+    return Observation(agents, agents_mask, lanes, lane_attrs, lanes_mask, route,
+                       _ego(state, batch, s), state, batch)
+
+
+def _agents(state, ego_xy, ego_yaw, cfg):
+    B, A = state.x.shape
+    rel = to_local(state.xy, ego_xy.unsqueeze(1), ego_yaw.unsqueeze(1))  # [B, A, 2]
+    dist = rel.norm(dim=-1)
+    ok = state.valid & (dist < cfg.agent_range)
+    ok[:, 0] = False
+    key = torch.where(ok, dist, torch.full_like(dist, float("inf")))
+    n = min(cfg.num_agents, A)
+    order = key.topk(n, dim=1, largest=False).indices  # [B, n]
+    g = lambda t: t.gather(1, order)
+    dyaw = wrap_angle(g(state.yaw) - ego_yaw.unsqueeze(1))
+    vel = g(state.speed).unsqueeze(-1) * torch.stack([torch.cos(dyaw), torch.sin(dyaw)], -1)  # ego frame
+    onehot = torch.nn.functional.one_hot(g(state.agent_type), 4).float()
+    feats = torch.cat([rel.gather(1, order.unsqueeze(-1).expand(-1, -1, 2)), torch.cos(dyaw).unsqueeze(-1),
+                       torch.sin(dyaw).unsqueeze(-1), vel, g(state.length).unsqueeze(-1), g(state.width).unsqueeze(-1), onehot], -1)
+    mask = g(ok)
+    feats = torch.nn.functional.pad(feats, (0, 0, 0, cfg.num_agents - n))
+    mask = torch.nn.functional.pad(mask, (0, cfg.num_agents - n))
+    return feats * mask.unsqueeze(-1), mask
+
+
+def _lanes(state, batch, ego_xy, ego_yaw, cfg):
+    bank = batch.bank
+    start, count = bank.map_chunk_start[batch.map_idx], bank.map_num_chunks[batch.map_idx]
+    C = int(bank.map_num_chunks.max())
+    idx = start.unsqueeze(1) + torch.arange(C, device=start.device)
+    ok = torch.arange(C, device=start.device) < count.unsqueeze(1)
+    idx = torch.where(ok, idx, start.unsqueeze(1))
+    centre = bank.chunk_pts[idx].mean(dim=2)  # [B, C, 2]
+    dist = (centre - ego_xy.unsqueeze(1)).norm(dim=-1).masked_fill(~ok, float("inf"))
+    m = min(cfg.num_lane_chunks, C)
+    near = dist.topk(m, dim=1, largest=False)
+    pick = idx.gather(1, near.indices)
+    mask = torch.isfinite(near.values)
+    pts = to_local(bank.chunk_pts[pick], ego_xy[:, None, None], ego_yaw[:, None, None])  # [B, m, CHUNK, 2]
+    lane = bank.chunk_lane[pick]
+    on_route = (lane.unsqueeze(-1) == batch.route_lanes.unsqueeze(1)).any(-1)
+    red = bank.signal_stop(lane, batch.map_idx, state.step * batch.dt)
+    attrs = torch.stack([bank.lane_speed[lane], bank.lane_width[lane], on_route.float(), red.float()], -1)
+    pad = cfg.num_lane_chunks - m
+    return (torch.nn.functional.pad(pts, (0, 0, 0, 0, 0, pad)), torch.nn.functional.pad(attrs, (0, 0, 0, pad)),
+            torch.nn.functional.pad(mask, (0, pad)))
+
+
+def _ego(state, batch, route_s):
+    bank = batch.bank
+    lane = state.lane[:, :1]
+    s, d, _, lane_yaw = bank.project(lane, state.seg[:, :1], state.xy[:, :1])
+    rem = bank.lane_len[lane.clamp(min=0)] - s
+    red = bank.signal_stop(lane, batch.map_idx, state.step * batch.dt)
+    stop = torch.where(red, rem, torch.full_like(rem, 100.0)).clamp(max=100.0)
+    left = (batch.route_s[:, -1] - route_s).clamp(min=0)
+    return torch.stack([state.speed[:, 0], state.accel[:, 0], state.steer[:, 0], bank.lane_speed[lane[:, 0].clamp(min=0)],
+                        d[:, 0], wrap_angle(state.yaw[:, 0] - lane_yaw[:, 0]), stop[:, 0], left], dim=-1)

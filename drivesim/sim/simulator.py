@@ -1,0 +1,117 @@
+"""The closed-loop step: every agent decides from one snapshot, then all move together.
+
+`Simulator(batch).reset()` gives the initial `SimState`; `step(state, ego_action)` returns the
+next one. The ego (agent 0) follows the policy's action [B, 2] = (accel m/s^2, steer rad);
+REACTIVE agents follow IDM/MOBIL/pure pursuit; REPLAY agents their log; STATIC agents stay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from drivesim.behavior.control import reactive_control
+from drivesim.behavior.reactive import ReactiveConfig, next_lanes
+from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.state import SimState
+from drivesim.core.types import ControlMode
+from drivesim.dynamics.bicycle import BicycleConfig, apply_limits
+from drivesim.dynamics.bicycle import step as bicycle_step
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    dynamics: BicycleConfig = field(default_factory=BicycleConfig)
+    reactive: ReactiveConfig = field(default_factory=ReactiveConfig)
+
+
+class Simulator:
+    def __init__(self, batch: ScenarioBatch, config: SimConfig | None = None):
+        self.batch = batch
+        self.config = config or SimConfig()
+        mode = batch.init["mode"]
+        self.is_ego = mode == ControlMode.POLICY  # [B, A]
+        self.is_reactive = mode == ControlMode.REACTIVE
+        self.is_replay = mode == ControlMode.REPLAY
+        self.moves = self.is_ego | self.is_reactive
+
+    @property
+    def dt(self) -> float:
+        return self.batch.dt
+
+    def reset(self) -> SimState:
+        b = self.batch
+        init = b.init
+        B, A = init["x"].shape
+        xy = torch.stack([init["x"], init["y"]], dim=-1)
+        map_of = b.map_idx.unsqueeze(1).expand(B, A)
+        lane, seg, _, _ = b.bank.locate(map_of.reshape(-1), xy.reshape(-1, 2), init["yaw"].reshape(-1))
+        lane, seg = lane.view(B, A), seg.view(B, A)
+        first = b.route_lanes[:, 0]
+        ego_seg = b.bank.project_full(first, xy[:, 0])[2]
+        lane[:, 0], seg[:, 0] = first, ego_seg
+        zeros = torch.zeros_like(init["x"])
+        return SimState(
+            x=init["x"].clone(), y=init["y"].clone(), yaw=init["yaw"].clone(), speed=init["speed"].clone(),
+            accel=zeros, steer=zeros.clone(), length=init["length"], width=init["width"],
+            agent_type=init["agent_type"], valid=b.valid.clone(), lane=lane, seg=seg, step=0,
+            lane_change_step=torch.full_like(lane, -10_000),
+        )
+
+    def step(self, state: SimState, ego_action: torch.Tensor) -> SimState:
+        """Advance every scenario by dt. ego_action [B, 2] must be finite (checked by the rollout)."""
+        cfg = self.config
+        dec = reactive_control(state, self.batch, cfg.reactive)
+        accel = torch.where(self.is_reactive, dec.accel, torch.zeros_like(dec.accel))
+        steer = torch.where(self.is_reactive, dec.steer, torch.zeros_like(dec.steer))
+        accel[:, 0] = ego_action[:, 0]
+        steer[:, 0] = ego_action[:, 1]
+        accel, steer = apply_limits(accel, steer, state.accel, state.steer, self.dt, cfg.dynamics)
+        x, y, yaw, speed, accel_eff = bicycle_step(state.x, state.y, state.yaw, state.speed, accel, steer,
+                                                   state.length, self.dt, cfg.dynamics.max_speed)
+        keep = ~self.moves | ~state.valid
+        x, y = torch.where(keep, state.x, x), torch.where(keep, state.y, y)
+        yaw, speed = torch.where(keep, state.yaw, yaw), torch.where(keep, state.speed, speed)
+        accel_eff = torch.where(keep, torch.zeros_like(accel_eff), accel_eff)
+        steer = torch.where(keep, torch.zeros_like(steer), steer)
+        valid = state.valid
+        if bool(self.is_replay.any()):
+            x, y, yaw, speed, accel_eff, valid = self._replay(state, x, y, yaw, speed, accel_eff, valid)
+        lane = torch.where(self.is_reactive, dec.lane, state.lane)
+        seg = torch.where(self.is_reactive, dec.seg, state.seg)
+        changed = dec.changed & self.is_reactive
+        moved = state.replace(x=x, y=y, yaw=yaw, speed=speed, accel=accel_eff, steer=steer, valid=valid,
+                              lane=lane, seg=seg, step=state.step + 1,
+                              lane_change_step=torch.where(changed, torch.full_like(lane, state.step), state.lane_change_step))
+        return self._track_lanes(moved)
+
+    def _replay(self, state, x, y, yaw, speed, accel, valid):
+        t = min(state.step + 1, self.batch.log.shape[2] - 1)
+        log = self.batch.log[:, :, t]  # [B, A, 4]
+        rep = self.is_replay
+        new_speed = torch.where(rep, log[..., 3], speed)
+        accel = torch.where(rep, (log[..., 3] - state.speed) / self.dt, accel)
+        return (torch.where(rep, log[..., 0], x), torch.where(rep, log[..., 1], y), torch.where(rep, log[..., 2], yaw),
+                new_speed, accel, torch.where(rep, self.batch.log_valid[:, :, t], valid))
+
+    def _track_lanes(self, state: SimState) -> SimState:
+        """Update each agent's lane and segment after moving: onto the successor past a lane end
+        (agents with none leave the map, except the ego), and re-locating the ego and replayed
+        agents when they leave their lane sideways."""
+        bank = self.batch.bank
+        s, d, seg, _ = bank.project(state.lane, state.seg, state.xy)
+        L = bank.lane_len[state.lane.clamp(min=0)]
+        nxt = next_lanes(state.lane, self.batch)
+        past = (s > L) & (state.lane >= 0)
+        lane = torch.where(past & (nxt >= 0), nxt, state.lane)
+        seg = torch.where(past & (nxt >= 0), torch.zeros_like(seg), seg)
+        gone = past & (nxt < 0) & (s > L + 0.5 * state.length) & ~self.is_ego & ~self.is_replay
+        valid = state.valid & ~gone
+        drift = (d.abs() > 0.5 * bank.lane_width[state.lane.clamp(min=0)] + 0.3) & (self.is_ego | self.is_replay) & valid
+        if bool(drift.any()):
+            rows, cols = drift.nonzero(as_tuple=True)
+            new_lane, new_seg, _, _ = bank.locate(self.batch.map_idx[rows], state.xy[rows, cols], state.yaw[rows, cols])
+            lane = lane.index_put((rows, cols), new_lane)
+            seg = seg.index_put((rows, cols), new_seg)
+        return state.replace(lane=lane, seg=seg, valid=valid)
