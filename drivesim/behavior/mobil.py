@@ -48,6 +48,15 @@ def _side_gain(state, fr, target, batch, cfg, acc_now, v0, old):
     return torch.where(ok, gain, torch.full_like(gain, -math.inf)), seg_t
 
 
+def _one_per_gap(state: SimState, fr: Frenet, target: torch.Tensor, margin: float = 10.0) -> torch.Tensor:
+    """Of agents moving into the same lane at the same time within `margin` m of each other
+    (plus their lengths), only the lowest-indexed goes: both would otherwise claim one gap."""
+    same = (target.unsqueeze(1) == target.unsqueeze(2)) & (target.unsqueeze(2) >= 0)  # [B, i, j]
+    close = (fr.s.unsqueeze(1) - fr.s.unsqueeze(2)).abs() < margin + state.length.unsqueeze(1)
+    earlier = torch.ones_like(same).tril(diagonal=-1)  # j < i
+    return (target >= 0) & ~(same & close & earlier).any(dim=2)
+
+
 def mobil_lane_changes(state: SimState, fr: Frenet, batch: ScenarioBatch, cfg: ReactiveConfig, acc_now, v0):
     """New lanes and segments [B, A] after MOBIL decisions, and the mask of agents that changed."""
     bank, t = batch.bank, state.step
@@ -65,8 +74,13 @@ def mobil_lane_changes(state: SimState, fr: Frenet, batch: ScenarioBatch, cfg: R
     lane_l, lane_r = bank.lane_left[state.lane.clamp(min=0)], bank.lane_right[state.lane.clamp(min=0)]
     gain_l, seg_l = _side_gain(state, fr, lane_l, batch, cfg, acc_now, v0, old)
     gain_r, seg_r = _side_gain(state, fr, lane_r, batch, cfg, acc_now, v0, old)
-    go_l = eligible & (gain_l > cfg.mobil.threshold) & (gain_l >= gain_r)
-    go_r = eligible & (gain_r > cfg.mobil.threshold) & ~go_l
+    m = cfg.mobil
+    gain_l, gain_r = gain_l - m.keep_right, gain_r + m.keep_right
+    go_l = eligible & (gain_l > m.threshold) & (gain_l >= gain_r)
+    go_r = eligible & (gain_r > m.threshold) & ~go_l
+    target = torch.where(go_l, lane_l, torch.where(go_r, lane_r, torch.full_like(lane_l, -1)))
+    go = _one_per_gap(state, fr, target)
+    go_l, go_r = go_l & go, go_r & go
     lane = torch.where(go_l, lane_l, torch.where(go_r, lane_r, state.lane))
     seg = torch.where(go_l, seg_l, torch.where(go_r, seg_r, fr.seg))
     return lane, seg, go_l | go_r

@@ -28,7 +28,8 @@ class ReactiveConfig:
     min_lookahead: float = 6.0  # m
     lat_speed: float = 1.2  # m/s, default lateral speed when converging on a lane centre
     merge_horizon: float = 60.0  # m before a shared successor where merging lanes interact
-    encroach_range: float = 15.0  # m: agents this close ahead in the local frame are obstacles
+    encroach_range: float = 15.0  # m: agents this close ahead in the local frame are obstacles ...
+    encroach_time: float = 2.0  # s: ... or this many seconds ahead at the agent's speed
     stop_decel: float = 3.0  # m/s^2: stop for a red light only if it can be done at this decel
 
 
@@ -98,7 +99,8 @@ def _pair_gaps(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBa
     dist = torch.where(merge, torch.minimum(dist, ri - rj), dist)
     local = to_local(state.xy.unsqueeze(1), state.xy.unsqueeze(2), state.yaw.unsqueeze(2))  # [B, A(i), A(j), 2]
     half = 0.5 * (state.width.unsqueeze(2) + state.width.unsqueeze(1)) + 0.2
-    near = (local[..., 0] > 0) & (local[..., 0] < cfg.encroach_range) & (local[..., 1].abs() < half)
+    reach = torch.clamp(state.speed * cfg.encroach_time, min=cfg.encroach_range).unsqueeze(2)
+    near = (local[..., 0] > 0) & (local[..., 0] < reach) & (local[..., 1].abs() < half)
     dist = torch.where(near, torch.minimum(dist, local[..., 0]), dist)
     ok = state.valid.unsqueeze(1) & state.valid.unsqueeze(2) & (li >= 0)
     ok = ok & ~torch.eye(lane.shape[1], dtype=torch.bool, device=lane.device)
@@ -146,8 +148,8 @@ def pure_pursuit(state: SimState, fr: Frenet, lane, nxt, batch: ScenarioBatch, l
     L = bank.lane_len[lane.clamp(min=0)]
     s_ahead = fr.s + ahead
     use_next = (s_ahead > L) & (nxt >= 0)
-    xy_here, yaw_here = bank.point_at(lane, s_ahead)
-    xy_next, yaw_next = bank.point_at(nxt.clamp(min=0), s_ahead - L)
+    xy_here, yaw_here = bank.point_at(lane, s_ahead, fr.seg)
+    xy_next, yaw_next = bank.point_at(nxt.clamp(min=0), s_ahead - L, torch.zeros_like(fr.seg))
     xy_t = torch.where(use_next.unsqueeze(-1), xy_next, xy_here)
     yaw_t = torch.where(use_next, yaw_next, yaw_here)
     normal = torch.stack([-torch.sin(yaw_t), torch.cos(yaw_t)], dim=-1)

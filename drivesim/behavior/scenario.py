@@ -78,6 +78,11 @@ class Scenario:
             raise ScenarioError(f"{where}: need 0 < dt <= 1 s and at least one step (duration {self.duration}, dt {self.dt})")
         if not self.route or any(not 0 <= r < len(self.road.lanes) for r in self.route):
             raise ScenarioError(f"{where}: route {self.route} must name lanes 0..{len(self.road.lanes) - 1}")
+        for a, b in zip(self.route, self.route[1:]):
+            if b not in self.road.lanes[a].successors:
+                raise ScenarioError(f"{where}: route lane {b} does not follow lane {a} (successors {self.road.lanes[a].successors})")
+        if (np.asarray(self.desired_speed) < 0).any():
+            raise ScenarioError(f"{where}: desired speeds must be non-negative")
         needs_log = (np.asarray(self.mode) == ControlMode.REPLAY).any()
         if needs_log and (self.log is None or self.log_valid is None):
             raise ScenarioError(f"{where}: REPLAY agents need `log` and `log_valid`")

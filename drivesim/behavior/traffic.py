@@ -23,7 +23,7 @@ from shapely.prepared import prep
 
 from drivesim.behavior.scenario import Scenario
 from drivesim.core.config import ConfigError, config_to_dict
-from drivesim.core.geometry import boxes_overlap
+from drivesim.core.geometry import box_corners, boxes_overlap
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.map.road import RoadMap
 
@@ -180,16 +180,21 @@ def route_length(road: RoadMap, route: list[int]) -> float:
     return sum(road.lanes[i].length for i in route)
 
 
+def ends_at_map_edge(road: RoadMap, route: list[int]) -> bool:
+    """The last lane has no successor and is not a `dead_end` inside the map (a ramp)."""
+    last = road.lanes[route[-1]]
+    return not last.successors and not last.dead_end
+
+
 def choose_route(road: RoadMap, cfg: TrafficConfig, rng: np.random.Generator) -> tuple[list[int], str]:
     """A random route long enough for the duration at the ego speed or ending at the map edge.
 
     A movement class is drawn uniformly first (left/through/right at a junction, main road or
-    ramp at a merge), then a route of that class. Dead ends count as the map edge except ramps.
+    ramp at a merge), then a route of that class.
     """
     need = cfg.ego.start_s[1] + cfg.ego.speed * cfg.duration
     routes = enumerate_routes(road)
-    ok = [r for r in routes if route_length(road, r) >= need
-          or (not road.lanes[r[-1]].successors and road.lanes[r[-1]].kind != "ramp")]
+    ok = [r for r in routes if route_length(road, r) >= need or ends_at_map_edge(road, r)]
     by_class: dict[str, list[list[int]]] = {}
     for r in ok:
         by_class.setdefault(route_class(road, r), []).append(r)
@@ -218,16 +223,15 @@ def lane_strands(road: RoadMap) -> list[list[int]]:
 
     usable = [i for i, lane in enumerate(lanes) if lane.kind != "connector"]
     continued = {next_of(i) for i in usable} - {None}
-    strands, seen = [], set()
-    for i in [i for i in usable if i not in continued] + usable:  # cycles last, one lane each
-        if i in seen:
-            continue
-        chain = [i]
-        while (j := next_of(chain[-1])) is not None and j not in seen and j not in chain and i not in continued:
-            chain.append(j)
-        seen.update(chain)
-        strands.append(chain)
-    return strands
+    strands = []
+    for i in usable:
+        if i not in continued:
+            chain = [i]
+            while (j := next_of(chain[-1])) is not None and j not in chain:
+                chain.append(j)
+            strands.append(chain)
+    seen = {i for chain in strands for i in chain}
+    return strands + [[i] for i in usable if i not in seen]  # lanes on pure cycles: one strand each
 
 
 def _vehicle_size(cfg: TrafficConfig, rng: np.random.Generator) -> tuple[float, float]:
@@ -375,18 +379,15 @@ def _roadside_agent(road, kind: str, lane: int, on_route: bool, rng) -> _Agent:
 
 
 def _box_polygon(a: _Agent) -> Polygon:
-    c, s = math.cos(a.yaw), math.sin(a.yaw)
-    pts = [(a.x + c * u - s * v, a.y + s * u + c * v) for u, v in
-           ((a.length / 2, a.width / 2), (-a.length / 2, a.width / 2), (-a.length / 2, -a.width / 2), (a.length / 2, -a.width / 2))]
-    return Polygon(pts)
+    return Polygon(box_corners(*(torch.tensor(float(v), dtype=torch.float64) for v in a.box())).numpy())
 
 
 def _place_roadside(road, cfg, rng, route, placed: list[_Agent], tries: int = 20) -> list[_Agent]:
     """Pedestrians, cyclists and static objects on right shoulders, clear of lanes and agents."""
     hosts = [i for i, lane in enumerate(road.lanes) if lane.kind != "connector" and lane.right < 0]
-    others: dict[int, object] = {}
+    others: dict[int, tuple] = {}
     out: list[_Agent] = []
-    for kind in _roadside_kinds(cfg, rng):
+    for kind in _roadside_kinds(cfg, rng) if hosts else []:
         for _ in range(tries):
             lane = hosts[rng.integers(len(hosts))]
             agent = _roadside_agent(road, kind, lane, lane in route, rng)

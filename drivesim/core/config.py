@@ -91,25 +91,30 @@ def check_type(value: Any, tp: Any, where: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
-    elif origin is tuple:
-        return _check_sequence(value, tp, args, where)
-    elif origin is list:
-        if isinstance(value, (list, tuple)):
-            return [check_type(v, args[0] if args else Any, join_path(where, i)) for i, v in enumerate(value)]
-    elif origin is dict:
-        if isinstance(value, Mapping):
-            return {check_type(k, args[0], where): check_type(v, args[1], join_path(where, str(k))) for k, v in value.items()}
-    elif dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if isinstance(value, Mapping):
-            return apply_overrides(tp(), value, where)
+    elif origin in (tuple, list, dict) or dataclasses.is_dataclass(tp):
+        return _check_container(value, tp, where)
     elif isinstance(tp, type) and isinstance(value, tp):
         return value
     raise ConfigError(f"{where}: expected {type_name(tp)}, got {describe(value)}")
 
 
-def _check_sequence(value, tp, args, where):
+def _check_container(value: Any, tp: Any, where: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is tuple:
+        return _check_tuple(value, tp, args, where)
+    if origin is list and isinstance(value, (list, tuple)):
+        return [check_type(v, args[0] if args else Any, join_path(where, i)) for i, v in enumerate(value)]
+    if origin is dict and isinstance(value, Mapping):
+        return {check_type(k, args[0], where): check_type(v, args[1], join_path(where, str(k))) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, Mapping):
+            return apply_overrides(tp(), value, where)
+    raise ConfigError(f"{where}: expected {type_name(tp)}, got {describe(value)}")
+
+
+def _check_tuple(value, tp, args, where):
     if not isinstance(value, (list, tuple)):
         raise ConfigError(f"{where}: expected {type_name(tp)} (a list), got {describe(value)}")
     if len(args) == 2 and args[1] is Ellipsis:

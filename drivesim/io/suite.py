@@ -169,6 +169,8 @@ def _parse_group(raw: Any, where: str) -> GroupSpec:
 def parse_suite(data: Any, source: str = "<dict>") -> Suite:
     """Validate parsed YAML content; errors are SuiteError prefixed with `source`."""
     try:
+        if data is None:
+            raise ConfigError("suite: the file is empty; expected a mapping with at least `name` and `groups`")
         raw = _mapping(data, "suite")
         _keys(raw, TOP_KEYS, "", REQUIRED_TOP)
         vals = {k: check_type(raw.get(k, DEFAULTS.get(k)), TOP_KEYS[k], k) for k in TOP_KEYS if k != "groups"}

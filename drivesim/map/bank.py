@@ -76,36 +76,34 @@ def project_on_polylines(a, b, sa, k, nseg, xy):
     return s, d, seg, torch.atan2(tb[..., 1], tb[..., 0])
 
 
-def lane_direction_raster(lanes, origin, hw, resolution: float) -> np.ndarray:
-    """Unit driving direction [H*W, 2] of the lane covering each cell; 0 where none or ambiguous.
-
-    Ambiguous: lanes with differing directions overlap there (junction interiors)."""
+def lane_direction_raster(lanes, sdf: np.ndarray, origin, resolution: float, neighbours: int = 6) -> np.ndarray:
+    """Unit driving direction [H*W, 2] of the lane covering each drivable cell; 0 where no lane
+    covers it or lanes with different directions overlap (junction interiors)."""
     from scipy.spatial import cKDTree
 
-    h, w = hw
-    acc = np.zeros((h * w, 2))
-    count = np.zeros(h * w)
+    h, w = sdf.shape
+    pts, tang, half = [], [], []
     for lane in lanes:
-        poly = lane.polygon()
-        bx0, by0, bx1, by1 = poly.bounds
-        i0, i1 = max(0, int((bx0 - origin[0]) / resolution)), min(w, int((bx1 - origin[0]) / resolution) + 1)
-        j0, j1 = max(0, int((by0 - origin[1]) / resolution)), min(h, int((by1 - origin[1]) / resolution) + 1)
-        gx, gy = np.meshgrid(origin[0] + (np.arange(i0, i1) + 0.5) * resolution, origin[1] + (np.arange(j0, j1) + 0.5) * resolution)
-        shapely.prepare(poly)
-        inside = shapely.contains_xy(poly, gx, gy)
-        if not inside.any():
-            continue
-        pts = resample_polyline(np.asarray(lane.centerline, float), 1.0)
-        tang = np.gradient(pts, axis=0)
-        tang /= np.linalg.norm(tang, axis=1, keepdims=True)
-        _, nearest = cKDTree(pts).query(np.stack([gx[inside], gy[inside]], axis=1))
-        jj, ii = np.nonzero(inside)
-        flat = (jj + j0) * w + (ii + i0)
-        np.add.at(acc, flat, tang[nearest])
-        np.add.at(count, flat, 1)
-    norm = np.linalg.norm(acc, axis=1)
-    ok = (count > 0) & (norm > 0.9 * np.maximum(count, 1))
-    return np.where(ok[:, None], acc / np.maximum(norm, 1e-9)[:, None], 0.0).astype(np.float16)
+        p = resample_polyline(np.asarray(lane.centerline, float), 1.0)
+        t = np.gradient(p, axis=0)
+        pts.append(p)
+        tang.append(t / np.linalg.norm(t, axis=1, keepdims=True))
+        half.append(np.full(len(p), 0.5 * lane.width))
+    pts, tang, half = (np.concatenate(v).astype(np.float32) for v in (pts, tang, half))
+    jj, ii = np.nonzero(sdf <= 0)
+    cells = np.stack([origin[0] + (ii + 0.5) * resolution, origin[1] + (jj + 0.5) * resolution], axis=1).astype(np.float32)
+    _, idx = cKDTree(pts).query(cells, k=min(neighbours, len(pts)))  # [N, k]
+    rel = cells[:, None, :] - pts[idx]
+    t = tang[idx]
+    lateral = np.abs(t[..., 0] * rel[..., 1] - t[..., 1] * rel[..., 0])
+    along = np.abs((t * rel).sum(-1))
+    covers = (lateral <= half[idx]) & (along <= 1.0)  # [N, k]
+    first = t[np.arange(len(idx)), covers.argmax(axis=1)]  # direction of one covering lane
+    agree = ((t * first[:, None, :]).sum(-1) > 0.9) | ~covers
+    ok = covers.any(axis=1) & agree.all(axis=1)
+    out = np.zeros((h * w, 2))
+    out[(jj * w + ii)[ok]] = first[ok]
+    return out.astype(np.float16)
 
 
 @dataclass
@@ -189,18 +187,16 @@ class MapBank:
                 signal[starts[mi] + lid] = g
             if m.signal_group:
                 map_signal[mi] = (*m.signal_timing, max(m.signal_group.values()) + 1)
-        merges = np.zeros((NL, NL), dtype=bool)
-        for i in range(NL):
-            si = set(succ[i][succ[i] >= 0])
-            if si:
-                for j in range(NL):
-                    if j != i and lane_map[j] == lane_map[i] and si & set(succ[j][succ[j] >= 0]):
-                        merges[i, j] = True
+        succ_matrix = np.zeros((NL, NL), dtype=bool)
+        rows, cols = np.nonzero(succ >= 0)
+        succ_matrix[rows, succ[rows, cols]] = True
+        merges = (succ_matrix.astype(np.int32) @ succ_matrix.T.astype(np.int32)) > 0
+        np.fill_diagonal(merges, False)
         rasters, directions, origins, hws = [], [], [], []
         for m in maps:
             r, o, hw = signed_distance_raster(m.drivable, resolution)
             rasters.append(r.reshape(-1))
-            directions.append(lane_direction_raster(m.lanes, o, hw, resolution))
+            directions.append(lane_direction_raster(m.lanes, r.astype(np.float32), o, resolution))
             origins.append(o)
             hws.append(hw)
         sdf_start = np.cumsum([0] + [len(r) for r in rasters])[:-1]
@@ -305,21 +301,24 @@ class MapBank:
         return project_on_polylines(self.lane_pts[lane.unsqueeze(-1), k], self.lane_pts[lane.unsqueeze(-1), k + 1],
                                     self.lane_s[lane.unsqueeze(-1), k], k, nseg, xy)
 
-    def point_at(self, lane: torch.Tensor, s: torch.Tensor):
-        """World xy [..., 2] and heading of `lane` at arc length s (clamped to the lane)."""
+    def point_at(self, lane: torch.Tensor, s: torch.Tensor, seg_hint: torch.Tensor | None = None, window: int = 24):
+        """World xy [..., 2] and heading of `lane` at arc length s, extrapolated straight beyond
+        both ends. With `seg_hint`, only `window` segments from the hint on are searched."""
         lane_c = lane.clamp(min=0)
-        ls = self.lane_s[lane_c]  # [..., P]
-        sc = torch.minimum(s.clamp(min=0), self.lane_len[lane_c])
         nseg = self.lane_npts[lane_c] - 1
-        k = torch.searchsorted(ls.contiguous(), sc.unsqueeze(-1).contiguous(), right=True).squeeze(-1) - 1
-        k = torch.minimum(k.clamp(min=0), nseg - 1)
-        a = self.lane_pts[lane_c, k]
-        b = self.lane_pts[lane_c, k + 1]
+        if seg_hint is None:
+            seg_hint, window = torch.zeros_like(lane_c), self.lane_pts.shape[1] - 1
+        k = torch.minimum(seg_hint.unsqueeze(-1) + torch.arange(window, device=s.device), (nseg - 1).unsqueeze(-1))
+        sk = self.lane_s[lane_c.unsqueeze(-1), k]  # [..., W] arc length at each segment start
+        pick = ((sk <= s.unsqueeze(-1)).sum(-1) - 1).clamp(min=0)
+        k = k.gather(-1, pick.unsqueeze(-1)).squeeze(-1)
+        a, b = self.lane_pts[lane_c, k], self.lane_pts[lane_c, k + 1]
         seglen = (b - a).norm(dim=-1).clamp(min=1e-6)
-        frac = ((sc - ls.gather(-1, k.unsqueeze(-1)).squeeze(-1)) / seglen).clamp(0, 1)
-        xy = a + (b - a) * frac.unsqueeze(-1)
-        yaw = torch.atan2(b[..., 1] - a[..., 1], b[..., 0] - a[..., 0])
-        return xy, yaw
+        frac = (s - self.lane_s[lane_c, k]) / seglen
+        lo = torch.where(k == 0, torch.full_like(frac, -1e9), torch.zeros_like(frac))
+        hi = torch.where(k == nseg - 1, torch.full_like(frac, 1e9), torch.ones_like(frac))
+        frac = torch.maximum(torch.minimum(frac, hi), lo)
+        return a + (b - a) * frac.unsqueeze(-1), torch.atan2(b[..., 1] - a[..., 1], b[..., 0] - a[..., 0])
 
     def locate(self, map_idx: torch.Tensor, xy: torch.Tensor, yaw: torch.Tensor, heading_weight: float = 4.0):
         """Best lane for each pose (map_idx [N], xy [N, 2], yaw [N]): returns (lane, seg, s, d).

@@ -101,7 +101,8 @@ class OnRampMerge:
     """Main road split in three sections (before, along, after the merge zone) and a ramp.
 
     Lanes: section k forward lane i is k*lanes + i; then the backward lanes; the ramp is last.
-    The ramp runs alongside the merge zone as an acceleration lane and ends there.
+    The ramp runs alongside the merge zone as an acceleration lane and tapers into the rightmost
+    lane after it (its successor, shared with that lane: traffic zips by distance to the end).
     """
 
     length: float = 400.0
@@ -129,13 +130,18 @@ class OnRampMerge:
                 lanes[k * n + i].successors = [(k + 1) * n + i]
         back, _, _ = _carriageway(np.array([[0.0, 0.0], [self.length, 0.0]]), 0, self.lanes_back, w, self.speed_limit, first=len(lanes))
         lanes += back
-        y_acc = -(n + 0.5) * w
+        y_acc, y_right = -(n + 0.5) * w, -(n - 0.5) * w
         x0 = self.merge_start - self.ramp_length
         t = np.linspace(0, 1, 40)
         drop = 6 * w
-        approach = np.stack([x0 + t * self.ramp_length, y_acc - drop * (1 - (3 * t**2 - 2 * t**3))], axis=1)
-        along = np.stack([np.linspace(self.merge_start, cuts[2], 20), np.full(20, y_acc)], axis=1)
-        ramp = Lane(np.concatenate([approach, along[1:]]), w, self.speed_limit * 0.8, kind="ramp", dead_end=True)
+        smooth = lambda u: 3 * u**2 - 2 * u**3
+        approach = np.stack([x0 + t * self.ramp_length, y_acc - drop * (1 - smooth(t))], axis=1)
+        taper = min(40.0, self.merge_length / 2)
+        along = np.stack([np.linspace(self.merge_start, cuts[2] - taper, 20), np.full(20, y_acc)], axis=1)
+        u = np.linspace(0, 1, 12)
+        closing = np.stack([cuts[2] - taper + u * taper, y_acc + (y_right - y_acc) * smooth(u)], axis=1)
+        ramp = Lane(np.concatenate([approach, along[1:], closing[1:]]), w, self.speed_limit * 0.8, kind="ramp",
+                    successors=[2 * n + n - 1])  # the taper joins the rightmost lane after the merge zone
         ramp_id = len(lanes)
         ramp.left = n + n - 1  # rightmost lane of the merge section
         lanes.append(ramp)

@@ -26,18 +26,19 @@ def sat_terms(dx, dy, yaw_a, len_a, wid_a, yaw_b, len_b, wid_b, vx=None, vy=None
     """
     ca, sa = torch.cos(yaw_a), torch.sin(yaw_a)
     cb, sb = torch.cos(yaw_b), torch.sin(yaw_b)
-    c = (ca * cb + sa * sb).abs()  # |cos(yaw_b - yaw_a)|
-    s = (ca * sb - sa * cb).abs()  # |sin(yaw_b - yaw_a)|
+    rel = yaw_b - yaw_a
+    c, s = torch.cos(rel).abs(), torch.sin(rel).abs()
     hla, hwa, hlb, hwb = 0.5 * len_a, 0.5 * wid_a, 0.5 * len_b, 0.5 * wid_b
     reach = torch.stack([hla + hlb * c + hwb * s, hwa + hlb * s + hwb * c,
                          hlb + hla * c + hwa * s, hwb + hla * s + hwa * c], dim=-1)
 
-    def project(ux, uy):
-        return torch.stack([ux * ca + uy * sa, uy * ca - ux * sa, ux * cb + uy * sb, uy * cb - ux * sb], dim=-1)
-
-    p = project(dx, dy)
-    q = None if vx is None else project(vx, vy)
-    return p, reach, q
+    if vx is not None:  # project positions and velocities together: [..., 2] pairs
+        dx, dy = torch.stack([dx, vx], dim=-1), torch.stack([dy, vy], dim=-1)
+        ca, sa, cb, sb = (z.unsqueeze(-1) for z in (ca, sa, cb, sb))
+    pq = torch.stack([dx * ca + dy * sa, dy * ca - dx * sa, dx * cb + dy * sb, dy * cb - dx * sb], dim=-1)
+    if vx is None:
+        return pq, reach, None
+    return pq[..., 0, :], reach, pq[..., 1, :]
 
 
 def sat_overlap(a: tuple, b: tuple) -> torch.Tensor:
@@ -62,7 +63,7 @@ def first_true_time(hits: torch.Tensor, times: torch.Tensor, none_value: float) 
 
 def min_distance_over_horizon(dx, dy, vx, vy, horizon: float):
     """Smallest centre distance (squared) over t in [0, horizon] under constant relative velocity."""
-    vv = vx * vx + vy * vy
-    t = (-(dx * vx + dy * vy) / vv.clamp(min=1e-9)).clamp(0.0, horizon)
-    mx, my = dx + vx * t, dy + vy * t
-    return mx * mx + my * my
+    vv = torch.addcmul(vx * vx, vy, vy)
+    t = (torch.addcmul(dx * vx, dy, vy) / vv.clamp(min=1e-9)).neg_().clamp_(0.0, horizon)
+    mx, my = torch.addcmul(dx, vx, t), torch.addcmul(dy, vy, t)
+    return torch.addcmul(mx * mx, my, my)

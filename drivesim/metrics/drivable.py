@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from drivesim.map.bank import SDF_CLAMP
+
 
 @dataclass(frozen=True)
 class DrivableConfig:
@@ -30,6 +32,19 @@ class DrivableConfig:
 def max_corner_distance(bank, map_idx: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
     """Largest signed distance [...] of box corners [B, ..., 4, 2] to the drivable edge (m)."""
     return bank.signed_distance(map_idx, corners).amax(dim=-1)
+
+
+def ego_map_lookup(bank, map_idx: torch.Tensor, corners: torch.Tensor, centre: torch.Tensor):
+    """Largest corner signed distance [B] (corners [B, 4, 2]) and the lane direction [B, 2] at
+    centre [B, 2], from one raster-cell lookup: the same values as `bank.signed_distance` and
+    `bank.driving_direction` (tests check it) at about half the per-step cost."""
+    pts = torch.cat([corners, centre.unsqueeze(1)], dim=1)  # [B, 5, 2]
+    idx, wts, inside = bank._raster_cells(map_idx, pts)  # [B, 5, 4], [B, 5, 4], [B, 5]
+    sd = (bank.sdf[idx[:, :4]].float() * wts[:, :4]).sum(dim=-1)  # [B, 4]
+    sd = torch.where(inside[:, :4], sd, torch.full_like(sd, SDF_CLAMP[1]))
+    nearest = idx[:, 4].gather(-1, wts[:, 4].argmax(dim=-1, keepdim=True)).squeeze(-1)  # [B]
+    direction = bank.lane_dir[nearest].float() * inside[:, 4:5]
+    return sd.amax(dim=-1), direction
 
 
 def drivable_area_compliance(max_distance: torch.Tensor, valid: torch.Tensor | None = None,

@@ -87,6 +87,7 @@ for _name, _text in {
     "progress_ratio": "max(p, 2) / max(p_expert, 2)",
     "ego_progress": "nuPlan progress score min(1, progress_ratio)",
     "making_progress": "nuPlan: progress_ratio >= 0.2",
+    "navsim_ep": "NAVSIM ego progress min(1, p / p_expert), 1 when the expert made under 5 m",
     "ttc": "1 if no step had a time to collision under 0.95 s (3 s horizon, nuPlan)",
     "min_ttc": "smallest time to collision over the episode (s, 5 when none)",
     "speed_limit": "nuPlan speed-limit compliance max(0, 1 - sum(overspeed dt) / (2.23 duration))",

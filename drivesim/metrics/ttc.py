@@ -86,33 +86,35 @@ def pair_terms(subj: Boxes, other: Boxes, consider: torch.Tensor, horizon: float
     rsum = half_diagonal(other.length, other.width).unsqueeze(1) + half_diagonal(subj.length, subj.width).unsqueeze(2)
     near = consider & (min_distance_over_horizon(dx, dy, wx, wy, horizon) <= rsum * rsum)
     b, s, a = near.nonzero(as_tuple=True)
-    rel = torch.stack([dx, dy, wx, wy], dim=-1)[b, s, a]  # [M, 4]
-    sf = torch.stack([subj.yaw, subj.length, subj.width], dim=-1)[b, s]  # [M, 3]
-    of = torch.stack([other.yaw, other.length, other.width], dim=-1)[b, a]
-    p, reach, q = sat_terms(rel[:, 0], rel[:, 1], sf[:, 0], sf[:, 1], sf[:, 2], of[:, 0], of[:, 1], of[:, 2],
-                            rel[:, 2], rel[:, 3])
+    S, A = near.shape[1], near.shape[2]
+    pair, sub, oth = (b * S + s) * A + a, b * S + s, b * A + a  # flat indices
+    take = lambda t, i: t.reshape(-1)[i]
+    p, reach, q = sat_terms(take(dx, pair), take(dy, pair), take(subj.yaw, sub), take(subj.length, sub),
+                            take(subj.width, sub), take(other.yaw, oth), take(other.length, oth),
+                            take(other.width, oth), take(wx, pair), take(wy, pair))
     overlap = (p.abs() <= reach).all(dim=-1)
     return PairTerms(b, s, a, p, reach, q, overlap)
 
 
-def pair_ttc(terms: PairTerms, relevant: torch.Tensor, shape: tuple[int, int], cfg: TTCConfig) -> torch.Tensor:
-    """TTC [B, S] of each subject: first grid time at which a relevant candidate overlaps it,
-    `cfg.clamp` where none does. relevant: [M] bool."""
+def first_hit_times(terms: PairTerms, cfg: TTCConfig) -> torch.Tensor:
+    """[M] first grid time at which each candidate pair overlaps (cfg.clamp if never)."""
     times = cfg.times(terms.p.device, terms.p.dtype)  # [G]
-    hits = overlap_at_times(terms.p, terms.reach, terms.q, times)  # [M, G]
-    t = first_true_time(hits, times, cfg.clamp)
-    t = torch.where(relevant, t, torch.full_like(t, cfg.clamp))
+    return first_true_time(overlap_at_times(terms.p, terms.reach, terms.q, times), times, cfg.clamp)
+
+
+def reduce_ttc(terms: PairTerms, t: torch.Tensor, relevant: torch.Tensor, shape: tuple[int, int], clamp: float):
+    """TTC [B, S]: the smallest t [M] over the relevant [M] candidates of each subject."""
+    t = torch.where(relevant, t, torch.full_like(t, clamp))
     B, S = shape
-    out = torch.full((B * S,), cfg.clamp, dtype=terms.p.dtype, device=terms.p.device)
-    out = out.scatter_reduce(0, terms.b * S + terms.s, t, reduce="amin")
-    return out.view(B, S)
+    out = torch.full((B * S,), clamp, dtype=t.dtype, device=t.device)
+    return out.scatter_reduce(0, terms.b * S + terms.s, t, reduce="amin").view(B, S)
 
 
 def ttc_constant_velocity(subj: Boxes, other: Boxes, consider: torch.Tensor, cfg: TTCConfig = TTCConfig()) -> torch.Tensor:
     """Generic TTC [B, S] of subjects against others (consider [B, S, A]; exclude self-pairs
     there), ignoring pairs that overlap already; clamped to cfg.clamp. For realism features."""
     terms = pair_terms(subj, other, consider, cfg.horizon)
-    return pair_ttc(terms, ~terms.overlap, tuple(consider.shape[:2]), cfg)
+    return reduce_ttc(terms, first_hit_times(terms, cfg), ~terms.overlap, tuple(consider.shape[:2]), cfg.clamp)
 
 
 def ego_ttc(terms: PairTerms, ego_speed: torch.Tensor, exclude: torch.Tensor,
@@ -120,17 +122,18 @@ def ego_ttc(terms: PairTerms, ego_speed: torch.Tensor, exclude: torch.Tensor,
     """nuPlan ego TTC [B] from ego-vs-others candidate terms (subject = ego, S = 1).
 
     ego_speed [B]; exclude [M]: candidates collided before; lateral_ok [B] (ego straddles lanes,
-    is off-road or in a junction), or a function computing it, called only when some candidate
-    is neither ahead nor behind. Overlapping candidates are ignored. Clamped to cfg.clamp.
+    is off-road or in a junction), or a function computing it, called only when a candidate
+    that is neither ahead nor behind would collide within the horizon. Overlapping candidates
+    are ignored. Clamped to cfg.clamp.
     """
+    t = first_hit_times(terms, cfg)  # [M]
     dist = torch.hypot(terms.p[:, 0], terms.p[:, 1])  # [M] centre distance
     ahead = terms.p[:, 0] > dist * math.cos(math.radians(cfg.ahead_deg))
     behind = terms.p[:, 0] < dist * math.cos(math.radians(cfg.behind_deg))
-    moving = ego_speed > cfg.stopped_speed  # [B]
-    base = ~terms.overlap & ~exclude & moving[terms.b]
+    base = ~terms.overlap & ~exclude & (ego_speed > cfg.stopped_speed)[terms.b]
     relevant = base & ahead
-    lateral = base & ~ahead & ~behind
-    if lateral.any():
+    lateral = base & ~ahead & ~behind & (t < cfg.clamp)
+    if bool(lateral.any()):
         ok = lateral_ok() if callable(lateral_ok) else lateral_ok
         relevant = relevant | (lateral & ok[terms.b])
-    return pair_ttc(terms, relevant, (ego_speed.shape[0], 1), cfg)[:, 0]
+    return reduce_ttc(terms, t, relevant, (ego_speed.shape[0], 1), cfg.clamp)[:, 0]

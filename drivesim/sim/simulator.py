@@ -106,7 +106,7 @@ class Simulator:
         past = (s > L) & (state.lane >= 0)
         lane = torch.where(past & (nxt >= 0), nxt, state.lane)
         seg = torch.where(past & (nxt >= 0), torch.zeros_like(seg), seg)
-        gone = past & (nxt < 0) & (s > L + 0.5 * state.length) & ~self.is_ego & ~self.is_replay
+        gone = past & (nxt < 0) & ~self.is_ego & ~self.is_replay
         valid = state.valid & ~gone
         drift = (d.abs() > 0.5 * bank.lane_width[state.lane.clamp(min=0)] + 0.3) & (self.is_ego | self.is_replay) & valid
         if bool(drift.any()):
