@@ -102,8 +102,8 @@ class MetricAccumulator:
 
         before = self._collided[terms.b, terms.a]  # [M]
         fault_now = self._record_collisions(state, terms, terms.overlap & ~before, lambda: straddle() | offroad)
-        junction = (direction == 0).all(dim=-1) & ~offroad
-        ttc = ego_ttc(terms, ego.speed, before, lambda: straddle() | offroad | junction, self.cfg.ttc)
+        junction = lambda: (direction == 0).all(dim=-1) & ~offroad  # no single lane direction: a junction
+        ttc = ego_ttc(terms, ego.speed, before, lambda: straddle() | offroad | junction(), self.cfg.ttc)
         ttc = torch.where(fault_now, torch.zeros_like(ttc), ttc)  # nuPlan: TTC 0 at an at-fault collision
         lane = state.lane[:, 0]
         limit = bank.lane_speed[lane.clamp(min=0)]
@@ -160,7 +160,8 @@ class MetricAccumulator:
         any_seen = n > 0
         out = self._collision_metrics()
         out["drivable_area_compliance"] = drivable_area_compliance(v["max_offroad"], seen, cfg.drivable.dac_tolerance)
-        out["max_offroad"] = torch.where(any_seen, v["max_offroad"].masked_fill(~seen, -1e9).amax(dim=0), torch.zeros_like(self._nc))
+        worst_sd = v["max_offroad"].masked_fill(~seen, -1e9).amax(dim=0)
+        out["max_offroad"] = torch.where(any_seen, worst_sd, torch.zeros_like(worst_sd))
         worst = max_window_sum(v["oncoming"] * seen, window_steps(dt, cfg.drivable.direction_window_s))
         out["max_oncoming"], out["driving_direction"] = worst, direction_score(worst, cfg.drivable)
         out["min_ttc"] = v["ttc"].masked_fill(~seen, cfg.ttc.clamp).amin(dim=0)

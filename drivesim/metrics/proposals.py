@@ -78,8 +78,9 @@ def _candidate_hits(ego_pts, ego_yaw, ego_len, ego_wid, oth: Boxes, valid, shift
     f = frames[t]  # [M1, J]
     px, py = ego_pts[n, :, t, :, 0], ego_pts[n, :, t, :, 1]  # [M1, K, J]
     qx, qy = oth.x[n.unsqueeze(1), f, a.unsqueeze(1)].unsqueeze(1), oth.y[n.unsqueeze(1), f, a.unsqueeze(1)].unsqueeze(1)
-    rsum = (r_e.view(N)[n] + half_diagonal(oth.length, oth.width)[n, t, a]).view(-1, 1, 1)
-    m, k, j = ((qx - px) ** 2 + (qy - py) ** 2 <= rsum * rsum).nonzero(as_tuple=True)
+    r_of = half_diagonal(oth.length, oth.width)[n.unsqueeze(1), f, a.unsqueeze(1)]  # [M1, J]
+    rsum = (r_e.view(N)[n].unsqueeze(1) + r_of).unsqueeze(1)  # [M1, 1, J]
+    m, k, j = ((qx - px) ** 2 + (qy - py) ** 2 <= rsum * rsum).nonzero(as_tuple=True)  # centre-distance test
     n, t, a = n[m], t[m], a[m]
     fr = t + shifts[j]
     ego_box = (ego_pts[n, k, t, j, 0], ego_pts[n, k, t, j, 1], ego_yaw[n, k, t], ego_len[n], ego_wid[n])
@@ -162,7 +163,8 @@ def score_proposals(ego_xy, ego_yaw, ego_speed, ego_length, ego_width, others, o
     junction = (direction == 0).all(dim=-1) & ~offroad
     straddle = torch.zeros_like(offroad)
     if ego_lane is not None:
-        _, d, _, _ = bank.project(ego_lane.unsqueeze(-1).expand(-1, -1, -1, 4), ego_seg.unsqueeze(-1).expand(-1, -1, -1, 4), corners)
+        four = lambda z: z.unsqueeze(-1).expand(-1, -1, -1, 4)
+        _, d, _, _ = bank.project(four(ego_lane), four(ego_seg), corners)  # [N, K, T, 4]
         straddle = (d.abs() > 0.5 * bank.lane_width[ego_lane.clamp(min=0)].unsqueeze(-1)).any(dim=-1) | (ego_lane < 0)
 
     shifts = torch.as_tensor(cfg.ttc_shifts, device=dev)

@@ -15,6 +15,7 @@ test then runs on the gathered candidates only, on the whole time grid at once.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -36,8 +37,12 @@ class TTCConfig:
 
     def times(self, device=None, dtype=torch.float32) -> torch.Tensor:
         """Grid [G] of look-ahead times, as nuPlan's np.arange(step, horizon, step)."""
-        n = int(round(self.horizon / self.step))
-        return self.step * torch.arange(1, n, device=device, dtype=dtype)
+        return _time_grid(self.horizon, self.step, torch.device(device or "cpu"), dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _time_grid(horizon: float, step: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return step * torch.arange(1, int(round(horizon / step)), device=device, dtype=dtype)
 
 
 class Boxes(NamedTuple):

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from drivesim.behavior.idm import FAR, IDMConfig, idm_accel
+from drivesim.behavior.reactive import lane_frenet, next_lanes
+from drivesim.core.types import AgentType
 from drivesim.core.geometry import to_local, wrap_angle
 from drivesim.dynamics.bicycle import WHEELBASE_RATIO
 from drivesim.metrics.proposals import score_proposals
@@ -33,6 +35,7 @@ class PDMConfig:
     lateral_time: float = 2.0  # s to reach a proposal's offset
     lookahead: float = 0.8  # s along the chosen proposal for pure pursuit
     corridor_margin: float = 0.3  # m added to half widths when deciding who is in the path
+    lateral_decay: float = 2.0  # s: others' lateral speed decays with this time constant (lane changes end)
 
 
 class PDMClosed:
@@ -82,12 +85,14 @@ class PDMClosed:
         yaw = torch.cat([yaw, yaw[..., -1:]], dim=-1)
         moving = v > 0.3
         yaw = torch.where(moving, yaw, state.yaw[:, 0, None, None].expand_as(yaw))
-        others = self._forecast_world(state, T)
+        others = self._forecast_world(state, batch, T)
         valid = state.valid.clone()
         valid[:, 0] = False
         scored = score_proposals(xy, yaw, v, state.length[:, 0], state.width[:, 0], others, valid, state.agent_type,
                                  batch.map_idx, batch.bank, progress=s[..., -1] - s[..., :1].squeeze(-1))
-        best = scored["score"].argmax(dim=1)  # ties: the first, i.e. the slowest safe proposal wins only if it scores higher
+        # ties go to the centred, faster proposal
+        tie = 1e-4 * v_target / limit.clamp(min=0.1).unsqueeze(1) - 1e-3 * offset.abs()
+        best = (scored["score"] + tie).argmax(dim=1)
         pick = lambda x: x[torch.arange(B), best]
         return {"step": state.step, "xy": pick(xy), "speed": pick(v), "best": best}
 
@@ -101,7 +106,7 @@ class PDMClosed:
         rel = wrap_angle(state.yaw - heading)
         t = torch.arange(cfg.horizon + 1, device=state.device) * cfg.dt
         fs = s.unsqueeze(1) + (state.speed * torch.cos(rel)).unsqueeze(1) * t[None, :, None]
-        fd = d.unsqueeze(1) + (state.speed * torch.sin(rel)).unsqueeze(1) * t[None, :, None]
+        fd = d.unsqueeze(1) + (state.speed * torch.sin(rel)).unsqueeze(1) * self._drift(t)[None, :, None]
         return fs, fd
 
     def _idm_rollout(self, state, batch, s0, d0, offset, v_target, fs, fd):
@@ -155,11 +160,35 @@ class PDMClosed:
         normal = torch.stack([-tangent[..., 1], tangent[..., 0]], -1)
         return (p0 + normal * d.reshape(B, -1, 1)).reshape(B, K, T1, 2)
 
-    def _forecast_world(self, state, T):
-        cfg = self.config
-        t = torch.arange(T + 1, device=state.device) * cfg.dt
+    def _drift(self, t: torch.Tensor) -> torch.Tensor:
+        """Lateral displacement per unit lateral speed after time t: tau (1 - exp(-t / tau))."""
+        tau = self.config.lateral_decay
+        return tau * (1 - torch.exp(-t / tau))
+
+    def _forecast_world(self, state, batch, T):
+        """Others over the horizon: vehicles and cyclists on a lane keep their speed along it
+        (onto the successor they will take) and their lateral speed across it (so a car drifting
+        out of its lane keeps drifting, as in a cut-in); everything else moves in a straight line."""
+        cfg, bank = self.config, batch.bank
+        t = (torch.arange(T + 1, device=state.device) * cfg.dt).view(1, -1, 1)
+        fr = lane_frenet(state, batch)
+        rel = wrap_angle(state.yaw - fr.lane_yaw)
+        grow = lambda z: z.unsqueeze(1).expand(-1, T + 1, -1)  # [B, A] -> [B, T+1, A]
+        s_t = grow(fr.s) + grow(state.speed * torch.cos(rel)) * t
+        d_t = grow(fr.d) + grow(state.speed * torch.sin(rel)) * self._drift(t)
+        lane, nxt, L = grow(state.lane), grow(next_lanes(state.lane, batch)), grow(bank.lane_len[state.lane.clamp(min=0)])
+        on_next = (s_t > L) & (nxt >= 0)
+        window = int(cfg.horizon * cfg.dt * 40.0 / 2.0) + 2  # segments of 2 m covered at 40 m/s
+        xy_a, yaw_a = bank.point_at(lane, s_t, grow(fr.seg), window)
+        xy_b, yaw_b = bank.point_at(nxt.clamp(min=0), s_t - L, torch.zeros_like(lane), window)
+        xy_l = torch.where(on_next.unsqueeze(-1), xy_b, xy_a)
+        yaw_l = torch.where(on_next, yaw_b, yaw_a)
+        normal = torch.stack([-torch.sin(yaw_l), torch.cos(yaw_l)], -1)
+        xy_l = xy_l + normal * d_t.unsqueeze(-1)
         vx, vy = state.speed * torch.cos(state.yaw), state.speed * torch.sin(state.yaw)
-        x = state.x.unsqueeze(1) + vx.unsqueeze(1) * t[None, :, None]  # [B, T+1, A]
-        y = state.y.unsqueeze(1) + vy.unsqueeze(1) * t[None, :, None]
-        rep = lambda z: z.unsqueeze(1).expand_as(x)
-        return (x, y, rep(state.yaw), rep(state.length), rep(state.width), rep(state.speed))
+        xy_s = torch.stack([grow(state.x) + grow(vx) * t, grow(state.y) + grow(vy) * t], -1)
+        follows = (state.lane >= 0) & ((state.agent_type == AgentType.VEHICLE) | (state.agent_type == AgentType.CYCLIST))
+        follows = grow(follows & (fr.d.abs() < bank.lane_width[state.lane.clamp(min=0)]))
+        xy = torch.where(follows.unsqueeze(-1), xy_l, xy_s)
+        yaw = torch.where(follows, wrap_angle(yaw_l + grow(rel)), grow(state.yaw))
+        return (xy[..., 0], xy[..., 1], yaw, grow(state.length), grow(state.width), grow(state.speed))

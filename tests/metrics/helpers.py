@@ -23,19 +23,20 @@ def random_state(B=4, A=8, seed=0, spread=20.0, max_speed=10.0) -> SimState:
                     valid=valid, lane=torch.full((B, A), -1), seg=torch.zeros(B, A, dtype=torch.long))
 
 
-def make_batch(road, agents, duration=5.0, route=(0,), rows=1) -> ScenarioBatch:
+def make_batch(road, agents, duration=5.0, route=(0,), rows=1, device="cpu") -> ScenarioBatch:
     """A batch of `rows` copies of one hand-made scenario (agents: dicts, the first is the ego)."""
-    return ScenarioBatch.build([make_scenario(road, agents, route=route, duration=duration, name=f"s{i}") for i in range(rows)])
+    scenarios = [make_scenario(road, agents, route=route, duration=duration, name=f"s{i}") for i in range(rows)]
+    return ScenarioBatch.build(scenarios, device=device)
 
 
 def state_from(batch, poses: np.ndarray, step: int, types=None) -> SimState:
     """SimState with poses [B, A, 4] (x, y, yaw, speed); lanes located like the simulator's reset."""
-    p = torch.as_tensor(np.asarray(poses, dtype=np.float32))
+    p = torch.as_tensor(np.asarray(poses, dtype=np.float32), device=batch.device)
     B, A = p.shape[:2]
     lane, seg, _, _ = batch.bank.locate(batch.map_idx.unsqueeze(1).expand(B, A).reshape(-1), p[..., :2].reshape(-1, 2),
                                         p[..., 2].reshape(-1))
-    zeros = torch.zeros(B, A)
-    kind = batch.init["agent_type"] if types is None else torch.as_tensor(types)
+    zeros = torch.zeros(B, A, device=batch.device)
+    kind = batch.init["agent_type"] if types is None else torch.as_tensor(types, device=batch.device)
     return SimState(x=p[..., 0], y=p[..., 1], yaw=p[..., 2], speed=p[..., 3], accel=zeros, steer=zeros,
                     length=batch.init["length"], width=batch.init["width"], agent_type=kind, valid=batch.valid.clone(),
                     lane=lane.view(B, A), seg=seg.view(B, A), step=step)

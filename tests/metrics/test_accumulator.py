@@ -9,7 +9,7 @@ import torch
 from drivesim.map.builders import build_map
 from drivesim.metrics.accumulator import MetricAccumulator, MetricConfig
 from drivesim.metrics.comfort import comfort_checks, comfort_signals
-from tests.metrics.helpers import PEDESTRIAN, STATIC, VEHICLE, constant_velocity, make_batch, run_tracks
+from tests.metrics.helpers import PEDESTRIAN, STATIC, constant_velocity, make_batch, run_tracks
 
 # straight map: forward lanes 0, 1, 2 (+x) at y = -1.8, -5.4, -9.0; backward lanes 3, 4 (-x) at
 # y = 1.8, 5.4; drivable y in [-10.8, 7.2]; speed limit 25 m/s; route = lane 0.
@@ -21,15 +21,15 @@ def road():
     return build_map("straight")
 
 
-def episode(road, tracks, agents=None, expert=None, duration=None, config=None):
+def episode(road, tracks, agents=None, expert=None, duration=None, config=None, device="cpu"):
     """tracks: list over agents of [T+1, 4] arrays (one scenario); returns finalize() as floats."""
     tracks = np.stack(tracks, axis=1)[:, None]  # [T+1, 1, A, 4]
     steps = tracks.shape[0] - 1
     agents = agents or [{}] * tracks.shape[2]
     init = [{"x": tr[0], "y": tr[1], "yaw": tr[2], "speed": tr[3], **a} for tr, a in zip(tracks[0, 0], agents)]
-    batch = make_batch(road, init, duration=duration or steps * 0.1)
+    batch = make_batch(road, init, duration=duration or steps * 0.1, device=device)
     acc = run_tracks(batch, tracks, MetricAccumulator(batch, config))
-    out = acc.finalize(None if expert is None else torch.tensor([float(expert)]))
+    out = acc.finalize(None if expert is None else torch.tensor([float(expert)], device=device))
     return {k: float(v[0]) for k, v in out.items()}
 
 
@@ -189,3 +189,15 @@ def test_config_is_typed_and_validated():
     assert cfg.ttc.threshold == 1.2 and cfg.collision_thresholds == (0, 1, 2)
     with pytest.raises(ConfigError):
         apply_overrides(MetricConfig(), {"tcc": {}})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_same_metrics_on_gpu(road):
+    ego = constant_velocity(50, LANE0, 0.0, 10.0, 30)
+    cases = [[ego, constant_velocity(80, LANE0, math.pi, 10.0, 30)], [ego, constant_velocity(58.8, LANE0, 0.0, 7.0, 30)],
+             [constant_velocity(50, BACK0, 0.0, 10.0, 30)]]
+    for tracks in cases:
+        cpu, gpu = episode(road, tracks), episode(road, tracks, device="cuda")
+        for k in cpu:
+            assert cpu[k] == pytest.approx(gpu[k], abs=1e-4), k

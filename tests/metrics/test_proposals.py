@@ -91,7 +91,8 @@ def _reference(ego_xy, ego_yaw, ego_speed, L, W, oth, valid, kind, offroad, junc
                     if a in initial or not hit(t, t + j, a, j * dt):
                         continue
                     d = np.array([ox[t + j, a] - ego_xy[k, t, 0], oy[t + j, a] - ego_xy[k, t, 1]])
-                    ang = np.degrees(np.arccos(np.clip(d @ [np.cos(ego_yaw[k, t]), np.sin(ego_yaw[k, t])] / np.linalg.norm(d), -1, 1)))
+                    heading = [np.cos(ego_yaw[k, t]), np.sin(ego_yaw[k, t])]
+                    ang = np.degrees(np.arccos(np.clip(d @ heading / np.linalg.norm(d), -1, 1)))
                     if ang < cfg.ahead_deg or ((offroad[k, t] or junction[k, t]) and ang <= cfg.behind_deg):
                         ttc[k] = 0.0
     return nc, ttc
@@ -130,3 +131,18 @@ def test_random_proposals_match_loop_reference(bank):
         np.testing.assert_array_equal(out["ttc"][0].numpy(), ttc)
         events += [nc.min() < 1, ttc.min() < 1, ttc.max() == 1]
     assert sum(events[0::3]) >= 1 and sum(events[1::3]) >= 1 and sum(events[2::3]) >= 1
+
+
+def test_straddling_needs_lanes_for_lateral_fault(bank):
+    xy, yaw, v = _straight_proposals(50.0, -3.6, [10.0])  # on the line between lanes 0 and 1
+    others = _others([(0.0, 0.0, 0.0, 0.0, 1.0, 1.0), (50.0, -6.5, 0.25, 10.0, 4.5, 1.9)])  # drifts into the ego's side
+    valid, kind = torch.tensor([[False, True]]), torch.zeros(1, 2, dtype=torch.long)
+    args = (xy[None], yaw[None], v[None], torch.tensor([4.5]), torch.tensor([1.9]), others, valid, kind, torch.tensor([0]),
+            bank)
+    progress = torch.tensor([[40.0]])
+    without = score_proposals(*args, progress=progress)
+    lane = torch.zeros(1, 1, xy.shape[1], dtype=torch.long)
+    seg = (xy[None, ..., 0] / 2).long().clamp(0, int(bank.lane_npts[0]) - 2)
+    with_lanes = score_proposals(*args, progress=progress, ego_lane=lane, ego_seg=seg)
+    assert without["no_collision"].item() == 1.0  # lateral contact, not straddling as far as it knows
+    assert with_lanes["no_collision"].item() == 0.0
