@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from drivesim.behavior.mobil import mobil_lane_changes
-from drivesim.behavior.reactive import (Frenet, ReactiveConfig, lane_frenet, longitudinal, next_lanes, project_on,
+from drivesim.behavior.reactive import (Frenet, ReactiveConfig, lane_frenet, lane_index, longitudinal, next_lanes, project_on,
                                         pure_pursuit)
 from drivesim.behavior.scenario import ScenarioBatch
 from drivesim.core.state import SimState
@@ -22,16 +22,18 @@ class Decision:
     changed: torch.Tensor  # [B, A] bool: changed lane this step
 
 
-def reactive_control(state: SimState, batch: ScenarioBatch, cfg: ReactiveConfig) -> Decision:
+def reactive_control(state: SimState, batch: ScenarioBatch, cfg: ReactiveConfig, fr: Frenet | None = None) -> Decision:
     """Decide accelerations, steering and lanes of all agents from one snapshot.
 
     The values are computed for every agent; the simulator applies them to REACTIVE agents only.
+    `fr` is the agents' projection on their lanes when the caller already has it.
     """
     t = state.step
-    fr = lane_frenet(state, batch)
+    fr = fr if fr is not None else lane_frenet(state, batch)
     nxt = next_lanes(state.lane, batch)
-    acc, _, v0 = longitudinal(state, fr, nxt, batch, cfg, t * batch.dt)
-    lane, seg, changed = mobil_lane_changes(state, fr, batch, cfg, acc, v0)
+    lanes = lane_index(state, fr, batch)
+    acc, v0 = longitudinal(state, fr, nxt, batch, cfg, t * batch.dt, lanes)
+    lane, seg, changed = mobil_lane_changes(state, fr, batch, cfg, acc, v0, lanes)
     tt = min(t, batch.script_lane.shape[2] - 1)
     s_lane = batch.script_lane[:, :, tt]
     scripted = (s_lane >= 0) & (s_lane != lane)

@@ -7,7 +7,7 @@ import math
 import torch
 
 from drivesim.behavior.idm import FAR, idm_accel, mobil_gain
-from drivesim.behavior.reactive import Frenet, ReactiveConfig, _gather, _nearest, agent_index_like, project_on
+from drivesim.behavior.reactive import Frenet, Lanes, ReactiveConfig, _gather, agent_index_like, project_on
 from drivesim.behavior.scenario import ScenarioBatch
 from drivesim.core.state import SimState
 from drivesim.core.types import ControlMode
@@ -21,31 +21,29 @@ def _idm_behind(follower, leader, dist, state, v0, cfg):
     return idm_accel(v_f, _gather(v0, follower), gap, _gather(state.speed, leader), cfg.idm)
 
 
-def _side_gain(state, fr, target, batch, cfg, acc_now, v0, old):
+def _side_gain(state, fr, target, batch, cfg, acc_now, v0, lanes: Lanes, old):
     """MOBIL gain [B, A] of moving to `target` lanes (-1: none); -inf where unsafe or impossible."""
     bank = batch.bank
     tgt = target.clamp(min=0)
     s_t, d_t, seg_t, _ = project_on(state, fr, target, batch)  # [B, A]
     possible = (target >= 0) & ~bank.lane_dead_end[tgt] & (d_t.abs() < 1.5 * bank.lane_width[tgt])
     possible = possible & (s_t > 0) & (s_t < bank.lane_len[tgt])
-    in_tgt = (state.lane.unsqueeze(1) == target.unsqueeze(2)) & state.valid.unsqueeze(1)  # [B, i, j]
-    ds = fr.s.unsqueeze(1) - s_t.unsqueeze(2)
-    lead, d_lead = _nearest(ds, in_tgt, ahead=True)
-    foll, d_foll = _nearest(ds, in_tgt, ahead=False)
     idx = agent_index_like(state.lane)
+    lead, s_lead, f_lead = lanes.index.neighbour(target, s_t, idx, ahead=True)
+    foll, s_foll, f_foll = lanes.index.neighbour(target, s_t, idx, ahead=False)
+    d_lead = torch.where(f_lead, s_lead - s_t, math.inf)
+    d_foll = torch.where(f_foll, s_t - s_foll, math.inf)
     half = lambda j: 0.5 * (state.length + _gather(state.length, j))
     room = ((d_lead - half(lead)) > 0.5) & ((d_foll - half(foll)) > 0.5)
     a_c_new = _idm_behind(idx, lead, d_lead, state, v0, cfg)
-    has_f = torch.isfinite(d_foll)
-    a_n = torch.where(has_f, _idm_behind(foll, lead, d_lead + d_foll, state, v0, cfg), torch.zeros_like(d_foll))
-    a_n_new = torch.where(has_f, _idm_behind(foll, idx, d_foll, state, v0, cfg), torch.zeros_like(d_foll))
+    a_n = torch.where(f_foll, _idm_behind(foll, lead, d_lead + d_foll, state, v0, cfg), 0.0)
+    a_n_new = torch.where(f_foll, _idm_behind(foll, idx, d_foll, state, v0, cfg), 0.0)
     o, d_o, lead_old, d_lead_old = old
     has_o = torch.isfinite(d_o)
-    a_o = torch.where(has_o, _idm_behind(o, idx, d_o, state, v0, cfg), torch.zeros_like(d_o))
-    a_o_new = torch.where(has_o, _idm_behind(o, lead_old, d_o + d_lead_old, state, v0, cfg), torch.zeros_like(d_o))
+    a_o = torch.where(has_o, _idm_behind(o, idx, d_o, state, v0, cfg), 0.0)
+    a_o_new = torch.where(has_o, _idm_behind(o, lead_old, d_o + d_lead_old, state, v0, cfg), 0.0)
     gain, safe = mobil_gain(acc_now, a_c_new, a_n, a_n_new, a_o, a_o_new, cfg.mobil)
-    ok = possible & room & safe
-    return torch.where(ok, gain, torch.full_like(gain, -math.inf)), seg_t
+    return torch.where(possible & room & safe, gain, -math.inf), seg_t
 
 
 def _one_per_gap(state: SimState, fr: Frenet, target: torch.Tensor, margin: float = 10.0) -> torch.Tensor:
@@ -57,23 +55,22 @@ def _one_per_gap(state: SimState, fr: Frenet, target: torch.Tensor, margin: floa
     return (target >= 0) & ~(same & close & earlier).any(dim=2)
 
 
-def mobil_lane_changes(state: SimState, fr: Frenet, batch: ScenarioBatch, cfg: ReactiveConfig, acc_now, v0):
+def mobil_lane_changes(state: SimState, fr: Frenet, batch: ScenarioBatch, cfg: ReactiveConfig, acc_now, v0, lanes: Lanes):
     """New lanes and segments [B, A] after MOBIL decisions, and the mask of agents that changed."""
     bank, t = batch.bank, state.step
-    idx = agent_index_like(state.lane)
-    due = torch.remainder(idx + t, cfg.mobil.every) == 0
+    if t % cfg.mobil.every:
+        return state.lane, fr.seg, torch.zeros_like(state.valid)
     cooled = (t - state.lane_change_step) * batch.dt >= cfg.mobil.cooldown
-    eligible = (batch.init["mode"] == ControlMode.REACTIVE) & state.valid & due & cooled & (state.lane >= 0)
+    eligible = (batch.init["mode"] == ControlMode.REACTIVE) & state.valid & cooled & (state.lane >= 0)
     if not bool(eligible.any()):
         return state.lane, fr.seg, torch.zeros_like(eligible)
-    same = (state.lane.unsqueeze(1) == state.lane.unsqueeze(2)) & state.valid.unsqueeze(1)
-    ds_own = fr.s.unsqueeze(1) - fr.s.unsqueeze(2)
-    o, d_o = _nearest(ds_own, same, ahead=False)
-    lead_old, d_lead_old = _nearest(ds_own, same, ahead=True)
-    old = (o, d_o, lead_old, d_lead_old)
+    idx = agent_index_like(state.lane)
+    o, s_o, f_o = lanes.index.neighbour(state.lane, fr.s, idx, ahead=False)
+    lead_old, s_lo, f_lo = lanes.index.neighbour(state.lane, fr.s, idx, ahead=True)
+    old = (o, torch.where(f_o, fr.s - s_o, math.inf), lead_old, torch.where(f_lo, s_lo - fr.s, math.inf))
     lane_l, lane_r = bank.lane_left[state.lane.clamp(min=0)], bank.lane_right[state.lane.clamp(min=0)]
-    gain_l, seg_l = _side_gain(state, fr, lane_l, batch, cfg, acc_now, v0, old)
-    gain_r, seg_r = _side_gain(state, fr, lane_r, batch, cfg, acc_now, v0, old)
+    gain_l, seg_l = _side_gain(state, fr, lane_l, batch, cfg, acc_now, v0, lanes, old)
+    gain_r, seg_r = _side_gain(state, fr, lane_r, batch, cfg, acc_now, v0, lanes, old)
     m = cfg.mobil
     gain_l, gain_r = gain_l - m.keep_right, gain_r + m.keep_right
     go_l = eligible & (gain_l > m.threshold) & (gain_l >= gain_r)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from drivesim.behavior.idm import FAR, IDMConfig, MOBILConfig, idm_accel, mobil_gain
+from drivesim.behavior.idm import FAR, IDMConfig, MOBILConfig, idm_accel
+from drivesim.behavior.neighbours import LaneIndex, build_index
 from drivesim.behavior.scenario import ScenarioBatch
 from drivesim.core.geometry import to_local
 from drivesim.core.state import SimState
@@ -31,6 +32,7 @@ class ReactiveConfig:
     encroach_range: float = 15.0  # m: agents this close ahead in the local frame are obstacles ...
     encroach_time: float = 2.0  # s: ... or this many seconds ahead at the agent's speed
     stop_decel: float = 3.0  # m/s^2: stop for a red light only if it can be done at this decel
+    pursuit_window: int = 14  # lane segments (2 m) searched for the pursuit point; longer lookaheads are cut
 
 
 @dataclass
@@ -78,34 +80,71 @@ def agent_index_like(t: torch.Tensor) -> torch.Tensor:
     return torch.arange(t.shape[1], device=t.device).expand_as(t)
 
 
-def _pair_gaps(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch, cfg: ReactiveConfig):
-    """Bumper gap from each agent i to each potential leader j: [B, A, A] (inf where j is not ahead)."""
+@dataclass
+class Lanes:
+    """Each agent's lane-neighbourhood for one step: the sorted index and the secondary lanes."""
+
+    index: LaneIndex
+    on_lane: torch.Tensor  # [B, A] bool: the agent's body overlaps its lane
+    side: torch.Tensor  # [B, A] neighbour lane the agent's body crosses into (-1: none)
+    side_s: torch.Tensor  # [B, A] its arc length there
+    crosses: torch.Tensor  # [B, A] bool
+
+
+def lane_index(state: SimState, fr: Frenet, batch: ScenarioBatch) -> Lanes:
+    """Entries: agents on their lane (body overlapping it) and on the neighbour lane their body
+    crosses into."""
     bank = batch.bank
-    lane, s = state.lane, fr.s
-    L = bank.lane_len[lane.clamp(min=0)]
-    rem = L - s
-    li, lj = lane.unsqueeze(2), lane.unsqueeze(1)
-    si, sj = s.unsqueeze(2), s.unsqueeze(1)
-    in_corridor = fr.d.abs() < 0.5 * (bank.lane_width[lane.clamp(min=0)] + state.width)  # [B, A]
-    cj = in_corridor.unsqueeze(1)
-    dist = torch.full_like(si.expand(-1, -1, lane.shape[1]), math.inf)
-    same = (li == lj) & (sj > si) & cj
-    dist = torch.where(same, sj - si, dist)
-    succ = (nxt.unsqueeze(2) == lj) & (nxt.unsqueeze(2) >= 0) & cj
-    dist = torch.where(succ, torch.minimum(dist, rem.unsqueeze(2) + sj), dist)
-    merging = bank.merges_with[li.clamp(min=0), lj.clamp(min=0)]
-    ri, rj = rem.unsqueeze(2), rem.unsqueeze(1)
-    merge = merging & (rj < ri) & (ri < cfg.merge_horizon) & cj
-    dist = torch.where(merge, torch.minimum(dist, ri - rj), dist)
-    local = to_local(state.xy.unsqueeze(1), state.xy.unsqueeze(2), state.yaw.unsqueeze(2))  # [B, A(i), A(j), 2]
-    half = 0.5 * (state.width.unsqueeze(2) + state.width.unsqueeze(1)) + 0.2
-    reach = torch.clamp(state.speed * cfg.encroach_time, min=cfg.encroach_range).unsqueeze(2)
-    near = (local[..., 0] > 0) & (local[..., 0] < reach) & (local[..., 1].abs() < half)
-    dist = torch.where(near, torch.minimum(dist, local[..., 0]), dist)
-    ok = state.valid.unsqueeze(1) & state.valid.unsqueeze(2) & (li >= 0)
-    ok = ok & ~torch.eye(lane.shape[1], dtype=torch.bool, device=lane.device)
-    dist = torch.where(ok, dist, torch.full_like(dist, math.inf))
-    return dist - 0.5 * (state.length.unsqueeze(2) + state.length.unsqueeze(1))
+    lc = state.lane.clamp(min=0)
+    half_lane = 0.5 * bank.lane_width[lc]
+    on_lane = state.valid & (state.lane >= 0) & (fr.d.abs() < half_lane + 0.5 * state.width)
+    side = torch.where(fr.d > 0, bank.lane_left[lc], bank.lane_right[lc])
+    crosses = on_lane & (side >= 0) & (fr.d.abs() + 0.5 * state.width > half_lane)
+    side_s = fr.s * bank.lane_len[side.clamp(min=0)] / bank.lane_len[lc].clamp(min=1e-3)
+    index = build_index([state.lane, side], [fr.s, side_s], [on_lane, crosses], 0.5 * state.length)
+    return Lanes(index, on_lane, torch.where(crosses, side, -1), side_s, crosses)
+
+
+def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch, cfg: ReactiveConfig, lanes: Lanes):
+    """Bumper gap [B, A] to each agent's leader and the leader's index (inf / 0 when none).
+
+    Candidates: the next agent on the agent's lane; on the neighbour lane its body crosses into
+    (if it would close the gap before its body clears that lane at `lat_speed`);
+    the first agent on the successor it will take (when its own lane is clear ahead); the agent
+    closer to a shared successor on another lane joining it (within `merge_horizon` of the
+    joint); the ego when it is right ahead in the agent's own frame (whatever the lanes).
+    """
+    bank, idx = batch.bank, lanes.index
+    me = agent_index_like(state.lane)
+    inf = torch.full_like(fr.s, math.inf)
+    rem = bank.lane_len[state.lane.clamp(min=0)] - fr.s
+    j1, s1, f1 = idx.neighbour(state.lane, fr.s, me, ahead=True)
+    j2, s2, f2 = idx.neighbour(lanes.side, lanes.side_s, me, ahead=True)
+    j3, s3, f3 = idx.neighbour(nxt, torch.full_like(fr.s, -1e5), me, ahead=True)
+    merging = build_index([nxt], [rem], [lanes.on_lane & (nxt >= 0) & (rem < cfg.merge_horizon)], -0.5 * state.length)
+    j4, r4, f4 = merging.neighbour(nxt, rem, me, ahead=False)
+    lon, lat = _ego_in_own_frame(state)
+    reach = torch.clamp(state.speed * cfg.encroach_time, min=cfg.encroach_range)
+    near = (lon > 0) & (lon < reach) & (lat.abs() < 0.5 * (state.width + state.width[:, :1]) + 0.2) & state.valid[:, :1]
+    near[:, 0] = False
+    # a leader on the lane the body is leaving matters only if it is reached before the body clears that lane
+    overlap = fr.d.abs() + 0.5 * state.width - 0.5 * bank.lane_width[state.lane.clamp(min=0)]
+    closing = (state.speed - _gather(state.speed, j2)).clamp(min=0) * overlap.clamp(min=0) / cfg.lat_speed
+    f2 = f2 & (s2 - lanes.side_s - 0.5 * (state.length + _gather(state.length, j2)) < closing + cfg.idm.min_gap + 2.0)
+    dist = torch.stack([torch.where(f1, s1 - fr.s, inf), torch.where(f2, s2 - lanes.side_s, inf),
+                        torch.where(f3 & ~f1 & (nxt >= 0), rem + s3, inf), torch.where(f4 & (rem < cfg.merge_horizon), rem - r4, inf),
+                        torch.where(near, lon, inf)], dim=-1)  # [B, A, 5]
+    who = torch.stack([j1, j2, j3, j4, torch.zeros_like(j1)], dim=-1)
+    gap = dist - 0.5 * (state.length.unsqueeze(-1) + state.length.gather(1, who.flatten(1)).view_as(who))
+    gap, k = gap.min(dim=-1)
+    return gap, who.gather(-1, k.unsqueeze(-1)).squeeze(-1)
+
+
+def _ego_in_own_frame(state: SimState):
+    """Position of the ego in every agent's frame: (longitudinal, lateral) [B, A]."""
+    dx, dy = state.x[:, :1] - state.x, state.y[:, :1] - state.y
+    c, s = torch.cos(state.yaw), torch.sin(state.yaw)
+    return dx * c + dy * s, dy * c - dx * s
 
 
 def _stop_line_gap(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch, cfg: ReactiveConfig, t: float):
@@ -124,19 +163,18 @@ def desired_speed(state: SimState, batch: ScenarioBatch) -> torch.Tensor:
     return torch.minimum(batch.init["desired_speed"], batch.bank.lane_speed[state.lane.clamp(min=0)])
 
 
-def longitudinal(state, fr, nxt, batch, cfg: ReactiveConfig, t: float):
-    """IDM acceleration against every leader and stop line ([B, A]), plus the pair gaps."""
-    gaps = _pair_gaps(state, fr, nxt, batch, cfg)  # [B, A, A]
+def longitudinal(state, fr, nxt, batch, cfg: ReactiveConfig, t: float, lanes: Lanes | None = None):
+    """IDM acceleration [B, A] behind the leader or the stop line, and the desired speeds."""
+    lanes = lanes if lanes is not None else lane_index(state, fr, batch)
+    gap, lead = leaders(state, fr, nxt, batch, cfg, lanes)
     v = state.speed
+    v_lead = (_gather(v, lead) * torch.cos(_gather(state.yaw, lead) - state.yaw)).clamp(min=0)
+    stop = _stop_line_gap(state, fr, nxt, batch, cfg, t)
+    use_stop = stop < gap
+    gap = torch.where(use_stop, stop, torch.where(torch.isfinite(gap), gap, torch.full_like(gap, FAR)))
+    v_lead = torch.where(use_stop, torch.zeros_like(v_lead), v_lead)
     v0 = desired_speed(state, batch)
-    rel_yaw = state.yaw.unsqueeze(1) - state.yaw.unsqueeze(2)
-    v_lead = (state.speed.unsqueeze(1) * torch.cos(rel_yaw)).clamp(min=0)
-    finite = torch.isfinite(gaps)
-    acc_pairs = idm_accel(v.unsqueeze(2), v0.unsqueeze(2), torch.where(finite, gaps, torch.full_like(gaps, FAR)), v_lead, cfg.idm)
-    acc_free = idm_accel(v, v0, torch.full_like(v, FAR), v, cfg.idm)
-    acc_stop = idm_accel(v, v0, _stop_line_gap(state, fr, nxt, batch, cfg, t), torch.zeros_like(v), cfg.idm)
-    acc = torch.minimum(torch.minimum(acc_free, acc_stop), acc_pairs.masked_fill(~finite, math.inf).amin(dim=2))
-    return acc, gaps, v0
+    return idm_accel(v, v0, gap, v_lead, cfg.idm), v0
 
 
 def pure_pursuit(state: SimState, fr: Frenet, lane, nxt, batch: ScenarioBatch, lat_speed, cfg: ReactiveConfig):
@@ -148,10 +186,12 @@ def pure_pursuit(state: SimState, fr: Frenet, lane, nxt, batch: ScenarioBatch, l
     L = bank.lane_len[lane.clamp(min=0)]
     s_ahead = fr.s + ahead
     use_next = (s_ahead > L) & (nxt >= 0)
-    xy_here, yaw_here = bank.point_at(lane, s_ahead, fr.seg)
-    xy_next, yaw_next = bank.point_at(nxt.clamp(min=0), s_ahead - L, torch.zeros_like(fr.seg))
-    xy_t = torch.where(use_next.unsqueeze(-1), xy_next, xy_here)
-    yaw_t = torch.where(use_next, yaw_next, yaw_here)
+    window = cfg.pursuit_window
+    xy_t, yaw_t = bank.point_at(lane, s_ahead, fr.seg, window)
+    if bool(use_next.any()):
+        xy_next, yaw_next = bank.point_at(nxt.clamp(min=0), s_ahead - L, torch.zeros_like(fr.seg), window)
+        xy_t = torch.where(use_next.unsqueeze(-1), xy_next, xy_t)
+        yaw_t = torch.where(use_next, yaw_next, yaw_t)
     normal = torch.stack([-torch.sin(yaw_t), torch.cos(yaw_t)], dim=-1)
     target = xy_t + normal * d_goal.unsqueeze(-1)
     wheelbase = WHEELBASE_RATIO * state.length
@@ -160,13 +200,6 @@ def pure_pursuit(state: SimState, fr: Frenet, lane, nxt, batch: ScenarioBatch, l
     dist = local.norm(dim=-1).clamp(min=1.0)
     alpha = torch.atan2(local[..., 1], local[..., 0])
     return torch.atan(2.0 * wheelbase * torch.sin(alpha) / dist)
-
-
-def _nearest(ds: torch.Tensor, mask: torch.Tensor, ahead: bool):
-    """Index and signed distance of the nearest agent ahead (ds > 0) or behind (ds < 0) in `mask`."""
-    key = torch.where(mask & ((ds > 0) if ahead else (ds < 0)), ds.abs(), torch.full_like(ds, math.inf))
-    dist, idx = key.min(dim=-1)
-    return idx, dist
 
 
 def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

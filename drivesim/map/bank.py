@@ -50,30 +50,29 @@ def signed_distance_raster(drivable, resolution: float, margin: float = 6.0):
     return np.clip(sdf, *SDF_CLAMP).astype(np.float16), (x0, y0), (h, w)
 
 
-def project_on_polylines(a, b, sa, k, nseg, xy):
-    """Project xy [..., 2] on candidate segments a-b ([..., K, 2]) of polylines.
+def project_on_segments(a, tangent, seglen, sa, k, nseg, xy):
+    """Project xy [..., 2] on candidate segments of polylines: start points a [..., K, 2], unit
+    tangents, lengths and start arc lengths sa [..., K], segment indices k [..., K]; nseg [...] is
+    the polyline's segment count (its first and last segments extrapolate).
+    Returns (s, d, seg, yaw) with d positive to the left."""
+    ap = xy.unsqueeze(-2) - a
+    t = (ap * tangent).sum(-1)  # metres along each segment
+    lo = torch.where(k == 0, -1e9, 0.0)
+    hi = torch.where(k == (nseg - 1).unsqueeze(-1), 1e9, seglen)
+    tc = torch.maximum(torch.minimum(t, hi), lo)
+    dist2 = (ap * ap).sum(-1) - 2 * tc * t + tc * tc
+    best = dist2.argmin(dim=-1, keepdim=True)
+    pick = lambda v: v.gather(-1, best).squeeze(-1)
+    tx, ty = pick(tangent[..., 0]), pick(tangent[..., 1])
+    d = tx * pick(ap[..., 1]) - ty * pick(ap[..., 0])
+    return pick(sa + tc), d, pick(k), torch.atan2(ty, tx)
 
-    sa [..., K]: arc length at each segment start; k [..., K]: segment indices; nseg [...]:
-    segments in the polyline (the first and last segments extrapolate). Returns
-    (s, d, seg, yaw) with d positive to the left.
-    """
+
+def project_on_polylines(a, b, sa, k, nseg, xy):
+    """project_on_segments for segments given by their end points a, b [..., K, 2]."""
     ab = b - a
     seglen = ab.norm(dim=-1).clamp(min=1e-6)
-    tangent = ab / seglen.unsqueeze(-1)
-    ap = xy.unsqueeze(-2) - a
-    t = (ap * tangent).sum(-1)  # metres along the segment
-    lo = torch.where(k == 0, torch.full_like(t, -1e9), torch.zeros_like(t))
-    hi = torch.where(k == (nseg - 1).unsqueeze(-1), torch.full_like(t, 1e9), seglen)
-    tc = torch.maximum(torch.minimum(t, hi), lo)
-    foot = a + tangent * tc.unsqueeze(-1)
-    dist2 = ((xy.unsqueeze(-2) - foot) ** 2).sum(-1)
-    best = dist2.argmin(dim=-1, keepdim=True)
-    tb = tangent.gather(-2, best.unsqueeze(-1).expand(*best.shape, 2)).squeeze(-2)
-    apb = ap.gather(-2, best.unsqueeze(-1).expand(*best.shape, 2)).squeeze(-2)
-    s = (sa + tc).gather(-1, best).squeeze(-1)
-    d = tb[..., 0] * apb[..., 1] - tb[..., 1] * apb[..., 0]
-    seg = k.gather(-1, best).squeeze(-1)
-    return s, d, seg, torch.atan2(tb[..., 1], tb[..., 0])
+    return project_on_segments(a, ab / seglen.unsqueeze(-1), seglen, sa, k, nseg, xy)
 
 
 def lane_direction_raster(lanes, sdf: np.ndarray, origin, resolution: float, neighbours: int = 6) -> np.ndarray:
@@ -110,6 +109,7 @@ def lane_direction_raster(lanes, sdf: np.ndarray, origin, resolution: float, nei
 class MapBank:
     maps: list[RoadMap]
     lane_pts: torch.Tensor  # [NL, P, 2] padded with the last point
+    seg_table: torch.Tensor  # [NL * P, 6] per segment (row lane * P + k): start x, y, unit tangent x, y, length, start s
     lane_npts: torch.Tensor  # [NL] int64
     lane_s: torch.Tensor  # [NL, P] cumulative arc length
     lane_len: torch.Tensor  # [NL]
@@ -122,7 +122,6 @@ class MapBank:
     lane_dead_end: torch.Tensor  # [NL] bool: the lane ends inside the map (a merge); traffic must leave it
     map_lane_start: torch.Tensor  # [M] int64 first global lane id of each map
     map_num_lanes: torch.Tensor  # [M] int64
-    merges_with: torch.Tensor  # [NL, NL] bool: the two lanes share a successor
     sdf: torch.Tensor  # [sum HW] float16, flat rasters
     lane_dir: torch.Tensor  # [sum HW, 2] float16 unit driving direction per cell (0: no lane or ambiguous)
     sdf_start: torch.Tensor  # [M] int64 offset into sdf
@@ -187,11 +186,10 @@ class MapBank:
                 signal[starts[mi] + lid] = g
             if m.signal_group:
                 map_signal[mi] = (*m.signal_timing, max(m.signal_group.values()) + 1)
-        succ_matrix = np.zeros((NL, NL), dtype=bool)
-        rows, cols = np.nonzero(succ >= 0)
-        succ_matrix[rows, succ[rows, cols]] = True
-        merges = (succ_matrix.astype(np.int32) @ succ_matrix.T.astype(np.int32)) > 0
-        np.fill_diagonal(merges, False)
+        ab = np.diff(lane_pts, axis=1, append=lane_pts[:, -1:])  # [NL, P, 2], zero on padding
+        seglen = np.linalg.norm(ab, axis=-1)
+        tangent = np.where(seglen[..., None] > 1e-9, ab / np.maximum(seglen, 1e-9)[..., None], [1.0, 0.0])
+        seg_table = np.concatenate([lane_pts, tangent, np.maximum(seglen, 1e-6)[..., None], lane_s[..., None]], axis=-1)
         rasters, directions, origins, hws = [], [], [], []
         for m in maps:
             r, o, hw = signed_distance_raster(m.drivable, resolution)
@@ -211,6 +209,7 @@ class MapBank:
         return MapBank(
             maps=list(maps),
             lane_pts=t(lane_pts),
+            seg_table=t(seg_table.reshape(-1, 6)),
             lane_npts=t([len(p) for p in pts], torch.int64),
             lane_s=t(lane_s),
             lane_len=t(lane_s[:, -1]),
@@ -223,7 +222,6 @@ class MapBank:
             lane_dead_end=t([l.dead_end for l in lanes], torch.bool),
             map_lane_start=t(starts, torch.int64),
             map_num_lanes=t([len(m.lanes) for m in maps], torch.int64),
-            merges_with=t(merges, torch.bool),
             sdf=torch.as_tensor(np.concatenate(rasters), device=device),
             lane_dir=torch.as_tensor(np.concatenate(directions), device=device),
             sdf_start=t(sdf_start, torch.int64),
@@ -275,7 +273,7 @@ class MapBank:
         val = self.lane_dir[nearest].float() * inside.unsqueeze(-1)
         return val.reshape(shape)
 
-    def project(self, lane: torch.Tensor, seg: torch.Tensor, xy: torch.Tensor, back: int = 2, ahead: int = 6):
+    def project(self, lane: torch.Tensor, seg: torch.Tensor, xy: torch.Tensor, back: int = 1, ahead: int = 3):
         """Frenet projection of xy [..., 2] on `lane` near segment `seg` (both [...], int64).
 
         Returns (s, d, seg, yaw_lane): arc length (extrapolated before the start and past the
@@ -297,9 +295,14 @@ class MapBank:
         k = torch.minimum(k, (nseg - 1).unsqueeze(-1))
         return self._project_segments(lane_c, k, nseg, xy)
 
+    def segments(self, lane: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Rows [..., 6] of seg_table for segments k of lanes (lane broadcast against k)."""
+        idx = (lane * self.lane_pts.shape[1] + k).reshape(-1)
+        return self.seg_table.index_select(0, idx).view(*k.shape, 6)
+
     def _project_segments(self, lane, k, nseg, xy):
-        return project_on_polylines(self.lane_pts[lane.unsqueeze(-1), k], self.lane_pts[lane.unsqueeze(-1), k + 1],
-                                    self.lane_s[lane.unsqueeze(-1), k], k, nseg, xy)
+        rows = self.segments(lane.unsqueeze(-1), k)
+        return project_on_segments(rows[..., 0:2], rows[..., 2:4], rows[..., 4], rows[..., 5], k, nseg, xy)
 
     def point_at(self, lane: torch.Tensor, s: torch.Tensor, seg_hint: torch.Tensor | None = None, window: int = 24):
         """World xy [..., 2] and heading of `lane` at arc length s, extrapolated straight beyond
@@ -309,16 +312,15 @@ class MapBank:
         if seg_hint is None:
             seg_hint, window = torch.zeros_like(lane_c), self.lane_pts.shape[1] - 1
         k = torch.minimum(seg_hint.unsqueeze(-1) + torch.arange(window, device=s.device), (nseg - 1).unsqueeze(-1))
-        sk = self.lane_s[lane_c.unsqueeze(-1), k]  # [..., W] arc length at each segment start
-        pick = ((sk <= s.unsqueeze(-1)).sum(-1) - 1).clamp(min=0)
-        k = k.gather(-1, pick.unsqueeze(-1)).squeeze(-1)
-        a, b = self.lane_pts[lane_c, k], self.lane_pts[lane_c, k + 1]
-        seglen = (b - a).norm(dim=-1).clamp(min=1e-6)
-        frac = (s - self.lane_s[lane_c, k]) / seglen
-        lo = torch.where(k == 0, torch.full_like(frac, -1e9), torch.zeros_like(frac))
-        hi = torch.where(k == nseg - 1, torch.full_like(frac, 1e9), torch.ones_like(frac))
-        frac = torch.maximum(torch.minimum(frac, hi), lo)
-        return a + (b - a) * frac.unsqueeze(-1), torch.atan2(b[..., 1] - a[..., 1], b[..., 0] - a[..., 0])
+        rows = self.segments(lane_c.unsqueeze(-1), k)  # [..., W, 6]
+        pick = ((rows[..., 5] <= s.unsqueeze(-1)).sum(-1, keepdim=True) - 1).clamp(min=0)
+        row = rows.gather(-2, pick.unsqueeze(-1).expand(*pick.shape, 6)).squeeze(-2)
+        kk = k.gather(-1, pick).squeeze(-1)
+        along = s - row[..., 5]
+        lo = torch.where(kk == 0, -1e9, 0.0)
+        hi = torch.where(kk == nseg - 1, 1e9, row[..., 4])
+        along = torch.maximum(torch.minimum(along, hi), lo)
+        return row[..., 0:2] + row[..., 2:4] * along.unsqueeze(-1), torch.atan2(row[..., 3], row[..., 2])
 
     def locate(self, map_idx: torch.Tensor, xy: torch.Tensor, yaw: torch.Tensor, heading_weight: float = 4.0):
         """Best lane for each pose (map_idx [N], xy [N, 2], yaw [N]): returns (lane, seg, s, d).

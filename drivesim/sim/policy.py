@@ -10,7 +10,7 @@ from typing import Protocol
 
 import torch
 
-from drivesim.behavior.idm import FAR, IDMConfig, idm_accel
+from drivesim.behavior.idm import IDMConfig
 from drivesim.behavior.reactive import ReactiveConfig, lane_frenet, longitudinal, next_lanes, pure_pursuit
 from drivesim.dynamics.bicycle import BicycleConfig
 from drivesim.sim.observation import Observation
@@ -62,7 +62,7 @@ class IDMLaneKeeping:
         state, batch = obs.state, obs.batch
         fr = lane_frenet(state, batch)
         nxt = next_lanes(state.lane, batch)
-        acc, _, _ = longitudinal(state, fr, nxt, batch, self.config, state.step * batch.dt)
+        acc, _ = longitudinal(state, fr, nxt, batch, self.config, state.step * batch.dt)
         lat = torch.full_like(fr.d, self.config.lat_speed)
         steer = pure_pursuit(state, fr, state.lane, nxt, batch, lat, self.config)
         return clip_action(torch.stack([acc[:, 0], steer[:, 0]], dim=-1))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from drivesim.behavior.control import reactive_control
-from drivesim.behavior.reactive import ReactiveConfig, next_lanes
+from drivesim.behavior.reactive import Frenet, ReactiveConfig, next_lanes
 from drivesim.behavior.scenario import ScenarioBatch
 from drivesim.core.state import SimState
 from drivesim.core.types import ControlMode
@@ -35,6 +35,7 @@ class Simulator:
         self.is_reactive = mode == ControlMode.REACTIVE
         self.is_replay = mode == ControlMode.REPLAY
         self.moves = self.is_ego | self.is_reactive
+        self._frenet = (None, None)  # (state, Frenet of that state): the projection _track_lanes made
 
     @property
     def dt(self) -> float:
@@ -62,7 +63,8 @@ class Simulator:
     def step(self, state: SimState, ego_action: torch.Tensor) -> SimState:
         """Advance every scenario by dt. ego_action [B, 2] must be finite (checked by the rollout)."""
         cfg = self.config
-        dec = reactive_control(state, self.batch, cfg.reactive)
+        fr = self._frenet[1] if self._frenet[0] is state else None
+        dec = reactive_control(state, self.batch, cfg.reactive, fr)
         accel = torch.where(self.is_reactive, dec.accel, torch.zeros_like(dec.accel))
         steer = torch.where(self.is_reactive, dec.steer, torch.zeros_like(dec.steer))
         accel[:, 0] = ego_action[:, 0]
@@ -100,7 +102,7 @@ class Simulator:
         (agents with none leave the map, except the ego), and re-locating the ego and replayed
         agents when they leave their lane sideways."""
         bank = self.batch.bank
-        s, d, seg, _ = bank.project(state.lane, state.seg, state.xy)
+        s, d, seg, lane_yaw = bank.project(state.lane, state.seg, state.xy)
         L = bank.lane_len[state.lane.clamp(min=0)]
         nxt = next_lanes(state.lane, self.batch)
         past = (s > L) & (state.lane >= 0)
@@ -114,4 +116,7 @@ class Simulator:
             new_lane, new_seg, _, _ = bank.locate(self.batch.map_idx[rows], state.xy[rows, cols], state.yaw[rows, cols])
             lane = lane.index_put((rows, cols), new_lane)
             seg = seg.index_put((rows, cols), new_seg)
-        return state.replace(lane=lane, seg=seg, valid=valid)
+        new = state.replace(lane=lane, seg=seg, valid=valid)
+        if not bool(drift.any()) and not bool(past.any()):
+            self._frenet = (new, Frenet(s, d, seg, lane_yaw))
+        return new
