@@ -35,7 +35,7 @@ class MOBILConfig:
     threshold: float = 0.2  # da_th, m/s^2
     safe_decel: float = 4.0  # b_safe, m/s^2
     keep_right: float = 0.2  # m/s^2 asymmetric bias (Treiber): added to the left threshold, taken off the right
-    every: int = 5  # all agents evaluate every N steps (simultaneous claims on one gap: see mobil.py)
+    every: int = 10  # all agents evaluate every N steps (simultaneous claims on one gap: see mobil.py)
     cooldown: float = 3.0  # s between two lane changes of one agent
 
 

@@ -49,13 +49,20 @@ def lane_frenet(state: SimState, batch: ScenarioBatch) -> Frenet:
 
 
 def project_on(state: SimState, fr: Frenet, target: torch.Tensor, batch: ScenarioBatch):
-    """Frenet projection (s, d, seg, yaw) on `target` lanes [B, A], searching near the segment
-    that corresponds to the agent's own (neighbour lanes run side by side)."""
+    """Frenet projection (s, d, seg, yaw) on `target` lanes [B, A]: a window around the mapped
+    position where the target is the left or right neighbour, every segment otherwise."""
     bank = batch.bank
-    tgt = target.clamp(min=0)
-    ratio = bank.lane_len[tgt] / bank.lane_len[state.lane.clamp(min=0)].clamp(min=1e-3)
-    guess = (fr.seg.float() * ratio).round().long()
-    return bank.project(tgt, guess, state.xy, back=8, ahead=8)
+    lc = state.lane.clamp(min=0)
+    left = target == bank.lane_left[lc]
+    beside = (left | (target == bank.lane_right[lc])) & (target >= 0)
+    _, guess = bank.on_neighbour(state.lane, left, fr.s)
+    out = bank.project(target.clamp(min=0), guess, state.xy, back=4, ahead=4)
+    far = ~beside & (target >= 0)
+    if bool(far.any()):
+        rows, cols = far.nonzero(as_tuple=True)
+        full = bank.project_full(target[rows, cols], state.xy[rows, cols])
+        out = tuple(o.index_put((rows, cols), f) for o, f in zip(out, full))
+    return out
 
 
 def next_lanes(lane: torch.Tensor, batch: ScenarioBatch) -> torch.Tensor:
@@ -100,7 +107,7 @@ def lane_index(state: SimState, fr: Frenet, batch: ScenarioBatch) -> Lanes:
     on_lane = state.valid & (state.lane >= 0) & (fr.d.abs() < half_lane + 0.5 * state.width)
     side = torch.where(fr.d > 0, bank.lane_left[lc], bank.lane_right[lc])
     crosses = on_lane & (side >= 0) & (fr.d.abs() + 0.5 * state.width > half_lane)
-    side_s = fr.s * bank.lane_len[side.clamp(min=0)] / bank.lane_len[lc].clamp(min=1e-3)
+    side_s, _ = bank.on_neighbour(state.lane, fr.d > 0, fr.s)
     index = build_index([state.lane, side], [fr.s, side_s], [on_lane, crosses], 0.5 * state.length)
     return Lanes(index, on_lane, torch.where(crosses, side, -1), side_s, crosses)
 

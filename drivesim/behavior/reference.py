@@ -17,6 +17,8 @@ def leaders_reference(state, fr: Frenet, nxt, batch, cfg: ReactiveConfig):
     nx = g(nxt)
     L, W = g(bank.lane_len), g(bank.lane_width)
     left, right = g(bank.lane_left), g(bank.lane_right)
+    side_map = g(bank.side_map)
+    on_side = lambda ln, is_left, sv: side_map[ln][0 if is_left else 1][0] + side_map[ln][0 if is_left else 1][1] * sv
     out = []
     for b in range(B):
         entries = []  # (lane, s, agent)
@@ -27,7 +29,7 @@ def leaders_reference(state, fr: Frenet, nxt, batch, cfg: ReactiveConfig):
             entries.append((lj, s[b][j], j))
             side = left[lj] if d[b][j] > 0 else right[lj]
             if side >= 0 and abs(d[b][j]) + 0.5 * width[b][j] > 0.5 * W[lj]:
-                entries.append((side, s[b][j] * L[side] / max(L[lj], 1e-3), j))
+                entries.append((side, on_side(lj, d[b][j] > 0, s[b][j]), j))
         row = []
         for i in range(A):
             li = lane[b][i]
@@ -40,7 +42,7 @@ def leaders_reference(state, fr: Frenet, nxt, batch, cfg: ReactiveConfig):
             side = (left[li] if d[b][i] > 0 else right[li]) if li >= 0 else -1
             overlap = abs(d[b][i]) + 0.5 * width[b][i] - 0.5 * W[max(li, 0)]
             if on and side >= 0 and overlap > 0:
-                s2 = s[b][i] * L[side] / max(L[li], 1e-3)
+                s2 = on_side(li, d[b][i] > 0, s[b][i])
                 cands = [(sj - s2, j) for (lj, sj, j) in entries if lj == side and j != i and rear(sj, j) > s2]
                 if cands:
                     dd, j = min(cands, key=lambda c: c[0] - half(c[1]))

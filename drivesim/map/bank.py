@@ -105,6 +105,15 @@ def lane_direction_raster(lanes, sdf: np.ndarray, origin, resolution: float, nei
     return out.astype(np.float16)
 
 
+def _side_mapping(own: np.ndarray, neighbour: np.ndarray) -> tuple[float, float]:
+    """(a, b) with s_neighbour ~ a + b * s_own, from the projections of the lane's two ends."""
+    from shapely.geometry import LineString, Point
+
+    line, nb = LineString(own), LineString(neighbour)
+    s0, s1 = nb.project(Point(own[0])), nb.project(Point(own[-1]))
+    return s0, (s1 - s0) / max(line.length, 1e-6)
+
+
 @dataclass
 class MapBank:
     maps: list[RoadMap]
@@ -118,6 +127,7 @@ class MapBank:
     lane_succ: torch.Tensor  # [NL, S] int64 global ids, -1 pad
     lane_left: torch.Tensor  # [NL] int64, -1 none
     lane_right: torch.Tensor  # [NL] int64
+    side_map: torch.Tensor  # [NL, 2, 2] (a, b) with s_on_neighbour ~ a + b * s, for the left (0) and right (1) neighbour
     lane_map: torch.Tensor  # [NL] int64 map index
     lane_dead_end: torch.Tensor  # [NL] bool: the lane ends inside the map (a merge); traffic must leave it
     map_lane_start: torch.Tensor  # [M] int64 first global lane id of each map
@@ -179,6 +189,13 @@ class MapBank:
                 right[gid] = off + lane.right if lane.right >= 0 else -1
                 lane_map[gid] = mi
                 gid += 1
+        side_map = np.zeros((NL, 2, 2))
+        side_map[:, :, 1] = 1.0
+        for gid, lane in enumerate(lanes):
+            off = starts[lane_map[gid]]
+            for k, nb in enumerate((lane.left, lane.right)):
+                if nb >= 0:
+                    side_map[gid, k] = _side_mapping(lane.centerline, lanes[off + nb].centerline)
         signal = -np.ones(NL, dtype=np.int64)
         map_signal = np.zeros((len(maps), 3))
         for mi, m in enumerate(maps):
@@ -218,6 +235,7 @@ class MapBank:
             lane_succ=t(succ, torch.int64),
             lane_left=t(left, torch.int64),
             lane_right=t(right, torch.int64),
+            side_map=t(side_map),
             lane_map=t(lane_map, torch.int64),
             lane_dead_end=t([l.dead_end for l in lanes], torch.bool),
             map_lane_start=t(starts, torch.int64),
@@ -294,6 +312,16 @@ class MapBank:
         k = torch.arange(P - 1, device=xy.device).expand(*lane.shape, P - 1)
         k = torch.minimum(k, (nseg - 1).unsqueeze(-1))
         return self._project_segments(lane_c, k, nseg, xy)
+
+    def on_neighbour(self, lane: torch.Tensor, left: torch.Tensor, s: torch.Tensor):
+        """Arc length on the left (where `left`) or right neighbour of `lane` of the point at s,
+        and a segment index near it (for a windowed projection)."""
+        ab = self.side_map[lane.clamp(min=0), torch.where(left, 0, 1)]  # [..., 2]
+        nb = torch.where(left, self.lane_left[lane.clamp(min=0)], self.lane_right[lane.clamp(min=0)]).clamp(min=0)
+        s_nb = ab[..., 0] + ab[..., 1] * s
+        spacing = self.lane_len[nb] / (self.lane_npts[nb] - 1).clamp(min=1)
+        seg = (s_nb / spacing.clamp(min=1e-3)).long().clamp(min=0)
+        return s_nb, torch.minimum(seg, self.lane_npts[nb] - 2)
 
     def segments(self, lane: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Rows [..., 6] of seg_table for segments k of lanes (lane broadcast against k)."""

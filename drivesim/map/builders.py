@@ -142,10 +142,8 @@ class OnRampMerge:
         closing = np.stack([cuts[2] - taper + u * taper, y_acc + (y_right - y_acc) * smooth(u)], axis=1)
         ramp = Lane(np.concatenate([approach, along[1:], closing[1:]]), w, self.speed_limit * 0.8, kind="ramp",
                     successors=[2 * n + n - 1])  # the taper joins the rightmost lane after the merge zone
-        ramp_id = len(lanes)
-        ramp.left = n + n - 1  # rightmost lane of the merge section
+        ramp.left = n + n - 1  # rightmost lane of the merge section; not the other way: nobody moves onto the ramp
         lanes.append(ramp)
-        lanes[n + n - 1].right = ramp_id
         return RoadMap("merge", lanes)
 
 

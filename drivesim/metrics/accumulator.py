@@ -74,6 +74,13 @@ class MetricAccumulator:
         self._route = torch.cat([rp[:, :-1], rp[:, 1:], batch.route_s[:, :-1, None]], dim=-1)  # [B, RP-1, 5]
         self._route_nseg = batch.route_npts - 1  # [B]
         self._route_offs = torch.arange(-self.cfg.route_window[0], self.cfg.route_window[1] + 1, device=dev)
+        self._route_len = batch.route_s[:, -1]  # [B]
+        self.route_s = torch.zeros(B, device=dev)  # [B] latest arc length of the ego along its route
+
+    @property
+    def route_completed(self) -> torch.Tensor:
+        """[B] bool: the ego has reached the end of its route (the rollout stops counting it)."""
+        return self.route_s >= self._route_len - 1.0
 
     # ------------------------------------------------------------------ per step
     def update(self, state, active: torch.Tensor | None = None) -> None:
@@ -145,6 +152,7 @@ class MetricAccumulator:
         k = torch.minimum(k, (nseg - 1).unsqueeze(1))  # [B, K]
         seg = self._route.gather(1, k.unsqueeze(-1).expand(-1, -1, 5))  # [B, K, 5]
         s, _, self._route_seg, _ = project_on_polylines(seg[..., 0:2], seg[..., 2:4], seg[..., 4], k, nseg, xy)
+        self.route_s = s
         return s
 
     # ------------------------------------------------------------------ episode
@@ -200,6 +208,7 @@ class MetricAccumulator:
             given = torch.isfinite(expert_progress.to(progress))
         expert = torch.where(given, expert_progress.to(progress) if expert_progress is not None else progress, progress)
         ratio = nuplan_progress_ratio(progress, expert, self.cfg.min_progress)
-        return {"progress": progress, "expert_progress": expert, "progress_ratio": ratio,
+        completion = (s1 / self._route_len.clamp(min=1e-3)).clamp(0, 1)
+        return {"progress": progress, "route_completion": completion, "expert_progress": expert, "progress_ratio": ratio,
                 "ego_progress": ratio.clamp(max=1.0), "making_progress": (ratio >= self.cfg.making_progress_ratio).float(),
                 "navsim_ep": navsim_ep(progress, expert, self.cfg.navsim_min_progress), "expert_given": given}

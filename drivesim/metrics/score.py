@@ -83,6 +83,7 @@ for _name, _text in {
     "driving_direction": "nuPlan: 1 / 0.5 / 0 for <= 2 / <= 6 / more m of oncoming travel in 1 s",
     "max_oncoming": "largest oncoming displacement in a 1 s window (m)",
     "progress": "ego progress along its route (m)",
+    "route_completion": "fraction of the route's length driven (scoring stops once it reaches the end)",
     "expert_progress": "reference progress used by the ratios (m; the ego's own when none is given)",
     "progress_ratio": "max(p, 2) / max(p_expert, 2)",
     "ego_progress": "nuPlan progress score min(1, progress_ratio)",

@@ -68,6 +68,7 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
     errors = [""] * B
     failed = torch.zeros(B, dtype=torch.bool, device=batch.device)
     acc.update(state, ~failed)
+    done = torch.zeros_like(failed)
     frames = [state] if record else None
     brake = torch.tensor([-4.0, 0.0], device=batch.device)
     for t in tqdm(range(batch.max_steps), desc=getattr(policy, "name", "policy"), disable=not show_progress, leave=False):
@@ -80,7 +81,8 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
             break
         action = torch.where(failed.unsqueeze(1), brake, action)
         state = sim.step(state, action)
-        acc.update(state, ~failed)
+        done = done | acc.route_completed  # past the end of its route the ego is no longer scored
+        acc.update(state, ~failed & ~done)
         if record:
             frames.append(state)
     metrics = {k: v.detach().cpu().numpy().astype(float) for k, v in acc.finalize(expert_progress).items()}

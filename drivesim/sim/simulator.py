@@ -100,23 +100,24 @@ class Simulator:
     def _track_lanes(self, state: SimState) -> SimState:
         """Update each agent's lane and segment after moving: onto the successor past a lane end
         (agents with none leave the map, except the ego), and re-locating the ego and replayed
-        agents when they leave their lane sideways."""
+        agents when they leave their lane sideways. Keeps the projection for the next step."""
         bank = self.batch.bank
         s, d, seg, lane_yaw = bank.project(state.lane, state.seg, state.xy)
         L = bank.lane_len[state.lane.clamp(min=0)]
         nxt = next_lanes(state.lane, self.batch)
         past = (s > L) & (state.lane >= 0)
-        lane = torch.where(past & (nxt >= 0), nxt, state.lane)
-        seg = torch.where(past & (nxt >= 0), torch.zeros_like(seg), seg)
+        onto = past & (nxt >= 0)
+        lane = torch.where(onto, nxt, state.lane)
+        seg = torch.where(onto, torch.zeros_like(seg), seg)
+        s = torch.where(onto, s - L, s)  # successors start where their lane ends
         gone = past & (nxt < 0) & ~self.is_ego & ~self.is_replay
         valid = state.valid & ~gone
         drift = (d.abs() > 0.5 * bank.lane_width[state.lane.clamp(min=0)] + 0.3) & (self.is_ego | self.is_replay) & valid
         if bool(drift.any()):
             rows, cols = drift.nonzero(as_tuple=True)
-            new_lane, new_seg, _, _ = bank.locate(self.batch.map_idx[rows], state.xy[rows, cols], state.yaw[rows, cols])
-            lane = lane.index_put((rows, cols), new_lane)
-            seg = seg.index_put((rows, cols), new_seg)
+            new_lane, new_seg, new_s, new_d = bank.locate(self.batch.map_idx[rows], state.xy[rows, cols], state.yaw[rows, cols])
+            lane, seg = lane.index_put((rows, cols), new_lane), seg.index_put((rows, cols), new_seg)
+            s, d = s.index_put((rows, cols), new_s), d.index_put((rows, cols), new_d)
         new = state.replace(lane=lane, seg=seg, valid=valid)
-        if not bool(drift.any()) and not bool(past.any()):
-            self._frenet = (new, Frenet(s, d, seg, lane_yaw))
+        self._frenet = (new, Frenet(s, d, seg, lane_yaw))  # lane_yaw is stale where the lane changed
         return new
