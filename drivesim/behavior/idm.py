@@ -25,6 +25,7 @@ class IDMConfig:
     comfort_decel: float = 2.0  # b, m/s^2
     delta: float = 4.0
     max_decel: float = 8.0  # hard limit on the IDM output, m/s^2
+    max_free_decel: float | None = None  # m/s^2 cap on braking for being above v0 alone (None: IDM as is)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class MOBILConfig:
 def idm_accel(v, v0, gap, v_lead, cfg: IDMConfig):
     """IDM acceleration for speed v [...], desired speed v0, bumper gap (m, FAR if free) and leader speed."""
     free = 1.0 - (v / v0.clamp(min=0.1)).clamp(min=0) ** cfg.delta
+    if cfg.max_free_decel is not None:
+        free = free.clamp(min=-cfg.max_free_decel / cfg.max_accel)
     dv = v - v_lead
     s_star = cfg.min_gap + (v * cfg.headway + v * dv / (2.0 * (cfg.max_accel * cfg.comfort_decel) ** 0.5)).clamp(min=0)
     interaction = (s_star / gap.clamp(min=0.1)) ** 2

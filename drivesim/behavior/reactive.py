@@ -167,7 +167,12 @@ def _stop_line_gap(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: Scenar
 
 
 def desired_speed(state: SimState, batch: ScenarioBatch) -> torch.Tensor:
-    return torch.minimum(batch.init["desired_speed"], batch.bank.lane_speed[state.lane.clamp(min=0)])
+    """IDM v0 [B, A]: the agent's own desired speed, capped by the lane's speed limit and by the
+    comfortable speed of the curves in the next 30 m."""
+    bank = batch.bank
+    lc = state.lane.clamp(min=0)
+    curve = bank.curve_speed[lc * bank.lane_pts.shape[1] + state.seg]
+    return torch.minimum(torch.minimum(batch.init["desired_speed"], bank.lane_speed[lc]), curve)
 
 
 def longitudinal(state, fr, nxt, batch, cfg: ReactiveConfig, t: float, lanes: Lanes | None = None):

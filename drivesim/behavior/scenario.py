@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from drivesim.core.types import AgentType, ControlMode
-from drivesim.map.bank import MapBank, resample_polyline
+from drivesim.map.bank import MapBank, curve_speed, resample_polyline
 from drivesim.map.road import RoadMap
 
 AGENT_FIELDS = ("x", "y", "yaw", "speed", "length", "width", "agent_type", "mode", "desired_speed")
@@ -107,6 +107,7 @@ class ScenarioBatch:
     route_pts: torch.Tensor  # [B, RP, 2]
     route_s: torch.Tensor  # [B, RP]
     route_npts: torch.Tensor  # [B]
+    route_vmax: torch.Tensor  # [B, RP] comfortable speed in the route's curves (30 m ahead)
     num_steps: torch.Tensor  # [B]
     dt: float
     log: torch.Tensor  # [B, A, T+1, 4]
@@ -187,8 +188,11 @@ class ScenarioBatch:
         RP = max(len(p) for p in route_pts)
         rp = np.zeros((B, RP, 2))
         rs = np.zeros((B, RP))
+        rv = np.zeros((B, RP))
         for b, p in enumerate(route_pts):
             rp[b, : len(p)], rp[b, len(p):] = p, p[-1]
+            v = curve_speed(p)
+            rv[b, : len(p)], rv[b, len(p):] = v, v[-1]
             cum = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(p, axis=0), axis=1))])
             rs[b, : len(p)], rs[b, len(p):] = cum, cum[-1]
         f32 = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)
@@ -197,7 +201,7 @@ class ScenarioBatch:
         return ScenarioBatch(
             scenarios=list(scenarios), bank=bank, map_idx=i64(map_idx), init=tinit,
             valid=torch.as_tensor(valid, device=device), route_lanes=i64(route_lanes),
-            route_pts=f32(rp), route_s=f32(rs), route_npts=i64([len(p) for p in route_pts]),
+            route_pts=f32(rp), route_s=f32(rs), route_npts=i64([len(p) for p in route_pts]), route_vmax=f32(rv),
             num_steps=i64([s.num_steps for s in scenarios]), dt=float(scenarios[0].dt),
             log=f32(log), log_valid=torch.as_tensor(log_valid, device=device),
             script_accel=f32(s_acc), script_lane=i64(s_lane), script_lat_speed=f32(s_lat),

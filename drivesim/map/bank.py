@@ -33,6 +33,27 @@ def resample_polyline(points: np.ndarray, spacing: float) -> np.ndarray:
     return np.stack([np.interp(s_new, s, points[:, 0]), np.interp(s_new, s, points[:, 1])], axis=1)
 
 
+CURVE_LAT_ACCEL = 3.0  # m/s^2 comfortable lateral acceleration in curves (nuPlan's bound is 4.89)
+CURVE_YAW_RATE = 0.8  # rad/s (nuPlan's bound is 0.95)
+
+
+def curve_speed(points: np.ndarray, lookahead: float = 30.0) -> np.ndarray:
+    """Comfortable speed [P] at each point of a polyline [P, 2] (about 2 m spacing): the lowest
+    of sqrt(a_lat / curvature) and yaw_rate / curvature over the next `lookahead` metres."""
+    if len(points) < 3:
+        return np.full(len(points), 1e3)
+    seg = np.diff(points, axis=0)
+    length = np.maximum(np.linalg.norm(seg, axis=1), 1e-6)
+    heading = np.arctan2(seg[:, 1], seg[:, 0])
+    turn = np.abs((np.diff(heading) + np.pi) % (2 * np.pi) - np.pi)
+    curv = np.concatenate([[0.0], turn / (0.5 * (length[1:] + length[:-1])), [0.0]])
+    curv = np.convolve(curv, np.ones(3) / 3, mode="same")  # a little smoothing of the polyline corners
+    vmax = np.minimum(np.sqrt(CURVE_LAT_ACCEL / np.maximum(curv, 1e-6)), CURVE_YAW_RATE / np.maximum(curv, 1e-6))
+    ahead = max(1, int(round(lookahead / max(float(length.mean()), 1e-3))))
+    padded = np.concatenate([vmax, np.full(ahead, vmax[-1])])
+    return np.minimum.reduce([padded[k : k + len(vmax)] for k in range(ahead + 1)])
+
+
 def signed_distance_raster(drivable, resolution: float, margin: float = 6.0):
     """Signed distance to the drivable-area boundary at cell centres (positive outside)."""
     x0, y0, x1, y1 = drivable.bounds
@@ -105,6 +126,20 @@ def lane_direction_raster(lanes, sdf: np.ndarray, origin, resolution: float, nei
     return out.astype(np.float16)
 
 
+def _with_successors(vcurve: np.ndarray, succ: np.ndarray, pts: list, lookahead_pts: int = 15) -> np.ndarray:
+    """Near a lane's end, also respect the slowest start of its successors (curves in junctions)."""
+    out = vcurve.copy()
+    for i, p in enumerate(pts):
+        nxt = succ[i][succ[i] >= 0]
+        if len(nxt):
+            v_next = min(vcurve[j, : lookahead_pts].min() for j in nxt)
+            n = len(p)
+            tail = slice(max(0, n - lookahead_pts), n)
+            out[i, tail] = np.minimum(out[i, tail], v_next)
+            out[i, n:] = np.minimum(out[i, n:], v_next)
+    return out
+
+
 def _side_mapping(own: np.ndarray, neighbour: np.ndarray) -> tuple[float, float]:
     """(a, b) with s_neighbour ~ a + b * s_own, from the projections of the lane's two ends."""
     from shapely.geometry import LineString, Point
@@ -124,6 +159,7 @@ class MapBank:
     lane_len: torch.Tensor  # [NL]
     lane_width: torch.Tensor  # [NL]
     lane_speed: torch.Tensor  # [NL] speed limit m/s
+    curve_speed: torch.Tensor  # [NL * P] comfortable speed in curves at each lane point (row lane * P + k), 30 m ahead
     lane_succ: torch.Tensor  # [NL, S] int64 global ids, -1 pad
     lane_left: torch.Tensor  # [NL] int64, -1 none
     lane_right: torch.Tensor  # [NL] int64
@@ -173,6 +209,10 @@ class MapBank:
             s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(p, axis=0), axis=1))])
             lane_s[i, : len(p)] = s
             lane_s[i, len(p):] = s[-1]
+        vcurve = np.full((NL, P), 1e3)
+        for i, p in enumerate(pts):
+            vcurve[i, : len(p)] = curve_speed(p)
+            vcurve[i, len(p):] = vcurve[i, len(p) - 1]
         succ = -np.ones((NL, MAX_SUCCESSORS), dtype=np.int64)
         left = -np.ones(NL, dtype=np.int64)
         right = -np.ones(NL, dtype=np.int64)
@@ -232,6 +272,7 @@ class MapBank:
             lane_len=t(lane_s[:, -1]),
             lane_width=t([l.width for l in lanes]),
             lane_speed=t([l.speed_limit for l in lanes]),
+            curve_speed=t(_with_successors(vcurve, succ, pts)).reshape(-1),
             lane_succ=t(succ, torch.int64),
             lane_left=t(left, torch.int64),
             lane_right=t(right, torch.int64),

@@ -162,12 +162,13 @@ class Intersection:
     speed_limit: float = 13.9
     green: float = 10.0  # s of green per arm
     all_red: float = 2.0  # s between arms
+    corner: float = 8.0  # m of junction beyond the widest arm: sets the turning radii
 
     def build(self) -> RoadMap:
         if not 2 <= self.lanes_in <= 3 or not 1 <= self.lanes_out <= 3:
             raise MapError("intersection needs 2-3 approach lanes (a left-turn lane first) and 1-3 exit lanes")
         w = self.lane_width
-        half = max(self.lanes_in, self.lanes_out) * w + 2.0
+        half = max(self.lanes_in, self.lanes_out) * w + self.corner
         lanes: list[Lane] = []
         approach, exits = [], []
         for a in range(4):

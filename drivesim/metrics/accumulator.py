@@ -76,11 +76,13 @@ class MetricAccumulator:
         self._route_offs = torch.arange(-self.cfg.route_window[0], self.cfg.route_window[1] + 1, device=dev)
         self._route_len = batch.route_s[:, -1]  # [B]
         self.route_s = torch.zeros(B, device=dev)  # [B] latest arc length of the ego along its route
+        self._ego_half = 0.5 * batch.init["length"][:, 0]  # [B]
 
     @property
     def route_completed(self) -> torch.Tensor:
-        """[B] bool: the ego has reached the end of its route (the rollout stops counting it)."""
-        return self.route_s >= self._route_len - 1.0
+        """[B] bool: the ego's front is within 1 m of the end of its route (the rollout stops
+        counting it there, before it drives off the end of the map)."""
+        return self.route_s >= self._route_len - self._ego_half - 1.0
 
     # ------------------------------------------------------------------ per step
     def update(self, state, active: torch.Tensor | None = None) -> None:

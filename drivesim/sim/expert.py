@@ -31,7 +31,10 @@ class PDMConfig:
     horizon: int = 40  # steps of 0.1 s
     dt: float = 0.1
     replan_every: int = 2  # simulator steps
-    idm: IDMConfig = IDMConfig(min_gap=1.0, headway=1.5, max_accel=1.5, comfort_decel=3.0, delta=10.0)  # PDM-Closed
+    # PDM-Closed's IDM; slowing down to a lower target speed alone brakes at most at comfort_decel
+    idm: IDMConfig = IDMConfig(min_gap=1.0, headway=1.5, max_accel=1.5, comfort_decel=3.0, delta=10.0, max_free_decel=2.0)
+    comfort_jerk: float = 4.0  # m/s^3: acceleration changes are rate-limited to this ...
+    emergency_decel: float = 4.0  # m/s^2: ... unless the plan brakes harder than this
     lateral_time: float = 2.0  # s to reach a proposal's offset
     lookahead: float = 0.8  # s along the chosen proposal for pure pursuit
     corridor_margin: float = 0.3  # m added to half widths when deciding who is in the path
@@ -55,7 +58,11 @@ class PDMClosed:
             self._plan = self._replan(state, batch)
             k = 0
         p = self._plan
-        accel = (p["speed"][:, k + 1] - p["speed"][:, k]) / cfg.dt
+        target = (p["speed"][:, k + 1] - p["speed"][:, k]) / cfg.dt
+        prev = state.accel[:, 0]
+        step = cfg.comfort_jerk * cfg.dt
+        smooth = torch.minimum(torch.maximum(target, prev - step), prev + step)
+        accel = torch.where(target < -cfg.emergency_decel, target, smooth)
         j = min(k + max(1, int(round(cfg.lookahead / cfg.dt))), cfg.horizon)
         target = p["xy"][:, j]
         length = state.length[:, 0]
@@ -134,7 +141,9 @@ class PDMClosed:
             use_stop = stop_gap < gap_min
             gap_min = torch.where(use_stop, stop_gap, gap_min)
             lead_v = torch.where(use_stop, torch.zeros_like(lead_v), lead_v)
-            a = idm_accel(v, v_target, gap_min, lead_v, cfg.idm)
+            k = torch.searchsorted(batch.route_s, s.contiguous()).clamp(max=batch.route_s.shape[1] - 1)
+            v0 = torch.minimum(v_target, batch.route_vmax.gather(1, k))  # slow down for curves ahead
+            a = idm_accel(v, v0, gap_min, lead_v, cfg.idm)
             v_new = (v + a * cfg.dt).clamp(min=0)
             s = s + 0.5 * (v + v_new) * cfg.dt
             v = v_new

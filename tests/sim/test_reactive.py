@@ -93,7 +93,8 @@ def test_red_light_stops_traffic():
     sc = make_scenario(road, [{"x": 1.75, "y": -60, "yaw": 1.5708}, {"x": -1.75, "y": 60, "yaw": -1.5708, "speed": 10, "v0": 12}],
                        route=[12], duration=10)
     states = run(sc, ego_action=(-1.0, 0.0))
-    assert float(states[-1].y[0, 1]) > 9.0 - 0.5 and float(states[-1].speed[0, 1]) < 0.2
+    stop_line = road.lanes[4].centerline[-1][1]
+    assert float(states[-1].y[0, 1]) - 2.25 > stop_line - 0.5 and float(states[-1].speed[0, 1]) < 0.2
 
 
 def test_same_inputs_give_identical_rollouts():
