@@ -56,6 +56,11 @@ def load_scenarios(suite_path: str, limit: int | None = None):
     return suite, suite_hash(suite), scenarios[:limit] if limit else scenarios
 
 
+def file_name(name: str) -> str:
+    """A scenario or policy name as one file name (suite names carry '/')."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
 def write_bev_video(scenario, traj, path: Path, fps: int = 10) -> Path:
     from drivesim.render.bev import render_frames, write_video
 
@@ -76,14 +81,14 @@ def write_outputs(ev, out: Path, meta: dict, video: bool = True) -> None:
     print(format_table(summarize(ev.results)))
     thumbs = {}
     for (policy, name), (scenario, traj) in list(ev.trajectories.items())[:48]:
-        path = thumbnail(scenario, traj, 0, out / "thumbs" / f"{policy}__{name}.png")
+        path = thumbnail(scenario, traj, 0, out / "thumbs" / f"{file_name(policy)}__{file_name(name)}.png")
         thumbs[f"{policy}/{name}"] = str(path.relative_to(out))
     report = write_report(ev.results, out, title=f"drivesim evaluation: {meta.get('suite', '')}", meta=meta, thumbnails=thumbs)
     print(f"wrote {out / 'results.csv'}, {out / 'results.json'} and {report}")
     if video and ev.scenarios:
         scenario = ev.scenarios[0]
         res = rollout(ScenarioBatch.build([scenario]), make_policy("pdm_expert"), record=True)
-        print(f"wrote {write_bev_video(scenario, res.trajectory, out / f'bev_{scenario.name}.mp4')}")
+        print(f"wrote {write_bev_video(scenario, res.trajectory, out / f'bev_{file_name(scenario.name)}.mp4')}")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -110,7 +115,7 @@ def cmd_simulate(args) -> int:
     for k in ("pdms", "nuplan_score", "success", "no_collision", "drivable_area_compliance", "progress", "progress_ratio", "min_ttc", "comfort"):
         if k in metrics:
             print(f"  {k:26s} {metrics[k]:.3f}")
-    video = write_bev_video(scenario, res.trajectory, out / f"{scenario.name}.{args.format}")
+    video = write_bev_video(scenario, res.trajectory, out / f"{file_name(scenario.name)}.{args.format}")
     print(f"wrote {out / 'metrics.json'} and {video}")
     return 0 if res.status[0] == "ok" else 1
 

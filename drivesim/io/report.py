@@ -87,8 +87,15 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def format_table(summary: pd.DataFrame, digits: int = 3) -> str:
-    """The summary as an aligned plain-text table for the terminal."""
+TERMINAL_COLUMNS = ("scenarios", "errors", "failed", "success_rate", "collision_rate", "pdms", "nuplan_score",
+                    "drivable_area_compliance", "progress_ratio", "ttc", "comfort", "speed_limit")
+
+
+def format_table(summary: pd.DataFrame, digits: int = 3, columns=TERMINAL_COLUMNS) -> str:
+    """The summary as an aligned plain-text table for the terminal (`columns` that exist; all
+    columns when None)."""
+    if columns is not None:
+        summary = summary[[c for c in columns if c in summary.columns]]
     def cell(col, v):
         if col in COUNT_COLUMNS:
             return str(int(v))

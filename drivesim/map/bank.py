@@ -354,6 +354,13 @@ class MapBank:
         k = torch.minimum(k, (nseg - 1).unsqueeze(-1))
         return self._project_segments(lane_c, k, nseg, xy)
 
+    def seg_near(self, lane: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Segment index just before arc length s on `lane` (points are evenly spaced on a lane)."""
+        lc = lane.clamp(min=0)
+        nseg = (self.lane_npts[lc] - 1).clamp(min=1)
+        k = torch.floor(s / (self.lane_len[lc] / nseg).clamp(min=1e-3)).long() - 1
+        return torch.minimum(k.clamp(min=0), nseg - 1)
+
     def on_neighbour(self, lane: torch.Tensor, left: torch.Tensor, s: torch.Tensor):
         """Arc length on the left (where `left`) or right neighbour of `lane` of the point at s,
         and a segment index near it (for a windowed projection)."""

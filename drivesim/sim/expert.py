@@ -187,9 +187,8 @@ class PDMClosed:
         d_t = grow(fr.d) + grow(state.speed * torch.sin(rel)) * self._drift(t)
         lane, nxt, L = grow(state.lane), grow(next_lanes(state.lane, batch)), grow(bank.lane_len[state.lane.clamp(min=0)])
         on_next = (s_t > L) & (nxt >= 0)
-        window = int(cfg.horizon * cfg.dt * 40.0 / 2.0) + 2  # segments of 2 m covered at 40 m/s
-        xy_a, yaw_a = bank.point_at(lane, s_t, grow(fr.seg), window)
-        xy_b, yaw_b = bank.point_at(nxt.clamp(min=0), s_t - L, torch.zeros_like(lane), window)
+        xy_a, yaw_a = bank.point_at(lane, s_t, bank.seg_near(lane, s_t), 3)
+        xy_b, yaw_b = bank.point_at(nxt.clamp(min=0), s_t - L, bank.seg_near(nxt, s_t - L), 3)
         xy_l = torch.where(on_next.unsqueeze(-1), xy_b, xy_a)
         yaw_l = torch.where(on_next, yaw_b, yaw_a)
         normal = torch.stack([-torch.sin(yaw_l), torch.cos(yaw_l)], -1)
