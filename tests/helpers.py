@@ -16,3 +16,8 @@ def make_scenario(road, agents, route=(0,), duration=10.0, name="hand", **extra)
         length=col("length", 4.5), width=col("width", 1.9),
         agent_type=np.array([int(a.get("type", AgentType.VEHICLE)) for a in agents]),
         mode=np.array(modes), desired_speed=col("v0", 15.0), route=list(route), duration=duration, **extra)
+
+
+from pathlib import Path  # noqa: E402
+
+SUITES = Path(__file__).resolve().parents[1] / "scenarios"

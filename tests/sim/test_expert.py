@@ -1,0 +1,24 @@
+import torch
+
+from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.geometry import boxes_overlap
+from drivesim.core.types import ControlMode
+from drivesim.map import build_map
+from drivesim.sim.expert import PDMClosed
+from drivesim.sim.rollout import rollout
+from tests.helpers import make_scenario
+
+
+def test_expert_stops_behind_stalled_car_and_scores_well_on_free_road():
+    road = build_map("straight", lanes=1, lanes_back=0)
+    stalled = make_scenario(road, [{"x": 5, "y": -1.8, "speed": 12}, {"x": 90, "y": -1.8, "mode": ControlMode.STATIC}],
+                            duration=15, name="stalled")
+    free = make_scenario(road, [{"x": 5, "y": -1.8, "speed": 12}], duration=15, name="free")
+    res = rollout(ScenarioBatch.build([stalled, free]), PDMClosed(), record=True)
+    tr = {k: torch.tensor(v) for k, v in res.trajectory.items()}
+    for t in range(tr["x"].shape[0]):
+        box = lambda j: tuple(tr[k][t, 0, j] for k in ("x", "y", "yaw", "length", "width"))
+        assert not bool(boxes_overlap(box(0), box(1)))
+    assert res.metrics["success"].tolist() == [1.0, 1.0]
+    assert tr["speed"][-1, 0, 0] < 0.5 and tr["x"][-1, 0, 0] > 60
+    assert res.metrics["comfort"][1] == 1.0 and res.metrics["pdms"][1] > 0.95

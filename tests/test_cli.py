@@ -1,0 +1,59 @@
+"""The `drivesim` command end to end on the tiny suite, and its errors."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from drivesim.cli import main
+
+
+def test_simulate_writes_metrics_and_video(tmp_path, capsys):
+    assert main(["simulate", "--suite", "tiny", "--scenario", "0", "--policy", "idm", "-o", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["status"] == "ok" and 0 <= record["metrics"]["pdms"] <= 1
+    videos = list(tmp_path.glob("*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 1000
+    assert "pdms" in capsys.readouterr().out
+
+
+def test_evaluate_writes_table_and_report(tmp_path, capsys):
+    assert main(["evaluate", "--suite", "tiny", "--policies", "constant_velocity,idm", "-o", str(tmp_path), "--no-video"]) == 0
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert sorted(results["policy"].unique()) == ["constant_velocity", "idm", "pdm_expert"]
+    assert len(results) == 12 and (results["status"] == "ok").all()
+    html = (tmp_path / "report.html").read_text()
+    assert "constant_velocity" in html and "pdms" in html
+    meta = json.loads((tmp_path / "results.json").read_text())["meta"]
+    assert len(meta["suite_hash"]) == 64
+    out = capsys.readouterr().out
+    assert "success_rate" in out and "idm" in out
+
+
+def test_bad_suite_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ngroups:\n  - map: straight\n    count: 1\n    trafic: {density: 1}\n")
+    with pytest.raises(SystemExit, match=r"groups\[0\]\.trafic"):
+        main(["evaluate", "--suite", str(bad), "-o", str(tmp_path / "o")])
+
+
+def test_unknown_map_type_in_suite(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ngroups:\n  - map: roundabout\n    count: 1\n")
+    with pytest.raises(SystemExit, match="roundabout"):
+        main(["evaluate", "--suite", str(bad), "-o", str(tmp_path / "o")])
+
+
+def test_unknown_policy_and_scenario(tmp_path):
+    with pytest.raises(SystemExit, match="unknown policy 'nope'"):
+        main(["simulate", "--suite", "tiny", "--policy", "nope", "-o", str(tmp_path)])
+    with pytest.raises(SystemExit, match="no scenario 'zzz'"):
+        main(["simulate", "--suite", "tiny", "--scenario", "zzz", "-o", str(tmp_path)])
+
+
+def test_help_explains_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for word in ("simulate", "evaluate", "bench", "demo"):
+        assert word in out
