@@ -398,16 +398,23 @@ class MapBank:
         along = torch.maximum(torch.minimum(along, hi), lo)
         return row[..., 0:2] + row[..., 2:4] * along.unsqueeze(-1), torch.atan2(row[..., 3], row[..., 2])
 
-    def locate(self, map_idx: torch.Tensor, xy: torch.Tensor, yaw: torch.Tensor, heading_weight: float = 4.0):
+    def locate(self, map_idx: torch.Tensor, xy: torch.Tensor, yaw: torch.Tensor, heading_weight: float = 4.0,
+               chunk: int = 1024):
         """Best lane for each pose (map_idx [N], xy [N, 2], yaw [N]): returns (lane, seg, s, d).
 
-        Score: |d| beyond the half width plus a heading-mismatch penalty; used at reset.
+        Score: |d| beyond the half width plus a heading-mismatch penalty; searches every segment
+        of every lane of the map, `chunk` poses at a time (used at reset and when agents get lost).
         """
+        parts = [self._locate(map_idx[i : i + chunk], xy[i : i + chunk], yaw[i : i + chunk], heading_weight)
+                 for i in range(0, max(len(xy), 1), chunk)]
+        return tuple(torch.cat(p) for p in zip(*parts))
+
+    def _locate(self, map_idx, xy, yaw, heading_weight):
         N = xy.shape[0]
         if N == 0:
             e = torch.zeros(0, dtype=torch.long, device=xy.device)
             return e, e, xy.new_zeros(0), xy.new_zeros(0)
-        Lm = int(self.map_num_lanes.max())
+        Lm = int(self.map_num_lanes[map_idx].max())
         cand = self.map_lane_start[map_idx].unsqueeze(1) + torch.arange(Lm, device=xy.device)  # [N, Lm]
         ok = torch.arange(Lm, device=xy.device) < self.map_num_lanes[map_idx].unsqueeze(1)
         cand = torch.where(ok, cand, self.map_lane_start[map_idx].unsqueeze(1))
