@@ -68,6 +68,21 @@ def write_bev_video(scenario, traj, path: Path, fps: int = 10) -> Path:
     return write_video(frames, path, fps=fps)
 
 
+def until_first_contact(traj: dict, after: int = 5) -> dict:
+    """The trajectory [T, 1, A] cut `after` steps past the ego's first contact with an agent,
+    so that a failure thumbnail shows the moment it happened (unchanged without contact)."""
+    from drivesim.core.geometry import boxes_overlap
+
+    box = lambda j: tuple(torch.as_tensor(traj[k][:, 0, j]) for k in ("x", "y", "yaw", "length", "width"))
+    ego, others = box(slice(0, 1)), box(slice(1, None))  # [T, 1], [T, A-1]
+    hit = boxes_overlap(ego, others) & torch.as_tensor(traj["valid"][:, 0, 1:])
+    steps = hit.any(dim=1).nonzero()
+    if len(steps) == 0:
+        return traj
+    end = int(steps[0]) + after + 1
+    return {k: v[:end] for k, v in traj.items()}
+
+
 def write_outputs(ev, out: Path, meta: dict, video: bool = True) -> None:
     """results.csv/json, the printed summary, failure thumbnails, report.html and one BEV video."""
     from drivesim.behavior.scenario import ScenarioBatch
@@ -81,6 +96,7 @@ def write_outputs(ev, out: Path, meta: dict, video: bool = True) -> None:
     print(format_table(summarize(ev.results)))
     thumbs = {}
     for (policy, name), (scenario, traj) in list(ev.trajectories.items())[:48]:
+        traj = until_first_contact(traj)
         path = thumbnail(scenario, traj, 0, out / "thumbs" / f"{file_name(policy)}__{file_name(name)}.png")
         thumbs[f"{policy}/{name}"] = str(path.relative_to(out))
     report = write_report(ev.results, out, title=f"drivesim evaluation: {meta.get('suite', '')}", meta=meta, thumbnails=thumbs)

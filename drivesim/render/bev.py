@@ -340,8 +340,9 @@ def write_video(frames, path, fps: float = 10) -> Path:
     return path
 
 
-def thumbnail(scenario: Scenario, traj: dict, b: int, path, size=(320, 240), highlight=None) -> Path:
-    """A PNG of the final state, framed on the ego's driven path (drawn as a line)."""
+def thumbnail(scenario: Scenario, traj: dict, b: int, path, size=(320, 240), highlight=None, frame_m: float = 50.0) -> Path:
+    """A PNG of the final state with the ego's driven path (a line), framed on the last
+    `frame_m` metres of that path around the ego."""
     traj = _to_numpy(traj)
     T, _ = _check_traj(traj, b)
     fig, ax, canvas = _new_canvas(size)
@@ -350,7 +351,9 @@ def thumbnail(scenario: Scenario, traj: dict, b: int, path, size=(320, 240), hig
     ex, ey = (ego_xy[valid] if valid.any() else ego_xy).T
     ax.plot(ex, ey, color=EGO_COLOR, linewidth=1.5, zorder=4.5)
     draw_agents(ax, {k: v[-1] for k, v in traj.items() if v.ndim == 3}, b, _highlight_at(highlight, T - 1))
-    _set_window(ax, *_fit_window(ex.min(), ey.min(), ex.max(), ey.max(), size[0] / size[1], margin=15.0))
+    near = np.hypot(ex - ex[-1], ey - ey[-1]) <= frame_m
+    fx, fy = ex[near], ey[near]
+    _set_window(ax, *_fit_window(fx.min(), fy.min(), fx.max(), fy.max(), size[0] / size[1], margin=15.0))
     ax.text(0.01, 0.99, scenario.name, transform=ax.transAxes, va="top", fontsize=7,
             bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
     path = Path(path)
