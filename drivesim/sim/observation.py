@@ -7,6 +7,7 @@ privileged planners (the PDM-style expert) may also read `state` and `batch`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -30,21 +31,53 @@ LANE_FEATURES = 4  # speed limit, width, on route, red stop line at its end
 EGO_FEATURES = 8  # speed, accel, steer, lane speed limit, lateral offset, heading error, stop-line distance, route left
 
 
-@dataclass
 class Observation:
-    agents: torch.Tensor  # [B, N, AGENT_FEATURES]
-    agents_mask: torch.Tensor  # [B, N] bool
-    lanes: torch.Tensor  # [B, M, CHUNK, 2] lane piece points
-    lane_attrs: torch.Tensor  # [B, M, LANE_FEATURES]
-    lanes_mask: torch.Tensor  # [B, M]
-    route: torch.Tensor  # [B, R, 2] points ahead on the ego route
-    ego: torch.Tensor  # [B, EGO_FEATURES]
-    state: SimState  # privileged: the full simulator state
-    batch: ScenarioBatch  # privileged: maps, routes, scenario data
+    """The observation of B scenarios. Each feature group is computed on first access, so a
+    policy that reads only the privileged `state` and `batch` (or nothing) pays nothing for it.
+
+    agents [B, N, AGENT_FEATURES], agents_mask [B, N]; lanes [B, M, CHUNK, 2] lane piece points,
+    lane_attrs [B, M, LANE_FEATURES], lanes_mask [B, M]; route [B, R, 2] points ahead on the ego
+    route; ego [B, EGO_FEATURES].
+    """
+
+    def __init__(self, state: SimState, batch: ScenarioBatch, config: ObservationConfig | None = None):
+        self.state, self.batch, self.config = state, batch, config or ObservationConfig()
 
     @property
     def batch_size(self) -> int:
-        return self.ego.shape[0]
+        return self.state.batch_size
+
+    @cached_property
+    def _pose(self):
+        return self.state.xy[:, 0], self.state.yaw[:, 0]
+
+    @cached_property
+    def _agent_part(self):
+        return _agents(self.state, *self._pose, self.config)
+
+    @cached_property
+    def _lane_part(self):
+        return _lanes(self.state, self.batch, *self._pose, self.config)
+
+    @cached_property
+    def _route_s(self):
+        return route_position(self.batch, self._pose[0])[0]
+
+    agents = property(lambda self: self._agent_part[0])
+    agents_mask = property(lambda self: self._agent_part[1])
+    lanes = property(lambda self: self._lane_part[0])
+    lane_attrs = property(lambda self: self._lane_part[1])
+    lanes_mask = property(lambda self: self._lane_part[2])
+
+    @cached_property
+    def route(self) -> torch.Tensor:
+        cfg, (xy, yaw) = self.config, self._pose
+        ahead = self._route_s.unsqueeze(1) + cfg.route_spacing * torch.arange(1, cfg.route_points + 1, device=xy.device)
+        return to_local(route_points_at(self.batch, ahead), xy.unsqueeze(1), yaw.unsqueeze(1))
+
+    @cached_property
+    def ego(self) -> torch.Tensor:
+        return _ego(self.state, self.batch, self._route_s)
 
     def flat(self) -> torch.Tensor:
         """All tensors concatenated per scenario: [B, F] (masks multiplied in)."""
@@ -83,15 +116,8 @@ def route_points_at(batch: ScenarioBatch, s: torch.Tensor) -> torch.Tensor:
     return a + (b - a) * frac
 
 
-def observe(state: SimState, batch: ScenarioBatch, cfg: ObservationConfig = ObservationConfig()) -> Observation:
-    ego_xy, ego_yaw = state.xy[:, 0], state.yaw[:, 0]
-    agents, agents_mask = _agents(state, ego_xy, ego_yaw, cfg)
-    lanes, lane_attrs, lanes_mask = _lanes(state, batch, ego_xy, ego_yaw, cfg)
-    s, _ = route_position(batch, ego_xy)
-    ahead = s.unsqueeze(1) + cfg.route_spacing * torch.arange(1, cfg.route_points + 1, device=s.device)
-    route = to_local(route_points_at(batch, ahead), ego_xy.unsqueeze(1), ego_yaw.unsqueeze(1))
-    return Observation(agents, agents_mask, lanes, lane_attrs, lanes_mask, route,
-                       _ego(state, batch, s), state, batch)
+def observe(state: SimState, batch: ScenarioBatch, cfg: ObservationConfig | None = None) -> Observation:
+    return Observation(state, batch, cfg)
 
 
 def _agents(state, ego_xy, ego_yaw, cfg):

@@ -43,7 +43,7 @@ class ConstantVelocity:
         pass
 
     def act(self, obs: Observation) -> torch.Tensor:
-        return torch.zeros(obs.batch_size, 2, device=obs.ego.device)
+        return torch.zeros(obs.batch_size, 2, device=obs.state.device)
 
 
 class IDMLaneKeeping:
