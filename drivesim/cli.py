@@ -118,10 +118,10 @@ def cmd_simulate(args) -> int:
         names = ", ".join(s.name for s in scenarios[:10])
         raise SystemExit(f"error: no scenario {args.scenario!r} in {args.suite} (index or name; e.g. {names})")
     scenario = pick[0]
-    batch = ScenarioBatch.build([scenario])
+    batch = ScenarioBatch.build([scenario], device=args.device)
     expert = rollout(batch, make_policy("pdm_expert"))
     policy = make_policy(args.policy)
-    res = rollout(batch, policy, record=True, expert_progress=torch.tensor(expert.metrics["progress"], dtype=torch.float32))
+    res = rollout(batch, policy, record=True, expert_progress=torch.as_tensor(expert.metrics["progress"], dtype=torch.float32, device=batch.device))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = {k: float(v[0]) for k, v in res.metrics.items()}
@@ -143,7 +143,7 @@ def cmd_evaluate(args) -> int:
     policies = [make_policy(p) for p in args.policies.split(",") if p]
     expert = next((p for p in policies if p.name == "pdm_expert"), None) or make_policy("pdm_expert")
     t0 = time.perf_counter()
-    ev = evaluate(scenarios, policies, expert=expert, config=EvalConfig(batch_size=args.batch_size))
+    ev = evaluate(scenarios, policies, expert=expert, config=EvalConfig(batch_size=args.batch_size, device=args.device))
     meta = {"suite": suite.name, "suite_hash": digest, "seed": suite.seed, "scenarios": len(scenarios),
             "policies": ", ".join(p.name for p in [expert] + policies if p is not None), "wall_time_s": round(time.perf_counter() - t0, 1)}
     write_outputs(ev, Path(args.out), meta, video=not args.no_video)
@@ -153,7 +153,7 @@ def cmd_evaluate(args) -> int:
 def cmd_bench(args) -> int:
     from drivesim.sim.bench import main as bench_main
 
-    return bench_main(["--quick"] if args.quick else [])
+    return bench_main((["--quick"] if args.quick else []) + ["--device", args.device])
 
 
 def cmd_demo(args) -> int:
@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="drivesim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"drivesim {drivesim.__version__}")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest on a shared 2-core machine)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda: where the batched simulation runs (default cpu)")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("simulate", help="run one scenario in closed loop: metrics + BEV video")
     s.add_argument("--suite", default="tiny", help="suite YAML (path or name in scenarios/); default: tiny")

@@ -21,6 +21,7 @@ from drivesim.sim.simulator import SimConfig
 class EvalConfig:
     batch_size: int = 64
     keep_failure_trajectories: bool = True  # for BEV thumbnails of failed scenarios
+    device: str = "cpu"
     sim: SimConfig = field(default_factory=SimConfig)
 
 
@@ -48,8 +49,9 @@ def _chunks(items, size):
 def _run_isolated(chunk, bank, policy, cfg, expert, record) -> list[tuple[Scenario, RolloutResult, int]]:
     """Roll out a chunk; if the policy raised for all rows, retry one scenario at a time so that
     only the scenarios where it raises are marked failed."""
-    batch = ScenarioBatch.build(chunk, bank=bank)
-    ep = None if expert is None else torch.as_tensor([expert.get(s.name, np.nan) for s in chunk], dtype=torch.float32)
+    batch = ScenarioBatch.build(chunk, bank=bank, device=cfg.device)
+    ep = None if expert is None else torch.as_tensor([expert.get(s.name, np.nan) for s in chunk], dtype=torch.float32,
+                                                     device=cfg.device)
     ep = None if ep is None or torch.isnan(ep).all() else ep
     res = rollout(batch, policy, sim_config=cfg.sim, expert_progress=ep, record=record)
     raised = all(st == "error" and "raised" in er for st, er in zip(res.status, res.errors))
@@ -69,7 +71,7 @@ def evaluate(scenarios: list[Scenario], policies: list, expert=None, config: Eva
     bad = _validate(scenarios)
     good = [s for s in scenarios if s.name not in bad]
     rows, trajs = [], {}
-    bank = MapBank.build(list({id(s.road): s.road for s in good}.values())) if good else None
+    bank = MapBank.build(list({id(s.road): s.road for s in good}.values()), device=cfg.device) if good else None
     expert_progress = None
     runs = ([expert] if expert is not None else []) + [p for p in policies if p is not expert]
     total = len(runs) * len(_chunks(good, cfg.batch_size))

@@ -100,7 +100,7 @@ class PDMClosed:
         # ties go to the centred, faster proposal
         tie = 1e-4 * v_target / limit.clamp(min=0.1).unsqueeze(1) - 1e-3 * offset.abs()
         best = (scored["score"] + tie).argmax(dim=1)
-        pick = lambda x: x[torch.arange(B), best]
+        pick = lambda x: x[torch.arange(B, device=best.device), best]
         return {"step": state.step, "xy": pick(xy), "speed": pick(v), "best": best}
 
     def _forecast_route_coords(self, state, batch):

@@ -21,7 +21,7 @@ from drivesim.metrics.collisions import ego_overlaps
 from drivesim.metrics.drivable import max_corner_distance
 from drivesim.sim.observation import (AGENT_FEATURES, EGO_FEATURES, LANE_FEATURES, ObservationConfig, observe,
                                       route_position)
-from drivesim.sim.policy import ACTION_HIGH, ACTION_LOW
+from drivesim.sim.policy import ACTION_HIGH, ACTION_LOW, clip_action
 from drivesim.sim.simulator import SimConfig, Simulator
 
 OFFROAD_TOLERANCE = 0.3  # m, as the DAC metric
@@ -52,7 +52,7 @@ class DriveVectorEnv(gym.vector.VectorEnv):
         self._initial = self.sim.reset()
         self.state = self._initial
         self._done = np.zeros(self.num_envs, dtype=bool)
-        self._t = torch.zeros(self.num_envs, dtype=torch.long)
+        self._t = torch.zeros(self.num_envs, dtype=torch.long, device=self.batch.device)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)  # the scenarios are deterministic; the seed only seeds the spaces
@@ -65,7 +65,7 @@ class DriveVectorEnv(gym.vector.VectorEnv):
         a = torch.as_tensor(np.asarray(actions), dtype=torch.float32, device=self.batch.device)
         if a.shape != (self.num_envs, 2) or not torch.isfinite(a).all():
             raise ValueError(f"actions must be finite [{self.num_envs}, 2], got shape {tuple(a.shape)}")
-        a = torch.maximum(torch.minimum(a, ACTION_HIGH), ACTION_LOW)
+        a = clip_action(a)
         restart = torch.as_tensor(self._done, device=a.device)
         s_before, _ = route_position(self.batch, self.state.xy[:, 0])
         nxt = self.sim.step(self.state, a)
