@@ -17,7 +17,6 @@ from drivesim.behavior.neighbours import LaneIndex, build_index
 from drivesim.behavior.scenario import ScenarioBatch
 from drivesim.core.geometry import to_local
 from drivesim.core.state import SimState
-from drivesim.core.types import ControlMode
 from drivesim.dynamics.bicycle import WHEELBASE_RATIO
 
 

@@ -11,13 +11,6 @@ class AgentType(IntEnum):
     CYCLIST = 2
     STATIC = 3  # cones, barriers, parked objects
 
-    @classmethod
-    def parse(cls, name: str) -> "AgentType":
-        try:
-            return cls[name.upper()]
-        except KeyError:
-            raise ValueError(f"unknown agent type {name!r}; expected one of {[t.name.lower() for t in cls]}") from None
-
 
 class ControlMode(IntEnum):
     POLICY = 0  # the ego, driven by the policy under test

@@ -9,7 +9,6 @@ ego's lane, as in a cut-in, is anticipated); each proposal is scored with the PD
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch

@@ -14,7 +14,7 @@ import torch
 from drivesim.behavior.scenario import ScenarioBatch
 from drivesim.core.geometry import to_local, wrap_angle
 from drivesim.core.state import SimState
-from drivesim.map.bank import CHUNK, project_on_polylines
+from drivesim.map.bank import project_on_polylines
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def test_frenet_projection_on_curved_lane():
     road = build_map("curved", radius=100.0, angle_deg=90.0)
     bank = MapBank.build([road])
     lane = road.lanes[0]
-    from shapely.geometry import LineString, Point
+    from shapely.geometry import LineString
     line = LineString(lane.centerline)
     rng = np.random.default_rng(0)
     s_true = rng.uniform(5, line.length - 5, 50)

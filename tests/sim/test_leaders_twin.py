@@ -1,8 +1,6 @@
 """The sorted-index leader search agrees with its brute-force twin on random traffic states."""
 
-import math
 
-import numpy as np
 import torch
 
 from drivesim.behavior.reactive import ReactiveConfig, lane_frenet, lane_index, leaders, next_lanes
