@@ -143,7 +143,8 @@ def cmd_evaluate(args) -> int:
     policies = [make_policy(p) for p in args.policies.split(",") if p]
     expert = next((p for p in policies if p.name == "pdm_expert"), None) or make_policy("pdm_expert")
     t0 = time.perf_counter()
-    ev = evaluate(scenarios, policies, expert=expert, config=EvalConfig(batch_size=args.batch_size, device=args.device))
+    cfg = EvalConfig(batch_size=args.batch_size, device=args.device, policy_every=args.policy_every)
+    ev = evaluate(scenarios, policies, expert=expert, config=cfg)
     meta = {"suite": suite.name, "suite_hash": digest, "seed": suite.seed, "scenarios": len(scenarios),
             "policies": ", ".join(p.name for p in [expert] + policies if p is not None), "wall_time_s": round(time.perf_counter() - t0, 1)}
     write_outputs(ev, Path(args.out), meta, video=not args.no_video)
@@ -157,7 +158,8 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    args.suite, args.policies, args.limit, args.batch_size, args.no_video = "nominal", "constant_velocity,idm,pdm_expert", None, 64, False
+    args.suite, args.policies, args.limit, args.batch_size = "nominal", "constant_velocity,idm,pdm_expert", None, 64
+    args.no_video, args.policy_every = False, 1
     return cmd_evaluate(args)
 
 
@@ -180,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="only the first N scenarios")
     e.add_argument("--batch-size", type=int, default=64, help="scenarios simulated together")
     e.add_argument("--no-video", action="store_true", help="skip the BEV video")
+    e.add_argument("--policy-every", type=int, default=1, help="simulation steps (0.1 s) per policy decision (default 1)")
     e.add_argument("-o", "--out", default="out/evaluate")
     e.set_defaults(func=cmd_evaluate)
     b = sub.add_parser("bench", help="closed-loop throughput against highway-env (tools/bench_sim.py)")

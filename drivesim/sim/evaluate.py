@@ -22,6 +22,7 @@ class EvalConfig:
     batch_size: int = 64
     keep_failure_trajectories: bool = True  # for BEV thumbnails of failed scenarios
     device: str = "cpu"
+    policy_every: int = 1  # simulation steps per policy decision
     sim: SimConfig = field(default_factory=SimConfig)
 
 
@@ -53,7 +54,7 @@ def _run_isolated(chunk, bank, policy, cfg, expert, record) -> list[tuple[Scenar
     ep = None if expert is None else torch.as_tensor([expert.get(s.name, np.nan) for s in chunk], dtype=torch.float32,
                                                      device=cfg.device)
     ep = None if ep is None or torch.isnan(ep).all() else ep
-    res = rollout(batch, policy, sim_config=cfg.sim, expert_progress=ep, record=record)
+    res = rollout(batch, policy, sim_config=cfg.sim, expert_progress=ep, record=record, policy_every=cfg.policy_every)
     raised = all(st == "error" and "raised" in er for st, er in zip(res.status, res.errors))
     if not raised or len(chunk) == 1:
         return [(s, res, b) for b, s in enumerate(chunk)]

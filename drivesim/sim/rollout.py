@@ -56,8 +56,14 @@ def check_actions(action, batch_size: int) -> list[str]:
 
 def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None, metric_config: MetricConfig | None = None,
             obs_config: ObservationConfig | None = None, expert_progress: torch.Tensor | None = None, record: bool = False,
-            show_progress: bool = False) -> RolloutResult:
-    """Run `policy` on every scenario of `batch` for its duration; return metrics and status."""
+            show_progress: bool = False, policy_every: int = 1) -> RolloutResult:
+    """Run `policy` on every scenario of `batch` for its duration; return metrics and status.
+
+    The policy acts every `policy_every` simulation steps and its action is held in between
+    (simulation and policy rates are separate).
+    """
+    if policy_every < 1:
+        raise ValueError(f"policy_every must be >= 1, got {policy_every}")
     t0 = time.perf_counter()
     sim = Simulator(batch, sim_config)
     obs_config = obs_config or ObservationConfig()
@@ -72,7 +78,10 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
     frames = [state] if record else None
     brake = torch.tensor([-4.0, 0.0], device=batch.device)
     for t in tqdm(range(batch.max_steps), desc=getattr(policy, "name", "policy"), disable=not show_progress, leave=False):
-        action, reasons = _act(policy, state, batch, obs_config)
+        if t % policy_every == 0:
+            action, reasons = _act(policy, state, batch, obs_config)
+        else:
+            reasons = [""] * B
         for b, why in enumerate(reasons):
             if why and not failed[b]:
                 errors[b] = f"scenario {batch.names[b]!r}, step {t}: {why}"

@@ -94,3 +94,23 @@ def test_same_inputs_give_identical_rollouts_and_metrics(tiny):
         assert np.array_equal(runs[0].trajectory[k], runs[1].trajectory[k]), k
     for k in runs[0].metrics:
         assert np.array_equal(runs[0].metrics[k], runs[1].metrics[k], equal_nan=True), k
+
+
+class Counting(ConstantVelocity):
+    name = "counting"
+
+    def reset(self, batch):
+        self.calls = 0
+
+    def act(self, obs):
+        self.calls += 1
+        return super().act(obs)
+
+
+def test_policy_rate_is_separate_from_simulation_rate(tiny):
+    policy = Counting()
+    batch = ScenarioBatch.build(tiny[:1])
+    rollout(batch, policy, policy_every=5)
+    assert policy.calls == batch.max_steps // 5
+    with pytest.raises(ValueError, match="policy_every"):
+        rollout(batch, policy, policy_every=0)
