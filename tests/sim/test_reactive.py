@@ -51,6 +51,8 @@ def test_mobil_overtakes_slow_leader():
     sc.log_valid = np.zeros((3, len(t)), bool)
     sc.log_valid[2] = True
     states = run(sc)
+    replayed = np.array([float(s.x[0, 2]) for s in states])
+    assert np.allclose(replayed, sc.log[2, :, 0], atol=1e-4), "the log-replay agent left its log"
     lanes = [int(s.lane[0, 1]) for s in states]
     assert 0 in lanes, "the fast car never left the slow car's lane"
     assert states[-1].x[0, 1] > states[-1].x[0, 2] + 5, "the fast car did not pass"
