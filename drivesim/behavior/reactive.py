@@ -2,7 +2,8 @@
 lane following, signal stop lines and scripted overrides.
 
 Every agent decides from the same snapshot (`state`); the simulator then moves all of them.
-Pairwise interactions are [B, A, A] tensors; nothing loops over agents.
+Who is ahead of whom comes from a per-scenario sorted lane index (neighbours.py), O(A log A);
+nothing loops over agents. `reference.py` holds the brute-force twin of the leader search.
 """
 
 from __future__ import annotations
