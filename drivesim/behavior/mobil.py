@@ -57,11 +57,12 @@ def _one_per_gap(state: SimState, fr: Frenet, target: torch.Tensor, margin: floa
 
 def mobil_lane_changes(state: SimState, fr: Frenet, batch: ScenarioBatch, cfg: ReactiveConfig, acc_now, v0, lanes: Lanes):
     """New lanes and segments [B, A] after MOBIL decisions, and the mask of agents that changed."""
-    bank, t = batch.bank, state.step
-    if t % cfg.mobil.every:
+    bank, t = batch.bank, state.row_step.unsqueeze(1)  # [B, 1]
+    due = torch.remainder(t, cfg.mobil.every) == 0
+    if not bool(due.any()):
         return state.lane, fr.seg, torch.zeros_like(state.valid)
     cooled = (t - state.lane_change_step) * batch.dt >= cfg.mobil.cooldown
-    eligible = (batch.init["mode"] == ControlMode.REACTIVE) & state.valid & cooled & (state.lane >= 0)
+    eligible = (batch.init["mode"] == ControlMode.REACTIVE) & state.valid & cooled & (state.lane >= 0) & due
     if not bool(eligible.any()):
         return state.lane, fr.seg, torch.zeros_like(eligible)
     idx = agent_index_like(state.lane)

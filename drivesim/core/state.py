@@ -29,8 +29,16 @@ class SimState:
     valid: torch.Tensor  # [B, A] bool
     lane: torch.Tensor  # [B, A] int64 global lane id in the MapBank (-1: none)
     seg: torch.Tensor  # [B, A] int64 segment index on that lane (projection cache)
-    step: int = 0  # simulation step counter (the same for the whole batch)
-    lane_change_step: torch.Tensor | None = None  # [B, A] int64 step of each agent's last lane change
+    step: int = 0  # simulation steps taken by this batch
+    lane_change_step: torch.Tensor | None = None  # [B, A] int64 scenario step of each agent's last lane change
+    clock: torch.Tensor | None = None  # [B] int64 scenario step of each row (rows restart on their own in RL)
+
+    @property
+    def row_step(self) -> torch.Tensor:
+        """[B] int64: the scenario step of each row (scripts, logs and signals run on it)."""
+        if self.clock is not None:
+            return self.clock
+        return torch.full((self.batch_size,), self.step, dtype=torch.long, device=self.device)
 
     @property
     def batch_size(self) -> int:
@@ -77,5 +85,5 @@ class SimState:
     @staticmethod
     def stack_time(states: list["SimState"]) -> dict[str, torch.Tensor]:
         """Stack a list of states into tensors [T, B, A] per field (for plotting and metrics)."""
-        names = [f.name for f in dataclasses.fields(SimState) if f.name not in ("step", "lane_change_step")]
+        names = [f.name for f in dataclasses.fields(SimState) if f.name not in ("step", "lane_change_step", "clock")]
         return {n: torch.stack([getattr(s, n) for s in states]) for n in names}

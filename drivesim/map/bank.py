@@ -181,11 +181,13 @@ class MapBank:
     map_num_chunks: torch.Tensor  # [M] int64
     map_signal: torch.Tensor  # [M, 3] (green s, all-red s, groups); groups 0 when unsignalised
 
-    def signal_stop(self, lane: torch.Tensor, map_idx: torch.Tensor, t: float) -> torch.Tensor:
-        """True where the stop line at the end of `lane` ([B, ...], map_idx [B]) is red at time t."""
+    def signal_stop(self, lane: torch.Tensor, map_idx: torch.Tensor, t) -> torch.Tensor:
+        """True where the stop line at the end of `lane` ([B, ...], map_idx [B]) is red at time t
+        (seconds: a number, or [B] per scenario)."""
         sig = self.map_signal[map_idx]  # [B, 3]
         cycle = (sig[:, 0] + sig[:, 1]) * sig[:, 2]
-        phase = torch.remainder(torch.full_like(cycle, t), cycle.clamp(min=1e-6))
+        t = torch.as_tensor(t, dtype=cycle.dtype, device=cycle.device).expand_as(cycle)
+        phase = torch.remainder(t, cycle.clamp(min=1e-6))
         slot = sig[:, 0] + sig[:, 1]
         current = torch.floor(phase / slot.clamp(min=1e-6))
         in_green = torch.remainder(phase, slot.clamp(min=1e-6)) < sig[:, 0]

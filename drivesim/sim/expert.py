@@ -154,7 +154,7 @@ class PDMClosed:
         """Route arc length of a red stop line at the end of the ego's current lane (FAR if none)."""
         lane = state.lane[:, :1]
         rem = batch.bank.lane_len[lane.clamp(min=0)] - batch.bank.project(lane, state.seg[:, :1], state.xy[:, :1])[0]
-        red = batch.bank.signal_stop(lane, batch.map_idx, state.step * batch.dt)
+        red = batch.bank.signal_stop(lane, batch.map_idx, state.row_step * batch.dt)
         can_stop = rem > state.speed[:, :1] ** 2 / (2 * 4.0)
         return torch.where(red & can_stop, s0.unsqueeze(1) + rem, torch.full_like(rem, FAR)).squeeze(1)
 

@@ -5,10 +5,13 @@ Observations are the ego-centric vector observation as a dict of numpy arrays; a
 units of (speed limit × dt), so ~1 per step at the speed limit; an episode terminates on any
 ego collision or on leaving the drivable area (0.3 m tolerance), with no reward for that step,
 and is truncated at the scenario's duration. Finished sub-environments reset on the next step
-(gymnasium's NEXT_STEP autoreset mode).
+(gymnasium's NEXT_STEP autoreset mode); each keeps its own clock (`SimState.clock`), so signal
+phases, scripted events and logs restart with it.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import gymnasium as gym
 import numpy as np
@@ -52,13 +55,11 @@ class DriveVectorEnv(gym.vector.VectorEnv):
         self._initial = self.sim.reset()
         self.state = self._initial
         self._done = np.zeros(self.num_envs, dtype=bool)
-        self._t = torch.zeros(self.num_envs, dtype=torch.long, device=self.batch.device)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)  # the scenarios are deterministic; the seed only seeds the spaces
         self.state = self._initial
         self._done[:] = False
-        self._t.zero_()
         return self._obs(), {}
 
     def step(self, actions):
@@ -69,15 +70,13 @@ class DriveVectorEnv(gym.vector.VectorEnv):
         restart = torch.as_tensor(self._done, device=a.device)
         s_before, _ = route_position(self.batch, self.state.xy[:, 0])
         nxt = self.sim.step(self.state, a)
-        self._t += 1
-        if bool(restart.any()):  # NEXT_STEP autoreset: finished rows restart, their action ignored
+        if bool(restart.any()):  # NEXT_STEP autoreset: finished rows restart (clock 0), their action ignored
             nxt = _merge_rows(nxt, self._initial, restart)
-            self._t[restart] = 0
         s_after, _ = route_position(self.batch, nxt.xy[:, 0])
         crash = ego_overlaps(nxt).any(dim=1)
         offroad = max_corner_distance(self.batch.bank, self.batch.map_idx, nxt.corners()[:, 0]) > OFFROAD_TOLERANCE
         terminated = (crash | offroad) & ~restart
-        truncated = (self._t >= self.batch.num_steps) & ~terminated & ~restart
+        truncated = (nxt.row_step >= self.batch.num_steps) & ~terminated & ~restart
         limit = self.batch.bank.lane_speed[nxt.lane[:, 0].clamp(min=0)] * self.batch.dt
         reward = torch.where(terminated | restart, torch.zeros_like(s_after), (s_after - s_before) / limit)
         self.state = nxt
@@ -93,9 +92,7 @@ class DriveVectorEnv(gym.vector.VectorEnv):
 
 
 def _merge_rows(state, initial, rows: torch.Tensor):
-    """State with the given rows taken from `initial` (the scenario's start)."""
+    """State with the given rows [B] taken from `initial` (the scenarios' start)."""
     pick = lambda new, old: torch.where(rows.view(-1, *([1] * (new.dim() - 1))), old, new)
-    merged = state.map_tensors(lambda t: t)
-    fields = {f: pick(getattr(state, f), getattr(initial, f)) for f in
-              ("x", "y", "yaw", "speed", "accel", "steer", "length", "width", "agent_type", "valid", "lane", "seg", "lane_change_step")}
-    return merged.replace(**fields)
+    names = [f.name for f in dataclasses.fields(state) if f.name != "step"]
+    return state.replace(**{n: pick(getattr(state, n), getattr(initial, n)) for n in names})

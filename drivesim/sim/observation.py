@@ -157,7 +157,7 @@ def _lanes(state, batch, ego_xy, ego_yaw, cfg):
     pts = to_local(bank.chunk_pts[pick], ego_xy[:, None, None], ego_yaw[:, None, None])  # [B, m, CHUNK, 2]
     lane = bank.chunk_lane[pick]
     on_route = (lane.unsqueeze(-1) == batch.route_lanes.unsqueeze(1)).any(-1)
-    red = bank.signal_stop(lane, batch.map_idx, state.step * batch.dt)
+    red = bank.signal_stop(lane, batch.map_idx, state.row_step * batch.dt)
     attrs = torch.stack([bank.lane_speed[lane], bank.lane_width[lane], on_route.float(), red.float()], -1)
     pad = cfg.num_lane_chunks - m
     return (torch.nn.functional.pad(pts, (0, 0, 0, 0, 0, pad)), torch.nn.functional.pad(attrs, (0, 0, 0, pad)),
@@ -169,7 +169,7 @@ def _ego(state, batch, route_s):
     lane = state.lane[:, :1]
     s, d, _, lane_yaw = bank.project(lane, state.seg[:, :1], state.xy[:, :1])
     rem = bank.lane_len[lane.clamp(min=0)] - s
-    red = bank.signal_stop(lane, batch.map_idx, state.step * batch.dt)
+    red = bank.signal_stop(lane, batch.map_idx, state.row_step * batch.dt)
     stop = torch.where(red, rem, torch.full_like(rem, 100.0)).clamp(max=100.0)
     left = (batch.route_s[:, -1] - route_s).clamp(min=0)
     return torch.stack([state.speed[:, 0], state.accel[:, 0], state.steer[:, 0], bank.lane_speed[lane[:, 0].clamp(min=0)],

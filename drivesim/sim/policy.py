@@ -62,7 +62,7 @@ class IDMLaneKeeping:
         state, batch = obs.state, obs.batch
         fr = lane_frenet(state, batch)
         nxt = next_lanes(state.lane, batch)
-        acc, _ = longitudinal(state, fr, nxt, batch, self.config, state.step * batch.dt)
+        acc, _ = longitudinal(state, fr, nxt, batch, self.config, state.row_step * batch.dt)
         lat = torch.full_like(fr.d, self.config.lat_speed)
         steer = pure_pursuit(state, fr, state.lane, nxt, batch, lat, self.config)
         return clip_action(torch.stack([acc[:, 0], steer[:, 0]], dim=-1))

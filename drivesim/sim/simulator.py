@@ -57,7 +57,7 @@ class Simulator:
             x=init["x"].clone(), y=init["y"].clone(), yaw=init["yaw"].clone(), speed=init["speed"].clone(),
             accel=zeros, steer=zeros.clone(), length=init["length"], width=init["width"],
             agent_type=init["agent_type"], valid=b.valid.clone(), lane=lane, seg=seg, step=0,
-            lane_change_step=torch.full_like(lane, -10_000),
+            lane_change_step=torch.full_like(lane, -10_000), clock=torch.zeros(B, dtype=torch.long, device=xy.device),
         )
 
     def step(self, state: SimState, ego_action: torch.Tensor) -> SimState:
@@ -84,18 +84,21 @@ class Simulator:
         seg = torch.where(self.is_reactive, dec.seg, state.seg)
         changed = dec.changed & self.is_reactive
         moved = state.replace(x=x, y=y, yaw=yaw, speed=speed, accel=accel_eff, steer=steer, valid=valid,
-                              lane=lane, seg=seg, step=state.step + 1,
-                              lane_change_step=torch.where(changed, torch.full_like(lane, state.step), state.lane_change_step))
+                              lane=lane, seg=seg, step=state.step + 1, clock=state.row_step + 1,
+                              lane_change_step=torch.where(changed, state.row_step.unsqueeze(1).expand_as(lane),
+                                                           state.lane_change_step))
         return self._track_lanes(moved)
 
     def _replay(self, state, x, y, yaw, speed, accel, valid):
-        t = min(state.step + 1, self.batch.log.shape[2] - 1)
-        log = self.batch.log[:, :, t]  # [B, A, 4]
+        T1, A = self.batch.log.shape[2], self.batch.log.shape[1]
+        t = (state.row_step + 1).clamp(max=T1 - 1).view(-1, 1, 1)
+        log = self.batch.log.gather(2, t.unsqueeze(-1).expand(-1, A, 1, 4)).squeeze(2)  # [B, A, 4]
+        log_valid = self.batch.log_valid.gather(2, t.expand(-1, A, 1)).squeeze(2)
         rep = self.is_replay
         new_speed = torch.where(rep, log[..., 3], speed)
         accel = torch.where(rep, (log[..., 3] - state.speed) / self.dt, accel)
         return (torch.where(rep, log[..., 0], x), torch.where(rep, log[..., 1], y), torch.where(rep, log[..., 2], yaw),
-                new_speed, accel, torch.where(rep, self.batch.log_valid[:, :, t], valid))
+                new_speed, accel, torch.where(rep, log_valid, valid))
 
     def _track_lanes(self, state: SimState) -> SimState:
         """Update each agent's lane and segment after moving: onto the successor past a lane end

@@ -36,6 +36,7 @@ def test_collision_terminates_and_next_step_resets():
     assert done_at is not None and not term[0]
     obs, reward, term, trunc, _ = env.step(np.zeros((2, 2), np.float32))  # autoreset of row 1
     assert reward[1] == 0 and not term[1] and abs(env.state.x[1, 0].item() - 5.0) < 1e-6
+    assert env.state.clock.tolist() == [done_at + 2, 0]  # the restarted row runs on its own clock
 
 
 def test_truncation_at_duration():

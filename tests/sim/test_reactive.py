@@ -107,3 +107,22 @@ def test_same_inputs_give_identical_rollouts():
     a, b = run(sc), run(sc)
     for sa, sb in zip(a, b):
         assert torch.equal(sa.x, sb.x) and torch.equal(sa.y, sb.y) and torch.equal(sa.lane, sb.lane)
+
+
+def test_scripts_follow_each_rows_own_clock():
+    from drivesim.behavior.control import reactive_control
+    from drivesim.behavior.reactive import ReactiveConfig
+
+    road = build_map("straight", lanes=2, lanes_back=0)
+    scen = []
+    for k in range(2):
+        sc = make_scenario(road, [{"x": 0, "y": -1.8}, {"x": 30, "y": -5.4, "speed": 10}], duration=3, name=f"r{k}")
+        lane = -np.ones((2, sc.num_steps), dtype=np.int64)
+        lane[1, 5:] = 0
+        sc.script_lane = lane
+        scen.append(sc)
+    batch = ScenarioBatch.build(scen)
+    state = Simulator(batch).reset()
+    state = state.replace(clock=torch.tensor([0, 5]))
+    dec = reactive_control(state, batch, ReactiveConfig())
+    assert dec.lane[:, 1].tolist() == [1, 0] and dec.changed[:, 1].tolist() == [False, True]
