@@ -32,7 +32,6 @@ class ReactiveConfig:
     encroach_range: float = 15.0  # m: agents this close ahead in the local frame are obstacles ...
     encroach_time: float = 2.0  # s: ... or this many seconds ahead at the agent's speed
     stop_decel: float = 3.0  # m/s^2: stop for a red light only if it can be done at this decel
-    pursuit_window: int = 14  # lane segments (2 m) searched for the pursuit point; longer lookaheads are cut
 
 
 @dataclass
@@ -198,10 +197,9 @@ def pure_pursuit(state: SimState, fr: Frenet, lane, nxt, batch: ScenarioBatch, l
     L = bank.lane_len[lane.clamp(min=0)]
     s_ahead = fr.s + ahead
     use_next = (s_ahead > L) & (nxt >= 0)
-    window = cfg.pursuit_window
-    xy_t, yaw_t = bank.point_at(lane, s_ahead, fr.seg, window)
+    xy_t, yaw_t = bank.point_at(lane, s_ahead, bank.seg_near(lane, s_ahead), 3)
     if bool(use_next.any()):
-        xy_next, yaw_next = bank.point_at(nxt.clamp(min=0), s_ahead - L, torch.zeros_like(fr.seg), window)
+        xy_next, yaw_next = bank.point_at(nxt.clamp(min=0), s_ahead - L, bank.seg_near(nxt, s_ahead - L), 3)
         xy_t = torch.where(use_next.unsqueeze(-1), xy_next, xy_t)
         yaw_t = torch.where(use_next, yaw_next, yaw_t)
     normal = torch.stack([-torch.sin(yaw_t), torch.cos(yaw_t)], dim=-1)

@@ -71,3 +71,13 @@ def test_locate_respects_heading_on_two_way_road():
     xy = torch.tensor([[50.0, -1.8], [50.0, 1.8]])
     lane, _, _, _ = bank.locate(torch.zeros(2, dtype=torch.long), xy, torch.tensor([0.0, np.pi]))
     assert lane.tolist() == [0, 2]
+
+
+def test_point_at_with_segment_guess_matches_full_search():
+    bank = MapBank.build([build_map("curved", radius=60.0, angle_deg=120.0), build_map("intersection")])
+    g = torch.Generator().manual_seed(0)
+    lanes = torch.randint(0, bank.lane_len.shape[0], (2000,), generator=g)
+    s = (torch.rand(2000, generator=g) * 1.2 - 0.1) * bank.lane_len[lanes]  # includes both ends' extrapolation
+    full_xy, full_yaw = bank.point_at(lanes, s)
+    near_xy, near_yaw = bank.point_at(lanes, s, bank.seg_near(lanes, s), 3)
+    assert torch.allclose(full_xy, near_xy, atol=1e-3) and torch.allclose(full_yaw, near_yaw, atol=1e-4)
