@@ -108,16 +108,33 @@ def write_outputs(ev, out: Path, meta: dict, video: bool = True) -> None:
 
 
 # ---------------------------------------------------------------------------- commands
+def pick_scenario(suite: str, which: str):
+    _, _, scenarios = load_scenarios(suite)
+    pick = [s for i, s in enumerate(scenarios) if s.name == which or str(i) == which]
+    if not pick:
+        names = ", ".join(s.name for s in scenarios[:10])
+        raise SystemExit(f"error: no scenario {which!r} in {suite} (index or name; e.g. {names})")
+    return pick[0]
+
+
+def procedural(map_type: str, seed: int):
+    """A procedural scenario with default traffic on a default map of `map_type`."""
+    from drivesim.behavior.traffic import TrafficConfig, procedural_scenario
+    from drivesim.map.builders import build_map
+    from drivesim.map.road import MapError
+
+    try:
+        road = build_map(map_type)
+    except MapError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return procedural_scenario(road, TrafficConfig(), seed=seed, name=f"{map_type}-seed{seed}")
+
+
 def cmd_simulate(args) -> int:
     from drivesim.behavior.scenario import ScenarioBatch
     from drivesim.sim.rollout import rollout
 
-    _, _, scenarios = load_scenarios(args.suite)
-    pick = [s for i, s in enumerate(scenarios) if s.name == args.scenario or str(i) == args.scenario]
-    if not pick:
-        names = ", ".join(s.name for s in scenarios[:10])
-        raise SystemExit(f"error: no scenario {args.scenario!r} in {args.suite} (index or name; e.g. {names})")
-    scenario = pick[0]
+    scenario = procedural(args.map, args.seed) if args.map else pick_scenario(args.suite, args.scenario)
     batch = ScenarioBatch.build([scenario], device=args.device)
     expert = rollout(batch, make_policy("pdm_expert"))
     policy = make_policy(args.policy)
@@ -172,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="run one scenario in closed loop: metrics + BEV video")
     s.add_argument("--suite", default="tiny", help="suite YAML (path or name in scenarios/); default: tiny")
     s.add_argument("--scenario", default="0", help="scenario name or index in the suite (default 0)")
+    s.add_argument("--map", default=None, help="instead of a suite: a procedural scenario on this map type "
+                   "(straight | curved | merge | intersection) with default traffic")
+    s.add_argument("--seed", type=int, default=0, help="seed of the procedural scenario (with --map)")
     s.add_argument("--policy", default="pdm_expert", help="constant_velocity | idm | pdm_expert | module:Class")
     s.add_argument("--format", choices=["mp4", "gif"], default="mp4")
     s.add_argument("-o", "--out", default="out/simulate")

@@ -57,3 +57,11 @@ def test_help_explains_commands(capsys):
     out = capsys.readouterr().out
     for word in ("simulate", "evaluate", "bench", "demo"):
         assert word in out
+
+
+def test_simulate_procedural_map(tmp_path):
+    assert main(["simulate", "--map", "curved", "--seed", "3", "--policy", "constant_velocity", "--format", "gif",
+                 "-o", str(tmp_path)]) in (0, 1)
+    assert list(tmp_path.glob("curved-seed3.gif")) and (tmp_path / "metrics.json").exists()
+    with pytest.raises(SystemExit, match="unknown map type 'roundabout'"):
+        main(["simulate", "--map", "roundabout", "-o", str(tmp_path)])
