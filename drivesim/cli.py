@@ -15,8 +15,10 @@ from pathlib import Path
 import torch
 
 import drivesim
+from drivesim.behavior.logs import TRAFFIC_MODES
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+TRAFFIC_CHOICES = TRAFFIC_MODES
 
 
 def make_policy(name: str):
@@ -54,6 +56,28 @@ def load_scenarios(suite_path: str, limit: int | None = None):
         raise SystemExit(f"error: {exc}") from None
     scenarios = build_scenarios(suite)
     return suite, suite_hash(suite), scenarios[:limit] if limit else scenarios
+
+
+def logged_source(args):
+    """Scenario files from `--scenarios` with `--traffic` applied: (scenarios, meta)."""
+    from drivesim.behavior.logs import with_traffic
+    from drivesim.behavior.scenario import ScenarioError
+    from drivesim.io.scenario_file import ScenarioFileError, load_scenarios as load_files
+
+    try:
+        scenarios, errors = load_files(args.scenarios)
+    except ScenarioFileError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    for e in errors:
+        print(f"warning: skipped {e}", file=sys.stderr)
+    logged = [s for s in scenarios if s.log is not None]
+    try:
+        scenarios = [with_traffic(s, args.traffic) if s.log is not None else s for s in scenarios]
+    except ScenarioError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    meta = {"scenarios_from": str(args.scenarios), "traffic": args.traffic if logged else "scripted/procedural",
+            "scenario_hashes": {s.name: s.meta.get("content_hash", "") for s in scenarios}, "load_errors": errors}
+    return scenarios, meta
 
 
 def file_name(name: str) -> str:
@@ -108,12 +132,13 @@ def write_outputs(ev, out: Path, meta: dict, video: bool = True) -> None:
 
 
 # ---------------------------------------------------------------------------- commands
-def pick_scenario(suite: str, which: str):
-    _, _, scenarios = load_scenarios(suite)
-    pick = [s for i, s in enumerate(scenarios) if s.name == which or str(i) == which]
+def pick_scenario(args):
+    scenarios = logged_source(args)[0] if args.scenarios else load_scenarios(args.suite)[2]
+    where = args.scenarios or args.suite
+    pick = [s for i, s in enumerate(scenarios) if s.name == args.scenario or str(i) == args.scenario]
     if not pick:
         names = ", ".join(s.name for s in scenarios[:10])
-        raise SystemExit(f"error: no scenario {which!r} in {suite} (index or name; e.g. {names})")
+        raise SystemExit(f"error: no scenario {args.scenario!r} in {where} (index or name; e.g. {names})")
     return pick[0]
 
 
@@ -134,11 +159,16 @@ def cmd_simulate(args) -> int:
     from drivesim.behavior.scenario import ScenarioBatch
     from drivesim.sim.rollout import rollout
 
-    scenario = procedural(args.map, args.seed) if args.map else pick_scenario(args.suite, args.scenario)
+    from drivesim.sim.evaluate import logged_progress
+
+    scenario = procedural(args.map, args.seed) if args.map else pick_scenario(args)
     batch = ScenarioBatch.build([scenario], device=args.device)
-    expert = rollout(batch, make_policy("pdm_expert"))
+    reference = logged_progress(batch)  # the logged ego's progress, else the expert's
+    if torch.isnan(reference).all():
+        reference = torch.as_tensor(rollout(batch, make_policy("pdm_expert")).metrics["progress"], dtype=torch.float32,
+                                    device=batch.device)
     policy = make_policy(args.policy)
-    res = rollout(batch, policy, record=True, expert_progress=torch.as_tensor(expert.metrics["progress"], dtype=torch.float32, device=batch.device))
+    res = rollout(batch, policy, record=True, expert_progress=reference)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = {k: float(v[0]) for k, v in res.metrics.items()}
@@ -156,16 +186,47 @@ def cmd_simulate(args) -> int:
 def cmd_evaluate(args) -> int:
     from drivesim.sim.evaluate import EvalConfig, evaluate
 
-    suite, digest, scenarios = load_scenarios(args.suite, args.limit)
+    if args.scenarios:
+        scenarios, meta = logged_source(args)
+        scenarios = scenarios[: args.limit] if args.limit else scenarios
+        meta.update(suite=Path(args.scenarios).name, scenarios=len(scenarios))
+    else:
+        suite, digest, scenarios = load_scenarios(args.suite, args.limit)
+        meta = {"suite": suite.name, "suite_hash": digest, "seed": suite.seed, "scenarios": len(scenarios)}
     policies = [make_policy(p) for p in args.policies.split(",") if p]
     expert = next((p for p in policies if p.name == "pdm_expert"), None) or make_policy("pdm_expert")
     t0 = time.perf_counter()
     cfg = EvalConfig(batch_size=args.batch_size, device=args.device, policy_every=args.policy_every)
     ev = evaluate(scenarios, policies, expert=expert, config=cfg)
-    meta = {"suite": suite.name, "suite_hash": digest, "seed": suite.seed, "scenarios": len(scenarios),
-            "policies": ", ".join(p.name for p in [expert] + policies if p is not None), "wall_time_s": round(time.perf_counter() - t0, 1)}
+    meta.update(policies=", ".join(p.name for p in [expert] + policies if p is not None),
+                wall_time_s=round(time.perf_counter() - t0, 1))
     write_outputs(ev, Path(args.out), meta, video=not args.no_video)
     return 0
+
+
+IMPORTERS = {"scenarionet": "drivesim.io.scenarionet", "nuscenes": "drivesim.io.nuscenes", "av2": "drivesim.io.av2",
+             "commonroad": "drivesim.io.commonroad"}
+
+
+def cmd_import(args) -> int:
+    from drivesim.io.scenario_file import save_scenario, scenario_hash
+
+    module = importlib.import_module(IMPORTERS[args.source])
+    t0 = time.perf_counter()
+    try:
+        scenarios = module.load(args.path, version=args.version) if args.source == "nuscenes" else module.load(args.path)
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    for e in getattr(module, "last_errors", []) or []:
+        print(f"warning: skipped {e}", file=sys.stderr)
+    out = Path(args.out)
+    print(f"{'scenario':44s} {'agents':>6s} {'lanes':>5s} {'steps':>5s}  hash")
+    for s in scenarios:
+        s.meta = {**s.meta, "imported_by": f"drivesim {drivesim.__version__}"}
+        save_scenario(s, out / f"{file_name(s.name)}.npz")
+        print(f"{s.name[:44]:44s} {s.num_agents:6d} {len(s.road.lanes):5d} {s.num_steps:5d}  {scenario_hash(s)[:12]}")
+    print(f"imported {len(scenarios)} scenario(s) from {args.source} into {out} in {time.perf_counter() - t0:.1f} s")
+    return 0 if scenarios else 1
 
 
 def cmd_bench(args) -> int:
@@ -176,7 +237,7 @@ def cmd_bench(args) -> int:
 
 def cmd_demo(args) -> int:
     args.suite, args.policies, args.limit, args.batch_size = "nominal", "constant_velocity,idm,pdm_expert", None, 64
-    args.no_video, args.policy_every = False, 1
+    args.no_video, args.policy_every, args.scenarios = False, 1, None
     return cmd_evaluate(args)
 
 
@@ -188,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("simulate", help="run one scenario in closed loop: metrics + BEV video")
     s.add_argument("--suite", default="tiny", help="suite YAML (path or name in scenarios/); default: tiny")
+    s.add_argument("--scenarios", default=None, help="instead of a suite: scenario files (a .npz or a folder, e.g. from `import`)")
+    s.add_argument("--traffic", default="reactive", choices=TRAFFIC_CHOICES, help="how logged agents move (default reactive)")
     s.add_argument("--scenario", default="0", help="scenario name or index in the suite (default 0)")
     s.add_argument("--map", default=None, help="instead of a suite: a procedural scenario on this map type "
                    "(straight | curved | merge | intersection) with default traffic")
@@ -198,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_simulate)
     e = sub.add_parser("evaluate", help="evaluate policies on a suite: CSV/JSON table, summary, HTML report")
     e.add_argument("--suite", default="nominal", help="suite YAML (path or name in scenarios/)")
+    e.add_argument("--scenarios", default=None, help="instead of a suite: scenario files (a .npz or a folder, e.g. from `import`)")
+    e.add_argument("--traffic", default="reactive", choices=TRAFFIC_CHOICES, help="how logged agents move (default reactive)")
     e.add_argument("--policies", default="constant_velocity,idm,pdm_expert", help="comma-separated policy names or module:Class")
     e.add_argument("--limit", type=int, default=None, help="only the first N scenarios")
     e.add_argument("--batch-size", type=int, default=64, help="scenarios simulated together")
@@ -205,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--policy-every", type=int, default=1, help="simulation steps (0.1 s) per policy decision (default 1)")
     e.add_argument("-o", "--out", default="out/evaluate")
     e.set_defaults(func=cmd_evaluate)
+    i = sub.add_parser("import", help="real driving logs -> drivesim scenario files (with content hashes)")
+    i.add_argument("source", choices=sorted(IMPORTERS), help="log format")
+    i.add_argument("path", help="a file or folder of the source (nuscenes: the dataroot)")
+    i.add_argument("--version", default="v1.0-mini", help="nuScenes version (nuscenes only)")
+    i.add_argument("-o", "--out", default="out/scenarios", help="folder for the .npz scenario files")
+    i.set_defaults(func=cmd_import)
     b = sub.add_parser("bench", help="closed-loop throughput against highway-env (tools/bench_sim.py)")
     b.add_argument("--quick", action="store_true", help="small sizes only")
     b.set_defaults(func=cmd_bench)

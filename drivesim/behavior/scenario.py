@@ -66,8 +66,8 @@ class Scenario:
                 raise ScenarioError(f"{where}: field {f!r} must have shape ({A},), got {v.shape}")
             if not np.isfinite(v.astype(float)).all():
                 raise ScenarioError(f"{where}: field {f!r} has non-finite values")
-        if A < 1 or int(self.mode[0]) != ControlMode.POLICY:
-            raise ScenarioError(f"{where}: agent 0 must be the ego with mode POLICY")
+        if A < 1 or int(self.mode[0]) not in (ControlMode.POLICY, ControlMode.REPLAY):
+            raise ScenarioError(f"{where}: agent 0 must be the ego, with mode POLICY (or REPLAY to replay its log)")
         if (np.asarray(self.mode[1:]) == ControlMode.POLICY).any():
             raise ScenarioError(f"{where}: only agent 0 may have mode POLICY")
         if not set(np.unique(self.agent_type)) <= {int(t) for t in AgentType}:
@@ -83,9 +83,9 @@ class Scenario:
                 raise ScenarioError(f"{where}: route lane {b} does not follow lane {a} (successors {self.road.lanes[a].successors})")
         if (np.asarray(self.desired_speed) < 0).any():
             raise ScenarioError(f"{where}: desired speeds must be non-negative")
-        needs_log = (np.asarray(self.mode) == ControlMode.REPLAY).any()
+        needs_log = np.isin(np.asarray(self.mode), [ControlMode.REPLAY, ControlMode.HYBRID]).any()
         if needs_log and (self.log is None or self.log_valid is None):
-            raise ScenarioError(f"{where}: REPLAY agents need `log` and `log_valid`")
+            raise ScenarioError(f"{where}: REPLAY and HYBRID agents need `log` and `log_valid`")
         if self.log is not None and self.log.shape[:2] != (A, T + 1):
             raise ScenarioError(f"{where}: log must be [{A}, {T + 1}, 4], got {self.log.shape}")
         for name in ("script_accel", "script_lane", "script_lat_speed"):

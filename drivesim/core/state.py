@@ -32,6 +32,7 @@ class SimState:
     step: int = 0  # simulation steps taken by this batch
     lane_change_step: torch.Tensor | None = None  # [B, A] int64 scenario step of each agent's last lane change
     clock: torch.Tensor | None = None  # [B] int64 scenario step of each row (rows restart on their own in RL)
+    released: torch.Tensor | None = None  # [B, A] bool: a logged REACTIVE/HYBRID agent has left its log
 
     @property
     def row_step(self) -> torch.Tensor:
@@ -85,5 +86,5 @@ class SimState:
     @staticmethod
     def stack_time(states: list["SimState"]) -> dict[str, torch.Tensor]:
         """Stack a list of states into tensors [T, B, A] per field (for plotting and metrics)."""
-        names = [f.name for f in dataclasses.fields(SimState) if f.name not in ("step", "lane_change_step", "clock")]
+        names = [f.name for f in dataclasses.fields(SimState) if f.name not in ("step", "lane_change_step", "clock", "released")]
         return {n: torch.stack([getattr(s, n) for s in states]) for n in names}

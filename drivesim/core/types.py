@@ -17,6 +17,8 @@ class ControlMode(IntEnum):
     REACTIVE = 1  # IDM car-following + MOBIL lane changes + lane-following steering
     REPLAY = 2  # follows its logged trajectory
     STATIC = 3  # never moves
+    HYBRID = 4  # follows its log until the ego comes close, then REACTIVE (needs a log)
+    CONSTANT_VELOCITY = 5  # keeps its speed and heading
 
 
 VRU_TYPES = (AgentType.PEDESTRIAN, AgentType.CYCLIST)

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from drivesim.behavior.scenario import Scenario, ScenarioBatch, ScenarioError
 from drivesim.map.bank import MapBank
 from drivesim.map.road import MapError
+from drivesim.sim.observation import route_position
 from drivesim.sim.rollout import RolloutResult, rollout
 from drivesim.sim.simulator import SimConfig
 
@@ -47,13 +48,28 @@ def _chunks(items, size):
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def logged_progress(batch: ScenarioBatch) -> torch.Tensor:
+    """[B] metres the logged ego drove along its route (NaN where the ego has no log): the
+    progress reference for policies driving a logged scenario."""
+    xy = batch.log[:, 0, :, :2]  # [B, T+1, 2]
+    valid = batch.log_valid[:, 0]
+    s, _ = route_position(batch, xy)
+    T1 = valid.shape[1]
+    first = valid.to(torch.uint8).argmax(dim=1, keepdim=True)
+    last = T1 - 1 - valid.flip(1).to(torch.uint8).argmax(dim=1, keepdim=True)
+    progress = (s.gather(1, last) - s.gather(1, first)).squeeze(1)
+    return torch.where(valid.any(dim=1), progress, torch.full_like(progress, float("nan")))
+
+
 def _run_isolated(chunk, bank, policy, cfg, expert, record) -> list[tuple[Scenario, RolloutResult, int]]:
     """Roll out a chunk; if the policy raised for all rows, retry one scenario at a time so that
-    only the scenarios where it raises are marked failed."""
+    only the scenarios where it raises are marked failed. Progress is scored against the logged
+    ego where the scenario has one, else against the expert's run."""
     batch = ScenarioBatch.build(chunk, bank=bank, device=cfg.device)
-    ep = None if expert is None else torch.as_tensor([expert.get(s.name, np.nan) for s in chunk], dtype=torch.float32,
-                                                     device=cfg.device)
-    ep = None if ep is None or torch.isnan(ep).all() else ep
+    ep = torch.as_tensor([(expert or {}).get(s.name, np.nan) for s in chunk], dtype=torch.float32, device=cfg.device)
+    logged = logged_progress(batch)
+    ep = torch.where(torch.isfinite(logged), logged, ep)
+    ep = None if torch.isnan(ep).all() else ep
     res = rollout(batch, policy, sim_config=cfg.sim, expert_progress=ep, record=record, policy_every=cfg.policy_every)
     raised = all(st == "error" and "raised" in er for st, er in zip(res.status, res.errors))
     if not raised or len(chunk) == 1:

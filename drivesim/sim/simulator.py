@@ -1,8 +1,11 @@
 """The closed-loop step: every agent decides from one snapshot, then all move together.
 
 `Simulator(batch).reset()` gives the initial `SimState`; `step(state, ego_action)` returns the
-next one. The ego (agent 0) follows the policy's action [B, 2] = (accel m/s^2, steer rad);
-REACTIVE agents follow IDM/MOBIL/pure pursuit; REPLAY agents their log; STATIC agents stay.
+next one. The ego (agent 0) follows the policy's action [B, 2] = (accel m/s^2, steer rad), or its
+log when its mode is REPLAY. REACTIVE agents follow IDM/MOBIL/pure pursuit; REPLAY agents their
+log; CONSTANT_VELOCITY agents keep speed and heading; STATIC agents stay. On a log, REACTIVE
+agents follow their log until they first appear, HYBRID ones until the ego comes close; from
+then on they are reactive (`SimState.released`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from drivesim.dynamics.bicycle import step as bicycle_step
 class SimConfig:
     dynamics: BicycleConfig = field(default_factory=BicycleConfig)
     reactive: ReactiveConfig = field(default_factory=ReactiveConfig)
+    hybrid_distance: float = 15.0  # m: a HYBRID agent leaves its log when the ego comes this close ...
+    hybrid_time_gap: float = 2.0  # s: ... or this close in time at the ego's speed
 
 
 class Simulator:
@@ -31,10 +36,16 @@ class Simulator:
         self.batch = batch
         self.config = config or SimConfig()
         mode = batch.init["mode"]
-        self.is_ego = mode == ControlMode.POLICY  # [B, A]
-        self.is_reactive = mode == ControlMode.REACTIVE
+        self.is_ego = torch.zeros_like(mode, dtype=torch.bool)
+        self.is_ego[:, 0] = True  # [B, A]
+        self.is_policy = mode == ControlMode.POLICY
+        self.is_reactive = (mode == ControlMode.REACTIVE) | (mode == ControlMode.HYBRID)
+        self.is_hybrid = mode == ControlMode.HYBRID
+        self.is_cv = mode == ControlMode.CONSTANT_VELOCITY
+        self.has_log = batch.log_valid.any(dim=-1)  # [B, A]
+        # logged REACTIVE/HYBRID agents follow their log until released (see _release)
+        self.log_first = self.is_reactive & self.has_log
         self.is_replay = mode == ControlMode.REPLAY
-        self.moves = self.is_ego | self.is_reactive
         self._frenet = (None, None)  # (state, Frenet of that state): the projection _track_lanes made
 
     @property
@@ -53,11 +64,14 @@ class Simulator:
         ego_seg = b.bank.project_full(first, xy[:, 0])[2]
         lane[:, 0], seg[:, 0] = first, ego_seg
         zeros = torch.zeros_like(init["x"])
+        from_log = self.is_replay | self.log_first  # visible only where their log is at the start
+        valid = b.valid & (~from_log | b.log_valid[:, :, 0])
         return SimState(
             x=init["x"].clone(), y=init["y"].clone(), yaw=init["yaw"].clone(), speed=init["speed"].clone(),
             accel=zeros, steer=zeros.clone(), length=init["length"], width=init["width"],
-            agent_type=init["agent_type"], valid=b.valid.clone(), lane=lane, seg=seg, step=0,
+            agent_type=init["agent_type"], valid=valid, lane=lane, seg=seg, step=0,
             lane_change_step=torch.full_like(lane, -10_000), clock=torch.zeros(B, dtype=torch.long, device=xy.device),
+            released=self._release(None, valid, xy, init["speed"]),
         )
 
     def step(self, state: SimState, ego_action: torch.Tensor) -> SimState:
@@ -65,36 +79,50 @@ class Simulator:
         cfg = self.config
         fr = self._frenet[1] if self._frenet[0] is state else None
         dec = reactive_control(state, self.batch, cfg.reactive, fr)
-        accel = torch.where(self.is_reactive, dec.accel, torch.zeros_like(dec.accel))
-        steer = torch.where(self.is_reactive, dec.steer, torch.zeros_like(dec.steer))
-        accel[:, 0] = ego_action[:, 0]
-        steer[:, 0] = ego_action[:, 1]
+        reactive = self.is_reactive & state.released
+        replay = self.is_replay | (self.log_first & ~state.released)
+        accel = torch.where(reactive, dec.accel, torch.zeros_like(dec.accel))
+        steer = torch.where(reactive, dec.steer, torch.zeros_like(dec.steer))
+        accel[:, 0] = torch.where(self.is_policy[:, 0], ego_action[:, 0], accel[:, 0])
+        steer[:, 0] = torch.where(self.is_policy[:, 0], ego_action[:, 1], steer[:, 0])
         accel, steer = apply_limits(accel, steer, state.accel, state.steer, self.dt, cfg.dynamics)
         x, y, yaw, speed, accel_eff = bicycle_step(state.x, state.y, state.yaw, state.speed, accel, steer,
                                                    state.length, self.dt, cfg.dynamics.max_speed)
-        keep = ~self.moves | ~state.valid
+        keep = ~(self.is_policy | reactive | self.is_cv) | ~state.valid
         x, y = torch.where(keep, state.x, x), torch.where(keep, state.y, y)
         yaw, speed = torch.where(keep, state.yaw, yaw), torch.where(keep, state.speed, speed)
         accel_eff = torch.where(keep, torch.zeros_like(accel_eff), accel_eff)
         steer = torch.where(keep, torch.zeros_like(steer), steer)
         valid = state.valid
-        if bool(self.is_replay.any()):
-            x, y, yaw, speed, accel_eff, valid = self._replay(state, x, y, yaw, speed, accel_eff, valid)
-        lane = torch.where(self.is_reactive, dec.lane, state.lane)
-        seg = torch.where(self.is_reactive, dec.seg, state.seg)
-        changed = dec.changed & self.is_reactive
-        moved = state.replace(x=x, y=y, yaw=yaw, speed=speed, accel=accel_eff, steer=steer, valid=valid,
+        if bool(replay.any()):
+            x, y, yaw, speed, accel_eff, valid = self._replay(state, replay, x, y, yaw, speed, accel_eff, valid)
+        lane = torch.where(reactive, dec.lane, state.lane)
+        seg = torch.where(reactive, dec.seg, state.seg)
+        changed = dec.changed & reactive
+        released = self._release(state.released, valid, torch.stack([x, y], -1), speed)
+        moved = state.replace(x=x, y=y, yaw=yaw, speed=speed, accel=accel_eff, steer=steer, valid=valid, released=released,
                               lane=lane, seg=seg, step=state.step + 1, clock=state.row_step + 1,
                               lane_change_step=torch.where(changed, state.row_step.unsqueeze(1).expand_as(lane),
                                                            state.lane_change_step))
         return self._track_lanes(moved)
 
-    def _replay(self, state, x, y, yaw, speed, accel, valid):
+    def _release(self, released, valid, xy, speed):
+        """[B, A] bool: agents driven by their controller rather than their log. Logged REACTIVE
+        agents are released once visible; HYBRID ones when the ego comes within hybrid_distance
+        or hybrid_time_gap (at the ego's speed) of them. Released agents stay released."""
+        cfg = self.config
+        if released is None:
+            released = ~self.log_first
+        gap = (xy - xy[:, :1]).norm(dim=-1)  # [B, A] centre distance to the ego
+        near = (gap < cfg.hybrid_distance) | (gap < cfg.hybrid_time_gap * speed[:, :1])
+        trigger = torch.where(self.is_hybrid, near & valid[:, :1], torch.ones_like(near))
+        return released | (self.log_first & valid & trigger)
+
+    def _replay(self, state, rep, x, y, yaw, speed, accel, valid):
         T1, A = self.batch.log.shape[2], self.batch.log.shape[1]
         t = (state.row_step + 1).clamp(max=T1 - 1).view(-1, 1, 1)
         log = self.batch.log.gather(2, t.unsqueeze(-1).expand(-1, A, 1, 4)).squeeze(2)  # [B, A, 4]
         log_valid = self.batch.log_valid.gather(2, t.expand(-1, A, 1)).squeeze(2)
-        rep = self.is_replay
         new_speed = torch.where(rep, log[..., 3], speed)
         accel = torch.where(rep, (log[..., 3] - state.speed) / self.dt, accel)
         return (torch.where(rep, log[..., 0], x), torch.where(rep, log[..., 1], y), torch.where(rep, log[..., 2], yaw),
@@ -102,8 +130,9 @@ class Simulator:
 
     def _track_lanes(self, state: SimState) -> SimState:
         """Update each agent's lane and segment after moving: onto the successor past a lane end
-        (agents with none leave the map, except the ego), and re-locating the ego and replayed
-        agents when they leave their lane sideways. Keeps the projection for the next step."""
+        (agents with none leave the map, except the ego and agents on their log), and re-locating
+        the ego and logged agents when they leave their lane sideways. Keeps the projection for
+        the next step."""
         bank = self.batch.bank
         s, d, seg, lane_yaw = bank.project(state.lane, state.seg, state.xy)
         L = bank.lane_len[state.lane.clamp(min=0)]
@@ -113,9 +142,10 @@ class Simulator:
         lane = torch.where(onto, nxt, state.lane)
         seg = torch.where(onto, torch.zeros_like(seg), seg)
         s = torch.where(onto, s - L, s)  # successors start where their lane ends
-        gone = past & (nxt < 0) & ~self.is_ego & ~self.is_replay
+        on_log = self.is_replay | (self.log_first & ~state.released)
+        gone = past & (nxt < 0) & ~self.is_ego & ~on_log
         valid = state.valid & ~gone
-        drift = (d.abs() > 0.5 * bank.lane_width[state.lane.clamp(min=0)] + 0.3) & (self.is_ego | self.is_replay) & valid
+        drift = (d.abs() > 0.5 * bank.lane_width[state.lane.clamp(min=0)] + 0.3) & (self.is_ego | self.is_replay | self.log_first) & valid
         if bool(drift.any()):
             rows, cols = drift.nonzero(as_tuple=True)
             new_lane, new_seg, new_s, new_d = bank.locate(self.batch.map_idx[rows], state.xy[rows, cols], state.yaw[rows, cols])

@@ -1,0 +1,140 @@
+"""Scenario files: one scenario (map, agents, log, script, route, metadata) per `.npz`.
+
+Every file carries the sha256 of its content; loading checks it, so a damaged or edited file is
+an error that names the file. Metadata (source, original file, traffic mode...) is kept as JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from drivesim.behavior.scenario import AGENT_FIELDS, Scenario, ScenarioError
+from drivesim.map.road import Lane, MapError, RoadMap
+
+FORMAT = "drivesim-scenario/1"
+OPTIONAL = ("log", "log_valid", "script_accel", "script_lane", "script_lat_speed")
+BOOKKEEPING = ("content_hash", "scenario_file")  # added to meta on load; not part of the content
+
+
+class ScenarioFileError(ValueError):
+    """A scenario file cannot be read; the message names the file."""
+
+
+def _map_arrays(road: RoadMap) -> dict[str, np.ndarray]:
+    lanes = road.lanes
+    sizes = [len(l.centerline) for l in lanes]
+    succ = [l.successors for l in lanes]
+    return {
+        "map_lane_pts": np.concatenate([np.asarray(l.centerline, float) for l in lanes]),
+        "map_lane_len": np.asarray(sizes), "map_lane_width": np.array([l.width for l in lanes]),
+        "map_lane_speed": np.array([l.speed_limit for l in lanes]),
+        "map_lane_left": np.array([l.left for l in lanes]), "map_lane_right": np.array([l.right for l in lanes]),
+        "map_lane_dead_end": np.array([l.dead_end for l in lanes]),
+        "map_succ": np.array([j for s in succ for j in s], dtype=np.int64), "map_succ_len": np.array([len(s) for s in succ]),
+        "map_drivable": np.frombuffer(shapely.to_wkb(road.drivable), dtype=np.uint8),
+        "map_signal": np.array(sorted(road.signal_group.items()), dtype=np.int64).reshape(-1, 2),
+    }
+
+
+def _arrays(s: Scenario) -> dict[str, np.ndarray]:
+    out = {f: np.asarray(getattr(s, f)) for f in AGENT_FIELDS}
+    out.update({f: np.asarray(getattr(s, f)) for f in OPTIONAL if getattr(s, f) is not None})
+    out["route"] = np.asarray(s.route, dtype=np.int64)
+    out.update(_map_arrays(s.road))
+    return out
+
+
+def _header(s: Scenario) -> dict:
+    return {"format": FORMAT, "name": s.name, "duration": s.duration, "dt": s.dt, "seed": s.seed,
+            "map_name": s.road.name, "lane_kinds": [l.kind for l in s.road.lanes],
+            "signal_timing": list(s.road.signal_timing) if s.road.signal_timing else None,
+            "meta": {k: v for k, v in s.meta.items() if k not in BOOKKEEPING}}
+
+
+def _digest(arrays: dict[str, np.ndarray], header: dict) -> str:
+    h = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode())
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(k.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+    return h.hexdigest()
+
+
+def scenario_hash(s: Scenario) -> str:
+    """sha256 of a scenario's content (map, agents, log, script, route, header and metadata)."""
+    return _digest(_arrays(s), _header(s))
+
+
+def save_scenario(s: Scenario, path) -> Path:
+    s.validate()
+    arrays, header = _arrays(s), _header(s)
+    header["content_hash"] = _digest(arrays, header)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, header=np.array(json.dumps(header, default=str)), **arrays)
+    return path
+
+
+def load_scenario(path) -> Scenario:
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ScenarioFileError(f"{path}: not a readable scenario file ({exc})") from None
+    try:
+        header = json.loads(str(arrays.pop("header")))
+    except (KeyError, json.JSONDecodeError):
+        raise ScenarioFileError(f"{path}: no scenario header (not written by drivesim?)") from None
+    if header.get("format") != FORMAT:
+        raise ScenarioFileError(f"{path}: format {header.get('format')!r}, expected {FORMAT!r}")
+    stored = header.pop("content_hash", None)
+    if stored != _digest(arrays, header):
+        raise ScenarioFileError(f"{path}: content hash mismatch: the file was damaged or edited")
+    try:
+        s = _scenario(arrays, header)
+        s.validate()
+    except (KeyError, ScenarioError, MapError, ValueError) as exc:
+        raise ScenarioFileError(f"{path}: {exc}") from None
+    s.meta = {**s.meta, "content_hash": stored, "scenario_file": path.name}
+    return s
+
+
+def _scenario(a: dict, h: dict) -> Scenario:
+    ends = np.cumsum(a["map_lane_len"])
+    pts = np.split(a["map_lane_pts"], ends[:-1])
+    succ = np.split(a["map_succ"], np.cumsum(a["map_succ_len"])[:-1])
+    lanes = [Lane(p, float(w), float(v), [int(j) for j in sj], int(le), int(ri), kind, bool(de))
+             for p, w, v, sj, le, ri, kind, de in zip(pts, a["map_lane_width"], a["map_lane_speed"], succ, a["map_lane_left"],
+                                                      a["map_lane_right"], h["lane_kinds"], a["map_lane_dead_end"])]
+    timing = tuple(h["signal_timing"]) if h["signal_timing"] else None
+    road = RoadMap(h["map_name"], lanes, drivable=shapely.from_wkb(a["map_drivable"].tobytes()),
+                   signal_group={int(k): int(v) for k, v in a["map_signal"]}, signal_timing=timing)
+    fields = {f: a[f] for f in AGENT_FIELDS}
+    fields.update({f: a[f] for f in OPTIONAL if f in a})
+    return Scenario(name=h["name"], road=road, route=[int(r) for r in a["route"]], duration=h["duration"], dt=h["dt"],
+                    seed=h["seed"], meta=h["meta"], **fields)
+
+
+def load_scenarios(path) -> tuple[list[Scenario], list[str]]:
+    """All scenario files of a directory (sorted), or one file: (scenarios, errors). A bad file is
+    an error message in the list; the others still load."""
+    path = Path(path)
+    if not path.exists():
+        raise ScenarioFileError(f"{path}: no such file or directory")
+    files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
+    if not files:
+        raise ScenarioFileError(f"{path}: no scenario files (*.npz) here")
+    scenarios, errors = [], []
+    for f in files:
+        try:
+            scenarios.append(load_scenario(f))
+        except ScenarioFileError as exc:
+            errors.append(str(exc))
+    return scenarios, errors
