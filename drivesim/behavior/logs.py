@@ -42,3 +42,32 @@ def with_traffic(scenario: Scenario, mode: str, ego: str = "policy") -> Scenario
     out.mode = modes
     out.meta = {**scenario.meta, "traffic": mode, "ego": ego}
     return out
+
+
+def window(scenario: Scenario, start: int, steps: int) -> Scenario:
+    """The part of a logged scenario from log step `start` for `steps` steps: agents start from
+    their logged state at `start` (or at their first visible step inside the window)."""
+    log, valid = scenario.log, scenario.log_valid
+    if log is None or valid is None:
+        raise ScenarioError(f"scenario {scenario.name!r}: a window needs a logged scenario")
+    if start < 0 or steps < 1 or start + steps >= log.shape[1]:
+        raise ScenarioError(f"scenario {scenario.name!r}: window {start}+{steps} steps exceeds its log of {log.shape[1] - 1} steps")
+    part, part_valid = log[:, start : start + steps + 1].copy(), valid[:, start : start + steps + 1].copy()
+    seen = part_valid.any(axis=1)
+    first = np.where(seen, part_valid.argmax(axis=1), 0)
+    state = part[np.arange(len(part)), first]  # [A, 4]
+    keep = seen.copy()
+    keep[0] = True
+    if not part_valid[0, 0]:
+        raise ScenarioError(f"scenario {scenario.name!r}: the ego is not logged at step {start}")
+    out = copy.copy(scenario)
+    out.name = f"{scenario.name}@{start}"
+    for f, col in (("x", 0), ("y", 1), ("yaw", 2), ("speed", 3)):
+        setattr(out, f, state[keep, col])
+    for f in ("length", "width", "agent_type", "mode", "desired_speed"):
+        setattr(out, f, np.asarray(getattr(scenario, f))[keep])
+    out.log, out.log_valid = part[keep], part_valid[keep]
+    out.script_accel = out.script_lane = out.script_lat_speed = None
+    out.duration = steps * scenario.dt
+    out.meta = {**scenario.meta, "window": [int(start), int(steps)]}
+    return out

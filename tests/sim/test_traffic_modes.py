@@ -71,3 +71,14 @@ def test_constant_velocity_and_bad_mode():
     with pytest.raises(ScenarioError, match="unknown traffic mode"):
         with_traffic(sc, "teleport")
     assert int(with_traffic(sc, "replay", ego="replay").mode[0]) == ControlMode.REPLAY
+
+
+def test_window_starts_from_the_logged_state():
+    from drivesim.behavior.logs import window
+
+    sc = logged_scenario()
+    w = window(sc, 5, 40)
+    assert w.num_steps == 40 and np.allclose(w.x, [5.0, 42.5, sc.log[2, 10, 0]])
+    assert np.array_equal(w.log_valid[2, :6], [False] * 5 + [True])
+    with pytest.raises(ScenarioError, match="exceeds its log"):
+        window(sc, 50, 40)
