@@ -44,9 +44,10 @@ def with_traffic(scenario: Scenario, mode: str, ego: str = "policy") -> Scenario
     return out
 
 
-def window(scenario: Scenario, start: int, steps: int) -> Scenario:
+def window(scenario: Scenario, start: int, steps: int, keep_all: bool = False) -> Scenario:
     """The part of a logged scenario from log step `start` for `steps` steps: agents start from
-    their logged state at `start` (or at their first visible step inside the window)."""
+    their logged state at `start` (or at their first visible step inside the window). Agents not
+    logged in the window are dropped unless `keep_all` (then they stay invisible)."""
     log, valid = scenario.log, scenario.log_valid
     if log is None or valid is None:
         raise ScenarioError(f"scenario {scenario.name!r}: a window needs a logged scenario")
@@ -56,7 +57,7 @@ def window(scenario: Scenario, start: int, steps: int) -> Scenario:
     seen = part_valid.any(axis=1)
     first = np.where(seen, part_valid.argmax(axis=1), 0)
     state = part[np.arange(len(part)), first]  # [A, 4]
-    keep = seen.copy()
+    keep = np.ones_like(seen) if keep_all else seen.copy()
     keep[0] = True
     if not part_valid[0, 0]:
         raise ScenarioError(f"scenario {scenario.name!r}: the ego is not logged at step {start}")

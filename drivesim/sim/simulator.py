@@ -43,8 +43,8 @@ class Simulator:
         self.is_hybrid = mode == ControlMode.HYBRID
         self.is_cv = mode == ControlMode.CONSTANT_VELOCITY
         self.has_log = batch.log_valid.any(dim=-1)  # [B, A]
-        # logged REACTIVE/HYBRID agents follow their log until released (see _release)
-        self.log_first = self.is_reactive & self.has_log
+        # logged REACTIVE/HYBRID/CONSTANT_VELOCITY agents follow their log until released (see _release)
+        self.log_first = (self.is_reactive | self.is_cv) & self.has_log
         self.is_replay = mode == ControlMode.REPLAY
         self._frenet = (None, None)  # (state, Frenet of that state): the projection _track_lanes made
 
@@ -80,6 +80,7 @@ class Simulator:
         fr = self._frenet[1] if self._frenet[0] is state else None
         dec = reactive_control(state, self.batch, cfg.reactive, fr)
         reactive = self.is_reactive & state.released
+        constant = self.is_cv & state.released
         replay = self.is_replay | (self.log_first & ~state.released)
         accel = torch.where(reactive, dec.accel, torch.zeros_like(dec.accel))
         steer = torch.where(reactive, dec.steer, torch.zeros_like(dec.steer))
@@ -88,7 +89,7 @@ class Simulator:
         accel, steer = apply_limits(accel, steer, state.accel, state.steer, self.dt, cfg.dynamics)
         x, y, yaw, speed, accel_eff = bicycle_step(state.x, state.y, state.yaw, state.speed, accel, steer,
                                                    state.length, self.dt, cfg.dynamics.max_speed)
-        keep = ~(self.is_policy | reactive | self.is_cv) | ~state.valid
+        keep = ~(self.is_policy | reactive | constant) | ~state.valid
         x, y = torch.where(keep, state.x, x), torch.where(keep, state.y, y)
         yaw, speed = torch.where(keep, state.yaw, yaw), torch.where(keep, state.speed, speed)
         accel_eff = torch.where(keep, torch.zeros_like(accel_eff), accel_eff)
@@ -108,8 +109,9 @@ class Simulator:
 
     def _release(self, released, valid, xy, speed):
         """[B, A] bool: agents driven by their controller rather than their log. Logged REACTIVE
-        agents are released once visible; HYBRID ones when the ego comes within hybrid_distance
-        or hybrid_time_gap (at the ego's speed) of them. Released agents stay released."""
+        and CONSTANT_VELOCITY agents are released once visible; HYBRID ones when the ego comes
+        within hybrid_distance or hybrid_time_gap (at the ego's speed) of them. Released agents
+        stay released."""
         cfg = self.config
         if released is None:
             released = ~self.log_first
