@@ -209,7 +209,8 @@ def pure_pursuit(state: SimState, fr: Frenet, lane, nxt, batch: ScenarioBatch, l
     local = to_local(target, rear, state.yaw)
     dist = local.norm(dim=-1).clamp(min=1.0)
     alpha = torch.atan2(local[..., 1], local[..., 0])
-    return torch.atan(2.0 * wheelbase * torch.sin(alpha) / dist)
+    steer = torch.atan(2.0 * wheelbase * torch.sin(alpha) / dist)
+    return torch.where(lane >= 0, steer, torch.zeros_like(steer))  # off every lane: keep the heading
 
 
 def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

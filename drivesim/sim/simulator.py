@@ -147,10 +147,16 @@ class Simulator:
         on_log = self.is_replay | (self.log_first & ~state.released)
         gone = past & (nxt < 0) & ~self.is_ego & ~on_log
         valid = state.valid & ~gone
-        drift = (d.abs() > 0.5 * bank.lane_width[state.lane.clamp(min=0)] + 0.3) & (self.is_ego | self.is_replay | self.log_first) & valid
+        half = 0.5 * bank.lane_width[state.lane.clamp(min=0)] + 0.3
+        follow = (self.is_ego | self.is_replay | self.log_first) & valid
+        drift = follow & ((d.abs() > half) | (state.lane < 0))
+        # agents found off every lane (pedestrians, parked cars) get lane -1 and are searched again once a second
+        drift &= (state.lane >= 0) | self.is_ego | (state.row_step.unsqueeze(1) % 10 == 0)
         if bool(drift.any()):
             rows, cols = drift.nonzero(as_tuple=True)
             new_lane, new_seg, new_s, new_d = bank.locate(self.batch.map_idx[rows], state.xy[rows, cols], state.yaw[rows, cols])
+            off = (new_d.abs() > 0.5 * bank.lane_width[new_lane] + 0.3) & (cols > 0)
+            new_lane = torch.where(off, -1, new_lane)
             lane, seg = lane.index_put((rows, cols), new_lane), seg.index_put((rows, cols), new_seg)
             s, d = s.index_put((rows, cols), new_s), d.index_put((rows, cols), new_d)
         new = state.replace(lane=lane, seg=seg, valid=valid)
