@@ -7,7 +7,6 @@ an error that names the file. Metadata (source, original file, traffic mode...) 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import zipfile
 from pathlib import Path
