@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -229,6 +230,50 @@ def cmd_import(args) -> int:
     return 0 if scenarios else 1
 
 
+def cmd_realism(args) -> int:
+    from drivesim.sim.realism import plot, realism
+
+    scenarios = load_logged(args.data)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for model in args.model.split(","):
+        t0 = time.perf_counter()
+        result = realism(scenarios, model, device=args.device)
+        plot(result, out / f"realism_{model}.png")
+        result.table.insert(0, "model", model)
+        result.table.to_csv(out / f"realism_{model}.csv", index=False)
+        mean = result.table.drop(columns=["model", "scenario"]).mean()
+        rows.append({"model": model, **mean.to_dict(), "seconds": round(time.perf_counter() - t0, 1)})
+        for name in result.skipped:
+            print(f"warning: {name} is too short for 1 s of history + 8 s, skipped", file=sys.stderr)
+    import pandas as pd
+
+    summary = pd.DataFrame(rows).set_index("model")
+    summary.to_csv(out / "realism_summary.csv")
+    print(summary.T.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {out}/realism_summary.csv and realism_<model>.png / .csv")
+    return 0
+
+
+def load_logged(path: str):
+    """Logged scenarios from a folder of scenario files (.npz) or of ScenarioNet pickles (.pkl)."""
+    from drivesim.io.scenario_file import ScenarioFileError, load_scenarios as load_files
+
+    p = Path(path)
+    try:
+        if p.is_dir() and not any(p.glob("*.npz")) and any(p.glob("*.pkl")):
+            from drivesim.io import scenarionet
+
+            return scenarionet.load(p)
+        scenarios, errors = load_files(p)
+    except (ScenarioFileError, ValueError, OSError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    for e in errors:
+        print(f"warning: skipped {e}", file=sys.stderr)
+    return scenarios
+
+
 def cmd_bench(args) -> int:
     from drivesim.sim.bench import main as bench_main
 
@@ -276,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--version", default="v1.0-mini", help="nuScenes version (nuscenes only)")
     i.add_argument("-o", "--out", default="out/scenarios", help="folder for the .npz scenario files")
     i.set_defaults(func=cmd_import)
+    r = sub.add_parser("realism", help="WOSAC-style realism of traffic models against real logs")
+    r.add_argument("--model", default="replay,idm_mobil,constant_velocity",
+                   help="comma-separated: replay | idm_mobil | constant_velocity | hybrid")
+    r.add_argument("--data", default=str(Path(os.environ.get("DRIVESIM_DATA", "../shared/data")) / "scenarionet_nuscenes"),
+                   help="folder of scenario files (.npz) or ScenarioNet pickles (default: the shared nuScenes scenes)")
+    r.add_argument("-o", "--out", default="out/realism")
+    r.set_defaults(func=cmd_realism)
     b = sub.add_parser("bench", help="closed-loop throughput against highway-env (tools/bench_sim.py)")
     b.add_argument("--quick", action="store_true", help="small sizes only")
     b.set_defaults(func=cmd_bench)

@@ -1,0 +1,61 @@
+"""Realism of a traffic model against real logs (the WOSAC meta-metric, metrics/realism.py).
+
+For each logged scenario: 1 s of logged history, then the traffic model drives every agent but
+the ego (which replays its log) for 8 s from the logged state; the simulated features are scored
+against the logged ones. The built-in traffic models are deterministic, so their 32 rollouts are
+identical (one simulation, repeated); a stochastic model would vary them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from drivesim.behavior.logs import window, with_traffic
+from drivesim.behavior.scenario import Scenario, ScenarioBatch
+from drivesim.metrics.realism import RealismConfig, log_trajectory, plot_histograms, realism_score
+from drivesim.sim.policy import ConstantVelocity
+from drivesim.sim.rollout import rollout
+
+MODELS = {"replay": "replay", "idm_mobil": "reactive", "constant_velocity": "constant_velocity", "hybrid": "hybrid"}
+
+
+@dataclass
+class RealismResult:
+    table: pd.DataFrame  # one row per scenario: each feature's likelihood and the meta-metric
+    skipped: list[str]  # scenarios too short for history + future
+    features: tuple | None = None  # (sim_feats, log_feats, mask) for plotting
+
+
+def realism(scenarios: list[Scenario], model: str, config: RealismConfig | None = None, device: str = "cpu") -> RealismResult:
+    """Score traffic model `model` (a key of MODELS) on logged scenarios."""
+    cfg = config or RealismConfig()
+    if model not in MODELS:
+        raise ValueError(f"unknown traffic model {model!r}; expected one of {sorted(MODELS)}")
+    start, steps = cfg.history_steps - 1, cfg.future_steps  # the rollout starts at the last history step
+    usable = [s for s in scenarios if s.log is not None and s.log.shape[1] > start + steps]
+    skipped = [s.name for s in scenarios if s not in usable]
+    if not usable:
+        raise ValueError(f"no scenario has {start + steps + 1} logged steps (skipped: {skipped})")
+    logged = ScenarioBatch.build([window(s, 0, start + steps, keep_all=True) for s in usable], device=device)
+    sim_scen = [with_traffic(window(s, start, steps, keep_all=True), MODELS[model], ego="replay") for s in usable]
+    batch = ScenarioBatch.build(sim_scen, bank=logged.bank, device=device)
+    res = rollout(batch, ConstantVelocity(), record=True)  # the ego replays its log: the policy is not used
+    log_traj = log_trajectory(logged)
+    sim = {k: torch.as_tensor(res.trajectory[k], device=device) for k in ("x", "y", "yaw", "speed", "valid")}
+    sim_traj = {k: torch.cat([log_traj[k][:start], sim[k]]) for k in sim}
+    sim_traj.update(length=log_traj["length"], width=log_traj["width"])
+    table, meta, feats = realism_score([sim_traj] * cfg.n_rollouts, log_traj, logged.bank, logged.map_idx,
+                                       logged.init["agent_type"], cfg, return_features=True)
+    rows = pd.DataFrame({k: v.cpu().numpy() for k, v in table.items()})
+    rows.insert(0, "scenario", [s.name for s in usable])
+    rows["meta_metric"] = meta.cpu().numpy()
+    return RealismResult(rows, skipped, feats)
+
+
+def plot(result: RealismResult, path, config: RealismConfig | None = None) -> None:
+    sim_f, log_f, mask = result.features
+    table = {k: torch.tensor(result.table[k].to_numpy(copy=True)) for k in result.table.columns if k not in ("scenario", "meta_metric")}
+    plot_histograms(sim_f, log_f, path, mask=mask, config=config or RealismConfig(), table=table)
