@@ -34,7 +34,7 @@ from shapely.ops import unary_union
 
 from drivesim.behavior.scenario import Scenario
 from drivesim.core.types import AgentType, ControlMode
-from drivesim.io.errors import ImportDataError
+from drivesim.io.errors import ImportDataError, load_each
 from drivesim.map.linking import infer_links, route_from_path
 from drivesim.map.road import Lane, RoadMap
 
@@ -74,17 +74,8 @@ def load(path, include_bike_lanes: bool = False) -> list[Scenario]:
         return [load_scenario(path, include_bike_lanes=include_bike_lanes)]
     if not path.is_dir():
         raise ImportDataError(f"{path}: no such file or directory")
-    files = sorted(path.rglob("scenario_*.parquet"))
-    if not files:
-        raise ImportDataError(f"{path}: no scenario_*.parquet file found")
-    out = []
-    for f in files:
-        try:
-            out.append(load_scenario(f, include_bike_lanes=include_bike_lanes))
-        except ImportDataError as e:
-            last_errors.append(str(e))
-    if not out:
-        raise ImportDataError(f"{path}: no scenario could be imported: " + "; ".join(last_errors))
+    out, last_errors = load_each(path, sorted(path.rglob("scenario_*.parquet")),
+                                 lambda f: load_scenario(f, include_bike_lanes=include_bike_lanes), "scenario_*.parquet file")
     return out
 
 

@@ -34,7 +34,7 @@ from shapely.ops import unary_union
 
 from drivesim.behavior.scenario import Scenario
 from drivesim.core.types import AgentType, ControlMode
-from drivesim.io.errors import ImportDataError
+from drivesim.io.errors import ImportDataError, load_each
 from drivesim.map.linking import infer_links, route_from_path
 from drivesim.map.road import Lane, RoadMap
 
@@ -77,17 +77,7 @@ def load(path) -> list[Scenario]:
         return [load_scenario(path)]
     if not path.is_dir():
         raise ImportDataError(f"{path}: no such file or directory")
-    files = sorted(path.rglob("*.xml"))
-    if not files:
-        raise ImportDataError(f"{path}: no .xml file found")
-    out = []
-    for f in files:
-        try:
-            out.append(load_scenario(f))
-        except ImportDataError as e:
-            last_errors.append(str(e))
-    if not out:
-        raise ImportDataError(f"{path}: no scenario could be imported: " + "; ".join(last_errors))
+    out, last_errors = load_each(path, sorted(path.rglob("*.xml")), load_scenario, ".xml file")
     return out
 
 

@@ -31,7 +31,7 @@ from shapely.ops import polygonize, unary_union
 
 from drivesim.behavior.scenario import Scenario
 from drivesim.core.types import AgentType, ControlMode
-from drivesim.io.errors import ImportDataError
+from drivesim.io.errors import ImportDataError, load_each
 from drivesim.map.bank import MAX_SUCCESSORS
 from drivesim.map.linking import infer_links, route_from_path
 from drivesim.map.road import Lane, RoadMap
@@ -105,18 +105,8 @@ def load(path, config: ImportConfig | None = None) -> list[Scenario]:
     last_errors = []
     if not path.is_dir():
         return [load_file(path, config)]
-    files = _scenario_files(path)
-    if not files:
-        raise ImportDataError(f"{path}: no ScenarioNet scenario pickles (*.pkl) in this directory")
-    scenarios, errors = [], []
-    for f in files:
-        try:
-            scenarios.append(load_file(f, config))
-        except ImportDataError as e:
-            errors.append(str(e))
-    last_errors = errors
-    if not scenarios:
-        raise ImportDataError(f"{path}: no scenario could be loaded:\n" + "\n".join(errors))
+    scenarios, last_errors = load_each(path, _scenario_files(path), lambda f: load_file(f, config),
+                                       "ScenarioNet scenario pickle (*.pkl)")
     return scenarios
 
 
