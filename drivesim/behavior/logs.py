@@ -2,7 +2,8 @@
 
 - replay: every agent follows its log.
 - reactive: vehicles follow IDM/MOBIL along their lanes from the moment they appear in the log
-  (nuPlan's reactive agents); pedestrians, cyclists and static objects keep replaying.
+  (nuPlan's reactive agents); parked vehicles, pedestrians, cyclists and static objects keep
+  replaying.
 - hybrid: vehicles replay until the ego comes within `SimConfig.hybrid_distance` or
   `hybrid_time_gap`, then react.
 - constant_velocity: every moving agent keeps the speed and heading it has at the start.
@@ -18,6 +19,7 @@ from drivesim.behavior.scenario import Scenario, ScenarioError
 from drivesim.core.types import AgentType, ControlMode
 
 TRAFFIC_MODES = ("replay", "reactive", "hybrid", "constant_velocity")
+PARKED_SPEED = 0.5  # m/s: a logged vehicle never faster than this is parked and is replayed in every mode
 
 
 def with_traffic(scenario: Scenario, mode: str, ego: str = "policy") -> Scenario:
@@ -29,7 +31,8 @@ def with_traffic(scenario: Scenario, mode: str, ego: str = "policy") -> Scenario
         raise ScenarioError(f"scenario {scenario.name!r}: traffic mode {mode!r} needs a logged scenario")
     out = copy.copy(scenario)
     types = np.asarray(scenario.agent_type)
-    vehicle = types == int(AgentType.VEHICLE)
+    logged_speed = np.where(scenario.log_valid, scenario.log[..., 3], 0.0).max(axis=1)
+    vehicle = (types == int(AgentType.VEHICLE)) & (logged_speed >= PARKED_SPEED)  # parked vehicles keep replaying
     moving = types != int(AgentType.STATIC)
     modes = np.full(len(types), int(ControlMode.REPLAY))
     if mode == "reactive":
