@@ -35,7 +35,7 @@ from shapely.ops import unary_union
 from drivesim.behavior.scenario import Scenario
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.io.errors import ImportDataError, load_each
-from drivesim.map.linking import infer_links, route_from_path
+from drivesim.map.linking import count_links, infer_links, route_from_path
 from drivesim.map.road import Lane, RoadMap
 
 DT = 0.1  # s: AV2 motion-forecasting rate (10 Hz), also drivesim's
@@ -279,9 +279,8 @@ def _road(map_json: Path, origin: np.ndarray, name: str, include_bike_lanes: boo
     if not lanes:
         raise ImportDataError(f"{map_json}: the map has no usable lanes ({len(segments)} lane segments, kept types {keep_types})")
     opposite = _link(lanes, ids, raw)
-    given = _count_links(lanes)
-    infer_links(lanes)
-    added = {k: v - given[k] for k, v in _count_links(lanes).items()}
+    given = count_links(lanes)
+    added = infer_links(lanes)
     polys = []
     for key, area in areas.items():
         pts = _points(area.get("area_boundary", []), f"{map_json}: drivable area {key}") - origin
@@ -316,9 +315,3 @@ def _link(lanes: list[Lane], ids: list[int], raw: list[dict]) -> int:
                 opposite += 1
     return opposite
 
-
-def _count_links(lanes: list[Lane]) -> dict[str, int]:
-    return {
-        "successors": sum(len(l.successors) for l in lanes),
-        "left": sum(l.left >= 0 for l in lanes), "right": sum(l.right >= 0 for l in lanes),
-    }

@@ -35,7 +35,7 @@ from shapely.ops import unary_union
 from drivesim.behavior.scenario import Scenario
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.io.errors import ImportDataError, load_each
-from drivesim.map.linking import infer_links, route_from_path
+from drivesim.map.linking import count_links, infer_links, route_from_path
 from drivesim.map.road import Lane, RoadMap
 
 DT = 0.1  # s: drivesim's log rate
@@ -327,9 +327,8 @@ def _road(network, origin: np.ndarray, name: str, file: Path) -> tuple[RoadMap, 
             lane.right = index[ll.adj_right]
     opposite = sum(1 for ll in kept for a, same in ((ll.adj_left, ll.adj_left_same_direction), (ll.adj_right, ll.adj_right_same_direction))
                    if a is not None and same is False)
-    given = _count_links(lanes)
-    infer_links(lanes)
-    added = {k: v - given[k] for k, v in _count_links(lanes).items()}
+    given = count_links(lanes)
+    added = infer_links(lanes)
     limits = _speed_limits(network, kept, lanes)
     for lane, v in zip(lanes, limits):
         lane.speed_limit = v if v is not None else DEFAULT_SPEED_LIMIT
@@ -361,9 +360,3 @@ def _speed_limits(network, kept, lanes: list[Lane]) -> list[float | None]:
             break
     return limits
 
-
-def _count_links(lanes: list[Lane]) -> dict[str, int]:
-    return {
-        "successors": sum(len(l.successors) for l in lanes),
-        "left": sum(l.left >= 0 for l in lanes), "right": sum(l.right >= 0 for l in lanes),
-    }

@@ -23,9 +23,16 @@ def _angle_diff(a, b):
     return np.abs((np.asarray(a) - np.asarray(b) + np.pi) % (2 * np.pi) - np.pi)
 
 
-def infer_links(lanes: list[Lane], max_gap: float = 1.5, max_angle: float = np.radians(35), overwrite: bool = False) -> None:
+def count_links(lanes: list[Lane]) -> dict[str, int]:
+    """How many successor, left and right links the lanes carry."""
+    return {"successors": sum(len(l.successors) for l in lanes),
+            "left": sum(l.left >= 0 for l in lanes), "right": sum(l.right >= 0 for l in lanes)}
+
+
+def infer_links(lanes: list[Lane], max_gap: float = 1.5, max_angle: float = np.radians(35), overwrite: bool = False) -> dict[str, int]:
     """Fill `successors`, `left` and `right` of lanes from their geometry (in place). Existing
-    links are kept unless `overwrite`."""
+    links are kept unless `overwrite`. Returns the change in link counts (`count_links`)."""
+    before = count_links(lanes)
     starts = np.array([l.centerline[0] for l in lanes])
     ends = np.array([l.centerline[-1] for l in lanes])
     h_start = np.array([np.arctan2(*(l.centerline[1] - l.centerline[0])[::-1]) for l in lanes])
@@ -37,6 +44,7 @@ def infer_links(lanes: list[Lane], max_gap: float = 1.5, max_angle: float = np.r
         if overwrite or not lane.successors:
             lane.successors = [int(j) for j in np.nonzero(ok[i])[0]]
     _infer_neighbours(lanes, overwrite)
+    return {k: v - before[k] for k, v in count_links(lanes).items()}
 
 
 def _infer_neighbours(lanes: list[Lane], overwrite: bool) -> None:
