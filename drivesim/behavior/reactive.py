@@ -94,7 +94,6 @@ class Lanes:
     on_lane: torch.Tensor  # [B, A] bool: the agent's body overlaps its lane
     side: torch.Tensor  # [B, A] neighbour lane the agent's body crosses into (-1: none)
     side_s: torch.Tensor  # [B, A] its arc length there
-    crosses: torch.Tensor  # [B, A] bool
 
 
 def lane_index(state: SimState, fr: Frenet, batch: ScenarioBatch) -> Lanes:
@@ -108,7 +107,7 @@ def lane_index(state: SimState, fr: Frenet, batch: ScenarioBatch) -> Lanes:
     crosses = on_lane & (side >= 0) & (fr.d.abs() + 0.5 * state.width > half_lane)
     side_s, _ = bank.on_neighbour(state.lane, fr.d > 0, fr.s)
     index = build_index([state.lane, side], [fr.s, side_s], [on_lane, crosses], 0.5 * state.length)
-    return Lanes(index, on_lane, torch.where(crosses, side, -1), side_s, crosses)
+    return Lanes(index, on_lane, torch.where(crosses, side, -1), side_s)
 
 
 def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch, cfg: ReactiveConfig, lanes: Lanes):

@@ -2,6 +2,5 @@
 
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.core.state import SimState
-from drivesim.core.seeding import seed_everything, make_generator
 
-__all__ = ["AgentType", "ControlMode", "SimState", "seed_everything", "make_generator"]
+__all__ = ["AgentType", "ControlMode", "SimState"]

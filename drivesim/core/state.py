@@ -57,10 +57,6 @@ class SimState:
     def xy(self) -> torch.Tensor:  # [B, A, 2]
         return torch.stack([self.x, self.y], dim=-1)
 
-    @property
-    def velocity(self) -> torch.Tensor:  # [B, A, 2]
-        return torch.stack([self.speed * torch.cos(self.yaw), self.speed * torch.sin(self.yaw)], dim=-1)
-
     def boxes(self) -> tuple:
         return (self.x, self.y, self.yaw, self.length, self.width)
 
@@ -69,19 +65,6 @@ class SimState:
 
     def replace(self, **changes) -> "SimState":
         return dataclasses.replace(self, **changes)
-
-    def to(self, device) -> "SimState":
-        return self.map_tensors(lambda t: t.to(device))
-
-    def index(self, rows) -> "SimState":
-        """Select scenarios (rows of the batch)."""
-        return self.map_tensors(lambda t: t[rows])
-
-    def map_tensors(self, fn) -> "SimState":
-        return dataclasses.replace(
-            self, **{f.name: fn(getattr(self, f.name)) for f in dataclasses.fields(self)
-                     if f.name != "step" and getattr(self, f.name) is not None}
-        )
 
     @staticmethod
     def stack_time(states: list["SimState"]) -> dict[str, torch.Tensor]:
