@@ -153,7 +153,7 @@ def test_bad_files_name_the_file(tmp_path, folder, raws):
 @pytest.mark.data
 def test_directory_with_a_bad_file_returns_the_good_ones(tmp_path, folder):
     for p in folder.glob("*.pkl"):
-        os.symlink(p, tmp_path / p.name)
+        os.symlink(p.resolve(), tmp_path / p.name)
     (tmp_path / "zz_bad.pkl").write_bytes(b"garbage")
     (tmp_path / "dataset_summary.pkl").write_bytes(pickle.dumps({"index": 1}))  # a database index, not a scenario
     loaded = scenarionet.load(tmp_path)
