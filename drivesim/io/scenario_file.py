@@ -1,4 +1,5 @@
-"""Scenario files: one scenario (map, agents, log, script, route, metadata) per `.npz`.
+"""Scenario files: one scenario (map, agents, log, script, route, metadata) per `.npz`
+(scenario sets, many per file, are `*.set.npz`: io/scenario_set.py).
 
 Every file carries the sha256 of its content; loading checks it, so a damaged or edited file is
 an error that names the file. Metadata (source, original file, traffic mode...) is kept as JSON.
@@ -18,6 +19,7 @@ from drivesim.behavior.scenario import AGENT_FIELDS, Scenario, ScenarioError
 from drivesim.map.road import Lane, MapError, RoadMap
 
 FORMAT = "drivesim-scenario/1"
+SET_SUFFIX = ".set.npz"  # scenario sets (io/scenario_set.py): many scenarios, maps stored once
 OPTIONAL = ("log", "log_valid", "script_accel", "script_lane", "script_lat_speed")
 BOOKKEEPING = ("content_hash", "scenario_file")  # added to meta on load; not part of the content
 
@@ -105,7 +107,16 @@ def load_scenario(path) -> Scenario:
     return s
 
 
-def _scenario(a: dict, h: dict) -> Scenario:
+def _scenario(a: dict, h: dict, road: RoadMap | None = None) -> Scenario:
+    """The Scenario of stored arrays and header; `road` when its map was already rebuilt."""
+    road = road if road is not None else _road(a, h)
+    fields = {f: a[f] for f in AGENT_FIELDS}
+    fields.update({f: a[f] for f in OPTIONAL if f in a})
+    return Scenario(name=h["name"], road=road, route=[int(r) for r in a["route"]], duration=h["duration"], dt=h["dt"],
+                    seed=h["seed"], meta=h["meta"], **fields)
+
+
+def _road(a: dict, h: dict) -> RoadMap:
     ends = np.cumsum(a["map_lane_len"])
     pts = np.split(a["map_lane_pts"], ends[:-1])
     succ = np.split(a["map_succ"], np.cumsum(a["map_succ_len"])[:-1])
@@ -113,12 +124,8 @@ def _scenario(a: dict, h: dict) -> Scenario:
              for p, w, v, sj, le, ri, kind, de in zip(pts, a["map_lane_width"], a["map_lane_speed"], succ, a["map_lane_left"],
                                                       a["map_lane_right"], h["lane_kinds"], a["map_lane_dead_end"])]
     timing = tuple(h["signal_timing"]) if h["signal_timing"] else None
-    road = RoadMap(h["map_name"], lanes, drivable=shapely.from_wkb(a["map_drivable"].tobytes()),
+    return RoadMap(h["map_name"], lanes, drivable=shapely.from_wkb(a["map_drivable"].tobytes()),
                    signal_group={int(k): int(v) for k, v in a["map_signal"]}, signal_timing=timing)
-    fields = {f: a[f] for f in AGENT_FIELDS}
-    fields.update({f: a[f] for f in OPTIONAL if f in a})
-    return Scenario(name=h["name"], road=road, route=[int(r) for r in a["route"]], duration=h["duration"], dt=h["dt"],
-                    seed=h["seed"], meta=h["meta"], **fields)
 
 
 def load_scenarios(path) -> tuple[list[Scenario], list[str]]:
@@ -127,7 +134,12 @@ def load_scenarios(path) -> tuple[list[Scenario], list[str]]:
     path = Path(path)
     if not path.exists():
         raise ScenarioFileError(f"{path}: no such file or directory")
-    files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
+    if path.is_file() and path.name.endswith(SET_SUFFIX):
+        from drivesim.io.scenario_set import load_set
+
+        loaded = load_set(path)
+        return loaded.scenarios, loaded.errors
+    files = sorted(p for p in path.glob("*.npz") if not p.name.endswith(SET_SUFFIX)) if path.is_dir() else [path]
     if not files:
         raise ScenarioFileError(f"{path}: no scenario files (*.npz) here")
     scenarios, errors = [], []

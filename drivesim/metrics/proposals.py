@@ -3,7 +3,8 @@
 Re-implements NAVSIM v1 `pdm_scorer.py` (autonomousvision/navsim, REFERENCE.md) on tensors:
 - NC: at the first contact with each agent (tracks touching at the first pose are ignored) the
   nuPlan collision type decides fault (collisions.py); at fault: 0 for agents, 0.5 for static
-  objects. Lateral collisions are at fault while the ego straddles lanes or is off-road.
+  objects. Lateral collisions are at fault while the ego straddles lanes or is off-road (or
+  always, with `lateral_always_at_fault`, as the expert planner scores its proposals).
 - DAC: 0 when a corner of any pose is off the drivable area (NAVSIM: no tolerance).
 - TTC: at each pose the ego box is shifted forward by v * {0, 0.3, 0.6, 0.9} s and tested against
   the others at that future frame (past the last frame they keep constant velocity); a hit counts
@@ -47,6 +48,9 @@ class ProposalConfig:
     collision_stopped_speed: float = STOPPED_SPEED
     dac_tolerance: float = 0.0  # m; NAVSIM: any corner outside fails
     progress_threshold: float = NAVSIM_MIN_PROGRESS
+    # a planner that should not be side-swiped either (a cut-in coming alongside): lateral
+    # collisions count as at fault wherever the ego is (NAVSIM: only while it straddles lanes)
+    lateral_always_at_fault: bool = False
     comfort: ComfortConfig = field(default_factory=ComfortConfig)
     direction: DrivableConfig = field(default_factory=DrivableConfig)
 
@@ -104,7 +108,7 @@ def _no_collision(hits, ego: Boxes, oth: Boxes, others_type, lateral_fault, shap
     first = t == first_t[key]
     n, k, t, a = n[first], k[first], t[first], a[first]
     ctype = classify_collisions(ego.take(n, k, t), oth.take(n, t, a), others_type[n, a], cfg.collision_stopped_speed)
-    fault = at_fault(ctype, lateral_fault[n, k, t])
+    fault = at_fault(ctype, lateral_fault[n, k, t] | cfg.lateral_always_at_fault)
     value = torch.where(others_type[n, a] == int(AgentType.STATIC), 0.5, 0.0).to(ego.x.dtype)
     nc = torch.ones(N * K, dtype=ego.x.dtype, device=n.device)
     nc = nc.scatter_reduce(0, (n * K + k)[fault], value[fault], "amin")

@@ -18,7 +18,7 @@ from drivesim.behavior.reactive import lane_frenet, next_lanes
 from drivesim.core.types import AgentType
 from drivesim.core.geometry import to_local, wrap_angle
 from drivesim.dynamics.bicycle import WHEELBASE_RATIO
-from drivesim.metrics.proposals import score_proposals
+from drivesim.metrics.proposals import ProposalConfig, score_proposals
 from drivesim.sim.observation import Observation, route_points_at, route_position
 from drivesim.sim.policy import clip_action
 
@@ -34,10 +34,13 @@ class PDMConfig:
     idm: IDMConfig = IDMConfig(min_gap=1.0, headway=1.5, max_accel=1.5, comfort_decel=3.0, delta=10.0, max_free_decel=2.0)
     comfort_jerk: float = 4.0  # m/s^3: acceleration changes are rate-limited to this ...
     emergency_decel: float = 4.0  # m/s^2: ... unless the plan brakes harder than this
-    lateral_time: float = 2.0  # s to reach a proposal's offset
+    emergency_brake: float = 8.0  # m/s^2 when every proposal collides
+    lateral_speed: float = 0.8  # m/s towards a proposal's offset
     lookahead: float = 0.8  # s along the chosen proposal for pure pursuit
-    corridor_margin: float = 0.3  # m added to half widths when deciding who is in the path
-    lateral_decay: float = 2.0  # s: others' lateral speed decays with this time constant (lane changes end)
+    corridor_margin: float = 0.3  # m added to half widths when deciding who is in the path ...
+    anticipation: float = 2.0  # s: ... now or this soon (by the lateral forecast)
+    scoring: ProposalConfig = ProposalConfig(lateral_always_at_fault=True)  # being side-swiped counts too
+    lateral_deadband: float = 0.15  # m/s: others moving sideways faster than this complete a lane change
 
 
 class PDMClosed:
@@ -83,9 +86,10 @@ class PDMClosed:
         offset = torch.tensor(cfg.offsets, device=dev).repeat(len(cfg.speed_fractions)).unsqueeze(0).expand(B, K)
         s, v = self._idm_rollout(state, batch, s0, d0, offset, v_target, fs, fd)  # [B, K, T+1]
         t = torch.arange(T + 1, device=dev) * cfg.dt
-        ramp = torch.clamp(t / cfg.lateral_time, max=1.0)
-        ramp = ramp * ramp * (3 - 2 * ramp)
-        d = d0[:, None, None] + (offset.unsqueeze(-1) - d0[:, None, None]) * ramp  # [B, K, T+1]
+        # towards the offset at a constant lateral speed: replanning keeps the motion going (a
+        # smooth ramp restarted at every replan would start from zero lateral speed each time)
+        to_go = offset.unsqueeze(-1) - d0[:, None, None]
+        d = d0[:, None, None] + to_go.sign() * torch.minimum(to_go.abs(), cfg.lateral_speed * t)  # [B, K, T+1]
         xy = self._route_frame_to_world(batch, s, d)
         yaw = torch.atan2(torch.diff(xy[..., 1], dim=-1), torch.diff(xy[..., 0], dim=-1))
         yaw = torch.cat([yaw, yaw[..., -1:]], dim=-1)
@@ -95,12 +99,17 @@ class PDMClosed:
         valid = state.valid.clone()
         valid[:, 0] = False
         scored = score_proposals(xy, yaw, v, state.length[:, 0], state.width[:, 0], others, valid, state.agent_type,
-                                 batch.map_idx, batch.bank, progress=s[..., -1] - s[..., :1].squeeze(-1))
+                                 batch.map_idx, batch.bank, progress=s[..., -1] - s[..., :1].squeeze(-1), config=cfg.scoring)
         # ties go to the centred, faster proposal
         tie = 1e-4 * v_target / limit.clamp(min=0.1).unsqueeze(1) - 1e-3 * offset.abs()
         best = (scored["score"] + tie).argmax(dim=1)
         pick = lambda x: x[torch.arange(B, device=best.device), best]
-        return {"step": state.step, "xy": pick(xy), "speed": pick(v), "best": best}
+        speed = pick(v)
+        # every proposal collides (or leaves the road): brake as hard as the car can along the best path
+        stuck = scored["score"].amax(dim=1) <= 0
+        brake = (state.speed[:, :1] - cfg.emergency_brake * t).clamp(min=0)
+        speed = torch.where(stuck.unsqueeze(1), torch.minimum(brake, speed), speed)
+        return {"step": state.step, "xy": pick(xy), "speed": speed, "best": best}
 
     def _forecast_route_coords(self, state, batch):
         """Others' route coordinates (s, d) over the horizon at constant velocity in the route frame."""
@@ -112,7 +121,8 @@ class PDMClosed:
         rel = wrap_angle(state.yaw - heading)
         t = torch.arange(cfg.horizon + 1, device=state.device) * cfg.dt
         fs = s.unsqueeze(1) + (state.speed * torch.cos(rel)).unsqueeze(1) * t[None, :, None]
-        fd = d.unsqueeze(1) + (state.speed * torch.sin(rel)).unsqueeze(1) * self._drift(t)[None, :, None]
+        width = batch.bank.lane_width[state.lane[:, :1].clamp(min=0)]  # [B, 1] the ego's lane
+        fd = self._lateral(d, state.speed * torch.sin(rel), width, t)
         return fs, fd
 
     def _idm_rollout(self, state, batch, s0, d0, offset, v_target, fs, fd):
@@ -126,9 +136,13 @@ class PDMClosed:
         others[:, 0] = False
         ss, vs = [s], [v]
         stop_s = self._stop_line(state, batch, s0)  # [B]
+        reach = (half_e.unsqueeze(1) + 0.5 * state.width).unsqueeze(1) + cfg.corridor_margin  # [B, 1, A]
+        look = int(round(cfg.anticipation / cfg.dt))
         for i in range(cfg.horizon):
-            d_lat = fd[:, i].unsqueeze(1) - offset.unsqueeze(-1)  # [B, K, A]
-            inside = (d_lat.abs() < (half_e.unsqueeze(1) + 0.5 * state.width).unsqueeze(1) + cfg.corridor_margin) & others.unsqueeze(1)
+            # in the corridor now, or about to be (a cut-in is a leader before it crosses the line)
+            d_now = fd[:, i].unsqueeze(1) - offset.unsqueeze(-1)  # [B, K, A]
+            d_soon = fd[:, min(i + look, cfg.horizon)].unsqueeze(1) - offset.unsqueeze(-1)
+            inside = ((d_now.abs() < reach) | (d_soon.abs() < reach)) & others.unsqueeze(1)
             ahead = fs[:, i].unsqueeze(1) - s.unsqueeze(-1)
             gap = ahead - 0.5 * (len_e.unsqueeze(1) + state.length).unsqueeze(1)
             cand = inside & (ahead > 0)
@@ -168,10 +182,17 @@ class PDMClosed:
         normal = torch.stack([-tangent[..., 1], tangent[..., 0]], -1)
         return (p0 + normal * d.reshape(B, -1, 1)).reshape(B, K, T1, 2)
 
-    def _drift(self, t: torch.Tensor) -> torch.Tensor:
-        """Lateral displacement per unit lateral speed after time t: tau (1 - exp(-t / tau))."""
-        tau = self.config.lateral_decay
-        return tau * (1 - torch.exp(-t / tau))
+    def _lateral(self, d, v_lat, width, t):
+        """[B, T+1, A] lateral offsets over the horizon: an agent moving sideways faster than
+        `lateral_deadband` keeps its lateral speed until it reaches the next lane centre that
+        way (a lane change completes, however slowly it goes); the others keep their offset.
+        d, v_lat [B, A] m, m/s from a lane centre (or the route); width [B, A] or [B, 1]."""
+        n = d / width
+        target = torch.where(v_lat > 0, torch.ceil(n + 0.05), torch.floor(n - 0.05)) * width
+        room = (target - d).abs()
+        moving = v_lat.abs() > self.config.lateral_deadband
+        shift = torch.minimum(v_lat.abs().unsqueeze(1) * t.view(1, -1, 1), room.unsqueeze(1)) * torch.sign(v_lat).unsqueeze(1)
+        return d.unsqueeze(1) + torch.where(moving.unsqueeze(1), shift, torch.zeros_like(shift))
 
     def _forecast_world(self, state, batch, T):
         """Others over the horizon: vehicles and cyclists on a lane keep their speed along it
@@ -183,7 +204,7 @@ class PDMClosed:
         rel = wrap_angle(state.yaw - fr.lane_yaw)
         grow = lambda z: z.unsqueeze(1).expand(-1, T + 1, -1)  # [B, A] -> [B, T+1, A]
         s_t = grow(fr.s) + grow(state.speed * torch.cos(rel)) * t
-        d_t = grow(fr.d) + grow(state.speed * torch.sin(rel)) * self._drift(t)
+        d_t = self._lateral(fr.d, state.speed * torch.sin(rel), bank.lane_width[state.lane.clamp(min=0)], t.view(-1))
         lane, nxt, L = grow(state.lane), grow(next_lanes(state.lane, batch)), grow(bank.lane_len[state.lane.clamp(min=0)])
         on_next = (s_t > L) & (nxt >= 0)
         xy_a, yaw_a = bank.point_at(lane, s_t, bank.seg_near(lane, s_t), 3)

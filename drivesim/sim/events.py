@@ -1,0 +1,240 @@
+"""Generate a labelled rare-event scenario set: sample knobs, calibrate by simulation, measure the
+criticality that was produced, and check in closed loop that the expert planner solves it.
+
+Three simulator passes over the whole set, batched:
+1. calibration (event agents only, the ego keeping its speed): how many steps and metres a
+   scripted lane change takes to reach (cut-in, merge) or clear (a stalled car's leader) the
+   ego's lane; the scenarios are rebuilt with those figures so that the event happens at the
+   target gap;
+2. no reaction (full scenario, the ego keeping its speed and heading): the realized event step,
+   gap, relative speed, TTC, the deceleration the ego would need after its reaction time, and
+   whether doing nothing collides;
+3. expert (PDM-Closed-style planner, reactive traffic): does it finish without collision or
+   leaving the road, its minimum TTC.
+
+Labels: `bound_avoidable` (the analytic 1-D braking bound of REFERENCE.md on the realized gap
+and speeds), `expert_solved`, and `avoidable` = either (the expert may swerve where braking
+alone is not enough).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from drivesim.behavior.events import build_event, event_type, sample_params
+from drivesim.behavior.events.common import closing_distance, required_decel
+from drivesim.behavior.scenario import Scenario, ScenarioBatch
+from drivesim.core.config import config_to_dict
+from drivesim.dynamics.bicycle import kinematically_feasible
+from drivesim.map.bank import MapBank
+from drivesim.sim.expert import PDMClosed, PDMConfig
+from drivesim.sim.policy import ConstantVelocity
+from drivesim.sim.rollout import rollout
+
+TRACKED = 3  # agents recorded per scenario in the measuring passes: the ego and up to two event agents
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    expert_check: bool = True  # run the expert in closed loop (pass 3)
+    batch_size: int = 500  # scenarios per simulator batch
+    expert_every: int = 2  # simulation steps per expert decision
+    device: str = "cpu"
+    expert: PDMConfig = field(default_factory=PDMConfig)
+
+
+@dataclass
+class EventSet:
+    """A generated scenario set: scenarios, one table row per scenario (knobs, measurements,
+    labels), and the header (generator, config, seed, timings) written to the set file."""
+
+    scenarios: list[Scenario]
+    table: pd.DataFrame
+    header: dict = field(default_factory=dict)
+
+
+def _run(scenarios: list[Scenario], policy, cfg: LabelConfig, record: bool, every: int = 1, desc: str = ""):
+    """Metrics [N] and, when `record`, the first TRACKED agents' trajectory [T+1, N, TRACKED]."""
+    bank = MapBank.build(list({id(s.road): s.road for s in scenarios}.values()), device=cfg.device)
+    metrics, trajs = [], []
+    chunks = [scenarios[i : i + cfg.batch_size] for i in range(0, len(scenarios), cfg.batch_size)]
+    for chunk in tqdm(chunks, desc=desc, disable=not desc or len(chunks) < 2, leave=False):
+        batch = ScenarioBatch.build(chunk, bank=bank, device=cfg.device)
+        res = rollout(batch, policy, record=record, policy_every=every)
+        metrics.append(pd.DataFrame(res.metrics))
+        if record:
+            trajs.append({k: v[:, :, :TRACKED] for k, v in res.trajectory.items()})
+    out = pd.concat(metrics, ignore_index=True)
+    if not record:
+        return out, None
+    T = max(t["x"].shape[0] for t in trajs)
+    pad = lambda a: np.concatenate([a, np.repeat(a[-1:], T - a.shape[0], axis=0)]) if a.shape[0] < T else a
+    return out, {k: np.concatenate([pad(t[k]) for t in trajs], axis=1) for k in trajs[0]}
+
+
+def _extent(traj, agent):
+    """Half extents of boxes along x and y [T, N] (events are laid out along x)."""
+    c, s = np.abs(np.cos(traj["yaw"][:, :, agent])), np.abs(np.sin(traj["yaw"][:, :, agent]))
+    L, W = traj["length"][:, :, agent] / 2, traj["width"][:, :, agent] / 2
+    return L * c + W * s, L * s + W * c
+
+
+def _in_lane(traj, agent, lane_y, lane_w):
+    """[T, N] the box of `agent` overlaps the band |y - lane_y| < lane_w / 2."""
+    _, ey = _extent(traj, agent)
+    return (np.abs(traj["y"][:, :, agent] - lane_y) - ey < lane_w / 2) & traj["valid"][:, :, agent].astype(bool)
+
+
+def event_steps(scenarios: list[Scenario], traj: dict) -> np.ndarray:
+    """[N] the step each event happened (-1 if it did not): 'enter' = the event agent's box first
+    overlaps the ego's lane; 'leave' = the trigger agent's box has left it after its lane change
+    started; 'step' = the scripted step."""
+    N = len(scenarios)
+    meta = [s.meta for s in scenarios]
+    lane_y = np.array([m["lane_y"] for m in meta])
+    lane_w = np.array([m["lane_width"] for m in meta])
+    out = np.full(N, -1)
+    T = traj["x"].shape[0]
+    for trigger in ("enter", "leave", "step"):
+        rows = np.array([m["trigger"] == trigger for m in meta])
+        if not rows.any():
+            continue
+        if trigger == "step":
+            out[rows] = [m["target_step"] for m, r in zip(meta, rows) if r]
+            continue
+        agent = 1 if trigger == "enter" else 2
+        inside = _in_lane(traj, min(agent, traj["x"].shape[2] - 1), lane_y, lane_w)  # [T, N]
+        start = np.array([m.get("script_start", 0) for m in meta])
+        hit = inside if trigger == "enter" else (~inside & (np.arange(T)[:, None] >= start[None, :]))
+        first = np.where(hit.any(axis=0), hit.argmax(axis=0), -1)
+        out[rows] = first[rows]
+    return out
+
+
+def measure(scenarios: list[Scenario], traj: dict, bound) -> pd.DataFrame:
+    """Criticality at each event step from a no-reaction run: gap (m, the event agent's rear edge
+    to the ego's front along x), relative speed, TTC, required deceleration and the bound."""
+    k = event_steps(scenarios, traj)
+    N = len(scenarios)
+    n = np.arange(N)
+    kk = np.clip(k, 0, traj["x"].shape[0] - 1)
+    ex0, _ = _extent(traj, 0)
+    ex1, _ = _extent(traj, 1)
+    front = traj["x"][kk, n, 0] + ex0[kk, n]
+    rear = traj["x"][kk, n, 1] - ex1[kk, n]
+    v_e = traj["speed"][kk, n, 0] * np.cos(traj["yaw"][kk, n, 0])
+    v_a = traj["speed"][kk, n, 1] * np.cos(traj["yaw"][kk, n, 1])
+    gap, dv = rear - front, v_e - v_a
+    brake = np.array([s.meta["lead_brake"] for s in scenarios])
+    dur = np.array([s.meta["lead_duration"] for s in scenarios])
+    closing = closing_distance(v_e, v_a, brake, dur, bound.max_brake, bound.reaction)
+    ok = k >= 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ttc = np.where(dv > 1e-3, gap / dv, np.inf)
+    return pd.DataFrame({
+        "event_happened": ok, "event_step": k, "gap": np.where(ok, gap, np.nan), "rel_speed": np.where(ok, dv, np.nan),
+        "ttc_at_event": np.where(ok, ttc, np.nan), "headway_at_event": np.where(ok, gap / np.maximum(v_e, 0.1), np.nan),
+        "required_decel": np.where(ok, required_decel(np.maximum(gap, 0.0), v_e, v_a, brake, dur, bound.reaction), np.nan),
+        "bound_margin": np.where(ok, gap - closing, np.nan), "bound_avoidable": ok & (gap > closing),
+    })
+
+
+def _feasible(traj: dict, scenarios: list[Scenario]) -> np.ndarray:
+    """[N] the event agent's motion passes Waymax's kinematic check at every step (vehicles only;
+    a pedestrian's replayed walk is not a bicycle)."""
+    acc = torch.as_tensor(traj["accel"][1:, :, 1])
+    steer = torch.as_tensor(traj["steer"][1:, :, 1])
+    ok = kinematically_feasible(acc, steer, torch.as_tensor(traj["length"][1:, :, 1])).all(dim=0).numpy()
+    ped = np.array([s.meta["generator"] == "pedestrian" for s in scenarios])
+    return ok | ped
+
+
+def calibrate(event: str, params: list[dict], config, seed: int, start: int, cfg: LabelConfig) -> None:
+    """Measure each scripted lane change (steps and x travelled from its start to the event) on
+    the event agents alone; store them in params as `delay` and `dx` (in place)."""
+    idx = [i for i, p in enumerate(params) if event in ("cut-in", "merge") or p.get("reveal")]
+    if not idx:
+        return
+    scen = [build_event(event, params[i], config, seed, start + i, minimal=True) for i in idx]
+    _, traj = _run(scen, ConstantVelocity(), cfg, record=True, desc="calibrate")
+    k = event_steps(scen, traj)
+    agent = np.array([1 if s.meta["trigger"] == "enter" else 2 for s in scen])
+    n = np.arange(len(scen))
+    for j, i in enumerate(idx):
+        if k[j] < 0:
+            continue  # the lane change never reached the line: keep the estimate; reported as no event
+        s0 = scen[j].meta["script_start"]
+        params[i]["delay"] = int(k[j] - s0)
+        params[i]["dx"] = float(traj["x"][k[j], n[j], agent[j]] - traj["x"][s0, n[j], agent[j]])
+
+
+def generate_set(event: str, n: int, seed: int = 0, config=None, label: LabelConfig | None = None,
+                 start: int = 0, show_progress: bool = True) -> EventSet:
+    """`n` scenarios of `event` (indices start..start+n-1), calibrated, measured and labelled."""
+    et = event_type(event)
+    config = config if config is not None else et.config()
+    label = label or LabelConfig()
+    times = {}
+    t0 = time.perf_counter()
+    params = sample_params(event, config, seed, n, start)
+    calibrate(event, params, config, seed, start, label)
+    times["calibrate_s"] = time.perf_counter() - t0
+    scenarios = [build_event(event, p, config, seed, start + i) for i, p in enumerate(params)]
+    t1 = time.perf_counter()
+    m_none, traj = _run(scenarios, ConstantVelocity(), label, record=True, desc="no-reaction" if show_progress else "")
+    table = measure(scenarios, traj, config.bound)
+    table["feasible"] = _feasible(traj, scenarios)
+    table["no_reaction_collision"] = m_none["collision_any"].to_numpy() > 0
+    times["measure_s"] = time.perf_counter() - t1
+    if label.expert_check:
+        t2 = time.perf_counter()
+        m_exp, _ = _run(scenarios, PDMClosed(label.expert), label, record=False, every=label.expert_every,
+                        desc="expert" if show_progress else "")
+        table["expert_collision"] = m_exp["collision_any"].to_numpy() > 0
+        table["expert_solved"] = m_exp["success"].to_numpy() > 0
+        table["expert_min_ttc"] = m_exp["min_ttc"].to_numpy()
+        table["avoidable"] = table["bound_avoidable"] | table["expert_solved"]
+        times["expert_s"] = time.perf_counter() - t2
+    else:
+        table["avoidable"] = table["bound_avoidable"]
+    knobs = pd.DataFrame([{f"knob_{k}": v for k, v in p.items() if not isinstance(v, (list, dict))} for p in params])
+    table = pd.concat([pd.DataFrame({"scenario": [s.name for s in scenarios], "event": event, "index": range(start, start + n)}),
+                       knobs, table], axis=1)
+    for s, row in zip(scenarios, table.to_dict("records")):
+        s.meta["labels"] = {k: _plain(v) for k, v in row.items() if not k.startswith("knob_") and k not in ("scenario", "event", "index")}
+    header = {"generator": event, "generator_version": scenarios[0].meta["version"] if scenarios else None, "seed": seed,
+              "n": n, "start": start, "config": config_to_dict(config), "label_config": config_to_dict(label),
+              "criticality": et.criticality, "timings": {k: round(v, 3) for k, v in times.items()}}
+    return EventSet(scenarios, table, header)
+
+
+def _plain(v):
+    """numpy scalars -> Python (JSON) values; inf/NaN kept as floats."""
+    if isinstance(v, (np.bool_, bool)):
+        return bool(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating, float)):
+        return float(v) if math.isfinite(v) else str(v)
+    return v
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row: counts and the criticality distribution of a labelled set."""
+    ok = table["event_happened"]
+    q = lambda c: table.loc[ok, c].replace([np.inf, -np.inf], np.nan).quantile([0.1, 0.5, 0.9]).round(2).tolist()
+    row = {"scenarios": len(table), "event_happened": int(ok.sum()), "feasible": int(table["feasible"].sum()),
+           "bound_avoidable": int(table["bound_avoidable"].sum()), "avoidable": int(table["avoidable"].sum()),
+           "no_reaction_collision": int(table["no_reaction_collision"].sum()),
+           "ttc_p10_50_90": q("ttc_at_event"), "required_decel_p10_50_90": q("required_decel")}
+    if "expert_solved" in table:
+        row["expert_solved"] = int(table["expert_solved"].sum())
+        row["expert_solved_of_avoidable_by_bound"] = f"{int((table['expert_solved'] & table['bound_avoidable']).sum())}/{int(table['bound_avoidable'].sum())}"
+    return pd.DataFrame([row])
