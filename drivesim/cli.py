@@ -17,6 +17,7 @@ import torch
 
 import drivesim
 from drivesim.behavior.logs import TRAFFIC_MODES
+from drivesim.cli_events import add_commands as add_event_commands
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 TRAFFIC_CHOICES = TRAFFIC_MODES
@@ -331,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="closed-loop throughput against highway-env (tools/bench_sim.py)")
     b.add_argument("--quick", action="store_true", help="small sizes only")
     b.set_defaults(func=cmd_bench)
+    add_event_commands(sub)
     d = sub.add_parser("demo", help="the main job: built-in suite × built-in policies → table, report, video")
     d.add_argument("-o", "--out", default="out/demo")
     d.set_defaults(func=cmd_demo)

@@ -66,6 +66,13 @@ class SimState:
     def replace(self, **changes) -> "SimState":
         return dataclasses.replace(self, **changes)
 
+    def select_agents(self, idx: torch.Tensor) -> "SimState":
+        """The agents idx [B, K] of each row (a smaller state, e.g. the ego and its K-1 nearest)."""
+        take = lambda t: None if t is None else t.gather(1, idx)
+        per_agent = {f.name: take(getattr(self, f.name)) for f in dataclasses.fields(self)
+                     if isinstance(getattr(self, f.name), torch.Tensor) and getattr(self, f.name).dim() == 2}
+        return self.replace(**per_agent)
+
     @staticmethod
     def stack_time(states: list["SimState"]) -> dict[str, torch.Tensor]:
         """Stack a list of states into tensors [T, B, A] per field (for plotting and metrics)."""

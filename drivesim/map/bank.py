@@ -20,6 +20,7 @@ from drivesim.map.road import RoadMap
 
 SDF_CLAMP = (-20.0, 40.0)  # m; covers the WOSAC distance-to-road-edge range
 MAX_SUCCESSORS = 4
+COARSE = 8  # full-lane searches look at every 8th point first, then the segments near the best
 CHUNK = 6  # points per lane piece in observations (10 m at 2 m spacing)
 
 
@@ -348,7 +349,22 @@ class MapBank:
         return self._project_segments(lane_c, k, nseg, xy)
 
     def project_full(self, lane: torch.Tensor, xy: torch.Tensor):
-        """Frenet projection searching every segment of the lane (initialisation, off-window)."""
+        """Frenet projection searching the whole lane (initialisation, off-window): the nearest of
+        every COARSE-th lane point, then the segments within 2 x COARSE of it (`project_exhaustive`
+        is the plain twin; they differ only where a lane comes back within a few metres of itself)."""
+        P = self.lane_pts.shape[1]
+        if P <= 4 * COARSE:
+            return self.project_exhaustive(lane, xy)
+        lane_c = lane.clamp(min=0)
+        coarse = self.lane_pts[:, ::COARSE].index_select(0, lane_c.reshape(-1)).view(*lane.shape, -1, 2)
+        n_coarse = (self.lane_npts[lane_c] - 1) // COARSE + 1  # coarse points that exist on each lane
+        dist2 = ((coarse - xy.unsqueeze(-2)) ** 2).sum(-1)
+        dist2 = torch.where(torch.arange(coarse.shape[-2], device=xy.device) < n_coarse.unsqueeze(-1), dist2, torch.inf)
+        seg = dist2.argmin(dim=-1) * COARSE
+        return self.project(lane, seg, xy, back=2 * COARSE, ahead=2 * COARSE)
+
+    def project_exhaustive(self, lane: torch.Tensor, xy: torch.Tensor):
+        """Frenet projection searching every segment of the lane."""
         lane_c = lane.clamp(min=0)
         nseg = self.lane_npts[lane_c] - 1
         P = self.lane_pts.shape[1]

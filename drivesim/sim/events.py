@@ -20,7 +20,9 @@ alone is not enough).
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +40,7 @@ from drivesim.sim.expert import PDMClosed, PDMConfig
 from drivesim.sim.policy import ConstantVelocity
 from drivesim.sim.rollout import rollout
 
+MIN_PER_WORKER = 100  # smaller sets run in one process (spawning one costs about 2 s)
 TRACKED = 3  # agents recorded per scenario in the measuring passes: the ego and up to two event agents
 
 
@@ -47,6 +50,7 @@ class LabelConfig:
     batch_size: int = 500  # scenarios per simulator batch
     expert_every: int = 2  # simulation steps per expert decision
     device: str = "cpu"
+    workers: int = 2  # processes (one torch thread each); 1 runs in this process
     expert: PDMConfig = field(default_factory=PDMConfig)
 
 
@@ -156,14 +160,25 @@ def _feasible(traj: dict, scenarios: list[Scenario]) -> np.ndarray:
     return ok | ped
 
 
+def _truncate(s: Scenario) -> Scenario:
+    """The calibration run only needs to see the lane change reach the line: it stops 4 s
+    after the first guess of the event step."""
+    steps = min(s.num_steps, int(s.meta["target_step"]) + 40)
+    s.duration = steps * s.dt
+    for name in ("script_accel", "script_lane", "script_lat_speed"):
+        if getattr(s, name) is not None:
+            setattr(s, name, getattr(s, name)[:, :steps])
+    return s
+
+
 def calibrate(event: str, params: list[dict], config, seed: int, start: int, cfg: LabelConfig) -> None:
     """Measure each scripted lane change (steps and x travelled from its start to the event) on
     the event agents alone; store them in params as `delay` and `dx` (in place)."""
     idx = [i for i, p in enumerate(params) if event in ("cut-in", "merge") or p.get("reveal")]
     if not idx:
         return
-    scen = [build_event(event, params[i], config, seed, start + i, minimal=True) for i in idx]
-    _, traj = _run(scen, ConstantVelocity(), cfg, record=True, desc="calibrate")
+    scen = [_truncate(build_event(event, params[i], config, seed, start + i, minimal=True)) for i in idx]
+    _, traj = _run(scen, ConstantVelocity(), cfg, record=True)
     k = event_steps(scen, traj)
     agent = np.array([1 if s.meta["trigger"] == "enter" else 2 for s in scen])
     n = np.arange(len(scen))
@@ -175,20 +190,19 @@ def calibrate(event: str, params: list[dict], config, seed: int, start: int, cfg
         params[i]["dx"] = float(traj["x"][k[j], n[j], agent[j]] - traj["x"][s0, n[j], agent[j]])
 
 
-def generate_set(event: str, n: int, seed: int = 0, config=None, label: LabelConfig | None = None,
-                 start: int = 0, show_progress: bool = True) -> EventSet:
-    """`n` scenarios of `event` (indices start..start+n-1), calibrated, measured and labelled."""
-    et = event_type(event)
-    config = config if config is not None else et.config()
-    label = label or LabelConfig()
+def label_params(event: str, params: list[dict], config, seed: int, start: int, label: LabelConfig,
+                 show_progress: bool = False) -> tuple[list[dict], pd.DataFrame, dict]:
+    """Calibrate, measure and label scenarios start..start+len(params)-1 in this process.
+    Returns (params with the calibration added, table of measurements and labels, timings)."""
+    torch.set_num_threads(1)
+    params = [dict(p) for p in params]
     times = {}
     t0 = time.perf_counter()
-    params = sample_params(event, config, seed, n, start)
     calibrate(event, params, config, seed, start, label)
     times["calibrate_s"] = time.perf_counter() - t0
     scenarios = [build_event(event, p, config, seed, start + i) for i, p in enumerate(params)]
     t1 = time.perf_counter()
-    m_none, traj = _run(scenarios, ConstantVelocity(), label, record=True, desc="no-reaction" if show_progress else "")
+    m_none, traj = _run(scenarios, ConstantVelocity(), label, record=True, desc="no reaction" if show_progress else "")
     table = measure(scenarios, traj, config.bound)
     table["feasible"] = _feasible(traj, scenarios)
     table["no_reaction_collision"] = m_none["collision_any"].to_numpy() > 0
@@ -204,14 +218,46 @@ def generate_set(event: str, n: int, seed: int = 0, config=None, label: LabelCon
         times["expert_s"] = time.perf_counter() - t2
     else:
         table["avoidable"] = table["bound_avoidable"]
+    return params, table, times
+
+
+def _label_part(args):
+    return label_params(*args)
+
+
+def generate_set(event: str, n: int, seed: int = 0, config=None, label: LabelConfig | None = None,
+                 start: int = 0, show_progress: bool = True) -> EventSet:
+    """`n` scenarios of `event` (indices start..start+n-1), calibrated, measured and labelled,
+    split over `label.workers` processes (each scenario's result does not depend on the split)."""
+    et = event_type(event)
+    config = config if config is not None else et.config()
+    label = label or LabelConfig()
+    t0 = time.perf_counter()
+    params = sample_params(event, config, seed, n, start)
+    workers = max(1, min(label.workers, n // MIN_PER_WORKER))
+    cuts = np.linspace(0, n, workers + 1).astype(int)
+    parts = [(event, params[a:b], config, seed, start + a, label) for a, b in zip(cuts, cuts[1:])]
+    if workers == 1:
+        results = [label_params(*parts[0], show_progress=show_progress)]
+    else:
+        if show_progress:
+            print(f"labelling {n} {event} scenarios in {workers} processes ...", flush=True)
+        ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            results = list(pool.map(_label_part, parts))
+    params = [p for r in results for p in r[0]]
+    table = pd.concat([r[1] for r in results], ignore_index=True)
+    times = {k: round(max(r[2].get(k, 0.0) for r in results), 3) for k in results[0][2]}
+    scenarios = [build_event(event, p, config, seed, start + i) for i, p in enumerate(params)]
     knobs = pd.DataFrame([{f"knob_{k}": v for k, v in p.items() if not isinstance(v, (list, dict))} for p in params])
     table = pd.concat([pd.DataFrame({"scenario": [s.name for s in scenarios], "event": event, "index": range(start, start + n)}),
                        knobs, table], axis=1)
     for s, row in zip(scenarios, table.to_dict("records")):
         s.meta["labels"] = {k: _plain(v) for k, v in row.items() if not k.startswith("knob_") and k not in ("scenario", "event", "index")}
+    times["total_s"] = round(time.perf_counter() - t0, 3)
     header = {"generator": event, "generator_version": scenarios[0].meta["version"] if scenarios else None, "seed": seed,
               "n": n, "start": start, "config": config_to_dict(config), "label_config": config_to_dict(label),
-              "criticality": et.criticality, "timings": {k: round(v, 3) for k, v in times.items()}}
+              "criticality": et.criticality, "timings": times, "workers": workers}
     return EventSet(scenarios, table, header)
 
 

@@ -30,6 +30,7 @@ class PDMConfig:
     horizon: int = 40  # steps of 0.1 s
     dt: float = 0.1
     replan_every: int = 2  # simulator steps
+    max_agents: int = 16  # the ego and its 15 nearest agents are forecast and checked
     # PDM-Closed's IDM; slowing down to a lower target speed alone brakes at most at comfort_decel
     idm: IDMConfig = IDMConfig(min_gap=1.0, headway=1.5, max_accel=1.5, comfort_decel=3.0, delta=10.0, max_free_decel=2.0)
     comfort_jerk: float = 4.0  # m/s^3: acceleration changes are rate-limited to this ...
@@ -76,6 +77,10 @@ class PDMClosed:
 
     def _replan(self, state, batch) -> dict:
         cfg = self.config
+        if state.num_agents > cfg.max_agents:  # plan against the ego's nearest agents only
+            d2 = ((state.xy - state.xy[:, :1]) ** 2).sum(-1).masked_fill(~state.valid, float("inf"))
+            d2[:, 0] = -1.0
+            state = state.select_agents(d2.topk(cfg.max_agents, dim=1, largest=False).indices)
         B, A = state.x.shape
         K, T = len(cfg.speed_fractions) * len(cfg.offsets), cfg.horizon
         s0, d0 = route_position(batch, state.xy[:, 0])

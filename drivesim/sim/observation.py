@@ -14,7 +14,7 @@ import torch
 from drivesim.behavior.scenario import ScenarioBatch
 from drivesim.core.geometry import to_local, wrap_angle
 from drivesim.core.state import SimState
-from drivesim.map.bank import project_on_polylines
+from drivesim.map.bank import COARSE, project_on_polylines
 
 
 @dataclass(frozen=True)
@@ -87,18 +87,27 @@ class Observation:
         return torch.cat([p.reshape(B, -1) for p in parts], dim=1)
 
 
-def route_position(batch: ScenarioBatch, xy: torch.Tensor):
+def route_position(batch: ScenarioBatch, xy: torch.Tensor, exhaustive: bool = False):
     """Arc length s and lateral offset d (left positive) of points xy [B, ..., 2] on each
-    scenario's route polyline (searching every segment)."""
+    scenario's route polyline: the nearest of every COARSE-th route point, then the segments
+    within 2 x COARSE of it (`exhaustive`: every segment; they differ only where a route comes
+    back within a few metres of itself)."""
     B, shape = xy.shape[0], xy.shape[:-1]
     pts = xy.reshape(B, -1, 2)
     N, RP = pts.shape[1], batch.route_pts.shape[1]
     nseg = (batch.route_npts - 1).unsqueeze(1).expand(B, N)
-    k = torch.minimum(torch.arange(RP - 1, device=xy.device).expand(B, N, RP - 1), (nseg - 1).unsqueeze(-1))
+    if exhaustive or RP <= 4 * COARSE:
+        k = torch.arange(RP - 1, device=xy.device).expand(B, N, RP - 1)
+    else:
+        coarse = batch.route_pts[:, ::COARSE]  # [B, C, 2] (padding repeats the last point)
+        near = torch.cdist(pts, coarse).argmin(dim=-1) * COARSE  # [B, N]
+        k = (near.unsqueeze(-1) + torch.arange(-2 * COARSE, 2 * COARSE + 1, device=xy.device)).clamp(min=0)
+    k = torch.minimum(k, (nseg - 1).unsqueeze(-1))
     idx = k.reshape(B, -1)
-    a = batch.route_pts.gather(1, idx.unsqueeze(-1).expand(-1, -1, 2)).reshape(B, N, RP - 1, 2)
-    b = batch.route_pts.gather(1, (idx + 1).unsqueeze(-1).expand(-1, -1, 2)).reshape(B, N, RP - 1, 2)
-    sa = batch.route_s.gather(1, idx).reshape(B, N, RP - 1)
+    K = k.shape[-1]
+    a = batch.route_pts.gather(1, idx.unsqueeze(-1).expand(-1, -1, 2)).reshape(B, N, K, 2)
+    b = batch.route_pts.gather(1, (idx + 1).unsqueeze(-1).expand(-1, -1, 2)).reshape(B, N, K, 2)
+    sa = batch.route_s.gather(1, idx).reshape(B, N, K)
     s, d, _, _ = project_on_polylines(a, b, sa, k, nseg, pts)
     return s.reshape(shape), d.reshape(shape)
 

@@ -81,3 +81,17 @@ def test_point_at_with_segment_guess_matches_full_search():
     full_xy, full_yaw = bank.point_at(lanes, s)
     near_xy, near_yaw = bank.point_at(lanes, s, bank.seg_near(lanes, s), 3)
     assert torch.allclose(full_xy, near_xy, atol=1e-3) and torch.allclose(full_yaw, near_yaw, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["straight", "curved", "merge", "intersection"])
+def test_coarse_to_fine_projection_matches_the_exhaustive_twin(kind):
+    """project_full searches near the nearest coarse point; project_exhaustive every segment."""
+    road = build_map(kind, **({"length": 600.0} if kind == "straight" else {}))
+    bank = MapBank.build([road])
+    g = torch.Generator().manual_seed(1)
+    lane = torch.randint(0, len(road.lanes), (4000,), generator=g)
+    k = (torch.rand(4000, generator=g) * (bank.lane_npts[lane] - 1)).long()
+    xy = bank.lane_pts[lane, k] + torch.randn(4000, 2, generator=g) * 4.0
+    fast, ref = bank.project_full(lane, xy), bank.project_exhaustive(lane, xy)
+    for a, b in zip(fast[:2], ref[:2]):
+        torch.testing.assert_close(a, b)

@@ -22,3 +22,21 @@ def test_observation_is_ego_centric_and_masked():
     assert torch.allclose(obs.route[0, 0], torch.tensor([5.0, 0.0]), atol=1e-3)  # route points straight ahead
     assert obs.ego.shape == (1, EGO_FEATURES) and obs.ego[0, 0] == 10.0
     assert obs.lanes_mask.any() and obs.flat().shape[0] == 1 and torch.isfinite(obs.flat()).all()
+
+
+def test_route_position_coarse_search_matches_exhaustive():
+    from drivesim.behavior.events import EVENTS, build_event, sample_params
+    from drivesim.sim.observation import route_position
+
+    scenarios = []
+    for event in EVENTS:
+        cfg = EVENTS[event].config()
+        scenarios += [build_event(event, p, cfg, 0, i) for i, p in enumerate(sample_params(event, cfg, 0, 3))]
+    road = build_map("intersection")
+    scenarios.append(make_scenario(road, [dict(x=0.0, y=0.0)], route=(0,)))
+    batch = ScenarioBatch.build(scenarios)
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, batch.route_pts.shape[1], (batch.batch_size, 300), generator=g)
+    xy = batch.route_pts.gather(1, idx.unsqueeze(-1).expand(-1, -1, 2)) + torch.randn(batch.batch_size, 300, 2, generator=g) * 6
+    for a, b in zip(route_position(batch, xy), route_position(batch, xy, exhaustive=True)):
+        torch.testing.assert_close(a, b)

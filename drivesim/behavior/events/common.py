@@ -153,6 +153,11 @@ class Script:
         self._row(self.lane, agent, -1)[max(start, 0) : max(stop, 0)] = lane
         self._row(self.lat, agent, np.nan)[max(start, 0) : max(stop, 0)] = lat_speed
 
+    def hold_lane(self, agent: int, start: int, stop: int, lane: int) -> None:
+        """Keep the agent in `lane` (MOBIL may not move it) over [start, stop)."""
+        self._row(self.lane, agent, -1)[max(start, 0) : max(stop, 0)] = lane
+        self._row(self.lat, agent, np.nan)
+
     def arrays(self, num_agents: int) -> dict[str, np.ndarray | None]:
         out = {}
         for name, table, fill in (("script_accel", self.accel, np.nan), ("script_lane", self.lane, -1),

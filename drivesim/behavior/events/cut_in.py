@@ -42,7 +42,7 @@ class CutInConfig:
     brake_duration: float = 2.0  # s ... for this long
     density: Range = (0.0, 2.0)  # background vehicles per lane per 100 m
     lanes: int = 3  # forward lanes
-    after: float = 6.0  # s simulated after the cut
+    after: float = 5.0  # s simulated after the cut
     bound: BoundConfig = field(default_factory=BoundConfig)
 
     def validate_config(self, where: str = "cut_in") -> None:
@@ -158,6 +158,7 @@ def build_cut_in(p: dict, cfg: CutInConfig, name: str, seed: int, minimal: bool 
     script.set_accel(1, cut, cut + int(round(p["brake_duration"] / 0.1)), -p["cutter_brake"])
     # the target lane is held to the end (MOBIL's keep-right would otherwise send a cutter back);
     # on the merge map only through the merge section, whose lane id it is
+    script.hold_lane(1, 0, start, cutter_lane)  # no lane change of its own before the cut
     script.set_lane(1, start, cut + 30 if merge else T, target, p["lat_speed"])
     ego_lanes = [ego_lane, target, 3 * n - 1] if merge else [ego_lane]
     if merge and ego_x >= road.lanes[target].centerline[0][0]:

@@ -144,6 +144,7 @@ def build_hard_brake(p: dict, cfg: HardBrakeConfig, name: str, seed: int, minima
     script.set_accel(1, 0, k, 0.0)
     script.set_accel(1, k, stop, -p["decel"])
     script.set_accel(1, stop, T, 0.0)
+    script.hold_lane(1, 0, T, lane)
     if not minimal:
         keep = {lane: [(ego_x - 30.0, ego_x + v_e * T * 0.1 + 40.0)]}
         background(road, agents, np.random.default_rng(p["background_seed"]), p["density"], keep)
@@ -174,7 +175,14 @@ def build_stalled(p: dict, cfg: StalledConfig, name: str, seed: int, minimal: bo
     road = event_road("straight", speed_bucket(p["ego_speed"]), cfg.lanes)
     lane, v_e = p["ego_lane"], p["ego_speed"]
     y, w = lane_y(road, lane), road.lanes[lane].width
-    k = EVENT_STEP
+    k, delay, dx = EVENT_STEP, 0, 0.0
+    if p["reveal"]:
+        if "delay" in p:
+            delay, dx = p["delay"], p["dx"]
+        else:  # first guess; calibration measures it
+            delay = math.ceil((w / 2 + CAR[1] / 2) / p["lat_speed"] / 0.1) + 3
+            dx = v_e * delay * 0.1
+        k = max(EVENT_STEP, delay + 10)  # the leader drives 1 s before it swerves
     T = k + int(round(cfg.after / 0.1))
     ego_x = 30.0
     stalled_x = ego_x + CAR[0] + v_e * k * 0.1 + p["target_gap"]
@@ -183,17 +191,13 @@ def build_stalled(p: dict, cfg: StalledConfig, name: str, seed: int, minimal: bo
     agents.add(stalled_x, y + p["offset"], 0.0, 0.0, mode=ControlMode.STATIC)
     script, trigger, start = None, "step", 0
     if p["reveal"]:
-        if "delay" in p:
-            delay, dx = p["delay"], p["dx"]
-        else:  # first guess; calibration measures it
-            delay = math.ceil((w / 2 + CAR[1] / 2) / p["lat_speed"] / 0.1) + 3
-            dx = v_e * delay * 0.1
         start = k - delay
         # its rear is leader_headway x v_e ahead of the ego's front when it leaves the lane at step k
         leader_x = ego_x + CAR[0] + p["leader_headway"] * v_e + v_e * (k - start) * 0.1 - dx
         agents.add(leader_x, y, 0.0, v_e, desired=v_e)
         script = Script(T)
         script.set_accel(2, 0, T, 0.0)
+        script.hold_lane(2, 0, start, lane)
         script.set_lane(2, start, k + 30, p["swerve_lane"], p["lat_speed"])
         trigger = "leave"
     if not minimal:
