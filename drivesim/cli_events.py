@@ -52,19 +52,39 @@ def knob_overrides(args) -> dict:
 
 def cmd_generate(args) -> int:
     from drivesim.behavior.events import EVENTS
+    from drivesim.behavior.events.real import RealCutInConfig
+    from drivesim.io.scenario_file import ScenarioFileError, load_scenarios
     from drivesim.io.scenario_set import save_set, set_path
     from drivesim.render.event_summary import plot_event_set
-    from drivesim.sim.events import LabelConfig, generate_set, summary
+    from drivesim.sim.events import LabelConfig, generate_real_set, generate_set, summary
 
-    event = EVENTS[args.event]
+    real = args.scenes is not None
+    if real and args.event != "cut-in":
+        raise SystemExit("error: --scenes (real scenes) is for cut-in only")
+    base = RealCutInConfig() if real else EVENTS[args.event].config()
+    where = "real_cut_in" if real else args.event.replace("-", "_")
     try:
-        config = apply_overrides(event.config(), knob_overrides(args), where=args.event.replace("-", "_"))
-        config.validate_config(args.event.replace("-", "_"))
+        config = apply_overrides(base, knob_overrides(args), where=where)
+        config.validate_config(where)
     except ConfigError as exc:
         raise SystemExit(f"error: {exc}") from None
     label = LabelConfig(expert_check=not args.no_expert_check, workers=args.workers, device=args.device)
     t0 = time.perf_counter()
-    es = generate_set(args.event, args.n, seed=args.seed, config=config, label=label)
+    if real:
+        try:
+            scenes, errors = load_scenarios(args.scenes)
+        except ScenarioFileError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        for e in errors:
+            print(f"warning: skipped {e}")
+        try:
+            es = generate_real_set(scenes, args.n, seed=args.seed, config=config, label=label)
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        if es.header["skipped_scenes"]:
+            print(f"scenes with no vehicle that can cut in: {', '.join(es.header['skipped_scenes'])}")
+    else:
+        es = generate_set(args.event, args.n, seed=args.seed, config=config, label=label)
     out = set_path(args.out)
     path, set_hash = save_set(es.scenarios, es.table, {**es.header, "lineage": {"command": "drivesim generate"}}, out)
     es.header["set_hash"] = set_hash
@@ -72,7 +92,7 @@ def cmd_generate(args) -> int:
     es.table.to_csv(table_path, index=False)
     png = plot_event_set(es.scenarios, es.table, es.header, path.with_name(path.name.removesuffix(".set.npz") + ".png"))
     print(summary(es.table).T.to_string(header=False))
-    print(f"\n{args.n} {args.event} scenarios in {time.perf_counter() - t0:.1f} s -> {path} (set {set_hash[:12]})")
+    print(f"\n{len(es.scenarios)} {es.header['generator']} scenarios in {time.perf_counter() - t0:.1f} s -> {path} (set {set_hash[:12]})")
     print(f"table {table_path}\nsummary {png}")
     return 0
 
@@ -137,6 +157,8 @@ def add_commands(sub) -> None:
     g.add_argument("--density", help="background vehicles per lane per 100 m, lo:hi")
     g.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any other knob of the event's config, e.g. --set side=left --set bound.max_brake=5")
+    g.add_argument("--scenes", help="cut-in only: rewrite a vehicle of these real scenes (files from `drivesim import`) "
+                   "into a cut-in instead of generating procedural ones")
     g.add_argument("--no-expert-check", action="store_true", help="label with the analytic bound only (faster)")
     g.add_argument("--workers", type=int, default=2, help="processes for labelling (default 2)")
     g.set_defaults(func=cmd_generate)

@@ -184,7 +184,7 @@ class ScenarioBatch:
             if s.script_lat_speed is not None:
                 s_lat[b, :n, :t] = s.script_lat_speed
             route_lanes[b, : len(s.route)] = np.asarray(s.route) + starts[b]
-            route_pts.append(_route_polyline(s))
+            route_pts.append(route_polyline(s))
         RP = max(len(p) for p in route_pts)
         rp = np.zeros((B, RP, 2))
         rs = np.zeros((B, RP))
@@ -208,7 +208,7 @@ class ScenarioBatch:
         )
 
 
-def _route_polyline(s: Scenario) -> np.ndarray:
+def route_polyline(s: Scenario) -> np.ndarray:
     """Centerlines of the route lanes joined end to end (duplicate joints removed)."""
     parts = [np.asarray(s.road.lanes[r].centerline, float) for r in s.route]
     pts = np.concatenate([parts[0]] + [p[1:] if np.allclose(p[0], q[-1], atol=0.5) else p for q, p in zip(parts, parts[1:])])

@@ -19,6 +19,7 @@ alone is not enough).
 
 from __future__ import annotations
 
+import copy
 import math
 import multiprocessing
 import time
@@ -30,13 +31,16 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from drivesim.behavior.events import build_event, event_type, sample_params
+from drivesim.behavior.events import GENERATOR_VERSION, build_event, event_type, sample_params, scenario_name
+from drivesim.behavior.events.real import RealCutInConfig, real_cut_in
 from drivesim.behavior.events.common import closing_distance, required_decel
 from drivesim.behavior.scenario import Scenario, ScenarioBatch
 from drivesim.core.config import config_to_dict
+from drivesim.core.types import ControlMode
 from drivesim.dynamics.bicycle import kinematically_feasible
 from drivesim.map.bank import MapBank
 from drivesim.sim.expert import PDMClosed, PDMConfig
+from drivesim.sim.observation import route_points_at, route_position
 from drivesim.sim.policy import ConstantVelocity
 from drivesim.sim.rollout import rollout
 
@@ -74,7 +78,7 @@ def _run(scenarios: list[Scenario], policy, cfg: LabelConfig, record: bool, ever
         res = rollout(batch, policy, record=record, policy_every=every)
         metrics.append(pd.DataFrame(res.metrics))
         if record:
-            trajs.append({k: v[:, :, :TRACKED] for k, v in res.trajectory.items()})
+            trajs.append(_route_frame(batch, {k: v[:, :, :TRACKED] for k, v in res.trajectory.items()}))
     out = pd.concat(metrics, ignore_index=True)
     if not record:
         return out, None
@@ -83,17 +87,32 @@ def _run(scenarios: list[Scenario], policy, cfg: LabelConfig, record: bool, ever
     return out, {k: np.concatenate([pad(t[k]) for t in trajs], axis=1) for k in trajs[0]}
 
 
+def _route_frame(batch: ScenarioBatch, traj: dict) -> dict:
+    """Add route coordinates of the recorded agents [T, B, K]: arc length `route_s`, lateral
+    offset `route_d` and heading relative to the route `route_rel_yaw`."""
+    T, B, K = traj["x"].shape
+    xy = torch.as_tensor(np.stack([traj["x"], traj["y"]], -1), dtype=torch.float32, device=batch.device)
+    xy = xy.permute(1, 0, 2, 3).reshape(B, T * K, 2)
+    s, d = route_position(batch, xy)
+    a, b = route_points_at(batch, s), route_points_at(batch, s + 1.0)
+    heading = torch.atan2(b[..., 1] - a[..., 1], b[..., 0] - a[..., 0])
+    back = lambda v: v.reshape(B, T, K).permute(1, 0, 2).cpu().numpy()
+    rel = np.angle(np.exp(1j * (traj["yaw"] - back(heading))))
+    return {**traj, "route_s": back(s), "route_d": back(d), "route_rel_yaw": rel}
+
+
 def _extent(traj, agent):
-    """Half extents of boxes along x and y [T, N] (events are laid out along x)."""
-    c, s = np.abs(np.cos(traj["yaw"][:, :, agent])), np.abs(np.sin(traj["yaw"][:, :, agent]))
+    """Half extents of boxes along and across the route [T, N]."""
+    rel = traj["route_rel_yaw"][:, :, agent]
+    c, s = np.abs(np.cos(rel)), np.abs(np.sin(rel))
     L, W = traj["length"][:, :, agent] / 2, traj["width"][:, :, agent] / 2
     return L * c + W * s, L * s + W * c
 
 
-def _in_lane(traj, agent, lane_y, lane_w):
-    """[T, N] the box of `agent` overlaps the band |y - lane_y| < lane_w / 2."""
-    _, ey = _extent(traj, agent)
-    return (np.abs(traj["y"][:, :, agent] - lane_y) - ey < lane_w / 2) & traj["valid"][:, :, agent].astype(bool)
+def _in_lane(traj, agent, lane_w):
+    """[T, N] the box of `agent` overlaps the ego's lane (|d| < lane_w / 2 around the route)."""
+    _, across = _extent(traj, agent)
+    return (np.abs(traj["route_d"][:, :, agent]) - across < lane_w / 2) & traj["valid"][:, :, agent].astype(bool)
 
 
 def event_steps(scenarios: list[Scenario], traj: dict) -> np.ndarray:
@@ -102,7 +121,6 @@ def event_steps(scenarios: list[Scenario], traj: dict) -> np.ndarray:
     started; 'step' = the scripted step."""
     N = len(scenarios)
     meta = [s.meta for s in scenarios]
-    lane_y = np.array([m["lane_y"] for m in meta])
     lane_w = np.array([m["lane_width"] for m in meta])
     out = np.full(N, -1)
     T = traj["x"].shape[0]
@@ -114,7 +132,7 @@ def event_steps(scenarios: list[Scenario], traj: dict) -> np.ndarray:
             out[rows] = [m["target_step"] for m, r in zip(meta, rows) if r]
             continue
         agent = 1 if trigger == "enter" else 2
-        inside = _in_lane(traj, min(agent, traj["x"].shape[2] - 1), lane_y, lane_w)  # [T, N]
+        inside = _in_lane(traj, min(agent, traj["x"].shape[2] - 1), lane_w)  # [T, N]
         start = np.array([m.get("script_start", 0) for m in meta])
         hit = inside if trigger == "enter" else (~inside & (np.arange(T)[:, None] >= start[None, :]))
         first = np.where(hit.any(axis=0), hit.argmax(axis=0), -1)
@@ -124,17 +142,17 @@ def event_steps(scenarios: list[Scenario], traj: dict) -> np.ndarray:
 
 def measure(scenarios: list[Scenario], traj: dict, bound) -> pd.DataFrame:
     """Criticality at each event step from a no-reaction run: gap (m, the event agent's rear edge
-    to the ego's front along x), relative speed, TTC, required deceleration and the bound."""
+    to the ego's front along the ego's route), relative speed, TTC, required deceleration and the bound."""
     k = event_steps(scenarios, traj)
     N = len(scenarios)
     n = np.arange(N)
     kk = np.clip(k, 0, traj["x"].shape[0] - 1)
-    ex0, _ = _extent(traj, 0)
-    ex1, _ = _extent(traj, 1)
-    front = traj["x"][kk, n, 0] + ex0[kk, n]
-    rear = traj["x"][kk, n, 1] - ex1[kk, n]
-    v_e = traj["speed"][kk, n, 0] * np.cos(traj["yaw"][kk, n, 0])
-    v_a = traj["speed"][kk, n, 1] * np.cos(traj["yaw"][kk, n, 1])
+    along0, _ = _extent(traj, 0)
+    along1, _ = _extent(traj, 1)
+    front = traj["route_s"][kk, n, 0] + along0[kk, n]
+    rear = traj["route_s"][kk, n, 1] - along1[kk, n]
+    v_e = traj["speed"][kk, n, 0] * np.cos(traj["route_rel_yaw"][kk, n, 0])
+    v_a = traj["speed"][kk, n, 1] * np.cos(traj["route_rel_yaw"][kk, n, 1])
     gap, dv = rear - front, v_e - v_a
     brake = np.array([s.meta["lead_brake"] for s in scenarios])
     dur = np.array([s.meta["lead_duration"] for s in scenarios])
@@ -201,9 +219,28 @@ def label_params(event: str, params: list[dict], config, seed: int, start: int, 
     calibrate(event, params, config, seed, start, label)
     times["calibrate_s"] = time.perf_counter() - t0
     scenarios = [build_event(event, p, config, seed, start + i) for i, p in enumerate(params)]
+    table, more = label_scenarios(scenarios, config.bound, label, show_progress)
+    return params, table, {**times, **more}
+
+
+def _no_reaction(s: Scenario) -> Scenario:
+    """The scenario with an ego that does not react: a logged ego replays its log (the
+    ConstantVelocity policy drives the others straight on)."""
+    if s.log is None or not s.log_valid[0].all():
+        return s
+    out = copy.copy(s)
+    out.mode = np.asarray(s.mode).copy()
+    out.mode[0] = int(ControlMode.REPLAY)
+    return out
+
+
+def label_scenarios(scenarios: list[Scenario], bound, label: LabelConfig, show_progress: bool = False):
+    """Passes 2 and 3 on built scenarios: (table of measurements and labels, timings)."""
+    times = {}
     t1 = time.perf_counter()
-    m_none, traj = _run(scenarios, ConstantVelocity(), label, record=True, desc="no reaction" if show_progress else "")
-    table = measure(scenarios, traj, config.bound)
+    m_none, traj = _run([_no_reaction(s) for s in scenarios], ConstantVelocity(), label, record=True,
+                        desc="no reaction" if show_progress else "")
+    table = measure(scenarios, traj, bound)
     table["feasible"] = _feasible(traj, scenarios)
     table["no_reaction_collision"] = m_none["collision_any"].to_numpy() > 0
     times["measure_s"] = time.perf_counter() - t1
@@ -218,7 +255,7 @@ def label_params(event: str, params: list[dict], config, seed: int, start: int, 
         times["expert_s"] = time.perf_counter() - t2
     else:
         table["avoidable"] = table["bound_avoidable"]
-    return params, table, times
+    return table, times
 
 
 def _label_part(args):
@@ -249,15 +286,53 @@ def generate_set(event: str, n: int, seed: int = 0, config=None, label: LabelCon
     table = pd.concat([r[1] for r in results], ignore_index=True)
     times = {k: round(max(r[2].get(k, 0.0) for r in results), 3) for k in results[0][2]}
     scenarios = [build_event(event, p, config, seed, start + i) for i, p in enumerate(params)]
+    times["total_s"] = round(time.perf_counter() - t0, 3)
+    header = {"generator": event, "generator_version": GENERATOR_VERSION, "seed": seed, "n": n, "start": start,
+              "config": config_to_dict(config), "label_config": config_to_dict(label), "criticality": et.criticality,
+              "timings": times, "workers": workers}
+    return _assemble(event, scenarios, params, table, header, range(start, start + n))
+
+
+def generate_real_set(scenes: list[Scenario], n: int, seed: int = 0, config: RealCutInConfig | None = None,
+                      label: LabelConfig | None = None, show_progress: bool = True) -> EventSet:
+    """`n` cut-ins rewritten into real scenes (scene i % len(scenes) for scenario i), measured and
+    labelled. Scenes without a vehicle that can cut in are skipped and named in the header."""
+    config = config or RealCutInConfig()
+    config.validate_config()
+    label = label or LabelConfig()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    scenarios, params, index, skipped = [], [], [], set()
+    for i in range(n):
+        scene = scenes[i % len(scenes)]
+        made = real_cut_in(scene, config, np.random.default_rng([seed, i]), scenario_name("real-cut-in", seed, i))
+        if made is None:
+            skipped.add(scene.name)
+            continue
+        s, p = made
+        s.meta.update({"event": "real-cut-in", "version": GENERATOR_VERSION, "index": i, "params": p})
+        scenarios.append(s)
+        params.append(p)
+        index.append(i)
+    if not scenarios:
+        raise ValueError(f"no scene has a vehicle that can cut in (next to the ego's route, ahead, slower): {sorted(skipped)}")
+    table, times = label_scenarios(scenarios, config.bound, label, show_progress)
+    times["total_s"] = round(time.perf_counter() - t0, 3)
+    header = {"generator": "real-cut-in", "generator_version": GENERATOR_VERSION, "seed": seed, "n": len(scenarios),
+              "config": config_to_dict(config), "label_config": config_to_dict(label), "criticality": "ttc",
+              "timings": times, "sources": sorted({s.meta["source_scene"] for s in scenarios}),
+              "source_hashes": {sc.name: sc.meta.get("content_hash", "") for sc in scenes},
+              "skipped_scenes": sorted(skipped)}
+    return _assemble("real-cut-in", scenarios, params, table, header, index)
+
+
+def _assemble(event, scenarios, params, table, header, index) -> EventSet:
+    """Prefix the table with names and knobs; copy each row's labels into its scenario's meta."""
     knobs = pd.DataFrame([{f"knob_{k}": v for k, v in p.items() if not isinstance(v, (list, dict))} for p in params])
-    table = pd.concat([pd.DataFrame({"scenario": [s.name for s in scenarios], "event": event, "index": range(start, start + n)}),
-                       knobs, table], axis=1)
+    table = pd.concat([pd.DataFrame({"scenario": [s.name for s in scenarios], "event": event, "index": list(index)}),
+                       knobs, table.reset_index(drop=True)], axis=1)
     for s, row in zip(scenarios, table.to_dict("records")):
         s.meta["labels"] = {k: _plain(v) for k, v in row.items() if not k.startswith("knob_") and k not in ("scenario", "event", "index")}
-    times["total_s"] = round(time.perf_counter() - t0, 3)
-    header = {"generator": event, "generator_version": scenarios[0].meta["version"] if scenarios else None, "seed": seed,
-              "n": n, "start": start, "config": config_to_dict(config), "label_config": config_to_dict(label),
-              "criticality": et.criticality, "timings": times, "workers": workers}
     return EventSet(scenarios, table, header)
 
 

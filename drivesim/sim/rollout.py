@@ -42,15 +42,16 @@ def check_actions(action, batch_size: int) -> list[str]:
         shape = tuple(action.shape) if torch.is_tensor(action) else type(action).__name__
         return [f"policy returned {shape}, expected a float tensor [{batch_size}, 2] (accel, steer)"] * batch_size
     a = action.detach().cpu()
-    reasons = []
-    for row in a:
-        if not torch.isfinite(row).all():
-            reasons.append(f"non-finite action {row.tolist()}")
-        elif (row < ACTION_LOW - ACTION_TOL).any() or (row > ACTION_HIGH + ACTION_TOL).any():
-            reasons.append(f"action {[round(v, 3) for v in row.tolist()]} outside the action space "
-                           f"accel [{ACTION_LOW[0]:g}, {ACTION_HIGH[0]:g}] m/s^2, steer [{ACTION_LOW[1]:g}, {ACTION_HIGH[1]:g}] rad")
+    finite = torch.isfinite(a).all(dim=1)
+    inside = ((a >= ACTION_LOW - ACTION_TOL) & (a <= ACTION_HIGH + ACTION_TOL)).all(dim=1)
+    reasons = [""] * batch_size
+    for b in (~(finite & inside)).nonzero().flatten().tolist():  # messages for the bad rows only
+        row = a[b]
+        if not finite[b]:
+            reasons[b] = f"non-finite action {row.tolist()}"
         else:
-            reasons.append("")
+            reasons[b] = (f"action {[round(v, 3) for v in row.tolist()]} outside the action space "
+                          f"accel [{ACTION_LOW[0]:g}, {ACTION_HIGH[0]:g}] m/s^2, steer [{ACTION_LOW[1]:g}, {ACTION_HIGH[1]:g}] rad")
     return reasons
 
 

@@ -46,6 +46,9 @@ class Simulator:
         # logged REACTIVE/HYBRID/CONSTANT_VELOCITY agents follow their log until released (see _release)
         self.log_first = (self.is_reactive | self.is_cv) & self.has_log
         self.is_replay = mode == ControlMode.REPLAY
+        scripted = (batch.script_lane >= 0) | torch.isfinite(batch.script_accel)  # [B, A, T]
+        first = scripted.to(torch.uint8).argmax(dim=-1)
+        self.script_start = torch.where(scripted.any(dim=-1) & self.log_first, first, -1)  # [B, A] logged agents only
         self._frenet = (None, None)  # (state, Frenet of that state): the projection _track_lanes made
 
     @property
@@ -71,7 +74,7 @@ class Simulator:
             accel=zeros, steer=zeros.clone(), length=init["length"], width=init["width"],
             agent_type=init["agent_type"], valid=valid, lane=lane, seg=seg, step=0,
             lane_change_step=torch.full_like(lane, -10_000), clock=torch.zeros(B, dtype=torch.long, device=xy.device),
-            released=self._release(None, valid, xy, init["speed"]),
+            released=self._release(None, valid, xy, init["speed"], torch.zeros(B, dtype=torch.long, device=xy.device)),
         )
 
     def step(self, state: SimState, ego_action: torch.Tensor) -> SimState:
@@ -100,24 +103,26 @@ class Simulator:
         lane = torch.where(reactive, dec.lane, state.lane)
         seg = torch.where(reactive, dec.seg, state.seg)
         changed = dec.changed & reactive
-        released = self._release(state.released, valid, torch.stack([x, y], -1), speed)
+        released = self._release(state.released, valid, torch.stack([x, y], -1), speed, state.row_step + 1)
         moved = state.replace(x=x, y=y, yaw=yaw, speed=speed, accel=accel_eff, steer=steer, valid=valid, released=released,
                               lane=lane, seg=seg, step=state.step + 1, clock=state.row_step + 1,
                               lane_change_step=torch.where(changed, state.row_step.unsqueeze(1).expand_as(lane),
                                                            state.lane_change_step))
         return self._track_lanes(moved)
 
-    def _release(self, released, valid, xy, speed):
+    def _release(self, released, valid, xy, speed, t):
         """[B, A] bool: agents driven by their controller rather than their log. Logged REACTIVE
         and CONSTANT_VELOCITY agents are released once visible; HYBRID ones when the ego comes
-        within hybrid_distance or hybrid_time_gap (at the ego's speed) of them. Released agents
-        stay released."""
+        within hybrid_distance or hybrid_time_gap (at the ego's speed) of them; a logged agent
+        with a script exactly when its script starts (a rare event rewriting a real agent's
+        future). Released agents stay released. t [B]: the rows' scenario step."""
         cfg = self.config
         if released is None:
             released = ~self.log_first
         gap = (xy - xy[:, :1]).norm(dim=-1)  # [B, A] centre distance to the ego
         near = (gap < cfg.hybrid_distance) | (gap < cfg.hybrid_time_gap * speed[:, :1])
         trigger = torch.where(self.is_hybrid, near & valid[:, :1], torch.ones_like(near))
+        trigger = torch.where(self.script_start >= 0, t.unsqueeze(1) >= self.script_start, trigger)
         return released | (self.log_first & valid & trigger)
 
     def _replay(self, state, rep, x, y, yaw, speed, accel, valid):

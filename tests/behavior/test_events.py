@@ -102,3 +102,33 @@ def test_expert_solves_avoidable_cut_ins_and_constant_velocity_does_not():
     assert t["bound_avoidable"].all()
     assert t["expert_solved"].mean() >= 0.9, t[["ttc_at_event", "expert_solved"]]
     assert t["no_reaction_collision"].mean() >= 0.8
+
+
+@pytest.mark.data
+def test_real_scene_cut_in(data_dir):
+    """A logged nuScenes vehicle next to the ego's route is rewritten into a cut-in: it replays
+    its log until its script starts, then cuts in; the event is measured and labelled."""
+    from drivesim.behavior.events.real import RealCutInConfig, candidates, real_cut_in
+    from drivesim.io import scenarionet
+    from drivesim.sim.events import generate_real_set
+
+    scenes = scenarionet.load(data_dir / "scenarionet_nuscenes")
+    scenes = scenes[0] if isinstance(scenes, tuple) else scenes
+    scene = next(s for s in scenes if s.name.endswith("0796"))
+    assert candidates(scene, 1.0, 0.7, RealCutInConfig())
+    made, p = real_cut_in(scene, RealCutInConfig(), np.random.default_rng(0), "x")
+    made.validate()
+    assert made.mode[1] == ControlMode.REACTIVE and made.meta["source_agent"] == p["agent"]
+    np.testing.assert_array_equal(made.log[1], scene.log[p["agent"]])  # the cutter is agent 1 now
+    es = generate_real_set([scene], 3, seed=0, label=LabelConfig(workers=1), show_progress=False)
+    t = es.table
+    assert t["event_happened"].all() and (t["rel_speed"] > 0).all()
+    # before its script starts the cutter is exactly on its log
+    from drivesim.behavior.scenario import ScenarioBatch
+    from drivesim.sim.policy import ConstantVelocity
+    from drivesim.sim.rollout import rollout
+    s = es.scenarios[0]
+    res = rollout(ScenarioBatch.build([s]), ConstantVelocity(), record=True)
+    k = s.meta["script_start"]
+    np.testing.assert_allclose(res.trajectory["x"][1 : k + 1, 0, 1], s.log[1, 1 : k + 1, 0], atol=1e-3)
+    assert abs(res.trajectory["y"][k + 20, 0, 1] - s.log[1, k + 20, 1]) > 0.3  # ... and leaves it after

@@ -19,6 +19,7 @@ from drivesim.behavior.events.longitudinal import (HardBrakeConfig, PedestrianCo
                                                    build_pedestrian, build_stalled, sample_hard_brake, sample_pedestrian,
                                                    sample_stalled)
 from drivesim.behavior.scenario import Scenario
+from drivesim.core.config import config_to_dict
 
 GENERATOR_VERSION = 1
 
@@ -67,7 +68,7 @@ def scenario_name(event: str, seed: int, index: int) -> str:
 def build_event(event: str, params: dict, config, seed: int, index: int, minimal: bool = False) -> Scenario:
     s = event_type(event).build(params, config, scenario_name(event, seed, index), seed, minimal)
     s.meta.update({"event": event, "version": GENERATOR_VERSION, "index": index,
-                   "params": {k: v for k, v in params.items()}})
+                   "params": {k: v for k, v in params.items()}, "config": config_to_dict(config)})
     return s
 
 

@@ -169,6 +169,6 @@ def build_cut_in(p: dict, cfg: CutInConfig, name: str, seed: int, minimal: bool 
         keep = {lid: [span] for lid in ego_lanes + ([cutter_lane] if not merge else [])}
         background(road, agents, rng, p["density"], keep)
     meta = {"generator": "cut-in" if not merge else "merge", "event_agent": 1, "trigger": "enter",
-            "lane_y": y_e, "lane_width": w, "script_start": start, "target_step": cut,
+            "lane_width": w, "script_start": start, "target_step": cut,
             "lead_brake": p["cutter_brake"], "lead_duration": p["brake_duration"]}
     return assemble(name, road, agents, ego_lanes, T * 0.1, script, seed, meta)

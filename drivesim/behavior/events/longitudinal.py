@@ -148,8 +148,7 @@ def build_hard_brake(p: dict, cfg: HardBrakeConfig, name: str, seed: int, minima
     if not minimal:
         keep = {lane: [(ego_x - 30.0, ego_x + v_e * T * 0.1 + 40.0)]}
         background(road, agents, np.random.default_rng(p["background_seed"]), p["density"], keep)
-    meta = {"generator": "hard-brake", "event_agent": 1, "trigger": "step", "target_step": k, "lane_y": y,
-            "lane_width": road.lanes[lane].width, "lead_brake": p["decel"], "lead_duration": p["brake_duration"]}
+    meta = {"generator": "hard-brake", "event_agent": 1, "trigger": "step", "target_step": k, "lane_width": road.lanes[lane].width, "lead_brake": p["decel"], "lead_duration": p["brake_duration"]}
     return assemble(name, road, agents, [lane], T * 0.1, script, seed, meta)
 
 
@@ -206,7 +205,7 @@ def build_stalled(p: dict, cfg: StalledConfig, name: str, seed: int, minimal: bo
             keep[p["swerve_lane"]] = [(ego_x - 10.0, stalled_x + 60.0)]
         background(road, agents, np.random.default_rng(p["background_seed"]), p["density"], keep)
     meta = {"generator": "stalled", "event_agent": 1, "trigger": trigger, "trigger_agent": 2, "target_step": k,
-            "script_start": start, "lane_y": y, "lane_width": w, "lead_brake": 0.0, "lead_duration": 0.0}
+            "script_start": start, "lane_width": w, "lead_brake": 0.0, "lead_duration": 0.0}
     return assemble(name, road, agents, [lane], T * 0.1, script, seed, meta)
 
 
@@ -249,6 +248,5 @@ def build_pedestrian(p: dict, cfg: PedestrianConfig, name: str, seed: int, minim
     log[1, :, 1] = ped_y + v_p * np.clip(t - go * 0.1, 0.0, None)
     log[1, :, 3] = np.where(walking, v_p, 0.0)
     log_valid[1] = True
-    meta = {"generator": "pedestrian", "event_agent": 1, "trigger": "enter", "target_step": enter, "lane_y": y,
-            "lane_width": w, "lead_brake": 0.0, "lead_duration": 0.0}
+    meta = {"generator": "pedestrian", "event_agent": 1, "trigger": "enter", "target_step": enter, "lane_width": w, "lead_brake": 0.0, "lead_duration": 0.0}
     return assemble(name, road, agents, [lane], T * 0.1, None, seed, meta, log, log_valid)

@@ -1,0 +1,162 @@
+"""Cut-ins in real scenes: a logged vehicle in a lane next to the ego's route is rewritten into a
+cut-in through the same scripted-agent hook as the procedural generator.
+
+Candidates are (vehicle, start step) pairs where the vehicle moves in the ego's direction in the
+lane next to the route, ahead of the logged ego. Predicting with the logged ego and the cutter
+holding its speed, the candidate whose TTC at the crossing is nearest the sampled target is
+chosen. The cutter replays its log until the start step, then (released by its script) changes
+lane at the sampled lateral speed, changes speed evenly to a sampled fraction of the ego's speed
+by the crossing (real neighbours are seldom slower than the ego on their own) and brakes after it. The rest
+of the scene keeps its logged traffic in the chosen traffic mode. The realized TTC is measured
+by simulation (sim/events.label_scenarios), not assumed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from drivesim.behavior.events.common import BoundConfig, Range, check_range, closing_distance, uniform
+from drivesim.behavior.logs import TRAFFIC_MODES, with_traffic
+from drivesim.behavior.scenario import Scenario, route_polyline
+from drivesim.core.config import ConfigError
+from drivesim.core.types import AgentType, ControlMode
+
+PER_AGENT = ("x", "y", "yaw", "speed", "length", "width", "agent_type", "mode", "desired_speed")
+SCRIPTS = ("script_accel", "script_lane", "script_lat_speed")
+
+
+@dataclass(frozen=True)
+class RealCutInConfig:
+    ttc: Range = (0.8, 3.0)  # s: target TTC at the crossing (the candidate nearest it is chosen)
+    lat_speed: Range = (0.6, 1.5)  # m/s
+    cutter_brake: Range = (0.0, 3.0)  # m/s^2 after the cut ...
+    brake_duration: float = 2.0  # s ... for this long
+    min_gap: float = 1.0  # m at the crossing
+    slow_to: Range = (0.5, 0.9)  # the cutter reaches this fraction of the ego's speed at the cut ...
+    max_decel: float = 3.0  # m/s^2 ... braking at most this hard on the way (then it is slower)
+    traffic: str = "hybrid"  # how the scene's other agents move
+    after: float = 3.0  # s of log needed after the crossing
+    bound: BoundConfig = field(default_factory=BoundConfig)
+
+    def validate_config(self, where: str = "real_cut_in") -> None:
+        check_range(self.ttc, where, "ttc", 0.0, 10.0)
+        check_range(self.lat_speed, where, "lat_speed", 0.2, 3.0)
+        check_range(self.cutter_brake, where, "cutter_brake", 0.0, 8.0)
+        check_range(self.slow_to, where, "slow_to", 0.0, 1.5)
+        if self.traffic not in TRAFFIC_MODES:
+            raise ConfigError(f"{where}.traffic: got {self.traffic!r}; allowed: {', '.join(TRAFFIC_MODES)}")
+        self.bound.validate_config(f"{where}.bound")
+
+
+def project(poly: np.ndarray, pts: np.ndarray):
+    """(s, d, heading) of points [N, 2] on a polyline [P, 2] (nearest segment; d left positive)."""
+    a, b = poly[:-1], poly[1:]
+    ab = b - a
+    seg = np.maximum(np.linalg.norm(ab, axis=1), 1e-9)
+    tan = ab / seg[:, None]
+    ap = pts[:, None, :] - a[None]
+    t = np.clip((ap * tan[None]).sum(-1), 0.0, seg[None])
+    foot = a[None] + tan[None] * t[..., None]
+    k = np.linalg.norm(pts[:, None, :] - foot, axis=-1).argmin(axis=1)
+    n = np.arange(len(pts))
+    s0 = np.concatenate([[0.0], np.cumsum(seg)])
+    d = tan[k, 0] * ap[n, k, 1] - tan[k, 1] * ap[n, k, 0]
+    return s0[k] + t[n, k], d, np.arctan2(tan[k, 1], tan[k, 0])
+
+
+def _route_lane_at(scene: Scenario, s: float) -> int:
+    """The route lane at arc length s along the route."""
+    ends = np.cumsum([scene.road.lanes[r].length for r in scene.route])
+    return scene.route[int(min(np.searchsorted(ends, s), len(ends) - 1))]
+
+
+def candidates(scene: Scenario, lat_speed: float, slow_to: float, cfg: RealCutInConfig) -> list[dict]:
+    """Every (vehicle, start step) that could cut in, with its predicted gap and TTC when it
+    changes speed evenly from its logged speed to `slow_to` x the ego's speed at the crossing."""
+    if scene.log is None or scene.log_valid is None:
+        return []
+    log, ok = scene.log, scene.log_valid
+    T = log.shape[1] - 1
+    poly = route_polyline(scene)
+    s_e, d_e, h_e = project(poly, log[0, :, :2])
+    v_e = log[0, :, 3] * np.cos(log[0, :, 2] - h_e)
+    after = int(round(cfg.after / scene.dt))
+    out = []
+    for a in range(1, scene.num_agents):
+        if scene.agent_type[a] != AgentType.VEHICLE or ok[a].sum() < 30:
+            continue
+        steps = np.arange(10, T - after, 5)
+        steps = steps[ok[a, steps] & ok[0, steps]]
+        if not len(steps):
+            continue
+        s_a, d_a, h_a = project(poly, log[a, steps, :2])
+        for t0, s, d, h in zip(steps, s_a, d_a, h_a):
+            v = float(log[a, t0, 3])
+            lane_w = scene.road.lanes[_route_lane_at(scene, s)].width
+            if v < 2.0 or abs(math.remainder(log[a, t0, 2] - h, 2 * math.pi)) > 0.3 or not 0.6 * lane_w < abs(d) < 1.5 * lane_w:
+                continue
+            delay = max(math.ceil((abs(d) - lane_w / 2 - scene.width[a] / 2) / lat_speed / scene.dt), 0) + 3
+            tx = t0 + delay
+            if tx > T - after or not ok[0, tx]:
+                continue
+            span = delay * scene.dt
+            accel = float(np.clip((slow_to * v_e[tx] - v) / span, -cfg.max_decel, 2.0))
+            v_c = v + accel * span
+            travel = 0.5 * (v + v_c) * span
+            gap = s + travel - scene.length[a] / 2 - (s_e[tx] + scene.length[0] / 2)
+            dv = v_e[tx] - v_c
+            if gap < cfg.min_gap or dv < 0.3:
+                continue
+            out.append(dict(agent=int(a), start=int(t0), cross=int(tx), gap=float(gap), rel_speed=float(dv),
+                            ttc=float(gap / dv), ego_speed=float(v_e[tx]), logged_speed=v, cutter_speed=v_c,
+                            approach_accel=accel, side="left" if d > 0 else "right",
+                            target_lane=int(_route_lane_at(scene, s + travel)), lane_width=float(lane_w)))
+    return out
+
+
+def real_cut_in(scene: Scenario, cfg: RealCutInConfig, rng: np.random.Generator, name: str):
+    """(scenario, params) of a cut-in rewritten into `scene`, or None when no vehicle can cut in."""
+    lat, slow_to = uniform(rng, cfg.lat_speed), uniform(rng, cfg.slow_to)
+    found = candidates(scene, lat, slow_to, cfg)
+    if not found:
+        return None
+    target = uniform(rng, cfg.ttc)
+    c = min(found, key=lambda c: abs(c["ttc"] - target))
+    brake = uniform(rng, cfg.cutter_brake)
+    b = cfg.bound
+    bound_gap = float(closing_distance(c["ego_speed"], c["cutter_speed"], brake, cfg.brake_duration, b.max_brake, b.reaction)[0])
+    p = {**c, "source": scene.name, "lat_speed": lat, "slow_to": slow_to, "target_ttc": target, "predicted_ttc": c["ttc"],
+         "cutter_brake": brake, "brake_duration": cfg.brake_duration, "bound_gap": bound_gap,
+         "bound_ttc": bound_gap / c["rel_speed"]}
+    del p["ttc"]
+    return _rewrite(scene, p, cfg, name), p
+
+
+def _rewrite(scene: Scenario, p: dict, cfg: RealCutInConfig, name: str) -> Scenario:
+    s = with_traffic(scene, cfg.traffic)
+    a = p["agent"]
+    order = np.arange(s.num_agents)
+    order[[1, a]] = order[[a, 1]]  # the cutter becomes agent 1 (the event agent)
+    out = copy.copy(s)
+    for f in PER_AGENT:
+        setattr(out, f, np.asarray(getattr(s, f))[order].copy())
+    out.log, out.log_valid = s.log[order].copy(), s.log_valid[order].copy()
+    out.mode[1] = int(ControlMode.REACTIVE)
+    out.desired_speed[1] = p["cutter_speed"]
+    A, T = out.num_agents, out.num_steps
+    acc, lane, lat = np.full((A, T), np.nan), -np.ones((A, T), np.int64), np.full((A, T), np.nan)
+    t0, tx = p["start"], p["cross"]
+    acc[1, t0:tx] = p["approach_accel"]
+    acc[1, tx : tx + int(round(p["brake_duration"] / s.dt))] = -p["cutter_brake"]
+    lane[1, t0 : tx + 20] = p["target_lane"]
+    lat[1, t0 : tx + 20] = p["lat_speed"]
+    out.script_accel, out.script_lane, out.script_lat_speed = acc, lane, lat
+    out.name = name
+    out.meta = {**s.meta, "generator": "real-cut-in", "source_scene": scene.name, "event_agent": 1,
+                "source_agent": int(a), "trigger": "enter", "target_step": tx, "script_start": t0,
+                "lane_width": p["lane_width"], "lead_brake": p["cutter_brake"], "lead_duration": p["brake_duration"]}
+    return out
