@@ -56,7 +56,7 @@ def cmd_generate(args) -> int:
     from drivesim.io.scenario_file import ScenarioFileError, load_scenarios
     from drivesim.io.scenario_set import save_set, set_path
     from drivesim.render.event_summary import plot_event_set
-    from drivesim.sim.events import LabelConfig, generate_real_set, generate_set, summary
+    from drivesim.sim.events import LabelConfig, generate_real_set, generate_set, outcome_table, summary
 
     real = args.scenes is not None
     if real and args.event != "cut-in":
@@ -92,6 +92,7 @@ def cmd_generate(args) -> int:
     es.table.to_csv(table_path, index=False)
     png = plot_event_set(es.scenarios, es.table, es.header, path.with_name(path.name.removesuffix(".set.npz") + ".png"))
     print(summary(es.table).T.to_string(header=False))
+    print("\n" + outcome_table(es.table).to_string(index=False))
     print(f"\n{len(es.scenarios)} {es.header['generator']} scenarios in {time.perf_counter() - t0:.1f} s -> {path} (set {set_hash[:12]})")
     print(f"table {table_path}\nsummary {png}")
     return 0

@@ -359,3 +359,23 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
         row["expert_solved"] = int(table["expert_solved"].sum())
         row["expert_solved_of_avoidable_by_bound"] = f"{int((table['expert_solved'] & table['bound_avoidable']).sum())}/{int(table['bound_avoidable'].sum())}"
     return pd.DataFrame([row])
+
+
+def outcome_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Collision rates of the no-reaction ego (the constant-velocity policy) and of the expert on
+    the scenarios the braking bound calls avoidable and on the others (the bound does not look at
+    the expert, so the comparison is fair)."""
+    rows = []
+    groups = {"avoidable by the bound": table["bound_avoidable"], "not avoidable by the bound": ~table["bound_avoidable"]}
+    runs = {"constant_velocity (no reaction)": "no_reaction_collision", "pdm_expert": "expert_collision"}
+    for policy, col in runs.items():
+        if col not in table:
+            continue
+        row = {"policy": policy}
+        for name, mask in groups.items():
+            n = int(mask.sum())
+            row[f"{name}: n"] = n
+            row[f"{name}: collision rate"] = round(float(table.loc[mask, col].mean()), 3) if n else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
