@@ -165,3 +165,8 @@ def config_to_dict(obj: Any) -> dict:
         return v
 
     return plain(dataclasses.asdict(obj))
+
+
+def tuples_from_json(d: Mapping[str, Any]) -> dict:
+    """A config dict read back from JSON, its lists turned back into tuples (ranges, bins)."""
+    return {k: (tuples_from_json(v) if isinstance(v, Mapping) else tuple(v) if isinstance(v, list) else v) for k, v in d.items()}

@@ -22,7 +22,7 @@ import pandas as pd
 from drivesim.behavior.events import EVENTS, event_type
 from drivesim.behavior.scenario import Scenario
 from drivesim.behavior.traffic import TrafficConfig, procedural_scenario
-from drivesim.core.config import apply_overrides
+from drivesim.core.config import apply_overrides, tuples_from_json
 from drivesim.sim.evaluate import EvalConfig, evaluate
 from drivesim.sim.events import LabelConfig, generate_set
 from drivesim.sim.expert import PDMClosed
@@ -77,7 +77,7 @@ def _run(scenarios, policy, cfg: MineConfig) -> pd.DataFrame:
 def _narrowed(s: Scenario, cfg: MineConfig):
     """The failed event's config with every knob range shrunk around the failed value."""
     et = event_type(s.meta["event"])
-    config = apply_overrides(et.config(), _tuples(s.meta.get("config", {})), where="config")
+    config = apply_overrides(et.config(), tuples_from_json(s.meta.get("config", {})), where="config")
     params, over = s.meta["params"], {"band": None} if hasattr(config, "band") else {}
     for f in fields(config):
         key = KNOB_PARAMS.get(f.name)
@@ -93,11 +93,6 @@ def _narrowed(s: Scenario, cfg: MineConfig):
     return apply_overrides(config, over, where="config")
 
 
-def _tuples(d):
-    """JSON lists back to tuples (config ranges)."""
-    return {k: (_tuples(v) if isinstance(v, dict) else tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
-
-
 def variations(s: Scenario, cfg: MineConfig, behavior=None) -> list[tuple[str, Scenario]]:
     """(kind, scenario) variations of one failed scenario."""
     seed = cfg.seed * 1_000_003 + zlib.crc32(s.name.encode()) % 1_000_003
@@ -107,7 +102,7 @@ def variations(s: Scenario, cfg: MineConfig, behavior=None) -> list[tuple[str, S
                           label=LabelConfig(expert_check=False, workers=1), show_progress=False)
         out += [("knobs", v) for v in es.scenarios]
     elif s.meta.get("generator") == "procedural_traffic":
-        tcfg = apply_overrides(TrafficConfig(), _tuples(s.meta["config"]), where="traffic")
+        tcfg = apply_overrides(TrafficConfig(), tuples_from_json(s.meta["config"]), where="traffic")
         out += [("traffic", procedural_scenario(s.road, tcfg, seed=seed + j, name=f"{s.name}~t{j}"))
                 for j in range(cfg.variations)]
     if behavior is not None:

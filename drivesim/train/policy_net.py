@@ -1,0 +1,176 @@
+"""The learned driving policy: the ego-centric vector observation in, a categorical acceleration
+out, steering by pure pursuit along the route (a one-dimensional trajectory vocabulary tracked by
+a controller), plus a value head for RL.
+
+`PolicyNet` encodes agents and lane pieces with shared MLPs and masked max-pooling, the route and
+the ego state with MLPs, and a trunk feeds the action logits [B, K] and the value [B].
+`NetPolicy` wraps a net as a drivesim policy (greedy or sampled). Checkpoints hold the weights,
+the config and a card (layout, provenance); loading one with another observation or action
+layout is an error that says what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from drivesim.core.config import apply_overrides, config_to_dict, tuples_from_json
+from drivesim.dynamics.bicycle import WHEELBASE_RATIO
+from drivesim.map.bank import CHUNK
+from drivesim.sim.observation import AGENT_FEATURES, EGO_FEATURES, LANE_FEATURES, Observation, ObservationConfig
+from drivesim.sim.policy import clip_action
+
+ACCEL_BINS = (-8.0, -6.0, -4.5, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.5)  # m/s^2
+FORMAT = "drivesim-policy/1"
+
+
+@dataclass(frozen=True)
+class PolicyNetConfig:
+    hidden: int = 128
+    accel_bins: tuple = ACCEL_BINS
+    lookahead_time: float = 1.0  # s of pure-pursuit lookahead along the route ...
+    min_lookahead: float = 6.0  # m ... at least
+    obs: ObservationConfig = field(default_factory=ObservationConfig)
+
+
+def layout(cfg: PolicyNetConfig) -> dict:
+    """What a checkpoint must agree on with the code that loads it."""
+    return {"agent_features": AGENT_FEATURES, "lane_features": LANE_FEATURES, "ego_features": EGO_FEATURES,
+            "chunk": CHUNK, "obs": config_to_dict(cfg.obs), "accel_bins": list(cfg.accel_bins)}
+
+
+def _mlp(n_in: int, h: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(n_in, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
+
+
+def features(obs: Observation) -> dict[str, torch.Tensor]:
+    """Observation tensors scaled to O(1) for the net."""
+    agents = obs.agents.clone()
+    agents[..., :2] /= 50.0
+    agents[..., 4:6] /= 20.0
+    agents[..., 6:8] /= 5.0
+    lanes = torch.cat([obs.lanes.flatten(-2) / 50.0, obs.lane_attrs / torch.tensor([20.0, 4.0, 1.0, 1.0])], -1)
+    ego = obs.ego / torch.tensor([20.0, 4.0, 0.5, 20.0, 2.0, 0.5, 100.0, 200.0])
+    return {"agents": agents, "agents_mask": obs.agents_mask, "lanes": lanes, "lanes_mask": obs.lanes_mask,
+            "route": obs.route.flatten(1) / 50.0, "ego": ego}
+
+
+class PolicyNet(nn.Module):
+    def __init__(self, cfg: PolicyNetConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or PolicyNetConfig()
+        h = cfg.hidden
+        self.agent_enc = _mlp(AGENT_FEATURES, h)
+        self.lane_enc = _mlp(CHUNK * 2 + LANE_FEATURES, h)
+        self.route_enc = _mlp(cfg.obs.route_points * 2, h)
+        self.ego_enc = _mlp(EGO_FEATURES, h)
+        self.trunk = _mlp(4 * h, h)
+        self.pi = nn.Linear(h, len(cfg.accel_bins))
+        self.v = nn.Linear(h, 1)
+
+    @staticmethod
+    def _pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return x.masked_fill(~mask.unsqueeze(-1), -1e4).amax(dim=1).clamp(min=0.0)  # empty sets pool to 0
+
+    def forward(self, f: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits [B, K], value [B]) from `features(obs)`."""
+        z = torch.cat([self._pool(self.agent_enc(f["agents"]), f["agents_mask"]),
+                       self._pool(self.lane_enc(f["lanes"]), f["lanes_mask"]),
+                       self.route_enc(f["route"]), self.ego_enc(f["ego"])], -1)
+        z = self.trunk(z)
+        return self.pi(z), self.v(z).squeeze(-1)
+
+
+def route_steer(obs: Observation, cfg: PolicyNetConfig) -> torch.Tensor:
+    """[B] pure-pursuit steering towards the route point `lookahead` metres ahead (ego frame)."""
+    route = obs.route  # [B, R, 2], points every route_spacing m ahead of the ego's route position
+    speed, length = obs.state.speed[:, 0], obs.state.length[:, 0]
+    ahead = (speed * cfg.lookahead_time).clamp(min=cfg.min_lookahead)
+    k = (ahead / cfg.obs.route_spacing - 1).clamp(0, route.shape[1] - 1.001)
+    i = k.floor().long()
+    w = (k - i).unsqueeze(-1)
+    pick = lambda j: route.gather(1, j.clamp(max=route.shape[1] - 1).view(-1, 1, 1).expand(-1, 1, 2)).squeeze(1)
+    target = pick(i) * (1 - w) + pick(i + 1) * w
+    dist = target.norm(dim=-1).clamp(min=1.0)
+    alpha = torch.atan2(target[:, 1], target[:, 0])
+    return torch.atan(2 * WHEELBASE_RATIO * length * torch.sin(alpha) / dist)
+
+
+class NetPolicy:
+    """A PolicyNet as a drivesim policy: acceleration from the head (argmax, or sampled with
+    `generator` at `temperature`), steering by pure pursuit along the route."""
+
+    def __init__(self, net: PolicyNet, name: str = "net", greedy: bool = True, temperature: float = 1.0,
+                 generator: torch.Generator | None = None):
+        self.net, self.name, self.greedy, self.temperature, self.generator = net, name, greedy, temperature, generator
+        self.bins = torch.tensor(net.cfg.accel_bins)
+
+    def reset(self, batch) -> None:
+        pass
+
+    @torch.no_grad()
+    def act(self, obs: Observation) -> torch.Tensor:
+        logits, _ = self.net(features(obs))
+        if self.greedy:
+            k = logits.argmax(dim=-1)
+        else:
+            k = torch.multinomial(torch.softmax(logits / self.temperature, -1), 1, generator=self.generator).squeeze(-1)
+        return clip_action(torch.stack([self.bins.to(logits.device)[k], route_steer(obs, self.net.cfg)], -1))
+
+
+def accel_to_bin(accel: torch.Tensor, bins) -> torch.Tensor:
+    """Index of the nearest acceleration bin (the imitation target)."""
+    return (accel.unsqueeze(-1) - torch.as_tensor(bins, dtype=accel.dtype, device=accel.device)).abs().argmin(-1)
+
+
+def save_policy(net: PolicyNet, path, card: dict | None = None) -> Path:
+    """Weights + config + card (layout, provenance) in one file; the card gets the weights' hash."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    digest = hashlib.sha256()
+    for k in sorted(state):
+        digest.update(k.encode() + state[k].numpy().tobytes())
+    card = {"format": FORMAT, **(card or {}), "layout": layout(net.cfg), "config": config_to_dict(net.cfg),
+            "weights_sha256": digest.hexdigest()}
+    torch.save({"state_dict": state, "card": card}, path)
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2, default=str))
+    return path
+
+
+def load_policy(path, name: str | None = None, **kwargs) -> NetPolicy:
+    """A NetPolicy from a checkpoint; a checkpoint of another layout is a clear error."""
+    path = Path(path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        card = blob["card"]
+    except (OSError, RuntimeError, KeyError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable drivesim policy checkpoint ({exc})") from None
+    if card.get("format") != FORMAT:
+        raise ValueError(f"{path}: format {card.get('format')!r}, expected {FORMAT!r}")
+    cfg = apply_overrides(PolicyNetConfig(), tuples_from_json(card["config"]), where="policy config")
+    mine = layout(cfg)
+    diff = [k for k in mine if json.dumps(mine[k], sort_keys=True) != json.dumps(card["layout"].get(k), sort_keys=True)]
+    if diff:
+        raise ValueError(f"{path}: checkpoint layout differs from this code in {diff}: "
+                         f"checkpoint {[card['layout'].get(k) for k in diff]}, code {[mine[k] for k in diff]}")
+    net = PolicyNet(cfg)
+    net.load_state_dict(blob["state_dict"])
+    net.eval()
+    policy = NetPolicy(net, name=name or card.get("name", path.stem), **kwargs)
+    policy.card = card
+    return policy
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits, -1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+__all__ = ["PolicyNet", "PolicyNetConfig", "NetPolicy", "features", "route_steer", "accel_to_bin", "save_policy",
+           "load_policy", "entropy", "ACCEL_BINS", "layout"]
