@@ -7,6 +7,8 @@
 - hybrid: vehicles replay until the ego comes within `SimConfig.hybrid_distance` or
   `hybrid_time_gap`, then react.
 - constant_velocity: every moving agent keeps the speed and heading it has at the start.
+- learned: vehicles as for `reactive`, driven by a learned behaviour model from the moment
+  they appear (ControlMode.LEARNED; the simulator needs `behavior=`, see behavior/learned.py).
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ import numpy as np
 from drivesim.behavior.scenario import Scenario, ScenarioError
 from drivesim.core.types import AgentType, ControlMode
 
-TRAFFIC_MODES = ("replay", "reactive", "hybrid", "constant_velocity")
+TRAFFIC_MODES = ("replay", "reactive", "hybrid", "constant_velocity")  # modes that need nothing but the scenario
+MODEL_MODES = ("learned",)  # modes whose simulation needs a behaviour model (Simulator(behavior=...))
 PARKED_SPEED = 0.5  # m/s: a logged vehicle never faster than this is parked and is replayed in every mode
 
 
 def with_traffic(scenario: Scenario, mode: str, ego: str = "policy") -> Scenario:
     """A copy of a logged scenario with its agents' control modes set for `mode`; the ego is
     driven by the policy (`ego='policy'`) or replays its log (`ego='replay'`)."""
-    if mode not in TRAFFIC_MODES:
-        raise ScenarioError(f"unknown traffic mode {mode!r}; expected one of {TRAFFIC_MODES}")
+    if mode not in TRAFFIC_MODES + MODEL_MODES:
+        raise ScenarioError(f"unknown traffic mode {mode!r}; expected one of {TRAFFIC_MODES + MODEL_MODES}")
     if scenario.log is None or scenario.log_valid is None:
         raise ScenarioError(f"scenario {scenario.name!r}: traffic mode {mode!r} needs a logged scenario")
     out = copy.copy(scenario)
@@ -41,6 +44,8 @@ def with_traffic(scenario: Scenario, mode: str, ego: str = "policy") -> Scenario
         modes[vehicle] = int(ControlMode.HYBRID)
     elif mode == "constant_velocity":
         modes[moving] = int(ControlMode.CONSTANT_VELOCITY)
+    elif mode == "learned":
+        modes[vehicle] = int(ControlMode.LEARNED)
     modes[0] = int(ControlMode.POLICY if ego == "policy" else ControlMode.REPLAY)
     out.mode = modes
     out.meta = {**scenario.meta, "traffic": mode, "ego": ego}

@@ -166,11 +166,13 @@ def _stop_line_gap(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: Scenar
 
 def desired_speed(state: SimState, batch: ScenarioBatch) -> torch.Tensor:
     """IDM v0 [B, A]: the agent's own desired speed, capped by the lane's speed limit and by the
-    comfortable speed of the curves in the next 30 m."""
+    comfortable speed of the curves in the next 30 m (off every lane: its own desired speed;
+    lane -1 must not read global lane 0, which belongs to whichever map is first in the batch)."""
     bank = batch.bank
     lc = state.lane.clamp(min=0)
     curve = bank.curve_speed[lc * bank.lane_pts.shape[1] + state.seg]
-    return torch.minimum(torch.minimum(batch.init["desired_speed"], bank.lane_speed[lc]), curve)
+    capped = torch.minimum(torch.minimum(batch.init["desired_speed"], bank.lane_speed[lc]), curve)
+    return torch.where(state.lane >= 0, capped, batch.init["desired_speed"])
 
 
 def longitudinal(state, fr, nxt, batch, cfg: ReactiveConfig, t: float, lanes: Lanes | None = None):

@@ -19,6 +19,7 @@ class ControlMode(IntEnum):
     STATIC = 3  # never moves
     HYBRID = 4  # follows its log until the ego comes close, then REACTIVE (needs a log)
     CONSTANT_VELOCITY = 5  # keeps its speed and heading
+    LEARNED = 6  # a learned behaviour model (Simulator(behavior=...)) picks accel and steer; follows its log until released
 
 
 VRU_TYPES = (AgentType.PEDESTRIAN, AgentType.CYCLIST)

@@ -57,16 +57,17 @@ def check_actions(action, batch_size: int) -> list[str]:
 
 def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None, metric_config: MetricConfig | None = None,
             obs_config: ObservationConfig | None = None, expert_progress: torch.Tensor | None = None, record: bool = False,
-            show_progress: bool = False, policy_every: int = 1) -> RolloutResult:
+            show_progress: bool = False, policy_every: int = 1, behavior=None) -> RolloutResult:
     """Run `policy` on every scenario of `batch` for its duration; return metrics and status.
 
     The policy acts every `policy_every` simulation steps and its action is held in between
-    (simulation and policy rates are separate).
+    (simulation and policy rates are separate). `behavior` drives the LEARNED agents
+    (`Simulator(batch, behavior=...)`).
     """
     if policy_every < 1:
         raise ValueError(f"policy_every must be >= 1, got {policy_every}")
     t0 = time.perf_counter()
-    sim = Simulator(batch, sim_config)
+    sim = Simulator(batch, sim_config, behavior=behavior)
     obs_config = obs_config or ObservationConfig()
     state = sim.reset()
     policy.reset(batch)

@@ -6,6 +6,15 @@ log when its mode is REPLAY. REACTIVE agents follow IDM/MOBIL/pure pursuit; REPL
 log; CONSTANT_VELOCITY agents keep speed and heading; STATIC agents stay. On a log, REACTIVE
 agents follow their log until they first appear, HYBRID ones until the ego comes close; from
 then on they are reactive (`SimState.released`).
+
+LEARNED agents take accel and steer [B, A] from a behaviour model handed in as
+`Simulator(batch, config, behavior=model)` (e.g. `drivesim.behavior.learned.LearnedTraffic`):
+`behavior.reset(batch)` is called by `reset()` (a stochastic model re-seeds itself there, so
+the same batch gives the same rollout), `behavior.act(state, batch, active)` by every step, from
+the same snapshot as everyone else; its actions go through the same limits and bicycle step as
+the reactive agents'. On a log they follow it until they first appear, like REACTIVE agents.
+They move freely: their lane is re-located when they drift off it, and they never leave the map
+at a lane end. A scenario with LEARNED agents and no behaviour model is an error.
 """
 
 from __future__ import annotations
@@ -32,10 +41,17 @@ class SimConfig:
 
 
 class Simulator:
-    def __init__(self, batch: ScenarioBatch, config: SimConfig | None = None):
+    def __init__(self, batch: ScenarioBatch, config: SimConfig | None = None, behavior=None):
         self.batch = batch
         self.config = config or SimConfig()
+        self.behavior = behavior
         mode = batch.init["mode"]
+        self.is_learned = (mode == ControlMode.LEARNED) & batch.valid
+        self.any_learned = bool(self.is_learned.any())
+        if self.any_learned and behavior is None:
+            rows = sorted({batch.names[b] for b in self.is_learned.nonzero()[:, 0].tolist()})
+            raise ValueError(f"scenario(s) {rows[:5]} have LEARNED agents but no behaviour model was given: "
+                             "use Simulator(batch, behavior=LearnedTraffic.load(...)) or rollout(..., behavior=...)")
         self.is_ego = torch.zeros_like(mode, dtype=torch.bool)
         self.is_ego[:, 0] = True  # [B, A]
         self.is_policy = mode == ControlMode.POLICY
@@ -43,8 +59,9 @@ class Simulator:
         self.is_hybrid = mode == ControlMode.HYBRID
         self.is_cv = mode == ControlMode.CONSTANT_VELOCITY
         self.has_log = batch.log_valid.any(dim=-1)  # [B, A]
-        # logged REACTIVE/HYBRID/CONSTANT_VELOCITY agents follow their log until released (see _release)
-        self.log_first = (self.is_reactive | self.is_cv) & self.has_log
+        # logged REACTIVE/HYBRID/CONSTANT_VELOCITY/LEARNED agents follow their log until released (see _release)
+        self.log_first = (self.is_reactive | self.is_cv | self.is_learned) & self.has_log
+        self.needs_reactive = bool(self.is_reactive.any()) or not self.any_learned  # IDM/MOBIL decisions used
         self.is_replay = mode == ControlMode.REPLAY
         scripted = (batch.script_lane >= 0) | torch.isfinite(batch.script_accel)  # [B, A, T]
         first = scripted.to(torch.uint8).argmax(dim=-1)
@@ -67,6 +84,8 @@ class Simulator:
         ego_seg = b.bank.project_full(first, xy[:, 0])[2]
         lane[:, 0], seg[:, 0] = first, ego_seg
         zeros = torch.zeros_like(init["x"])
+        if self.behavior is not None:
+            self.behavior.reset(b)
         from_log = self.is_replay | self.log_first  # visible only where their log is at the start
         valid = b.valid & (~from_log | b.log_valid[:, :, 0])
         return SimState(
@@ -81,18 +100,23 @@ class Simulator:
         """Advance every scenario by dt. ego_action [B, 2] must be finite (checked by the rollout)."""
         cfg = self.config
         fr = self._frenet[1] if self._frenet[0] is state else None
-        dec = reactive_control(state, self.batch, cfg.reactive, fr)
+        dec = reactive_control(state, self.batch, cfg.reactive, fr) if self.needs_reactive else None
         reactive = self.is_reactive & state.released
         constant = self.is_cv & state.released
         replay = self.is_replay | (self.log_first & ~state.released)
-        accel = torch.where(reactive, dec.accel, torch.zeros_like(dec.accel))
-        steer = torch.where(reactive, dec.steer, torch.zeros_like(dec.steer))
+        zeros = torch.zeros_like(state.x)
+        accel = torch.where(reactive, dec.accel, zeros) if dec is not None else zeros.clone()
+        steer = torch.where(reactive, dec.steer, zeros) if dec is not None else zeros.clone()
+        learned = self.is_learned & state.released & state.valid
+        if self.any_learned:
+            l_accel, l_steer = self.behavior.act(state, self.batch, learned)
+            accel, steer = torch.where(learned, l_accel, accel), torch.where(learned, l_steer, steer)
         accel[:, 0] = torch.where(self.is_policy[:, 0], ego_action[:, 0], accel[:, 0])
         steer[:, 0] = torch.where(self.is_policy[:, 0], ego_action[:, 1], steer[:, 0])
         accel, steer = apply_limits(accel, steer, state.accel, state.steer, self.dt, cfg.dynamics)
         x, y, yaw, speed, accel_eff = bicycle_step(state.x, state.y, state.yaw, state.speed, accel, steer,
                                                    state.length, self.dt, cfg.dynamics.max_speed)
-        keep = ~(self.is_policy | reactive | constant) | ~state.valid
+        keep = ~(self.is_policy | reactive | constant | learned) | ~state.valid
         x, y = torch.where(keep, state.x, x), torch.where(keep, state.y, y)
         yaw, speed = torch.where(keep, state.yaw, yaw), torch.where(keep, state.speed, speed)
         accel_eff = torch.where(keep, torch.zeros_like(accel_eff), accel_eff)
@@ -100,9 +124,11 @@ class Simulator:
         valid = state.valid
         if bool(replay.any()):
             x, y, yaw, speed, accel_eff, valid = self._replay(state, replay, x, y, yaw, speed, accel_eff, valid)
-        lane = torch.where(reactive, dec.lane, state.lane)
-        seg = torch.where(reactive, dec.seg, state.seg)
-        changed = dec.changed & reactive
+        if dec is not None:
+            lane, seg = torch.where(reactive, dec.lane, state.lane), torch.where(reactive, dec.seg, state.seg)
+            changed = dec.changed & reactive
+        else:
+            lane, seg, changed = state.lane, state.seg, torch.zeros_like(reactive)
         released = self._release(state.released, valid, torch.stack([x, y], -1), speed, state.row_step + 1)
         moved = state.replace(x=x, y=y, yaw=yaw, speed=speed, accel=accel_eff, steer=steer, valid=valid, released=released,
                               lane=lane, seg=seg, step=state.step + 1, clock=state.row_step + 1,
@@ -137,9 +163,9 @@ class Simulator:
 
     def _track_lanes(self, state: SimState) -> SimState:
         """Update each agent's lane and segment after moving: onto the successor past a lane end
-        (agents with none leave the map, except the ego and agents on their log), and re-locating
-        the ego and logged agents when they leave their lane sideways. Keeps the projection for
-        the next step."""
+        (agents with none leave the map, except the ego, LEARNED agents and agents on their log),
+        and re-locating the ego, logged and LEARNED agents when they leave their lane sideways.
+        Keeps the projection for the next step."""
         bank = self.batch.bank
         s, d, seg, lane_yaw = bank.project(state.lane, state.seg, state.xy)
         L = bank.lane_len[state.lane.clamp(min=0)]
@@ -150,10 +176,10 @@ class Simulator:
         seg = torch.where(onto, torch.zeros_like(seg), seg)
         s = torch.where(onto, s - L, s)  # successors start where their lane ends
         on_log = self.is_replay | (self.log_first & ~state.released)
-        gone = past & (nxt < 0) & ~self.is_ego & ~on_log
+        gone = past & (nxt < 0) & ~self.is_ego & ~on_log & ~self.is_learned
         valid = state.valid & ~gone
         half = 0.5 * bank.lane_width[state.lane.clamp(min=0)] + 0.3
-        follow = (self.is_ego | self.is_replay | self.log_first) & valid
+        follow = (self.is_ego | self.is_replay | self.log_first | self.is_learned) & valid
         drift = follow & ((d.abs() > half) | (state.lane < 0))
         # agents found off every lane (pedestrians, parked cars) get lane -1 and are searched again once a second
         drift &= (state.lane >= 0) | self.is_ego | (state.row_step.unsqueeze(1) % 10 == 0)
