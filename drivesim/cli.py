@@ -24,10 +24,17 @@ TRAFFIC_CHOICES = TRAFFIC_MODES
 
 
 def make_policy(name: str):
-    """A built-in policy by name, or `package.module:ClassName` for your own."""
+    """A built-in policy by name, a trained checkpoint (`path.pt`), or `package.module:ClassName`."""
     from drivesim.sim.expert import PDMClosed
     from drivesim.sim.policy import BUILTIN_POLICIES
+    from drivesim.train.policy_net import policy_from_spec
 
+    try:
+        net = policy_from_spec(name)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if net is not None:
+        return net
     registry = {**BUILTIN_POLICIES, "pdm_expert": PDMClosed}
     if name in registry:
         return registry[name]()
@@ -37,7 +44,8 @@ def make_policy(name: str):
             return getattr(importlib.import_module(module), attr)()
         except (ImportError, AttributeError) as exc:
             raise SystemExit(f"error: cannot load policy {name!r}: {exc}") from None
-    raise SystemExit(f"error: unknown policy {name!r}; built-in: {', '.join(sorted(registry))} (or module:Class)")
+    raise SystemExit(f"error: unknown policy {name!r}; built-in: {', '.join(sorted(registry))} (or a .pt checkpoint, "
+                     "or module:Class)")
 
 
 def resolve_suite(path: str) -> Path:
@@ -231,16 +239,50 @@ def cmd_import(args) -> int:
     return 0 if scenarios else 1
 
 
+def learned_behavior(args):
+    """The learned traffic model of `--checkpoint` (default: the shipped policies/traffic)."""
+    from drivesim.behavior.learned import DEFAULT_ARTIFACT, LearnedTraffic
+
+    try:
+        return LearnedTraffic.load(args.checkpoint or DEFAULT_ARTIFACT, temperature=args.temperature, seed=args.seed,
+                                   device=args.device)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def select_scenes(scenarios, spec: str, held_out: list[str]):
+    """`all`, `held-out` (the learned model's held-out scenes) or comma-separated names/substrings."""
+    if spec == "all":
+        return scenarios
+    names = held_out if spec == "held-out" else [n for n in spec.split(",") if n]
+    pick = [s for s in scenarios if any(n in s.name for n in names)]
+    missing = [n for n in names if not any(n in s.name for s in scenarios)]
+    if missing or not pick:
+        raise SystemExit(f"error: scene(s) {missing or names} not found; have {', '.join(s.name for s in scenarios)}")
+    return pick
+
+
 def cmd_realism(args) -> int:
     from drivesim.sim.realism import plot, realism
 
     scenarios = load_logged(args.data)
+    behavior = learned_behavior(args) if "learned" in args.model.split(",") or args.scenes == "held-out" else None
+    if behavior is not None:
+        card = behavior.card
+        print(f"learned traffic model {card.get('sha256', '')[:12]} (temperature {behavior.temperature:g}, seed {behavior.seed}); "
+              f"held-out scenes: {', '.join(card.get('lineage', {}).get('held_out_names', []))}")
+    scenarios = select_scenes(scenarios, args.scenes, (behavior.card.get("lineage", {}).get("held_out_names", []) if behavior else []))
+    trained_on = set(behavior.card.get("lineage", {}).get("real_scenes", {})) if behavior else set()
+    overlap = [s.name for s in scenarios if s.name in trained_on]
+    if overlap and "learned" in args.model.split(","):
+        print(f"warning: the learned model was trained on {len(overlap)} of these scenes ({', '.join(overlap)}); "
+              "use --scenes held-out for its held-out realism", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for model in args.model.split(","):
         t0 = time.perf_counter()
-        result = realism(scenarios, model, device=args.device)
+        result = realism(scenarios, model, device=args.device, behavior=behavior if model == "learned" else None)
         plot(result, out / f"realism_{model}.png")
         result.table.insert(0, "model", model)
         result.table.to_csv(out / f"realism_{model}.csv", index=False)
@@ -275,6 +317,37 @@ def load_logged(path: str):
     return scenarios
 
 
+def cmd_train_traffic(args) -> int:
+    from drivesim.core.config import ConfigError, apply_overrides
+    from drivesim.train.traffic import TrafficTrainConfig, train_traffic
+
+    over = {"seed": args.seed, "minutes": args.minutes}
+    for key, value in (("iterations", args.iterations), ("rounds", args.rounds), ("procedural_scenarios", args.procedural)):
+        if value is not None:
+            over[key] = value
+    if args.held_out is not None:
+        over["held_out"] = [n for n in args.held_out.split(",") if n]
+    try:
+        cfg = apply_overrides(TrafficTrainConfig(), over, where="train traffic")
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    real_dir = None if args.data == "none" else Path(args.data)
+    if real_dir is not None and not real_dir.is_dir():
+        raise SystemExit(f"error: no real logs at {real_dir} (set DRIVESIM_DATA, or --data none for procedural traffic only)")
+    try:
+        res = train_traffic(cfg, args.out, real_dir=real_dir)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    card, m = res.card, res.card["metrics"]
+    held = m.get("held_out_one_step") or {}
+    print(f"trained {card['parameters']} parameters in {card['training']['total_seconds']:.0f} s "
+          f"({card['training']['iterations']} iterations{'' if card['training']['finished'] else ', stopped at --minutes'}); "
+          f"final loss {m['train_loss_last100']:.3f}" + (f", held-out one-step NLL {held['nll']:.3f}" if held else ""))
+    print(f"held-out scenes: {', '.join(card['lineage']['held_out_scenes']) or 'none'}")
+    print(f"wrote {res.card_path} (sha256 {card['sha256'][:12]}), {Path(args.out) / 'model.pt'} and {Path(args.out) / 'training_curve.png'}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from drivesim.sim.bench import main as bench_main
 
@@ -301,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--map", default=None, help="instead of a suite: a procedural scenario on this map type "
                    "(straight | curved | merge | intersection) with default traffic")
     s.add_argument("--seed", type=int, default=0, help="seed of the procedural scenario (with --map)")
-    s.add_argument("--policy", default="pdm_expert", help="constant_velocity | idm | pdm_expert | module:Class")
+    s.add_argument("--policy", default="pdm_expert", help="constant_velocity | idm | pdm_expert | a .pt checkpoint | module:Class")
     s.add_argument("--format", choices=["mp4", "gif"], default="mp4")
     s.add_argument("-o", "--out", default="out/simulate")
     s.set_defaults(func=cmd_simulate)
@@ -309,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--suite", default="nominal", help="suite YAML (path or name in scenarios/)")
     e.add_argument("--scenarios", default=None, help="instead of a suite: scenario files (a .npz or a folder, e.g. from `import`)")
     e.add_argument("--traffic", default="reactive", choices=TRAFFIC_CHOICES, help="how logged agents move (default reactive)")
-    e.add_argument("--policies", default="constant_velocity,idm,pdm_expert", help="comma-separated policy names or module:Class")
+    e.add_argument("--policies", default="constant_velocity,idm,pdm_expert", help="comma-separated policy names, .pt checkpoints (e.g. policies/il_base.pt) or module:Class")
     e.add_argument("--limit", type=int, default=None, help="only the first N scenarios")
     e.add_argument("--batch-size", type=int, default=64, help="scenarios simulated together")
     e.add_argument("--no-video", action="store_true", help="skip the BEV video")
@@ -324,11 +397,36 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_import)
     r = sub.add_parser("realism", help="WOSAC-style realism of traffic models against real logs")
     r.add_argument("--model", default="replay,idm_mobil,constant_velocity",
-                   help="comma-separated: replay | idm_mobil | constant_velocity | hybrid")
+                   help="comma-separated: replay | idm_mobil | constant_velocity | hybrid | learned")
+    r.add_argument("--checkpoint", default=None, help="learned traffic model folder (default: the shipped policies/traffic)")
+    r.add_argument("--scenes", default="all", help="all | held-out (the learned model's held-out scenes) | NAME,... (default all)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the learned model's 32 stochastic rollouts (default 0)")
+    r.add_argument("--temperature", type=float, default=None, help="sampling temperature of the learned model (default: its card's)")
     r.add_argument("--data", default=str(Path(os.environ.get("DRIVESIM_DATA", "../shared/data")) / "scenarionet_nuscenes"),
                    help="folder of scenario files (.npz) or ScenarioNet pickles (default: the shared nuScenes scenes)")
     r.add_argument("-o", "--out", default="out/realism")
     r.set_defaults(func=cmd_realism)
+    t = sub.add_parser("train", help="train the learned traffic model (traffic) or a driving policy (il, then rl)")
+    tsub = t.add_subparsers(dest="component", required=True)
+    tt = tsub.add_parser("traffic", help="learned traffic model on real nuScenes logs + procedural traffic (CPU, < 15 min)")
+    tt.add_argument("-o", "--out", default="out/traffic", help="artifact folder: model.pt, card.json, training_curve.png")
+    tt.add_argument("--minutes", type=float, default=15.0, help="wall-clock cap (default 15); past it training stops early")
+    tt.add_argument("--seed", type=int, default=0)
+    tt.add_argument("--iterations", type=int, default=None, help="behaviour-cloning iterations (default: the config's)")
+    tt.add_argument("--rounds", type=int, default=None, help="closed-loop (DAgger) rounds (default: the config's)")
+    tt.add_argument("--procedural", type=int, default=None, help="procedural training scenarios (default: the config's)")
+    tt.add_argument("--held-out", default=None, help="comma-separated real scenes never trained on (default: the config's)")
+    tt.add_argument("--data", default=str(Path(os.environ.get("DRIVESIM_DATA", "../shared/data")) / "scenarionet_nuscenes"),
+                    help="folder of ScenarioNet nuScenes pickles (default: the shared scenes); 'none' = procedural only")
+    tt.set_defaults(func=cmd_train_traffic)
+    from drivesim.train import il
+    from drivesim.train.ppo import add_rl_arguments
+
+    ti = tsub.add_parser("il", help="driving policy by imitation of the PDM-Closed-style expert (BC + DAgger; "
+                         "--init CKPT fine-tunes)", description=il.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    il.add_il_arguments(ti)
+    ti.set_defaults(func=il.cmd_train_il)
+    add_rl_arguments(tsub.add_parser("rl", help="PPO post-training of an IL policy in the batched simulator"))
     b = sub.add_parser("bench", help="closed-loop throughput against highway-env (tools/bench_sim.py)")
     b.add_argument("--quick", action="store_true", help="small sizes only")
     b.set_defaults(func=cmd_bench)

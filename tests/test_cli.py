@@ -1,6 +1,7 @@
 """The `drivesim` command end to end on the tiny suite, and its errors."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -51,6 +52,27 @@ def test_unknown_policy_and_scenario(tmp_path):
         main(["simulate", "--suite", "tiny", "--scenario", "zzz", "-o", str(tmp_path)])
 
 
+def test_policy_checkpoints_on_the_command_line(tmp_path):
+    """A shipped policy checkpoint evaluates by path; a missing or foreign .pt is a clear error."""
+    shipped = Path(__file__).resolve().parents[1] / "policies" / "il_base.pt"
+    assert main(["evaluate", "--suite", "tiny", "--policies", str(shipped), "--limit", "2", "--no-video",
+                 "-o", str(tmp_path)]) == 0
+    assert "il_base" in set(pd.read_csv(tmp_path / "results.csv")["policy"])
+    with pytest.raises(SystemExit, match="no such file"):
+        main(["simulate", "--suite", "tiny", "--policy", str(tmp_path / "missing.pt"), "-o", str(tmp_path)])
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit, match="not a readable drivesim policy checkpoint"):
+        main(["simulate", "--suite", "tiny", "--policy", str(tmp_path / "junk.pt"), "-o", str(tmp_path)])
+
+
+def test_train_commands_have_help(capsys):
+    for cmd in ("il", "rl"):
+        with pytest.raises(SystemExit):
+            main(["train", cmd, "--help"])
+    out = capsys.readouterr().out
+    assert "--init" in out and "DAgger" in out and "PPO" in out
+
+
 def test_help_explains_commands(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
@@ -65,3 +87,32 @@ def test_simulate_procedural_map(tmp_path):
     assert list(tmp_path.glob("curved-seed3.gif")) and (tmp_path / "metrics.json").exists()
     with pytest.raises(SystemExit, match="unknown map type 'roundabout'"):
         main(["simulate", "--map", "roundabout", "-o", str(tmp_path)])
+
+
+def test_train_traffic_tiny_procedural_run(tmp_path, capsys):
+    out = tmp_path / "traffic"
+    assert main(["train", "traffic", "--data", "none", "--procedural", "1", "--iterations", "15", "--rounds", "0",
+                 "--held-out", "", "-o", str(out)]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["training"]["iterations"] == 15 and (out / "model.pt").exists() and (out / "training_curve.png").exists()
+    assert card["sha256"][:12] in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no real logs"):
+        main(["train", "traffic", "--data", str(tmp_path / "nowhere"), "-o", str(out)])
+
+
+@pytest.mark.data
+def test_realism_scene_selection_errors(data_dir):
+    with pytest.raises(SystemExit, match="scene-9999"):
+        main(["realism", "--model", "constant_velocity", "--scenes", "scene-9999",
+              "--data", str(data_dir / "scenarionet_nuscenes")])
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_realism_learned_on_held_out_scenes(data_dir, tmp_path, capsys):
+    assert main(["realism", "--model", "learned,constant_velocity", "--scenes", "held-out",
+                 "--data", str(data_dir / "scenarionet_nuscenes"), "-o", str(tmp_path)]) == 0
+    summary = pd.read_csv(tmp_path / "realism_summary.csv").set_index("model")
+    assert summary.loc["learned", "meta_metric"] > summary.loc["constant_velocity", "meta_metric"]
+    rows = pd.read_csv(tmp_path / "realism_learned.csv")
+    assert len(rows) == 2 and "held-out scenes" in capsys.readouterr().out

@@ -54,7 +54,7 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: f
 
 
 def overlap_warnings(policy_name: str, card: dict, eval_sets: dict[str, list[Scenario]]) -> list[str]:
-    trained = set(card.get("training_scenario_hashes", []))
+    trained = set((card.get("training_scenarios") or {}).values())  # {name: content hash}, lineage included
     out = []
     for name, scenarios in eval_sets.items():
         hit = [s.name for s in scenarios if (s.meta.get("content_hash") or scenario_hash(s)) in trained]

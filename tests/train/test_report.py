@@ -23,7 +23,7 @@ def test_bootstrap_interval_covers_the_mean_and_shrinks_with_data():
 
 def test_overlap_with_training_scenarios_is_warned():
     scenarios = build_scenarios(load_suite(SUITES / "tiny.yaml"), progress=False)
-    card = {"training_scenario_hashes": [scenario_hash(scenarios[1])]}
+    card = {"training_scenarios": {scenarios[1].name: scenario_hash(scenarios[1])}}
     warn = overlap_warnings("il seed 0", card, {"nominal": scenarios})
     assert len(warn) == 1 and "1 of" in warn[0] and scenarios[1].name in warn[0]
     assert overlap_warnings("il seed 0", {}, {"nominal": scenarios}) == []

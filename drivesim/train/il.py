@@ -1,0 +1,518 @@
+"""Imitation learning of the driving policy from the PDM-Closed-style expert (behaviour cloning,
+then DAgger rounds), and fine-tuning an IL checkpoint by imitation on another scenario set.
+
+1. Scenarios: the suite's groups drawn again with a seed of their own (the suite stays held
+   out), generated rare events, real scenes with reactive log traffic (il_data.py).
+2. Round 0: the expert drives them; every visited state is recorded with the expert's
+   acceleration bin. Cross-entropy on the bin (label smoothing, braking bins weighted) for
+   `epochs` epochs; samples of a fixed tenth of the scenarios are held out for validation.
+3. DAgger rounds 1..R: the learner drives, taking the expert's action with probability
+   beta^r at each step; the expert labels every visited state; the data are aggregated and
+   training goes on for `dagger_epochs` epochs.
+4. After each round, the greedy learner drives scenarios drawn with yet another seed (the
+   expert once, for reference): success, collision rate, PDMS. The round with the best PDMS
+   there is written as the policy (`select`).
+
+The net does not see the ego's last acceleration (PolicyNetConfig.last_accel): a clone that sees
+it copies it and brakes too late. Outputs in OUT: policy.pt + policy.json (the card: lineage,
+data, config, metrics, training scenario names and hashes), curves.png, metrics.json; last.pt
+(+ data.pt until the run finishes) let an interrupted run resume: rerun the same command.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from drivesim.behavior.events import EVENTS
+from drivesim.core.config import ConfigError, apply_overrides, config_to_dict
+from drivesim.sim.expert import PDMClosed, PDMConfig
+from drivesim.train.il_data import (Demos, collect, is_validation, label_histogram, rare_scenarios, real_scenarios,
+                                    scenario_hashes, suite_scenarios)
+from drivesim.train.policy_net import NetPolicy, PolicyNet, PolicyNetConfig, load_policy, save_policy
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ILConfig:
+    seed: int = 0
+    suite: str = "nominal"  # suite YAML (path or name in scenarios/), or "none"
+    suite_repeat: int = 6  # its groups drawn this many times over, with their own seed (the suite stays held out)
+    rare: int = 0  # generated rare events, split evenly over `rare_events`
+    rare_events: tuple[str, ...] = tuple(EVENTS)
+    real: bool = False  # real nuScenes scenes ($DRIVESIM_DATA/scenarionet_nuscenes), skipped when absent
+    real_traffic: str = "hybrid"
+    epochs: int = 15  # behaviour cloning on the expert's demonstrations
+    dagger: int = 3  # DAgger rounds
+    dagger_epochs: int = 4  # epochs on the aggregated data after each round
+    beta: float = 0.5  # round r takes the expert's action with probability beta^r at each step
+    batch_size: int = 256
+    lr: float = 1e-3
+    finetune_lr: float = 3e-4  # instead of lr when starting from a checkpoint
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    label_smoothing: float = 0.05
+    brake_weight: float = 2.0  # loss weight of samples whose expert bin is at or below brake_below ...
+    brake_below: float = -2.0  # m/s^2
+    record_every: int = 4  # simulation steps between recorded states (more scenarios beat more alike states)
+    val_fraction: float = 0.1  # scenarios held out for the validation loss and accuracy
+    eval_scenarios: int = 64  # closed-loop check after each round on fresh scenarios (0: none) ...
+    select: str = "best"  # ... and the round written as the policy: "best" (highest PDMS there) or "last"
+    keep_data: bool = False  # keep OUT/data.pt (the recorded states, about 2.5 kB each) once the run has finished
+    hidden: int = 128
+    sim_batch: int = 64  # scenarios simulated together
+    minutes: float = 6.0  # wall-clock budget of one run; past it training stops and the policy is written
+    expert: PDMConfig = field(default_factory=lambda: PDMConfig(replan_every=1))
+
+    def validate_config(self, where: str = "il") -> None:
+        checks = {"suite_repeat": self.suite_repeat >= 1, "rare": self.rare >= 0, "epochs": self.epochs >= 0,
+                  "dagger": self.dagger >= 0, "dagger_epochs": self.dagger_epochs >= 0, "beta": 0 <= self.beta <= 1,
+                  "batch_size": self.batch_size >= 1, "lr": self.lr > 0, "finetune_lr": self.finetune_lr > 0,
+                  "label_smoothing": 0 <= self.label_smoothing < 1, "brake_weight": self.brake_weight > 0,
+                  "record_every": self.record_every >= 1, "val_fraction": 0 <= self.val_fraction < 1,
+                  "eval_scenarios": self.eval_scenarios >= 0, "hidden": self.hidden >= 1, "sim_batch": self.sim_batch >= 1,
+                  "minutes": self.minutes > 0}
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"{where}.{key}: got {getattr(self, key)!r}; out of range")
+        if self.select not in ("best", "last"):
+            raise ConfigError(f"{where}.select: got {self.select!r}; allowed: best, last")
+        if self.expert.replan_every != 1:
+            raise ConfigError(f"{where}.expert.replan_every: got {self.expert.replan_every}; the labels need an expert "
+                              "that re-plans at every call (1)")
+        if self.real_traffic not in ("replay", "reactive", "hybrid", "constant_velocity"):
+            raise ConfigError(f"{where}.real_traffic: got {self.real_traffic!r}; allowed: replay, reactive, hybrid, constant_velocity")
+        for e in self.rare_events:
+            if e not in EVENTS:
+                raise ConfigError(f"{where}.rare_events: unknown event {e!r}; allowed: {', '.join(EVENTS)}")
+        if self.suite == "none" and self.rare == 0 and not self.real:
+            raise ConfigError(f"{where}: no training scenarios (suite 'none', rare 0, real off)")
+
+
+@dataclass
+class ILResult:
+    policy_path: Path
+    card: dict
+    curve: list[dict]
+    rounds: list[dict]
+
+
+class Interrupted(Exception):
+    """Raised by an `on_epoch` callback to stop a run (as an interruption would); rerun to resume."""
+
+
+# ---------------------------------------------------------------------------- data
+def training_scenarios(cfg: ILConfig, progress: bool = False):
+    """(scenarios, provenance list) of the configured sources."""
+    scenarios, prov = [], []
+    if cfg.suite != "none":
+        s, p = suite_scenarios(cfg.suite, seed=1000 + cfg.seed, repeat=cfg.suite_repeat, progress=progress)
+        scenarios, prov = scenarios + s, prov + [p]
+    if cfg.rare:
+        s, p = rare_scenarios(cfg.rare, cfg.rare_events, seed=1000 + cfg.seed, progress=progress)
+        scenarios, prov = scenarios + s, prov + [p]
+    if cfg.real:
+        s, p = real_scenarios(cfg.real_traffic)
+        scenarios, prov = scenarios + s, prov + [p]
+    if not scenarios:
+        raise ValueError("no training scenarios (the only source was real scenes, and they are not there)")
+    return scenarios, prov
+
+
+def eval_scenarios(cfg: ILConfig):
+    """Fresh scenarios for the closed-loop check: the suite (and the rare events) drawn with another seed."""
+    if cfg.eval_scenarios == 0:
+        return []
+    out = []
+    if cfg.suite != "none":
+        s, _ = suite_scenarios(cfg.suite, seed=5000 + cfg.seed, repeat=1, tag="ilval")
+        out += s[:: max(1, len(s) // cfg.eval_scenarios)][: cfg.eval_scenarios]
+    if cfg.rare:
+        n = cfg.eval_scenarios if cfg.suite == "none" else cfg.eval_scenarios // 2
+        out += rare_scenarios(max(n, len(cfg.rare_events)), cfg.rare_events, seed=5000 + cfg.seed)[0]
+    return out
+
+
+def closed_loop(net: PolicyNet | None, scenarios, cfg: ILConfig, expert_progress=None) -> dict:
+    """Success, collision rate and PDMS of the greedy learner (or the expert when net is None)."""
+    from drivesim.behavior.scenario import ScenarioBatch
+    from drivesim.map.bank import MapBank
+    from drivesim.sim.rollout import rollout
+
+    if not scenarios:
+        return {}
+    policy = PDMClosed() if net is None else NetPolicy(net, name="il")
+    bank = MapBank.build(list({id(s.road): s.road for s in scenarios}.values()))
+    rows = {k: [] for k in ("success", "collision_any", "pdms", "comfort", "progress")}
+    for i in range(0, len(scenarios), cfg.sim_batch):
+        batch = ScenarioBatch.build(scenarios[i : i + cfg.sim_batch], bank=bank)
+        ref = None if expert_progress is None else torch.tensor(expert_progress[i : i + cfg.sim_batch], dtype=torch.float32)
+        res = rollout(batch, policy, expert_progress=ref)
+        for k in rows:
+            rows[k] += res.metrics[k].tolist()
+    out = {k: round(float(np.nanmean(v)), 4) for k, v in rows.items() if k != "progress"}
+    out["n"] = len(scenarios)
+    out["_progress"] = rows["progress"]
+    return out
+
+
+# ---------------------------------------------------------------------------- training
+def sample_weights(demos: Demos, bins, cfg: ILConfig) -> torch.Tensor:
+    braking = torch.as_tensor(bins)[demos.label] <= cfg.brake_below + 1e-6
+    return torch.where(braking, cfg.brake_weight, 1.0)
+
+
+def bc_loss(net: PolicyNet, demos: Demos, weight: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weighted cross-entropy, accuracy) on a minibatch."""
+    logits, _ = net(demos.feats)
+    ce = F.cross_entropy(logits, demos.label, reduction="none", label_smoothing=smoothing)
+    loss = (ce * weight).sum() / weight.sum()
+    return loss, (logits.argmax(-1) == demos.label).float().mean()
+
+
+def train_epoch(net, opt, demos: Demos, weight, cfg: ILConfig, gen: torch.Generator, where: str, deadline: float) -> dict:
+    """One pass over `demos` in shuffled minibatches; a non-finite loss is an error."""
+    net.train()
+    order = torch.randperm(len(demos), generator=gen)
+    tot, acc, n = 0.0, 0.0, 0
+    for i in range(0, len(order), cfg.batch_size):
+        idx = order[i : i + cfg.batch_size]
+        loss, a = bc_loss(net, demos.take(idx), weight[idx], cfg.label_smoothing)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"IL training diverged: loss {loss.item()} at {where}, minibatch {i // cfg.batch_size} "
+                                     f"(lr {opt.param_groups[0]['lr']:g}); lower the learning rate or check the data for NaN")
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        opt.step()
+        tot, acc, n = tot + loss.item() * len(idx), acc + a.item() * len(idx), n + len(idx)
+        if time.monotonic() > deadline:
+            break
+    net.eval()
+    return {"loss": tot / max(n, 1), "acc": acc / max(n, 1), "samples": n}
+
+
+@torch.no_grad()
+def evaluate_bc(net, demos: Demos, weight, cfg: ILConfig) -> dict:
+    if len(demos) == 0:
+        return {}
+    tot, acc = 0.0, 0.0
+    for i in range(0, len(demos), 4096):
+        idx = torch.arange(i, min(i + 4096, len(demos)))
+        loss, a = bc_loss(net, demos.take(idx), weight[idx], cfg.label_smoothing)
+        tot, acc = tot + loss.item() * len(idx), acc + a.item() * len(idx)
+    return {"val_loss": tot / len(demos), "val_acc": acc / len(demos)}
+
+
+def _split(demos: Demos, cfg: ILConfig) -> tuple[Demos, Demos]:
+    val = torch.tensor([is_validation(n, cfg.val_fraction) for n in demos.names], dtype=torch.bool)[demos.scenario]
+    return demos.take((~val).nonzero().squeeze(1)), demos.take(val.nonzero().squeeze(1))
+
+
+def _generator(cfg: ILConfig, round_index: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.seed, round_index, epoch]).generate_state(1)[0]))
+
+
+# ---------------------------------------------------------------------------- the run
+def _fresh_state(cfg: ILConfig, init: str | None) -> dict:
+    return {"version": STATE_VERSION, "config": config_to_dict(cfg), "init": init, "round": 0, "collected": False,
+            "epoch": 0, "curve": [], "rounds": [], "collect": [], "seconds": 0.0, "done": False, "expert_eval": None,
+            "best": None}
+
+
+def _check_resume(state: dict, cfg: ILConfig, init: str | None, path: Path) -> None:
+    free = ("minutes", "keep_data")  # may change between an interrupted run and its resumption
+    mine = {k: v for k, v in config_to_dict(cfg).items() if k not in free}
+    theirs = {k: v for k, v in state["config"].items() if k not in free}
+    diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if diff or state.get("init") != init:
+        raise ValueError(f"{path} belongs to a run with another config ({diff or ['init']}): "
+                         "use another --out, or remove the folder to start over")
+
+
+def _initial_net(cfg: ILConfig, init: str | None) -> tuple[PolicyNet, dict | None]:
+    if init is None:
+        torch.manual_seed(cfg.seed)
+        return PolicyNet(PolicyNetConfig(hidden=cfg.hidden)), None
+    parent = load_policy(init, expect=PolicyNetConfig())
+    return parent.net, parent.card
+
+
+def train_il(cfg: ILConfig, out, init: str | None = None, name: str | None = None, progress: bool = True,
+             on_epoch=None) -> ILResult:
+    """Run (or resume) imitation learning into the folder `out`; see the module doc.
+    `init`: a policy checkpoint to fine-tune. `on_epoch(state)` is called after every epoch."""
+    cfg.validate_config()
+    torch.set_num_threads(1)
+    run = _Run(cfg, Path(out), init, progress, on_epoch)
+    scenarios, prov = training_scenarios(cfg, progress)
+    evals = eval_scenarios(cfg)
+    state = run.state
+    if state["expert_eval"] is None and evals:
+        state["expert_eval"] = closed_loop(None, evals, cfg)
+    while not state["done"]:
+        run.round(scenarios, evals)
+    result = _finish(run.out, run.net, cfg, state, prov, scenarios, run.parent, init, name)
+    if state.get("finished") and not cfg.keep_data:
+        (run.out / "data.pt").unlink(missing_ok=True)  # last.pt alone is enough to write the outputs again
+    return result
+
+
+class _Run:
+    """The state of one run: the net, its optimizer, the progress (`state`, saved to last.pt
+    after every step that matters) and the aggregated demonstrations (data.pt)."""
+
+    def __init__(self, cfg: ILConfig, out: Path, init: str | None, progress: bool, on_epoch):
+        self.cfg, self.out, self.progress, self.on_epoch = cfg, out, progress, on_epoch
+        out.mkdir(parents=True, exist_ok=True)
+        self.t_start = time.monotonic()
+        self.deadline = self.t_start + cfg.minutes * 60
+        self.net, self.parent = _initial_net(cfg, init)
+        self.bins = self.net.cfg.accel_bins
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr if init is None else cfg.finetune_lr,
+                                    weight_decay=cfg.weight_decay)
+        self.state = _fresh_state(cfg, init)
+        self.demos = None
+        if (out / "last.pt").exists():
+            self._resume(init)
+        self.t_prev = self.state["seconds"]
+        self.net.eval()
+
+    def _resume(self, init):
+        blob = torch.load(self.out / "last.pt", map_location="cpu", weights_only=False)
+        _check_resume(blob["state"], self.cfg, init, self.out / "last.pt")
+        state = self.state = blob["state"]
+        self.net.load_state_dict(blob["net"])
+        self.opt.load_state_dict(blob["opt"])
+        state["done"] = state.get("finished", False)  # a run stopped by its budget goes on
+        if self.progress:
+            print(f"resuming {self.out}: round {state['round']}, {state['epoch']} epochs done in it"
+                  + (" (finished: writing the outputs again)" if state["done"] else ""))
+        if not state["done"] and (self.out / "data.pt").exists() and (state["collected"] or state["round"] > 0):
+            demos = Demos.load(self.out / "data.pt")
+            if not state["collected"]:  # interrupted between writing the data and the state
+                demos = demos.take((demos.round < state["round"]).nonzero().squeeze(1))
+            self.demos = demos
+
+    def save(self) -> None:
+        self.state["seconds"] = self.t_prev + time.monotonic() - self.t_start
+        torch.save({"state": self.state, "net": self.net.state_dict(), "opt": self.opt.state_dict()}, self.out / "last.tmp")
+        (self.out / "last.tmp").replace(self.out / "last.pt")
+
+    def round(self, scenarios, evals) -> None:
+        """Collect round r's data (if not yet), train its remaining epochs, check it in closed loop."""
+        cfg, state, r = self.cfg, self.state, self.state["round"]
+        if not state["collected"]:
+            self.demos = _collect_round(r, scenarios, self.net, cfg, self.bins, self.demos, state, self.progress)
+            self.demos.save(self.out / "data.pt")
+            state["collected"] = True
+            self.save()
+        n_epochs = cfg.epochs if r == 0 else cfg.dagger_epochs
+        self._epochs(r, n_epochs)
+        out_of_time = time.monotonic() > self.deadline
+        self._check(r, evals)
+        state["finished"] = r >= cfg.dagger and state["epoch"] >= n_epochs
+        if state["finished"] or out_of_time:
+            state["done"] = True
+            state["data_stats"] = _data_stats(self.demos, cfg, self.bins)
+        else:
+            state.update(round=r + 1, collected=False, epoch=0)
+        self.save()
+
+    def _epochs(self, r: int, n_epochs: int) -> None:
+        cfg, state = self.cfg, self.state
+        train, val = _split(self.demos, cfg)
+        w_train, w_val = sample_weights(train, self.bins, cfg), sample_weights(val, self.bins, cfg)
+        bar = tqdm(range(state["epoch"], n_epochs), desc=f"round {r} training", disable=not self.progress, leave=False)
+        for e in bar:
+            stats = train_epoch(self.net, self.opt, train, w_train, cfg, _generator(cfg, r, e), f"round {r}, epoch {e}",
+                                self.deadline)
+            stats.update(evaluate_bc(self.net, val, w_val, cfg))
+            state["curve"].append({"round": r, "epoch": e, "global_epoch": len(state["curve"]), **stats})
+            state["epoch"] = e + 1
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['acc']:.3f}")
+            self.save()
+            if self.on_epoch is not None:
+                self.on_epoch(state)
+            if time.monotonic() > self.deadline:
+                break
+
+    def _check(self, r: int, evals) -> None:
+        """Closed loop on the fresh scenarios; remember the best round's weights."""
+        state = self.state
+        cl = closed_loop(self.net, evals, self.cfg, (state["expert_eval"] or {}).get("_progress"))
+        cl.pop("_progress", None)
+        state["rounds"] = [d for d in state["rounds"] if d["round"] != r]  # a resumed round is checked again
+        state["rounds"].append({"round": r, "samples": len(self.demos), "epochs": state["epoch"], **cl})
+        if cl and (state["best"] is None or cl["pdms"] > state["best"]["pdms"]):
+            state["best"] = {"round": r, "pdms": cl["pdms"], "net": {k: v.clone() for k, v in self.net.state_dict().items()}}
+        if self.progress and cl:
+            print(f"round {r}: {len(self.demos)} samples, closed loop on {cl['n']} fresh scenarios: success "
+                  f"{cl['success']:.3f}, collision rate {cl['collision_any']:.3f}, PDMS {cl['pdms']:.3f}")
+
+
+def _data_stats(demos: Demos, cfg: ILConfig, bins) -> dict:
+    train, val = _split(demos, cfg)
+    return {"samples": len(demos), "train_samples": len(train), "val_samples": len(val),
+            "label_histogram": label_histogram(demos, bins)}
+
+
+def _collect_round(r, scenarios, net, cfg, bins, demos, state, progress):
+    t0 = time.monotonic()
+    learner = None if r == 0 else NetPolicy(net, name="learner")
+    beta = 1.0 if r == 0 else cfg.beta ** r
+    new, table = collect(scenarios, cfg.expert, bins, learner=learner, beta=beta, seed=cfg.seed * 1000 + r, round_index=r,
+                         batch_size=cfg.sim_batch, record_every=cfg.record_every,
+                         desc=(f"round {r}: " + ("expert demonstrations" if r == 0 else f"DAgger, beta {beta:.2f}")) if progress else "")
+    state["collect"].append({"round": r, "beta": beta, "samples": len(new), "seconds": round(time.monotonic() - t0, 1),
+                             "driver_success": round(float(table["success"].mean()), 4),
+                             "driver_collision_rate": round(float(table["collision_any"].mean()), 4)})
+    return new if demos is None else Demos.cat([demos, new])
+
+
+def _finish(out, net, cfg, state, prov, scenarios, parent, init, name) -> ILResult:
+    bins = net.cfg.accel_bins
+    kind = "il" if init is None else "il-finetune"
+    chosen = state["rounds"][-1]["round"] if state["rounds"] else None
+    if cfg.select == "best" and state.get("best") is not None:
+        net.load_state_dict(state["best"]["net"])
+        chosen = state["best"]["round"]
+    own = scenario_hashes(scenarios)
+    expert_eval = {k: v for k, v in (state["expert_eval"] or {}).items() if k != "_progress"}
+    card = {
+        "name": name or ("il" if init is None else "il_finetuned"), "kind": kind,
+        "architecture": f"PolicyNet: shared MLP encoders of agents and lane pieces (masked max-pool), route and ego "
+                        f"MLPs, trunk MLP, hidden {net.cfg.hidden}; {len(bins)} acceleration bins, pure-pursuit steering; "
+                        f"{sum(p.numel() for p in net.parameters())} parameters",
+        "train_config": config_to_dict(cfg), "seed": cfg.seed,
+        "expert": {"name": PDMClosed.name, "config": config_to_dict(cfg.expert)},
+        "data": {"sources": prov, "scenarios": len(scenarios), **state["data_stats"], "per_round": state["collect"],
+                 "accel_bins": list(bins)},
+        "training": {"epochs": len(state["curve"]), "finished": state.get("finished", False), "seconds": round(state["seconds"], 1),
+                     "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "metrics": {"final": state["curve"][-1] if state["curve"] else {}, "rounds": state["rounds"], "expert_eval": expert_eval,
+                    "selected_round": chosen, "selected": next((d for d in state["rounds"] if d["round"] == chosen), {})},
+        "training_scenarios": {**((parent or {}).get("training_scenarios") or {}), **own},
+    }
+    if parent is not None:
+        card["parent"] = {"path": Path(init).name, "name": parent.get("name"), "kind": parent.get("kind"),
+                          "weights_sha256": parent.get("weights_sha256"), "data": (parent.get("data") or {}).get("sources")}
+    card = json.loads(json.dumps(card, default=str))  # plain JSON types only: checkpoints load with weights_only
+    path = save_policy(net, out / "policy.pt", card)
+    plot_curves(state["curve"], state["rounds"], expert_eval, out / "curves.png")
+    (out / "metrics.json").write_text(json.dumps({"curve": state["curve"], "rounds": state["rounds"],
+                                                  "collect": state["collect"], "expert_eval": expert_eval}, indent=1))
+    return ILResult(path, json.loads(path.with_suffix(".json").read_text()), state["curve"], state["rounds"])
+
+
+def plot_curves(curve: list[dict], rounds: list[dict], expert: dict, path) -> None:
+    """Loss and accuracy per epoch (train, validation; rounds marked) and closed-loop results per round."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 3.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots(1, 3)
+    x = [c["global_epoch"] + 1 for c in curve]
+    for i, (key, label) in enumerate((("loss", "cross-entropy"), ("acc", "accuracy (acceleration bin)"))):
+        ax[i].plot(x, [c[key] for c in curve], "o-", ms=3, label="train")
+        if any(f"val_{key}" in c for c in curve):
+            ax[i].plot(x, [c.get(f"val_{key}", math.nan) for c in curve], "o-", ms=3, label="validation")
+        for a, b in zip(curve, curve[1:]):
+            if a["round"] != b["round"]:
+                ax[i].axvline(a["global_epoch"] + 1.5, color="0.6", ls="--", lw=0.8)
+        ax[i].set(xlabel="epoch (dashed: DAgger round)", ylabel=label)
+        ax[i].legend(fontsize=8)
+    r = [d["round"] for d in rounds if "success" in d]
+    if r:
+        ax[2].plot(r, [d["success"] for d in rounds if "success" in d], "o-", label="IL success")
+        ax[2].plot(r, [d["collision_any"] for d in rounds if "success" in d], "o-", label="IL collision rate")
+        ax[2].plot(r, [d["pdms"] for d in rounds if "success" in d], "o-", label="IL PDMS")
+        for key, c in (("success", "C0"), ("collision_any", "C1"), ("pdms", "C2")):
+            if key in expert:
+                ax[2].axhline(expert[key], color=c, ls=":", lw=1)
+        ax[2].set_xticks(r)
+    ax[2].set(xlabel="DAgger round (dotted: expert)", ylabel="closed loop, fresh scenarios", ylim=(-0.02, 1.02))
+    if r:
+        ax[2].legend(fontsize=8)
+    fig.savefig(path, dpi=90)
+
+
+# ---------------------------------------------------------------------------- command line
+def add_il_arguments(parser) -> None:
+    """Options of `drivesim train il`."""
+    parser.add_argument("-o", "--out", default="out/il", help="run folder: policy.pt + policy.json (card), curves.png, "
+                        "metrics.json; last.pt and data.pt let an interrupted run resume (rerun the same command)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the scenario draws, the network and the shuffling (default 0)")
+    parser.add_argument("--suite", default="nominal", help="suite whose scenario groups are drawn again for training "
+                        "(path or name in scenarios/; the suite's own scenarios stay held out), or 'none' (default nominal)")
+    parser.add_argument("--rare", type=int, default=None, help="generated rare events mixed in, split over cut-in, "
+                        "hard-brake, stalled, merge, pedestrian (default 0)")
+    parser.add_argument("--real", action="store_true", help="add the real nuScenes scenes ($DRIVESIM_DATA/scenarionet_nuscenes) "
+                        "with hybrid log traffic, when present (their license then applies to the policy)")
+    parser.add_argument("--dagger", type=int, default=None, help="DAgger rounds after behaviour cloning (default 3)")
+    parser.add_argument("--epochs", type=int, default=None, help="behaviour-cloning epochs on the expert's demonstrations (default 15)")
+    parser.add_argument("--init", default=None, metavar="CKPT", help="fine-tune: start from this policy checkpoint (.pt) "
+                        "and imitate the expert on the scenarios chosen here (e.g. --suite none --rare 200)")
+    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget (default 6); past it training stops "
+                        "and the policy is written")
+    parser.add_argument("--name", default=None, help="policy name in evaluation tables (default il, or il_finetuned with --init)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any ILConfig field (JSON value), e.g. --set lr=3e-4 --set brake_weight=3; repeatable")
+
+
+def config_from_args(args) -> ILConfig:
+    over = {"seed": args.seed, "suite": args.suite, "real": bool(args.real)}
+    for key in ("rare", "dagger", "epochs", "minutes"):
+        if getattr(args, key, None) is not None:
+            over[key] = getattr(args, key)
+    for item in getattr(args, "set", []) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass  # a plain string
+        node = over
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = tuple(value) if isinstance(value, list) else value
+    return apply_overrides(ILConfig(), over, where="train il")
+
+
+def cmd_train_il(args) -> int:
+    """`drivesim train il`: imitation learning (or fine-tuning with --init); prints a summary."""
+    try:
+        cfg = config_from_args(args)
+        res = train_il(cfg, args.out, init=args.init, name=args.name)
+    except (ConfigError, ValueError, FileNotFoundError, FloatingPointError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    card, final = res.card, res.card["metrics"]["final"]
+    t = card["training"]
+    print(f"trained on {card['data']['samples']} states of {card['data']['scenarios']} scenarios, {t['epochs']} epochs in "
+          f"{t['seconds']:.0f} s{'' if t['finished'] else ' (stopped at --minutes)'}; final loss {final.get('loss', math.nan):.3f}, "
+          f"validation accuracy {final.get('val_acc', math.nan):.3f}")
+    for r in res.rounds:
+        if "success" in r:
+            print(f"  round {r['round']}: success {r['success']:.3f}, collision rate {r['collision_any']:.3f}, PDMS {r['pdms']:.3f}")
+    ex = card["metrics"]["expert_eval"]
+    if ex:
+        print(f"  expert:  success {ex['success']:.3f}, collision rate {ex['collision_any']:.3f}, PDMS {ex['pdms']:.3f}")
+    sel = card["metrics"]["selected_round"]
+    print(f"wrote {res.policy_path} (+ .json card; the weights of round {sel}), {Path(args.out) / 'curves.png'}")
+    return 0
+
+
+__all__ = ["ILConfig", "ILResult", "Interrupted", "train_il", "training_scenarios", "closed_loop", "add_il_arguments",
+           "cmd_train_il", "config_from_args", "bc_loss", "plot_curves"]

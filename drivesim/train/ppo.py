@@ -1,0 +1,505 @@
+"""PPO post-training of an imitation-learned driving policy inside the batched simulator.
+
+One file, read top to bottom (cleanrl style): config, the batched environment, rollout
+collection with GAE, the PPO update, checkpoints, the training loop, the CLI (scenario choice,
+the held-out check and the curves figure live in rl_extras.py).
+
+- Environments: the batched simulator itself. The training scenarios are tiled into B rows of
+  one `ScenarioBatch` (each scenario the same number of times, about `num_envs` rows); a row
+  that ends (collision, off-road, end of route, end of scenario) restarts from its scenario's
+  start on its own clock (`gym_env._merge_rows`), at the next policy decision.
+- Policy: the `PolicyNet` of policy_net.py (categorical acceleration, pure-pursuit steering along
+  the route), deciding every `policy_every` simulation steps; the reward (reward.py) is summed
+  over the steps a decision is held. A row truncated at the end of its scenario bootstraps from
+  the value of its last observation.
+- Stability when fine-tuning from IL (REFERENCE.md "IL then RL", CaRL settings): GAE (γ 0.99,
+  λ 0.95), clip 0.1, 4 epochs, target-KL early stop 0.015, Adam eps 1e-5, a small entropy bonus
+  (lr 1e-4 rather than CaRL's 1e-5..5e-5: runs here last minutes, see PPOConfig.lr); a
+  KL(π ‖ π_IL) penalty whose coefficient decays linearly over training; the first
+  `value_warmup` updates train only the value head (the IL value head is untrained), with its
+  own learning rate.
+- Checkpoints every `checkpoint_every` updates (`checkpoint.pt`: weights, optimizer, update
+  count, RNG, the simulator rows mid-episode) make `resume` continue exactly as an
+  uninterrupted run; `policy.pt` + `policy.json` (the card: init checkpoint hash, training
+  scenario names and hashes, config) are written beside it, with `curves.png` and
+  `history.jsonl`. Seeded and deterministic on CPU; a non-finite loss is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from drivesim.behavior.reactive import lane_frenet
+from drivesim.behavior.scenario import Scenario, ScenarioBatch
+from drivesim.core.config import ConfigError, apply_overrides, config_to_dict
+from drivesim.io.scenario_file import scenario_hash
+from drivesim.sim.gym_env import _merge_rows
+from drivesim.sim.observation import observe
+from drivesim.sim.policy import clip_action
+from drivesim.sim.simulator import Simulator
+from drivesim.train.policy_net import PolicyNet, entropy, features, load_policy, route_steer, save_policy
+from drivesim.train.reward import DriveReward, RewardConfig
+from drivesim.train.rl_extras import HELDOUT_SEED, RARE_EVENTS, heldout_outcomes, plot_curves, training_scenarios
+
+RESUMABLE_KEYS = ("updates", "minutes", "checkpoint_every")  # config keys a resumed run may change
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    seed: int = 0
+    num_envs: int = 256  # simulator rows (scenarios tiled to about this many)
+    num_steps: int = 16  # policy decisions per row per update
+    policy_every: int = 1  # simulation steps (0.1 s) per decision
+    updates: int = 70  # ~3-3.5 min on one shared core at the default sizes
+    minutes: float | None = None  # wall-clock cap: training stops early after the update that passes it
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.1
+    epochs: int = 4
+    minibatch_size: int = 2048  # samples per gradient step (larger ones run slower per sample on CPU)
+    # policy and trunk; CaRL fine-tunes at 1e-5..5e-5 over far longer runs: in a 3.5-minute run on 200 rare
+    # events 1e-4 cut held-out collisions 61.5 % -> 45.5 % (3e-5: -> 58 %), KL to IL still 0.055
+    lr: float = 1e-4
+    value_lr: float = 1e-3  # value head (fresh on an IL checkpoint)
+    adam_eps: float = 1e-5
+    ent_coef: float = 0.001
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: float | None = 0.015
+    kl_il_coef: float = 0.5  # KL(pi || pi_IL) penalty at the start ...
+    kl_il_final: float = 0.05  # ... decaying linearly to this at the end
+    value_warmup: int = 3  # first updates train only the value head
+    reward_scale: float = 0.1  # rewards (~1 per step at the speed limit) times this for the value targets
+    checkpoint_every: int = 10
+    device: str = "cpu"
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+    def validate_config(self, where: str = "ppo") -> None:
+        positive = ("num_envs", "num_steps", "policy_every", "epochs", "minibatch_size", "checkpoint_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.updates < 0 or (self.minutes is not None and self.minutes <= 0):
+            raise ConfigError(f"{where}: updates must be >= 0 and minutes > 0")
+        if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1 and 0 < self.clip < 1):
+            raise ConfigError(f"{where}: need 0 < gamma <= 1, 0 <= gae_lambda <= 1, 0 < clip < 1")
+        if min(self.lr, self.value_lr, self.adam_eps, self.reward_scale) <= 0:
+            raise ConfigError(f"{where}: lr, value_lr, adam_eps and reward_scale must be > 0")
+
+
+# ----------------------------------------------------------------------------- environment
+class DrivingRows:
+    """B simulator rows over tiled scenarios; `step` holds one action for k simulation steps."""
+
+    def __init__(self, scenarios: list[Scenario], net_cfg, cfg: PPOConfig):
+        copies = max(1, round(cfg.num_envs / len(scenarios)))
+        self.batch = ScenarioBatch.build([s for _ in range(copies) for s in scenarios], device=cfg.device)
+        self.B = self.batch.batch_size
+        self.sim = Simulator(self.batch)
+        self.net_cfg = net_cfg
+        self.initial = self.sim.reset()
+        self.reward = DriveReward(self.batch, cfg.reward)
+        self.init_feats, self.init_steer = self.observe(self.initial)
+        self.state = self.initial
+        self.reward.restart(self.state)
+        self.ep_return = torch.zeros(self.B, device=self.batch.device)  # unscaled reward of the running episode
+        self.ep_len = torch.zeros(self.B, dtype=torch.long, device=self.batch.device)
+        self._init_frenet = None  # lane projection of the initial state (see _keep_projection)
+
+    def observe(self, state=None):
+        """(features dict, pure-pursuit steering [B]) of `state` (default: the current one)."""
+        obs = observe(self.state if state is None else state, self.batch, self.net_cfg.obs)
+        return features(obs), route_steer(obs, self.net_cfg)
+
+    def step(self, accel: torch.Tensor, steer: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+        """Hold (accel, steer) [B] for k steps; rewards after a row's end are not counted."""
+        action = clip_action(torch.stack([accel, steer], -1))
+        z = torch.zeros(self.B, dtype=torch.bool, device=accel.device)
+        out = {"reward": torch.zeros(self.B, device=accel.device), "terminated": z, "truncated": z, "collision": z,
+               "offroad": z, "route_done": z}
+        for _ in range(k):
+            self.state = self.sim.step(self.state, action)
+            r = self.reward(self.state)
+            alive = ~(out["terminated"] | out["truncated"])
+            out["reward"] = out["reward"] + torch.where(alive, r.reward, torch.zeros_like(r.reward))
+            for name in ("collision", "offroad", "route_done", "terminated"):
+                out[name] = out[name] | (alive & getattr(r, name))
+            out["truncated"] = out["truncated"] | (alive & ~r.terminated & (self.state.row_step >= self.batch.num_steps))
+        self.ep_return += out["reward"]
+        self.ep_len += k
+        return out
+
+    def restart(self, rows: torch.Tensor) -> None:
+        before = self.state
+        self.state = _merge_rows(self.state, self.initial, rows)
+        self._keep_projection(before, rows)
+        self.reward.restart(self.state, rows)
+        self.ep_return = torch.where(rows, torch.zeros_like(self.ep_return), self.ep_return)
+        self.ep_len = torch.where(rows, torch.zeros_like(self.ep_len), self.ep_len)
+
+    def _keep_projection(self, before, rows: torch.Tensor) -> None:
+        """Carry the simulator's lane-projection cache over the row merge (about 30 % of a step):
+        restarted rows get the projection of their initial state, the same values that a cold
+        step computes. Skipped (only slower) if the simulator's private cache looks different."""
+        cache = getattr(self.sim, "_frenet", None)
+        if not (isinstance(cache, tuple) and len(cache) == 2 and cache[0] is before and dataclasses.is_dataclass(cache[1])):
+            return
+        if self._init_frenet is None:
+            self._init_frenet = lane_frenet(self.initial, self.batch)
+        pick = lambda new, old: torch.where(rows.view(-1, 1), old, new)
+        fr = cache[1]
+        init = self._init_frenet
+        merged = replace(fr, **{f.name: pick(getattr(fr, f.name), getattr(init, f.name)) for f in dataclasses.fields(fr)})
+        self.sim._frenet = (self.state, merged)
+
+    def state_dict(self) -> dict:
+        st = {k: v for k, v in vars(self.state).items()}
+        return {"state": st, "reward": self.reward.state_dict(), "ep_return": self.ep_return, "ep_len": self.ep_len}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.state = self.initial.replace(**d["state"])
+        self.reward.load_state_dict(d["reward"])
+        self.ep_return, self.ep_len = d["ep_return"].clone(), d["ep_len"].clone()
+
+
+def _rows(f: dict, rows) -> dict:
+    return {k: v[rows] for k, v in f.items()}
+
+
+def _merge(f: dict, init: dict, rows: torch.Tensor) -> dict:
+    return {k: torch.where(rows.view(-1, *([1] * (v.dim() - 1))), init[k], v) for k, v in f.items()}
+
+
+def sample_actions(logits: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Categorical samples [B] by the Gumbel-max trick (seeded through `gen`)."""
+    u = torch.rand(logits.shape, generator=gen).to(logits.device).clamp_(1e-12, 1.0 - 1e-7)  # CPU generator
+    return (logits - torch.log(-torch.log(u))).argmax(dim=-1)
+
+
+# ----------------------------------------------------------------------------- rollout + GAE
+@torch.no_grad()
+def collect(env: DrivingRows, net: PolicyNet, il_net: PolicyNet, gen: torch.Generator, cfg: PPOConfig):
+    """num_steps decisions of every row: (flat training batch, rollout statistics)."""
+    T, B = cfg.num_steps, env.B
+    bins = torch.tensor(net.cfg.accel_bins, device=env.batch.device)
+    env.state = env.state.replace()  # a fresh object: the simulator's projection cache starts cold (so --resume is exact)
+    feats, steer = env.observe()
+    store = {k: [] for k in ("feats", "action", "logp", "value", "il_logp", "reward", "done")}
+    episodes = {k: [] for k in ("return", "length", "collision", "offroad", "success")}
+    kl_il = []
+    for _ in range(T):
+        logits, value = net(feats)
+        il_logp = torch.log_softmax(il_net(feats)[0], -1)
+        action = sample_actions(logits, gen)
+        logp_all = torch.log_softmax(logits, -1)
+        kl_il.append((logp_all.exp() * (logp_all - il_logp)).sum(-1).mean())
+        r = env.step(bins[action], steer, cfg.policy_every)
+        next_feats, next_steer = env.observe()
+        reward = r["reward"] * cfg.reward_scale
+        if bool(r["truncated"].any()):  # time limit, not a terminal state: bootstrap from the last observation
+            reward[r["truncated"]] += cfg.gamma * net(_rows(next_feats, r["truncated"]))[1]
+        done = r["terminated"] | r["truncated"]
+        if bool(done.any()):
+            episodes["return"] += env.ep_return[done].tolist()
+            episodes["length"] += env.ep_len[done].tolist()
+            for name in ("collision", "offroad"):
+                episodes[name] += r[name][done].float().tolist()
+            episodes["success"] += (~(r["collision"] | r["offroad"]))[done].float().tolist()
+            env.restart(done)
+            next_feats = _merge(next_feats, env.init_feats, done)
+            next_steer = torch.where(done, env.init_steer, next_steer)
+        for k, v in (("feats", feats), ("action", action), ("logp", logp_all.gather(1, action[:, None])[:, 0]),
+                     ("value", value), ("il_logp", il_logp), ("reward", reward), ("done", done.float())):
+            store[k].append(v)
+        feats, steer = next_feats, next_steer
+    next_value = net(feats)[1]
+    values, rewards, dones = (torch.stack(store[k]) for k in ("value", "reward", "done"))  # [T, B]
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros(B, device=rewards.device)
+    for t in reversed(range(T)):
+        nv = next_value if t == T - 1 else values[t + 1]
+        nonterminal = 1.0 - dones[t]
+        delta = rewards[t] + cfg.gamma * nv * nonterminal - values[t]
+        last = delta + cfg.gamma * cfg.gae_lambda * nonterminal * last
+        adv[t] = last
+    data = {"feats": {k: torch.cat([f[k] for f in store["feats"]]) for k in feats},
+            "action": torch.cat(store["action"]), "logp": torch.cat(store["logp"]), "il_logp": torch.cat(store["il_logp"]),
+            "value": values.flatten(), "adv": adv.flatten(), "ret": (adv + values).flatten()}
+    stats = {"kl_il": float(torch.stack(kl_il).mean()), "episodes": episodes,
+             "env_steps": T * B * cfg.policy_every, "mean_reward": float(rewards.mean() / cfg.reward_scale)}
+    return data, stats
+
+
+# ----------------------------------------------------------------------------- PPO update
+def policy_parameters(net: PolicyNet) -> list:
+    return [p for n, p in net.named_parameters() if not n.startswith("v.")]
+
+
+def make_optimizer(net: PolicyNet, cfg: PPOConfig) -> torch.optim.Adam:
+    return torch.optim.Adam([{"params": policy_parameters(net), "lr": cfg.lr},
+                             {"params": list(net.v.parameters()), "lr": cfg.value_lr}], eps=cfg.adam_eps)
+
+
+def ppo_update(net: PolicyNet, opt, data: dict, gen: torch.Generator, cfg: PPOConfig, kl_coef: float,
+               value_only: bool = False, update: int = 0) -> dict:
+    """Clipped PPO on one rollout; `value_only` trains the value head alone (policy frozen)."""
+    N = data["action"].shape[0]
+    mb = -(-N // -(-N // cfg.minibatch_size))  # equal minibatches of at most minibatch_size
+    for p in policy_parameters(net):
+        p.requires_grad_(not value_only)
+    log = {"pg_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clipfrac": [], "kl_il_loss": []}
+    stop = False
+    try:
+        for epoch in range(cfg.epochs):
+            perm = torch.randperm(N, generator=gen).to(data["action"].device)
+            for start in range(0, N, mb):
+                idx = perm[start : start + mb]
+                logits, value = net(_rows(data["feats"], idx))
+                logp_all = torch.log_softmax(logits, -1)
+                logratio = logp_all.gather(1, data["action"][idx, None])[:, 0] - data["logp"][idx]
+                ratio = logratio.exp()
+                adv = data["adv"][idx]
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8) if len(idx) > 1 else adv
+                pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
+                v_loss = 0.5 * (value - data["ret"][idx]).pow(2).mean()
+                ent = entropy(logits).mean()
+                kl_il = (logp_all.exp() * (logp_all - data["il_logp"][idx])).sum(-1).mean()
+                loss = cfg.vf_coef * v_loss if value_only else pg - cfg.ent_coef * ent + cfg.vf_coef * v_loss + kl_coef * kl_il
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"PPO update {update}, epoch {epoch}: non-finite loss {loss.item()} (policy {pg.item():.4g}, "
+                        f"value {v_loss.item():.4g}, entropy {ent.item():.4g}, KL to IL {kl_il.item():.4g}); "
+                        f"try a lower lr/value_lr or reward_scale, or resume from the last checkpoint")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.grad is not None], cfg.max_grad_norm)
+                opt.step()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - logratio).mean().item()
+                    for k, v in (("pg_loss", pg.item()), ("value_loss", v_loss.item()), ("entropy", ent.item()),
+                                 ("approx_kl", approx_kl), ("kl_il_loss", kl_il.item()),
+                                 ("clipfrac", ((ratio - 1).abs() > cfg.clip).float().mean().item())):
+                        log[k].append(v)
+                if not value_only and cfg.target_kl is not None and approx_kl > cfg.target_kl:
+                    stop = True
+                    break
+            if stop:
+                break
+    finally:
+        for p in policy_parameters(net):
+            p.requires_grad_(True)
+    out = {k: float(np.mean(v)) if v else float("nan") for k, v in log.items()}
+    out["epochs"] = epoch + 1
+    out["early_stop"] = stop
+    return out
+
+
+# ----------------------------------------------------------------------------- checkpoints, curves
+def file_sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _comparable(cfg_dict: dict) -> dict:
+    return {k: v for k, v in cfg_dict.items() if k not in RESUMABLE_KEYS}
+
+
+def save_checkpoint(path: Path, net, opt, gen, env: DrivingRows, update: int, elapsed: float, history: list, meta: dict):
+    blob = {"net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "update": update, "elapsed": elapsed,
+            "env": env.state_dict(), "history": history, "meta": meta}
+    tmp = path.with_suffix(".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------- training loop
+@dataclass
+class RLResult:
+    policy_path: Path
+    card: dict
+    history: list[dict]
+
+
+def train_rl(scenarios: list[Scenario], init, out, cfg: PPOConfig | None = None, resume: bool = False,
+             show_progress: bool = True, source: dict | None = None, on_update=None) -> RLResult:
+    """PPO from the IL checkpoint `init` on `scenarios`; artifacts in `out` (see the module doc).
+    `on_update(row)` is called with each update's history row, after any checkpoint."""
+    cfg = cfg or PPOConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    il = load_policy(init)
+    il_net = il.net.to(cfg.device).eval()
+    for p in il_net.parameters():
+        p.requires_grad_(False)
+    net = copy.deepcopy(il_net).train()
+    for p in net.parameters():
+        p.requires_grad_(True)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    env = DrivingRows(scenarios, net.cfg, cfg)
+    opt = make_optimizer(net, cfg)
+    hashes = [s.meta.get("content_hash") or scenario_hash(s) for s in scenarios]
+    meta = {"config": config_to_dict(cfg), "scenario_hashes": hashes, "init_weights": il.card.get("weights_sha256")}
+    update, elapsed, history = 0, 0.0, []
+    ckpt = out / "checkpoint.pt"
+    if resume:
+        if not ckpt.exists():
+            raise FileNotFoundError(f"{ckpt}: no checkpoint to resume from")
+        blob = torch.load(ckpt, map_location=cfg.device, weights_only=True)
+        old = blob["meta"]
+        if old["scenario_hashes"] != hashes or old["init_weights"] != meta["init_weights"]:
+            raise ValueError(f"{ckpt}: was trained on other scenarios or from another IL checkpoint; resume with the same ones")
+        if _comparable(old["config"]) != _comparable(meta["config"]):
+            diff = sorted(k for k in _comparable(meta["config"]) if old["config"].get(k) != meta["config"][k])
+            raise ValueError(f"{ckpt}: config differs in {diff}; only {list(RESUMABLE_KEYS)} may change on resume")
+        net.load_state_dict(blob["net"])
+        opt.load_state_dict(blob["opt"])
+        gen.set_state(blob["gen"].cpu())
+        env.load_state_dict(blob["env"])
+        update, elapsed, history = blob["update"], blob["elapsed"], blob["history"]
+    t0 = time.perf_counter() - elapsed
+    time_up = lambda: cfg.minutes is not None and time.perf_counter() - t0 >= 60 * cfg.minutes
+    bar = tqdm(total=cfg.updates, initial=update, desc="ppo", unit="update", disable=not show_progress)
+    while update < cfg.updates and not time_up():
+        kl_coef = cfg.kl_il_coef + (cfg.kl_il_final - cfg.kl_il_coef) * min(1.0, update / max(1, cfg.updates))
+        t_roll = time.perf_counter()
+        data, stats = collect(env, net, il_net, gen, cfg)
+        t_upd = time.perf_counter()
+        log = ppo_update(net, opt, data, gen, cfg, kl_coef, value_only=update < cfg.value_warmup, update=update)
+        t_end = time.perf_counter()
+        update += 1
+        history.append(_history_row(update, stats, log, kl_coef, t_upd - t_roll, t_end - t_upd, t_end - t0, data))
+        bar.update(1)
+        h = history[-1]
+        bar.set_postfix(ret=f"{h['episode_return']:.1f}", coll=f"{h['collision_rate']:.2f}", kl_il=f"{h['kl_il']:.3f}",
+                        sps=f"{h['env_steps_per_s']:.0f}")
+        if update % cfg.checkpoint_every == 0 or update >= cfg.updates or time_up():
+            save_checkpoint(ckpt, net, opt, gen, env, update, time.perf_counter() - t0, history, meta)
+        if on_update is not None:
+            on_update(history[-1])
+    bar.close()
+    return _finish(net, out, cfg, il, init, scenarios, hashes, history, update, time.perf_counter() - t0, source)
+
+
+def _history_row(update, stats, log, kl_coef, t_roll, t_upd, wall, data) -> dict:
+    ep = stats["episodes"]
+    mean = lambda k: float(np.mean(ep[k])) if ep[k] else float("nan")
+    return {"update": update, "episodes": len(ep["return"]), "episode_return": mean("return"), "episode_length": mean("length"),
+            "success_rate": mean("success"), "collision_rate": mean("collision"), "offroad_rate": mean("offroad"),
+            "kl_il": stats["kl_il"], "kl_coef": kl_coef, "mean_reward": stats["mean_reward"], **log,
+            "env_steps": stats["env_steps"], "rollout_s": t_roll, "update_s": t_upd,
+            "env_steps_per_s": stats["env_steps"] / (t_roll + t_upd), "wall_s": wall,
+            "explained_variance": float(1 - (data["ret"] - data["value"]).var() / data["ret"].var().clamp(min=1e-8))}
+
+
+def _finish(net, out, cfg, il, init, scenarios, hashes, history, update, wall, source) -> RLResult:
+    done = [h for h in history if h["episodes"]]
+    last = done[-max(1, len(done) // 5):] if done else []  # the last fifth of the updates
+    avg = lambda k: float(np.mean([h[k] for h in last])) if last else float("nan")
+    il_card = il.card
+    card = {"name": f"rl-{Path(out).name}", "kind": "rl-ppo",
+            "init": {"path": Path(init).name, "file_sha256": file_sha256(init), "weights_sha256": il_card.get("weights_sha256"),
+                     "name": il_card.get("name"), "kind": il_card.get("kind")},
+            "training": {"updates": update, "env_steps": int(sum(h["env_steps"] for h in history)),
+                         "seconds": round(wall, 1), "finished": update >= cfg.updates,
+                         "env_steps_per_s": round(float(np.mean([h["env_steps_per_s"] for h in history])), 1) if history else 0.0,
+                         "last_fifth": {k: avg(k) for k in ("episode_return", "success_rate", "collision_rate",
+                                                            "offroad_rate", "kl_il")}},
+            "rl_scenarios": {**(source or {}), "names": [s.name for s in scenarios], "hashes": hashes},
+            # lineage: every scenario this policy was trained on, the IL data included (for overlap warnings)
+            "training_scenarios": {**(il_card.get("training_scenarios") or {}), **dict(zip([s.name for s in scenarios], hashes))},
+            "ppo_config": config_to_dict(cfg)}
+    path = save_policy(net, out / "policy.pt", card)
+    with open(out / "history.jsonl", "w") as f:
+        for h in history:
+            f.write(json.dumps(h) + "\n")
+    if history:
+        plot_curves(history, out / "curves.png", f"PPO from {Path(init).name}: {len(scenarios)} scenarios, seed {cfg.seed}")
+    return RLResult(path, json.loads(path.with_suffix(".json").read_text()), history)
+
+
+# ----------------------------------------------------------------------------- CLI
+def add_rl_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.description = ("PPO post-training of an IL policy checkpoint in the batched simulator (CaRL-style reward, KL to the "
+                     "IL policy). Writes policy.pt + policy.json (card), checkpoint.pt, curves.png, history.jsonl.")
+    p.add_argument("--init", required=True, metavar="IL_CKPT", help="IL policy checkpoint (.pt from save_policy) to start from")
+    p.add_argument("-o", "--out", default="out/rl", help="output folder (default out/rl)")
+    p.add_argument("--seed", type=int, default=0, help="seed of PPO and of the generated training scenarios (default 0)")
+    p.add_argument("--scenarios", default="rare", metavar="rare|nominal|EVENT|PATH",
+                   help="training scenarios: rare (cut-in, hard-brake, stalled, merge, pedestrian), nominal (procedural "
+                        "suite), one event name, a suite YAML, or scenario files (a .set.npz or a folder); default rare")
+    p.add_argument("--n", type=int, default=200, help="number of training scenarios (default 200)")
+    p.add_argument("--updates", type=int, default=None, help=f"PPO updates (default {PPOConfig.updates})")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-clock cap in minutes: stops early after the update that passes it (the KL schedule "
+                        "still follows --updates)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same scenarios, init and config)")
+    p.add_argument("--config", default=None, help="YAML of PPOConfig overrides (unknown keys are errors)")
+    p.add_argument("--eval", type=int, default=0, metavar="N",
+                   help="afterwards, greedy IL vs RL on N held-out generated scenarios of the same kind (default 0: skip)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train_rl)
+    return p
+
+
+def cmd_train_rl(args) -> int:
+    import yaml
+
+    over = {}
+    if args.config:
+        over = yaml.safe_load(Path(args.config).read_text()) or {}
+    over["seed"] = args.seed
+    for key in ("updates", "minutes"):
+        if getattr(args, key) is not None:
+            over[key] = getattr(args, key)
+    if getattr(args, "device", None):
+        over.setdefault("device", args.device)
+    try:
+        cfg = apply_overrides(PPOConfig(), over, where="train rl")
+        scenarios, source = training_scenarios(args.scenarios, args.n, args.seed)
+        if not scenarios:
+            raise ValueError(f"no training scenarios from {args.scenarios!r}")
+        print(f"{len(scenarios)} training scenarios ({args.scenarios}); PPO from {args.init}", flush=True)
+        res = train_rl(scenarios, args.init, args.out, cfg, resume=args.resume, show_progress=not args.quiet, source=source)
+    except (ConfigError, ValueError, FileNotFoundError, FloatingPointError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    t = res.card["training"]
+    lf = t["last_fifth"]
+    print(f"{t['updates']} updates, {t['env_steps']:,} env-steps in {t['seconds']:.0f} s "
+          f"({t['env_steps_per_s']:,.0f} env-steps/s); "
+          f"last fifth of training: return {lf['episode_return']:.1f}, success {lf['success_rate']:.1%}, "
+          f"collision {lf['collision_rate']:.1%}, KL to IL {lf['kl_il']:.3f}")
+    if args.eval:
+        if args.scenarios not in ("rare", "nominal", *RARE_EVENTS):
+            print("--eval: held-out scenarios are generated only for rare, nominal or an event name; skipped")
+        else:
+            held, _ = training_scenarios(args.scenarios, args.eval, HELDOUT_SEED)
+            policies = {"il": load_policy(args.init, name="il"), "rl": load_policy(res.policy_path, name="rl")}
+            rates = heldout_outcomes(policies, held)
+            for name, r in rates.items():
+                print(f"held-out {args.scenarios} x{r['scenarios']} {name}: collision {r['collision_rate']:.1%}, "
+                      f"off-road {r['offroad_rate']:.1%}, success {r['success_rate']:.1%}, progress {r['progress_m']:.1f} m")
+            (Path(args.out) / "heldout.json").write_text(json.dumps(rates, indent=2))
+    print(f"wrote {res.policy_path} (+ .json card), {Path(args.out) / 'curves.png'}, {Path(args.out) / 'checkpoint.pt'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = add_rl_arguments(argparse.ArgumentParser(prog="python -m drivesim.train.ppo"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
