@@ -194,8 +194,6 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from drivesim.sim.evaluate import EvalConfig, evaluate
-
     if args.scenarios:
         scenarios, meta = logged_source(args)
         scenarios = scenarios[: args.limit] if args.limit else scenarios
@@ -203,15 +201,22 @@ def cmd_evaluate(args) -> int:
     else:
         suite, digest, scenarios = load_scenarios(args.suite, args.limit)
         meta = {"suite": suite.name, "suite_hash": digest, "seed": suite.seed, "scenarios": len(scenarios)}
-    policies = [make_policy(p) for p in args.policies.split(",") if p]
+    evaluate_and_write(scenarios, args.policies, meta, Path(args.out), args)
+    return 0
+
+
+def evaluate_and_write(scenarios, policy_specs: str, meta: dict, out: Path, args) -> None:
+    """Evaluate the comma-separated policies (the expert first, as progress reference) and write the outputs."""
+    from drivesim.sim.evaluate import EvalConfig, evaluate
+
+    policies = [make_policy(p) for p in policy_specs.split(",") if p]
     expert = next((p for p in policies if p.name == "pdm_expert"), None) or make_policy("pdm_expert")
     t0 = time.perf_counter()
     cfg = EvalConfig(batch_size=args.batch_size, device=args.device, policy_every=args.policy_every)
     ev = evaluate(scenarios, policies, expert=expert, config=cfg)
     meta.update(policies=", ".join(p.name for p in [expert] + policies if p is not None),
                 wall_time_s=round(time.perf_counter() - t0, 1))
-    write_outputs(ev, Path(args.out), meta, video=not args.no_video)
-    return 0
+    write_outputs(ev, out, meta, video=not args.no_video)
 
 
 IMPORTERS = {"scenarionet": "drivesim.io.scenarionet", "nuscenes": "drivesim.io.nuscenes", "av2": "drivesim.io.av2",
@@ -354,10 +359,30 @@ def cmd_bench(args) -> int:
     return bench_main((["--quick"] if args.quick else []) + ["--device", args.device])
 
 
+SHIPPED_POLICIES = ("il_base.pt", "rl_rare.pt")  # in policies/: the IL policy and its RL post-training on rare events
+
+
 def cmd_demo(args) -> int:
-    args.suite, args.policies, args.limit, args.batch_size = "nominal", "constant_velocity,idm,pdm_expert", None, 64
-    args.no_video, args.policy_every, args.scenarios = False, 1, None
-    return cmd_evaluate(args)
+    """The nominal suite, then a generated held-out cut-in suite, each with the built-in policies
+    and the shipped IL and RL checkpoints."""
+    from drivesim.io.scenario_file import scenarios_hash
+    from drivesim.sim.events import LabelConfig, generate_set
+    from drivesim.train.pipeline import HELDOUT_CUTIN_SEED, PipelineConfig
+
+    shipped = [str(SUITES_DIR.parent / "policies" / f) for f in SHIPPED_POLICIES if (SUITES_DIR.parent / "policies" / f).exists()]
+    args.suite, args.limit, args.batch_size, args.no_video, args.policy_every, args.scenarios = "nominal", None, 64, False, 1, None
+    args.policies = ",".join(["constant_velocity", "idm", "pdm_expert", *shipped])
+    cmd_evaluate(args)
+    config = PipelineConfig().heldout_cutin
+    print(f"\ncut-in suite: {args.cutins} generated cut-ins (seed {HELDOUT_CUTIN_SEED}, lateral speed "
+          f"{config.lat_speed[0]:g}-{config.lat_speed[1]:g} m/s, density {config.density[0]:g}-{config.density[1]:g}; "
+          "none of them trained on)")
+    cut = generate_set("cut-in", args.cutins, seed=HELDOUT_CUTIN_SEED, config=config,
+                       label=LabelConfig(expert_check=False, workers=1))
+    meta = {"suite": f"cut-in x{len(cut.scenarios)}", "set_hash": scenarios_hash(cut.scenarios), "seed": HELDOUT_CUTIN_SEED,
+            "scenarios": len(cut.scenarios)}
+    evaluate_and_write(cut.scenarios, args.policies, meta, Path(args.out) / "cutins", args)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -427,12 +452,23 @@ def build_parser() -> argparse.ArgumentParser:
     il.add_il_arguments(ti)
     ti.set_defaults(func=il.cmd_train_il)
     add_rl_arguments(tsub.add_parser("rl", help="PPO post-training of an IL policy in the batched simulator"))
+    from drivesim.train import pipeline
+
+    rp = sub.add_parser("report", help="results reports (training: the IL -> RL pipeline and its WorldEngine-style table)")
+    rsub = rp.add_subparsers(dest="report", required=True)
+    rt = rsub.add_parser("training", help="train il, il_rare, rl_nominal, rl_rare x 3 seeds, evaluate on held-out "
+                         "cut-ins and nominal scenarios (about 25 min on 2 cores)", description=pipeline.__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    pipeline.add_arguments(rt)
+    rt.set_defaults(func=pipeline.cmd_report_training)
     b = sub.add_parser("bench", help="closed-loop throughput against highway-env (tools/bench_sim.py)")
     b.add_argument("--quick", action="store_true", help="small sizes only")
     b.set_defaults(func=cmd_bench)
     add_event_commands(sub)
-    d = sub.add_parser("demo", help="the main job: built-in suite × built-in policies → table, report, video")
-    d.add_argument("-o", "--out", default="out/demo")
+    d = sub.add_parser("demo", help="the main job: the nominal suite and a generated cut-in suite × the built-in "
+                       "policies and the shipped IL/RL checkpoints → tables, reports, videos")
+    d.add_argument("-o", "--out", default="out/demo", help="output folder (cut-in results in OUT/cutins)")
+    d.add_argument("--cutins", type=int, default=100, help="generated held-out cut-ins (default 100)")
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -72,6 +72,12 @@ def scenario_hash(s: Scenario) -> str:
     return _digest(_arrays(s), _header(s))
 
 
+def scenarios_hash(scenarios: list[Scenario]) -> str:
+    """sha256 of a collection of scenarios (their content hashes, order ignored)."""
+    hashes = sorted(s.meta.get("content_hash") or scenario_hash(s) for s in scenarios)
+    return hashlib.sha256("".join(hashes).encode()).hexdigest()
+
+
 def save_scenario(s: Scenario, path) -> Path:
     s.validate()
     arrays, header = _arrays(s), _header(s)

@@ -1,0 +1,347 @@
+"""The whole policy-training pipeline and its results table (`drivesim report training`).
+
+For each training seed s (default 0, 1, 2), in a pool of `workers` processes (one torch thread
+each; a job starts as soon as the one it depends on has finished):
+
+- il:          imitation of the expert on the nominal suite's groups drawn again (il.py defaults);
+- il_rare:     il, fine-tuned by imitation on `finetune_rare` generated rare events;
+- rl_nominal:  il, post-trained by PPO on `rl_scenarios` procedural nominal scenarios;
+- rl_rare:     il, post-trained by PPO on `rl_scenarios` generated rare events plus the
+               variations of the rare events (`mine_from` of them) that il fails (mining.py).
+
+Every variant and seed is then evaluated in closed loop on two held-out sets: `heldout_cutins`
+cut-ins from a seed never used in training and with knob ranges not used in training
+(`heldout_cutin`: faster lateral moves and denser background traffic than the defaults the
+training sets use), and the nominal suite (scenarios/nominal.yaml, which il draws its own seeds
+of). report.py gives the table (bootstrap intervals over scenarios, seeds pooled), the overlap
+warnings and the bar chart; the WorldEngine-style targets are checked against the base IL.
+
+Outputs in OUT: one folder per job (a checkpoint with its card, curves, a log), table.md,
+table.csv, rows.csv, training.png and report.json (config, timings, scenario-set hashes, the
+checkpoints' hashes, warnings, target checks). Rerunning the same command reuses finished jobs
+and resumes interrupted ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing as mp
+import sys
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from drivesim.behavior.events.cut_in import CutInConfig
+from drivesim.core.config import ConfigError, apply_overrides, config_to_dict, tuples_from_json
+from drivesim.train.il import ILConfig
+from drivesim.train.ppo import PPOConfig
+
+VARIANTS = ("il", "il_rare", "rl_nominal", "rl_rare")
+HELDOUT_CUTIN_SEED = 424_242  # generator seed of the held-out cut-ins (training sets use seeds below 10,000)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    seeds: tuple[int, ...] = (0, 1, 2)
+    workers: int = 2  # processes (one torch thread each)
+    # the base IL run (its seed is set per training seed): a smaller draw than `drivesim train il`'s defaults (4 x
+    # the nominal groups, 2 DAgger rounds) so that the pipeline fits 30 min on 2 cores; the wall-clock cap is far
+    # off so that results never depend on the machine's speed
+    il: ILConfig = field(default_factory=lambda: ILConfig(suite_repeat=4, dagger=2, minutes=60.0))
+    finetune_rare: int = 200  # il_rare: generated rare events imitated ...
+    finetune_dagger: int = 1  # ... with this many DAgger rounds
+    rl: PPOConfig = field(default_factory=PPOConfig)  # both RL variants (seed set per training seed)
+    rl_scenarios: int = 200  # generated training scenarios of each RL variant
+    mine_from: int = 50  # rl_rare: rare events il is run on; the variations of its failures are added ...
+    mine_variations: int = 1  # ... this many per failure
+    heldout_cutins: int = 200
+    heldout_cutin: CutInConfig = field(default_factory=lambda: CutInConfig(lat_speed=(2.0, 2.6), density=(2.0, 3.0)))
+    nominal_suite: str = "nominal"  # held-out nominal set (its own seed; il draws its groups with other seeds)
+    eval_batch: int = 64
+
+    def validate_config(self, where: str = "pipeline") -> None:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0 or max(self.seeds) >= 1000:
+            raise ConfigError(f"{where}.seeds: need distinct seeds in 0..999, got {self.seeds}")
+        for key in ("workers", "finetune_rare", "rl_scenarios", "heldout_cutins", "eval_batch", "mine_variations"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(self, key)}")
+        if self.mine_from < 0 or self.finetune_dagger < 0:
+            raise ConfigError(f"{where}: mine_from and finetune_dagger must be >= 0")
+
+
+# ---------------------------------------------------------------------------- jobs (run in worker processes)
+def _job_dir(out: Path, variant: str, seed: int) -> Path:
+    return out / f"{variant}_s{seed}"
+
+
+def _finished(folder: Path) -> bool:
+    card = folder / "policy.json"
+    return card.exists() and bool(json.loads(card.read_text()).get("training", {}).get("finished"))
+
+
+def _claim(folder: Path, cfg_dict: dict) -> None:
+    """Record the pipeline config a job folder is trained with; another config's folder is an error
+    (a rerun must not mix checkpoints of different configs)."""
+    mine = folder / "pipeline_config.json"
+    text = json.dumps(cfg_dict, sort_keys=True)
+    if mine.exists() and mine.read_text() != text:
+        raise ValueError(f"{folder} holds a run of another pipeline config; use another --out (or delete it)")
+    mine.write_text(text)
+
+
+def _rl_rare_scenarios(cfg: PipelineConfig, seed: int, il_path: Path, log) -> tuple[list, dict]:
+    from drivesim.sim.mining import MineConfig, mine
+    from drivesim.train.policy_net import load_policy
+    from drivesim.train.rl_extras import training_scenarios
+
+    scenarios, source = training_scenarios("rare", cfg.rl_scenarios, 2000 + seed)
+    if cfg.mine_from:
+        probe, _ = training_scenarios("rare", cfg.mine_from, 4000 + seed)
+        res = mine(probe, load_policy(il_path, name="il"), MineConfig(variations=cfg.mine_variations, seed=seed))
+        print(f"mining: il fails {len(res.failures)} of {len(probe)} rare events; {len(res.scenarios)} variations added "
+              f"({res.variation_failure_rate:.0%} of them failed by il too)", file=log, flush=True)
+        scenarios = scenarios + res.scenarios
+        source = {**source, "mined": {"probe_seed": 4000 + seed, "probe": len(probe), "failures": len(res.failures),
+                                      "variations": len(res.scenarios)}}
+    return scenarios, source
+
+
+def run_job(variant: str, seed: int, cfg_dict: dict, out: str) -> dict:
+    """Train one (variant, seed) into OUT/<variant>_s<seed>; returns {path, seconds}. Resumes a
+    run that was interrupted; reuses a finished one."""
+    import torch
+
+    torch.set_num_threads(1)
+    cfg = apply_overrides(PipelineConfig(), tuples_from_json(cfg_dict), where="pipeline")
+    out = Path(out)
+    folder = _job_dir(out, variant, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    _claim(folder, cfg_dict)
+    t0 = time.perf_counter()
+    if not _finished(folder):
+        with open(folder / "log.txt", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            _train(variant, seed, cfg, out, folder, log)
+    return {"path": str(folder / "policy.pt"), "seconds": time.perf_counter() - t0}
+
+
+def _train(variant: str, seed: int, cfg: PipelineConfig, out: Path, folder: Path, log) -> None:
+    from drivesim.train.il import train_il
+    from drivesim.train.ppo import train_rl
+    from drivesim.train.rl_extras import training_scenarios
+
+    il_path = _job_dir(out, "il", seed) / "policy.pt"
+    if variant == "il":
+        train_il(apply_overrides(cfg.il, {"seed": seed}, "pipeline.il"), folder, name="il", progress=False)
+    elif variant == "il_rare":
+        ft = apply_overrides(cfg.il, {"seed": seed, "suite": "none", "rare": cfg.finetune_rare, "dagger": cfg.finetune_dagger},
+                             "pipeline.il")
+        train_il(ft, folder, init=str(il_path), name="il_rare", progress=False)
+    else:
+        if variant == "rl_nominal":
+            scenarios, source = training_scenarios("nominal", cfg.rl_scenarios, 3000 + seed)
+        else:
+            scenarios, source = _rl_rare_scenarios(cfg, seed, il_path, log)
+        rl = apply_overrides(cfg.rl, {"seed": seed}, "pipeline.rl")
+        train_rl(scenarios, il_path, folder, rl, resume=(folder / "checkpoint.pt").exists(), show_progress=False,
+                 source=source)
+
+
+# ---------------------------------------------------------------------------- held-out sets
+def heldout_sets(cfg: PipelineConfig, progress: bool = True) -> tuple[dict, dict]:
+    """({set name: scenarios}, {set name: provenance}) of the two evaluation sets."""
+    from drivesim.io.scenario_file import scenarios_hash
+    from drivesim.sim.events import LabelConfig, generate_set
+    from drivesim.train.il_data import suite_scenarios
+
+    cut = generate_set("cut-in", cfg.heldout_cutins, seed=HELDOUT_CUTIN_SEED, config=cfg.heldout_cutin,
+                       label=LabelConfig(expert_check=False, workers=1), show_progress=progress)
+    nominal, nprov = suite_scenarios(cfg.nominal_suite, seed=None)
+    sets = {"held-out cut-ins": cut.scenarios, f"held-out {cfg.nominal_suite}": nominal}
+    prov = {"held-out cut-ins": {"event": "cut-in", "seed": HELDOUT_CUTIN_SEED, "n": len(cut.scenarios),
+                                 "config": config_to_dict(cfg.heldout_cutin), "set_hash": scenarios_hash(cut.scenarios)},
+            f"held-out {cfg.nominal_suite}": {**nprov, "n": len(nominal), "set_hash": scenarios_hash(nominal)}}
+    return sets, prov
+
+
+# ---------------------------------------------------------------------------- targets
+def check_targets(table) -> list[dict]:
+    """The issue's targets for rl_rare against il (pooled over seeds): held-out cut-in collision
+    rate cut by >= 45 % (relative), success +15 points, nominal PDMS down by <= 1 point."""
+    def get(variant, set_prefix, metric):
+        r = table[(table["variant"] == variant) & table["set"].str.startswith(set_prefix)]
+        return float(r[metric].iloc[0]) if len(r) else float("nan")
+
+    nominal = next((s for s in table["set"].unique() if s != "held-out cut-ins"), "held-out nominal")
+    c0, c1 = get("il", "held-out cut-ins", "collision"), get("rl_rare", "held-out cut-ins", "collision")
+    s0, s1 = get("il", "held-out cut-ins", "success"), get("rl_rare", "held-out cut-ins", "success")
+    p0, p1 = get("il", nominal, "pdms"), get("rl_rare", nominal, "pdms")
+    cut = (c0 - c1) / c0 if c0 > 0 else float("nan")
+    return [
+        {"target": "held-out cut-in collision rate cut >= 45 % vs il", "il": c0, "rl_rare": c1, "value": cut,
+         "met": bool(cut >= 0.45)},
+        {"target": "held-out cut-in success +15 points vs il", "il": s0, "rl_rare": s1, "value": s1 - s0,
+         "met": bool(s1 - s0 >= 0.15)},
+        {"target": f"{nominal} PDMS drop <= 1 point vs il", "il": p0, "rl_rare": p1, "value": p1 - p0,
+         "met": bool(p0 - p1 <= 0.01)},
+    ]
+
+
+# ---------------------------------------------------------------------------- driver
+@dataclass
+class PipelineResult:
+    table: object  # pandas DataFrame (report.summarize)
+    report: dict
+    failed: dict  # job -> error text
+
+
+def run_pipeline(cfg: PipelineConfig, out, progress: bool = True) -> PipelineResult:
+    """Train every (variant, seed), evaluate them on the held-out sets, write the report."""
+    import torch
+
+    from drivesim.train import report as rep
+    from drivesim.train.policy_net import load_policy
+
+    cfg.validate_config()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_dict = config_to_dict(cfg)
+    t0 = time.perf_counter()
+    timings, failed = _train_all(cfg, cfg_dict, out, progress)
+    t_train = time.perf_counter() - t0
+    torch.set_num_threads(1)
+    sets, set_prov = heldout_sets(cfg, progress)
+    policies, checkpoints = {}, {}
+    for variant in VARIANTS:
+        seeds = [s for s in cfg.seeds if f"{variant}_s{s}" not in failed]
+        if seeds:
+            policies[variant] = [load_policy(_job_dir(out, variant, s) / "policy.pt") for s in seeds]
+            checkpoints[variant] = {f"s{s}": p.card.get("weights_sha256") for s, p in zip(seeds, policies[variant])}
+    if not policies:
+        raise RuntimeError(f"every training job failed; see the logs in {out}: {failed}")
+    t1 = time.perf_counter()
+    res = rep.evaluate_variants(policies, sets, batch_size=cfg.eval_batch)
+    t_eval = time.perf_counter() - t1
+    targets = check_targets(res.table) if {"il", "rl_rare"} <= set(policies) else []
+    res.table.to_csv(out / "table.csv", index=False)
+    res.rows.to_csv(out / "rows.csv", index=False)
+    (out / "table.md").write_text(rep.format_table(res.table) + "\n")
+    rep.plot(res.table, out / "training.png")
+    report = {"config": cfg_dict, "seeds": list(cfg.seeds), "eval_sets": set_prov, "checkpoints": checkpoints,
+              "jobs": timings, "failed": failed, "warnings": res.warnings, "targets": targets,
+              "seconds": {"training": round(t_train, 1), "evaluation": round(t_eval, 1),
+                          "total": round(time.perf_counter() - t0, 1)},
+              "threads": {"workers": cfg.workers, "torch_per_worker": 1}, "torch": str(torch.__version__)}
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    return PipelineResult(res.table, report, failed)
+
+
+def _train_all(cfg: PipelineConfig, cfg_dict: dict, out: Path, progress: bool) -> tuple[dict, dict]:
+    """Run the jobs in a process pool: il per seed first, then its three dependents."""
+    pending = {(v, s) for v in VARIANTS for s in cfg.seeds}
+    timings, failed, running = {}, {}, {}
+    bar = tqdm(total=len(pending), desc="training jobs", unit="job", disable=not progress)
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
+        def submit(v, s):
+            pending.discard((v, s))
+            running[pool.submit(run_job, v, s, cfg_dict, str(out))] = (v, s)
+
+        for s in cfg.seeds:
+            submit("il", s)
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                v, s = running.pop(fut)
+                name = f"{v}_s{s}"
+                try:
+                    timings[name] = round(fut.result()["seconds"], 1)
+                except Exception as exc:  # noqa: BLE001 - one failed job must not lose the others
+                    failed[name] = f"{type(exc).__name__}: {exc}"
+                    tb = "".join(traceback.format_exception(exc))
+                    (_job_dir(out, v, s) / "error.txt").write_text(tb)
+                    bar.write(f"{name} failed: {failed[name]} (see {_job_dir(out, v, s) / 'log.txt'})")
+                bar.update(1)
+                bar.set_postfix_str(f"last {name}, {len(running)} queued or running")
+                if v == "il":
+                    for dep in VARIANTS[1:]:
+                        if name in failed:
+                            pending.discard((dep, s))
+                            failed[f"{dep}_s{s}"] = f"not run: {name} failed"
+                            bar.update(1)
+                        else:
+                            submit(dep, s)
+    bar.close()
+    return timings, failed
+
+
+# ---------------------------------------------------------------------------- command line
+def add_arguments(p) -> None:
+    p.add_argument("-o", "--out", default="out/training", help="pipeline folder (default out/training); rerunning reuses "
+                   "finished jobs and resumes interrupted ones")
+    p.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1,2)")
+    p.add_argument("--workers", type=int, default=None, help="training processes, one CPU thread each (default 2)")
+    p.add_argument("--config", default=None, help="YAML of PipelineConfig overrides, nested for il/rl/heldout_cutin "
+                   "(unknown keys are errors), e.g. 'rl: {updates: 40}'")
+    p.add_argument("--quick", action="store_true", help="a smoke run: one seed, tiny budgets (numbers meaningless)")
+
+
+QUICK = {"seeds": (0,), "finetune_rare": 10, "finetune_dagger": 0, "rl_scenarios": 10, "mine_from": 5,
+         "heldout_cutins": 10, "nominal_suite": "tiny",
+         "il": {"suite": "tiny", "suite_repeat": 2, "epochs": 1, "dagger": 0, "eval_scenarios": 4},
+         "rl": {"updates": 2, "num_envs": 16, "num_steps": 8, "value_warmup": 1}}
+
+
+def config_from_args(args) -> PipelineConfig:
+    import yaml
+
+    cfg = apply_overrides(PipelineConfig(), tuples_from_json(QUICK), "report training --quick") if args.quick else PipelineConfig()
+    if args.config:
+        try:
+            over = yaml.safe_load(Path(args.config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"--config {args.config}: {exc}") from None
+        cfg = apply_overrides(cfg, tuples_from_json(over), where=Path(args.config).name)
+    cli = {}
+    if args.seeds:
+        try:
+            cli["seeds"] = tuple(int(s) for s in args.seeds.split(",") if s)
+        except ValueError:
+            raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
+    if args.workers is not None:
+        cli["workers"] = args.workers
+    return apply_overrides(cfg, cli, where="report training")
+
+
+def cmd_report_training(args) -> int:
+    from drivesim.train.report import format_table
+
+    try:
+        cfg = config_from_args(args)
+        res = run_pipeline(cfg, args.out)
+    except (ConfigError, ValueError, RuntimeError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    r = res.report
+    print(format_table(res.table))
+    for w in r["warnings"]:
+        print(f"warning: {w}")
+    for t in r["targets"]:
+        print(f"{'met   ' if t['met'] else 'MISSED'} {t['target']}: il {t['il']:.3f} -> rl_rare {t['rl_rare']:.3f} "
+              f"({t['value']:+.3f})")
+    s = r["seconds"]
+    print(f"{len(cfg.seeds)} seeds x {len(VARIANTS)} variants: training {s['training'] / 60:.1f} min "
+          f"({cfg.workers} workers), evaluation {s['evaluation'] / 60:.1f} min, total {s['total'] / 60:.1f} min")
+    out = Path(args.out)
+    print(f"wrote {out / 'table.md'}, {out / 'table.csv'}, {out / 'training.png'}, {out / 'report.json'}")
+    if res.failed:
+        print(f"error: {len(res.failed)} job(s) failed: {res.failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["PipelineConfig", "PipelineResult", "run_pipeline", "run_job", "heldout_sets", "check_targets", "VARIANTS",
+           "add_arguments", "cmd_report_training", "config_from_args"]
