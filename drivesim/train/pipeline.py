@@ -268,7 +268,7 @@ def _train_all(cfg: PipelineConfig, cfg_dict: dict, out: Path, progress: bool) -
                 bar.update(1)
                 bar.set_postfix_str(f"last {name}, {len(running)} queued or running")
                 if v == "il":
-                    for dep in VARIANTS[1:]:
+                    for dep in ("rl_rare", "rl_nominal", "il_rare"):  # longest first: a shorter tail
                         if name in failed:
                             pending.discard((dep, s))
                             failed[f"{dep}_s{s}"] = f"not run: {name} failed"
@@ -330,8 +330,8 @@ def cmd_report_training(args) -> int:
     for w in r["warnings"]:
         print(f"warning: {w}")
     for t in r["targets"]:
-        print(f"{'met   ' if t['met'] else 'MISSED'} {t['target']}: il {t['il']:.3f} -> rl_rare {t['rl_rare']:.3f} "
-              f"({t['value']:+.3f})")
+        change = f"cut {t['value']:.1%}" if "cut" in t["target"] else f"{100 * t['value']:+.1f} points"
+        print(f"{'met   ' if t['met'] else 'MISSED'} {t['target']}: il {t['il']:.3f} -> rl_rare {t['rl_rare']:.3f} ({change})")
     s = r["seconds"]
     print(f"{len(cfg.seeds)} seeds x {len(VARIANTS)} variants: training {s['training'] / 60:.1f} min "
           f"({cfg.workers} workers), evaluation {s['evaluation'] / 60:.1f} min, total {s['total'] / 60:.1f} min")
