@@ -84,11 +84,14 @@ def _finished(folder: Path) -> bool:
     return card.exists() and bool(json.loads(card.read_text()).get("training", {}).get("finished"))
 
 
+TRAINING_KEYS = ("il", "finetune_rare", "finetune_dagger", "rl", "rl_scenarios", "mine_from", "mine_variations")
+
+
 def _claim(folder: Path, cfg_dict: dict) -> None:
-    """Record the pipeline config a job folder is trained with; another config's folder is an error
-    (a rerun must not mix checkpoints of different configs)."""
+    """Record the training config a job folder is trained with; another config's folder is an error
+    (a rerun must not mix checkpoints of different configs; workers, seeds and evaluation may change)."""
     mine = folder / "pipeline_config.json"
-    text = json.dumps(cfg_dict, sort_keys=True)
+    text = json.dumps({k: cfg_dict[k] for k in TRAINING_KEYS}, sort_keys=True)
     if mine.exists() and mine.read_text() != text:
         raise ValueError(f"{folder} holds a run of another pipeline config; use another --out (or delete it)")
     mine.write_text(text)

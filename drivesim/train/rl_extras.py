@@ -19,15 +19,11 @@ def training_scenarios(spec: str, n: int, seed: int) -> tuple[list[Scenario], di
     """Scenarios by name: 'rare' (the five rare-event generators, n split evenly), one event name
     ('cut-in', ...), 'nominal' (the procedural suite scaled to n), a suite YAML, or scenario
     files (a set file or folder; the first n). Returns (scenarios, a description for the card)."""
-    from drivesim.sim.events import LabelConfig, generate_set
-
-    label = LabelConfig(expert_check=False, workers=1)
     if spec in ("rare", *RARE_EVENTS):
-        events = RARE_EVENTS if spec == "rare" else (spec,)
-        counts = [n // len(events) + (i < n % len(events)) for i in range(len(events))]
-        out = [s for e, k in zip(events, counts) if k for s in generate_set(e, k, seed=seed, label=label,
-                                                                           show_progress=False).scenarios]
-        return out, {"source": spec, "generator_seed": seed, "n": len(out)}
+        from drivesim.train.il_data import rare_scenarios
+
+        out, prov = rare_scenarios(n, RARE_EVENTS if spec == "rare" else (spec,), seed)
+        return out, {"source": spec, "generator_seed": seed, "n": len(out), "events": prov["events"]}
     path = Path(spec)
     if spec == "nominal" or path.suffix in (".yaml", ".yml"):
         from drivesim.io.suite import build_scenarios, load_suite, suite_hash
