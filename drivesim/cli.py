@@ -369,7 +369,7 @@ def cmd_demo(args) -> int:
     from drivesim.sim.events import LabelConfig, generate_set
     from drivesim.train.pipeline import HELDOUT_CUTIN_SEED, PipelineConfig
 
-    shipped = [str(SUITES_DIR.parent / "policies" / f) for f in SHIPPED_POLICIES if (SUITES_DIR.parent / "policies" / f).exists()]
+    shipped = [str(p) for p in (SUITES_DIR.parent / "policies" / f for f in SHIPPED_POLICIES) if p.exists()]
     args.suite, args.limit, args.batch_size, args.no_video, args.policy_every, args.scenarios = "nominal", None, 64, False, 1, None
     args.policies = ",".join(["constant_velocity", "idm", "pdm_expert", *shipped])
     cmd_evaluate(args)
