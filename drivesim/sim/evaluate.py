@@ -23,7 +23,8 @@ class EvalConfig:
     batch_size: int = 64
     keep_failure_trajectories: bool = True  # for BEV thumbnails of failed scenarios
     device: str = "cpu"
-    policy_every: int = 1  # simulation steps per policy decision
+    policy_every: int = 1  # simulation steps per policy decision (a policy with its own `policy_every`, e.g. an RL
+    # checkpoint trained at that rate, is run at its own)
     sim: SimConfig = field(default_factory=SimConfig)
 
 
@@ -70,7 +71,8 @@ def _run_isolated(chunk, bank, policy, cfg, expert, record) -> list[tuple[Scenar
     logged = logged_progress(batch)
     ep = torch.where(torch.isfinite(logged), logged, ep)
     ep = None if torch.isnan(ep).all() else ep
-    res = rollout(batch, policy, sim_config=cfg.sim, expert_progress=ep, record=record, policy_every=cfg.policy_every)
+    every = getattr(policy, "policy_every", None) or cfg.policy_every
+    res = rollout(batch, policy, sim_config=cfg.sim, expert_progress=ep, record=record, policy_every=every)
     raised = all(st == "error" and "raised" in er for st, er in zip(res.status, res.errors))
     if not raised or len(chunk) == 1:
         return [(s, res, b) for b, s in enumerate(chunk)]

@@ -84,14 +84,18 @@ def _finished(folder: Path) -> bool:
     return card.exists() and bool(json.loads(card.read_text()).get("training", {}).get("finished"))
 
 
-TRAINING_KEYS = ("il", "finetune_rare", "finetune_dagger", "rl", "rl_scenarios", "mine_from", "mine_variations")
+# the config keys each job's result depends on (its IL parent's included)
+TRAINING_KEYS = {"il": ("il",), "il_rare": ("il", "finetune_rare", "finetune_dagger"),
+                 "rl_nominal": ("il", "rl", "rl_scenarios"),
+                 "rl_rare": ("il", "rl", "rl_scenarios", "mine_from", "mine_variations")}
 
 
-def _claim(folder: Path, cfg_dict: dict) -> None:
-    """Record the training config a job folder is trained with; another config's folder is an error
-    (a rerun must not mix checkpoints of different configs; workers, seeds and evaluation may change)."""
+def _claim(folder: Path, variant: str, cfg_dict: dict) -> None:
+    """Record the config a job folder is trained with; another config's folder is an error (a rerun
+    must not mix checkpoints of different configs). Only the keys the job depends on count: a
+    rerun with another RL config reuses the IL jobs."""
     mine = folder / "pipeline_config.json"
-    text = json.dumps({k: cfg_dict[k] for k in TRAINING_KEYS}, sort_keys=True)
+    text = json.dumps({k: cfg_dict[k] for k in TRAINING_KEYS[variant]}, sort_keys=True)
     if mine.exists() and mine.read_text() != text:
         raise ValueError(f"{folder} holds a run of another pipeline config; use another --out (or delete it)")
     mine.write_text(text)
@@ -124,7 +128,7 @@ def run_job(variant: str, seed: int, cfg_dict: dict, out: str) -> dict:
     out = Path(out)
     folder = _job_dir(out, variant, seed)
     folder.mkdir(parents=True, exist_ok=True)
-    _claim(folder, cfg_dict)
+    _claim(folder, variant, cfg_dict)
     t0 = time.perf_counter()
     if not _finished(folder):
         with open(folder / "log.txt", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):

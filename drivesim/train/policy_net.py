@@ -114,8 +114,9 @@ class NetPolicy:
     `generator` at `temperature`), steering by pure pursuit along the route."""
 
     def __init__(self, net: PolicyNet, name: str = "net", greedy: bool = True, temperature: float = 1.0,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, policy_every: int | None = None):
         self.net, self.name, self.greedy, self.temperature, self.generator = net, name, greedy, temperature, generator
+        self.policy_every = policy_every  # simulation steps per decision it was trained at (evaluate uses it); None: any
         self.bins = torch.tensor(net.cfg.accel_bins)
 
     def reset(self, batch) -> None:
@@ -176,6 +177,7 @@ def load_policy(path, name: str | None = None, expect: PolicyNetConfig | None = 
     net = PolicyNet(cfg)
     net.load_state_dict(blob["state_dict"])
     net.eval()
+    kwargs.setdefault("policy_every", (card.get("ppo_config") or {}).get("policy_every"))
     policy = NetPolicy(net, name=name or card.get("name", path.stem), **kwargs)
     policy.card = card
     return policy

@@ -114,3 +114,13 @@ def test_policy_rate_is_separate_from_simulation_rate(tiny):
     assert policy.calls == batch.max_steps // 5
     with pytest.raises(ValueError, match="policy_every"):
         rollout(batch, policy, policy_every=0)
+
+
+def test_evaluate_runs_a_policy_at_its_own_decision_rate(tiny):
+    """A policy that declares `policy_every` (an RL checkpoint trained at that rate) is evaluated at
+    it; others at EvalConfig.policy_every."""
+    own, default = Counting(), Counting()
+    own.policy_every, own.name, default.name = 5, "own", "default"
+    evaluate(tiny[:1], [own, default], config=EvalConfig(keep_failure_trajectories=False), show_progress=False)
+    steps = ScenarioBatch.build(tiny[:1]).max_steps
+    assert default.calls == steps and own.calls == steps // 5

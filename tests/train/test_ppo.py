@@ -155,3 +155,10 @@ def test_unknown_config_key_is_a_clear_error(tmp_path, init):
     args = add_rl_arguments(argparse.ArgumentParser()).parse_args(argv)
     with pytest.raises(SystemExit, match="entropy: unknown key"):
         cmd_train_rl(args)
+
+
+def test_checkpoint_carries_its_decision_rate(tmp_path):
+    net = PolicyNet()
+    assert load_policy(save_policy(net, tmp_path / "il.pt", {"name": "il"})).policy_every is None
+    rl = load_policy(save_policy(net, tmp_path / "rl.pt", {"name": "rl", "ppo_config": {"policy_every": 5}}))
+    assert rl.policy_every == 5
