@@ -337,7 +337,7 @@ def cmd_report_training(args) -> int:
     for w in r["warnings"]:
         print(f"warning: {w}")
     for t in r["targets"]:
-        change = f"cut {t['value']:.1%}" if "cut" in t["target"] else f"{100 * t['value']:+.1f} points"
+        change = f"cut {t['value']:.1%}" if "rate cut" in t["target"] else f"{100 * t['value']:+.1f} points"
         print(f"{'met   ' if t['met'] else 'MISSED'} {t['target']}: il {t['il']:.3f} -> rl_rare {t['rl_rare']:.3f} ({change})")
     s = r["seconds"]
     print(f"{len(cfg.seeds)} seeds x {len(VARIANTS)} variants: training {s['training'] / 60:.1f} min "
