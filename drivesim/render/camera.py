@@ -62,23 +62,56 @@ class Rig:
 
     @staticmethod
     def from_dict(d: dict, where: str = "rig") -> "Rig":
+        """A rig from its YAML dict; wrong keys, shapes or values are errors naming `where`."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: a rig must be a mapping with width, height and cameras, got {type(d).__name__}")
         unknown = set(d) - {"source", "width", "height", "cameras"}
-        if unknown:
-            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+        missing = {"width", "height", "cameras"} - set(d)
+        if unknown or missing:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}; expected "
+                             "width, height, cameras [{name, K (3x3), cam_to_ego (4x4)}] and optionally source")
+        cams = d["cameras"]
+        if not isinstance(cams, list) or not cams:
+            raise ValueError(f"{where}: cameras must be a non-empty list")
+        Ks, exts = [], []
+        for i, c in enumerate(cams):
+            at = f"{where}: cameras[{i}]"
+            if not isinstance(c, dict) or set(c) != {"name", "K", "cam_to_ego"}:
+                got = sorted(c) if isinstance(c, dict) else type(c).__name__
+                raise ValueError(f"{at} must have exactly the keys name, K, cam_to_ego, got {got}")
+            Ks.append(_matrix(c["K"], (3, 3), f"{at}.K"))
+            exts.append(_matrix(c["cam_to_ego"], (4, 4), f"{at}.cam_to_ego"))
+            _check_camera(Ks[-1], exts[-1], at)
         try:
-            cams = d["cameras"]
-            return Rig(tuple(c["name"] for c in cams),
-                       torch.tensor([c["K"] for c in cams], dtype=torch.float32),
-                       torch.tensor([c["cam_to_ego"] for c in cams], dtype=torch.float32),
-                       int(d["width"]), int(d["height"]), d.get("source", ""))
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"{where}: malformed rig ({exc!r}); expected width, height and cameras "
-                             "[{name, K (3x3), cam_to_ego (4x4)}]") from None
+            width, height = int(d["width"]), int(d["height"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: width and height must be integers, got {d['width']!r}, {d['height']!r}") from None
+        return Rig(tuple(str(c["name"]) for c in cams), torch.stack(Ks), torch.stack(exts), width, height,
+                   str(d.get("source", "")))
 
     def save(self, path) -> Path:
         path = Path(path)
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None))
         return path
+
+
+def _matrix(value, shape: tuple[int, int], where: str) -> torch.Tensor:
+    try:
+        m = torch.tensor(value, dtype=torch.float32)
+    except (TypeError, ValueError):
+        m = None
+    if m is None or tuple(m.shape) != shape or not torch.isfinite(m).all():
+        got = tuple(m.shape) if m is not None else "a ragged or non-numeric list"
+        raise ValueError(f"{where} must be a finite {shape[0]}x{shape[1]} matrix, got {got}")
+    return m
+
+
+def _check_camera(K: torch.Tensor, cam_to_ego: torch.Tensor, where: str) -> None:
+    if not (K[0, 0] > 0 and K[1, 1] > 0) or K[2].tolist() != [0.0, 0.0, 1.0]:
+        raise ValueError(f"{where}.K must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0, got {K.tolist()}")
+    R = cam_to_ego[:3, :3].double()
+    if cam_to_ego[3].tolist() != [0.0, 0.0, 0.0, 1.0] or not torch.allclose(R @ R.T, torch.eye(3, dtype=R.dtype), atol=1e-3):
+        raise ValueError(f"{where}.cam_to_ego must be a rigid transform (rotation + translation, last row 0 0 0 1)")
 
 
 def load_rig(name_or_path: str, width: int | None = None, height: int | None = None) -> Rig:
