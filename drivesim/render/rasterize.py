@@ -1,0 +1,389 @@
+"""Gaussian-splat rasterizer with two backends: gsplat (CUDA) and a tile-binned torch compositor.
+
+`render(gaussians, viewmats, Ks, width, height)` draws C pinhole cameras in one call and returns
+RGB, expected depth, accumulated alpha and a per-pixel agent-id image.
+
+Both backends follow gsplat 1.5.3's CUDA kernels (`ProjectionEWA3DGSFused.cu`, `IntersectTile.cu`,
+`RasterizeToPixels3DGSFwd.cu`, `rasterization(rasterize_mode="classic")`):
+- EWA projection: covariance R diag(s^2) R^T from normalised quats (w, x, y, z) and linear scales,
+  rotated into the camera, then J Sigma J^T with the pinhole Jacobian J evaluated at the mean whose
+  x/z, y/z are clamped to 1.3 times the field of view (gsplat's `persp_proj`); means2d = f x/z + c
+  (no skew); a 0.3 px^2 low-pass dilation added to the 2D covariance (eps2d=0.3, no compensation);
+- culling: depth z < near or z > far, det <= 0, opacity < 1/255, and boxes fully outside the image;
+- radius: gsplat's opacity-aware box, ceil(extend * sqrt(Sigma_xx)) and likewise for y with
+  extend = min(3.33, sqrt(2 ln(255 opacity))), which is exactly the alpha >= 1/255 ellipse (the
+  torch helper `_fully_fused_projection` uses a plain 3.33 sigma box: same pixels, more tiles);
+- tiles: tile_size x tile_size, a Gaussian goes to tiles floor((m - r)/ts) .. ceil((m + r)/ts);
+- compositing front to back by camera depth, ties kept in input order (a stable sort, as gsplat's
+  radix sort of (camera, tile, depth) keys over Gaussians in input order); pixel centres at
+  (x + 0.5, y + 0.5); alpha = min(0.999, opacity exp(-0.5 d^T Sigma^-1 d)), skipped if < 1/255;
+  a pixel stops before the Gaussian that would bring its transmittance to <= 1e-4;
+- rgb = sum w_i c_i + T_final * background; depth = sum w_i z_i / alpha (gsplat's "ED"), 0 where
+  alpha is 0; agent_id = argmax over ids of sum w_i [id_i == id] (ids in sorted order, ties to the
+  smaller id), -1 where that is the background id or alpha < 0.5. The gsplat backend renders the
+  one-hot ids as extra channels so that both backends define it identically.
+
+The torch backend is differentiable w.r.t. means, quats, scales, opacities and colors (Adam
+fitting runs through it). Without grad it runs an in-place fast path that drops finished tiles.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from drivesim.render.gaussians import Gaussians
+
+ALPHA_MIN = 1.0 / 255.0  # gsplat's ALPHA_THRESHOLD
+ALPHA_MAX = 0.999
+T_MIN = 1e-4  # a pixel stops before its transmittance would reach this
+EPS2D = 0.3
+EXTEND_MAX = 3.33
+MAX_TILE_PAIRS = 20_000_000  # (tile, Gaussian) pairs: about 0.5 GB of index tensors
+CHUNK_ELEMENTS = 1 << 21  # tiles x Gaussians x pixels evaluated at once (8 MB per float tensor)
+_FAR_AWAY = 1e30  # sigma of padding entries: alpha = exp(-1e30) = 0
+
+
+@dataclass
+class RenderOutput:
+    rgb: Tensor  # [C, H, W, 3]
+    depth: Tensor  # [C, H, W] expected z-depth, 0 where alpha == 0
+    alpha: Tensor  # [C, H, W]
+    agent_id: Tensor  # [C, H, W] int64, -1 = background or alpha < 0.5
+
+
+_warned_auto = False
+
+
+def render(gaussians: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, height: int, *,
+           backend: str = "auto", background: Tensor | None = None,
+           near: float = 0.05, far: float = 1e4, tile_size: int = 16) -> RenderOutput:
+    """Render C cameras (world-to-camera `viewmats` [C, 4, 4], intrinsics `Ks` [C, 3, 3])."""
+    _validate(gaussians, viewmats, Ks, width, height, background, near, far, tile_size)
+    device = gaussians.device
+    dtype = gaussians.means.dtype
+    viewmats, Ks = viewmats.to(device, dtype), Ks.to(device, dtype)
+    bg = torch.zeros(3, device=device, dtype=dtype) if background is None else background.to(device, dtype)
+    backend = _choose_backend(backend, device)
+    if backend == "gsplat":
+        return _render_gsplat(gaussians, viewmats, Ks, width, height, bg, near, far, tile_size)
+    return _render_torch(gaussians, viewmats, Ks, width, height, bg, near, far, tile_size)
+
+
+def _choose_backend(backend: str, device: torch.device) -> str:
+    global _warned_auto
+    if backend not in ("auto", "torch", "gsplat"):
+        raise ValueError(f"unknown backend {backend!r}; use 'auto', 'torch' or 'gsplat'")
+    if backend == "torch":
+        return "torch"
+    reason = None
+    if not torch.cuda.is_available():
+        reason = "CUDA is not available"
+    elif device.type != "cuda":
+        reason = f"the Gaussians are on {device}, not on a CUDA device"
+    else:
+        try:
+            import gsplat  # noqa: F401
+        except ImportError as exc:
+            reason = f"gsplat does not import ({exc})"
+    if reason is None:
+        return "gsplat"
+    if backend == "gsplat":
+        raise RuntimeError(f"backend='gsplat' needs CUDA tensors and gsplat, but {reason}; "
+                           "use backend='torch' (or 'auto') on CPU")
+    if not _warned_auto:
+        warnings.warn(f"render: using the torch rasterizer because {reason}", stacklevel=3)
+        _warned_auto = True
+    return "torch"
+
+
+def _validate(g, viewmats, Ks, width, height, background, near, far, tile_size):
+    if not isinstance(g, Gaussians):
+        raise TypeError(f"render needs a Gaussians, got {type(g).__name__}")
+    if int(width) != width or int(height) != height or width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive integers, got width={width}, height={height}")
+    if viewmats.ndim != 3 or viewmats.shape[1:] != (4, 4):
+        raise ValueError(f"viewmats must be [C, 4, 4], got {tuple(viewmats.shape)}")
+    if Ks.ndim != 3 or Ks.shape[1:] != (3, 3):
+        raise ValueError(f"Ks must be [C, 3, 3], got {tuple(Ks.shape)}")
+    if viewmats.shape[0] != Ks.shape[0]:
+        raise ValueError(f"{viewmats.shape[0]} viewmats but {Ks.shape[0]} Ks: one of each per camera")
+    if viewmats.shape[0] == 0:
+        raise ValueError("render needs at least one camera")
+    if background is not None and tuple(background.shape) != (3,):
+        raise ValueError(f"background must be an RGB [3] tensor, got {tuple(background.shape)}")
+    if not 0 < near < far:
+        raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
+    if tile_size <= 0:
+        raise ValueError(f"tile_size must be positive, got {tile_size}")
+    for name in ("means", "quats", "scales", "opacities", "colors"):
+        if not torch.isfinite(getattr(g, name)).all():
+            raise ValueError(f"Gaussians.{name} has NaN or infinite values")
+    if not (torch.isfinite(viewmats).all() and torch.isfinite(Ks).all()):
+        raise ValueError("viewmats or Ks have NaN or infinite values")
+
+
+def _empty_output(C, H, W, bg, dtype, device) -> RenderOutput:
+    return RenderOutput(rgb=bg.expand(C, H, W, 3).clone(),
+                        depth=torch.zeros(C, H, W, dtype=dtype, device=device),
+                        alpha=torch.zeros(C, H, W, dtype=dtype, device=device),
+                        agent_id=torch.full((C, H, W), -1, dtype=torch.long, device=device))
+
+
+def _warn_blind(counts: Tensor, n: int) -> None:
+    blind = [str(i) for i in torch.nonzero(counts == 0).flatten().tolist()]
+    if n == 0:
+        warnings.warn("render: the scene has no Gaussians; every camera sees only the background", stacklevel=4)
+    elif blind:
+        warnings.warn(f"render: camera {', '.join(blind)} sees nothing (no Gaussian in view of {n})",
+                      stacklevel=4)
+
+
+def _agent_id(id_weights: Tensor, alpha: Tensor, unique_ids: Tensor) -> Tensor:
+    """[..., K] per-id blending weights -> [...] int64 id (argmax), -1 for background or alpha < 0.5."""
+    best = unique_ids[id_weights.argmax(-1)]
+    return torch.where(alpha >= 0.5, best, torch.full_like(best, -1))
+
+
+# ---------------------------------------------------------------------------------------------
+# projection (gsplat's EWA conventions, on the (camera, Gaussian) pairs that can be seen)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Projected:
+    """Visible (camera, Gaussian) pairs, sorted by (camera, depth) with ties in input order."""
+    cam: Tensor  # [P] camera index
+    gid: Tensor  # [P] Gaussian index
+    means2d: Tensor  # [P, 2] pixels
+    conics: Tensor  # [P, 3] inverse 2D covariance (a, b, c): a dx^2 + 2 b dx dy + c dy^2
+    depths: Tensor  # [P] camera z
+    radii: Tensor  # [P, 2] int pixels
+    log_opac: Tensor  # [P]
+
+
+def quat_to_rotmat(quats: Tensor) -> Tensor:
+    """[N, 4] (w, x, y, z), any norm -> [N, 3, 3]."""
+    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
+    return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).view(-1, 3, 3)
+
+
+def project(g: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, height: int,
+            near: float, far: float) -> Projected:
+    R, t = viewmats[:, :3, :3], viewmats[:, :3, 3]  # [C, 3, 3], [C, 3]
+    fx, fy, cx, cy = Ks[:, 0, 0], Ks[:, 1, 1], Ks[:, 0, 2], Ks[:, 1, 2]  # [C]
+    lim_xp = (width - cx) / fx + 0.15 * width / fx  # gsplat: 0.3 * tan(fov/2)
+    lim_xn = cx / fx + 0.15 * width / fx
+    lim_yp = (height - cy) / fy + 0.15 * height / fy
+    lim_yn = cy / fy + 0.15 * height / fy
+    with torch.no_grad():  # conservative pre-cull before the covariance work
+        means_c = torch.einsum("cij,nj->cni", R, g.means) + t[:, None]  # [C, N, 3]
+        z = means_c[..., 2]
+        zs = z.clamp(min=near)
+        smax = g.scales.abs().amax(-1)  # [N]
+        jx = fx[:, None] / zs * torch.sqrt(1 + torch.maximum(lim_xp, lim_xn)[:, None] ** 2)
+        jy = fy[:, None] / zs * torch.sqrt(1 + torch.maximum(lim_yp, lim_yn)[:, None] ** 2)
+        rx = EXTEND_MAX * (jx * smax + math.sqrt(EPS2D)) + 1
+        ry = EXTEND_MAX * (jy * smax + math.sqrt(EPS2D)) + 1
+        mx = fx[:, None] * means_c[..., 0] / zs + cx[:, None]
+        my = fy[:, None] * means_c[..., 1] / zs + cy[:, None]
+        keep = ((z >= near) & (z <= far) & (g.opacities >= ALPHA_MIN)[None]
+                & (mx + rx > 0) & (mx - rx < width) & (my + ry > 0) & (my - ry < height))
+        cam, gid = torch.nonzero(keep, as_tuple=True)  # (camera, Gaussian) order
+    Rp, tp = R[cam], t[cam]  # [P, 3, 3], [P, 3]
+    pc = (Rp * g.means[gid][:, None, :]).sum(-1) + tp  # [P, 3]
+    x, y, z = pc.unbind(-1)
+    fxp, fyp, cxp, cyp = fx[cam], fy[cam], cx[cam], cy[cam]
+    tx = z * torch.minimum(lim_xp[cam], torch.maximum(-lim_xn[cam], x / z))
+    ty = z * torch.minimum(lim_yp[cam], torch.maximum(-lim_yn[cam], y / z))
+    # rows of J @ R_cam (J has zeros at [0, 1] and [1, 0])
+    jw0 = (fxp / z)[:, None] * Rp[:, 0] - (fxp * tx / (z * z))[:, None] * Rp[:, 2]  # [P, 3]
+    jw1 = (fyp / z)[:, None] * Rp[:, 1] - (fyp * ty / (z * z))[:, None] * Rp[:, 2]
+    M = quat_to_rotmat(g.quats[gid]) * g.scales[gid][:, None, :]  # [P, 3, 3] = R_q diag(s)
+    a0 = (jw0[:, :, None] * M).sum(1)  # [P, 3] = (J R_cam M) row 0
+    a1 = (jw1[:, :, None] * M).sum(1)
+    sxx = (a0 * a0).sum(-1) + EPS2D
+    syy = (a1 * a1).sum(-1) + EPS2D
+    sxy = (a0 * a1).sum(-1)
+    det = sxx * syy - sxy * sxy
+    means2d = torch.stack([fxp * x / z + cxp, fyp * y / z + cyp], -1)
+    opac = g.opacities[gid]
+    with torch.no_grad():
+        extend = torch.sqrt(2 * torch.log(opac.clamp(min=ALPHA_MIN) / ALPHA_MIN)).clamp(max=EXTEND_MAX)
+        radii = torch.stack([torch.ceil(extend * sxx.clamp(min=0).sqrt()),
+                             torch.ceil(extend * syy.clamp(min=0).sqrt())], -1)
+        m = means2d
+        ok = ((det > 0) & ((radii[:, 0] > 0) | (radii[:, 1] > 0))
+              & (m[:, 0] + radii[:, 0] > 0) & (m[:, 0] - radii[:, 0] < width)
+              & (m[:, 1] + radii[:, 1] > 0) & (m[:, 1] - radii[:, 1] < height)
+              & (radii[:, 0] > 0) & (radii[:, 1] > 0))
+        sel = torch.nonzero(ok).flatten()
+        # stable sort by depth, then by camera: (camera, depth) order with ties in input order
+        sel = sel[torch.sort(z.detach()[sel], stable=True).indices]
+        sel = sel[torch.sort(cam[sel], stable=True).indices]
+    det = det[sel]
+    conics = torch.stack([syy[sel] / det, -sxy[sel] / det, sxx[sel] / det], -1)
+    return Projected(cam[sel], gid[sel], means2d[sel], conics, z[sel], radii[sel].long(), torch.log(opac[sel]))
+
+
+# ---------------------------------------------------------------------------------------------
+# torch backend: tile binning + chunked front-to-back compositing
+# ---------------------------------------------------------------------------------------------
+
+def bin_tiles(p: Projected, C: int, width: int, height: int, tile_size: int):
+    """(tile, pair) intersections sorted by tile then depth: returns flat pair ids, tile offsets, counts."""
+    tw, th = -(-width // tile_size), -(-height // tile_size)
+    with torch.no_grad():
+        m, r = p.means2d.detach(), p.radii.to(p.means2d.dtype)
+        x0 = torch.floor((m[:, 0] - r[:, 0]) / tile_size).clamp(0, tw).long()
+        x1 = torch.ceil((m[:, 0] + r[:, 0]) / tile_size).clamp(0, tw).long()
+        y0 = torch.floor((m[:, 1] - r[:, 1]) / tile_size).clamp(0, th).long()
+        y1 = torch.ceil((m[:, 1] + r[:, 1]) / tile_size).clamp(0, th).long()
+        nx = x1 - x0
+        n_per = nx * (y1 - y0)  # [P]
+        total = int(n_per.sum())
+        if total > MAX_TILE_PAIRS:
+            raise MemoryError(f"scene too large for memory: {total} tile-Gaussian pairs (budget "
+                              f"{MAX_TILE_PAIRS}) for {len(p.cam)} visible Gaussian views at "
+                              f"{width}x{height}; lower resolution or Gaussians")
+        pair = torch.repeat_interleave(torch.arange(len(n_per), device=m.device), n_per)  # [T]
+        start = torch.cumsum(n_per, 0) - n_per
+        local = torch.arange(total, device=m.device) - start[pair]
+        tx = x0[pair] + local % nx[pair]
+        ty = y0[pair] + torch.div(local, nx[pair], rounding_mode="floor")
+        tile = (p.cam[pair] * th + ty) * tw + tx
+        # pairs are in (camera, depth) order already: a stable sort by tile keeps depth order
+        order = torch.sort(tile, stable=True).indices
+        flat = pair[order]
+        counts = torch.bincount(tile, minlength=C * th * tw)
+        offsets = torch.cumsum(counts, 0) - counts
+    return flat, offsets, counts, tw, th
+
+
+def _pixel_features(tile_size: int, dtype, device) -> Tensor:
+    """[6, tile_size^2]: 1, u, v, u^2, v^2, u v with (u, v) pixel centres relative to the tile centre."""
+    c = torch.arange(tile_size, dtype=dtype, device=device) + 0.5 - tile_size / 2
+    v, u = torch.meshgrid(c, c, indexing="ij")
+    u, v = u.flatten(), v.flatten()
+    return torch.stack([torch.ones_like(u), u, v, u * u, v * v, u * v])
+
+
+def _render_torch(g, viewmats, Ks, width, height, bg, near, far, tile_size) -> RenderOutput:
+    C, device, dtype = viewmats.shape[0], g.device, g.means.dtype
+    if len(g) == 0:
+        _warn_blind(torch.zeros(C), 0)
+        return _empty_output(C, height, width, bg, dtype, device)
+    p = project(g, viewmats, Ks, width, height, near, far)
+    _warn_blind(torch.bincount(p.cam, minlength=C), len(g))
+    if len(p.cam) == 0:
+        return _empty_output(C, height, width, bg, dtype, device)
+    flat, offsets, counts, tw, th = bin_tiles(p, C, width, height, tile_size)
+    unique_ids, id_index = torch.unique(g.ids, return_inverse=True)
+    id_of_pair = id_index[p.gid]
+    need_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (g.means, g.quats, g.scales, g.opacities, g.colors))
+    acc, ids_acc = _composite(p, g.colors[p.gid], id_of_pair, len(unique_ids), flat, offsets, counts,
+                              tw, th, tile_size, need_grad)
+    npix = tile_size * tile_size
+
+    def to_image(x):  # [C*th*tw, npix, F] -> [C, H, W, F]
+        x = x.view(C, th, tw, tile_size, tile_size, -1).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(C, th * tile_size, tw * tile_size, -1)[:, :height, :width]
+
+    img = to_image(acc)
+    alpha = img[..., 4]
+    rgb = img[..., :3] + (1 - alpha)[..., None] * bg
+    depth = torch.where(alpha > 0, img[..., 3] / alpha.clamp(min=1e-10), torch.zeros_like(alpha))
+    agent = _agent_id(to_image(ids_acc), alpha.detach(), unique_ids)
+    assert acc.shape[1] == npix
+    return RenderOutput(rgb=rgb, depth=depth, alpha=alpha, agent_id=agent)
+
+
+def _composite(p: Projected, colors, id_of_pair, n_ids, flat, offsets, counts, tw, th, tile_size,
+               need_grad: bool):
+    """Front-to-back compositing over tiles; returns per-tile [n_tiles, npix, 5] (rgb, depth*w, w)
+    and [n_tiles, npix, n_ids] id weights."""
+    device, dtype = p.means2d.device, p.means2d.dtype
+    n_tiles, npix = counts.shape[0], tile_size * tile_size
+    PF = _pixel_features(tile_size, dtype, device)  # [6, npix]
+    P = len(p.cam)
+    # per-pair values with one padding entry at index P that never contributes
+    pad1 = lambda x, v: torch.cat([x, torch.full((1,) + x.shape[1:], v, dtype=x.dtype, device=device)])
+    feats = pad1(torch.cat([colors, p.depths[:, None], torch.ones_like(p.depths)[:, None]], -1), 0.0)  # [P+1, 5]
+    mx, my = pad1(p.means2d[:, 0], 0.0), pad1(p.means2d[:, 1], 0.0)
+    ca, cb, cc = (pad1(p.conics[:, i], 0.0) for i in range(3))
+    lo = pad1(p.log_opac, -_FAR_AWAY)
+    id_pair = pad1(id_of_pair, 0)
+    tile_idx = torch.arange(n_tiles, device=device)
+    tile_cx = ((tile_idx % tw) * tile_size + tile_size / 2).to(dtype)
+    tile_cy = (((tile_idx // tw) % th) * tile_size + tile_size / 2).to(dtype)
+
+    acc = torch.zeros(n_tiles, npix, 5, dtype=dtype, device=device)
+    ids_acc = torch.zeros(n_tiles, npix, n_ids, dtype=dtype, device=device)
+    done = torch.zeros(n_tiles, npix, dtype=torch.bool, device=device)
+    max_count = int(counts.max()) if n_tiles else 0
+    gc = 32  # Gaussians per tile per step
+    for k0 in range(0, max_count, gc):
+        active = torch.nonzero(counts > k0).flatten()
+        if not need_grad:
+            active = active[~done[active].all(-1)]
+        n_per_group = max(1, CHUNK_ELEMENTS // (gc * npix))
+        for a0 in range(0, len(active), n_per_group):
+            act = active[a0:a0 + n_per_group]  # [A]
+            slot = offsets[act, None] + k0 + torch.arange(gc, device=device)  # [A, gc]
+            valid = slot < (offsets[act] + counts[act])[:, None]
+            pid = torch.where(valid, flat[slot.clamp(max=len(flat) - 1)], torch.full_like(slot, P))
+            mu = mx[pid] - tile_cx[act, None]  # [A, gc] mean relative to the tile centre
+            mv = my[pid] - tile_cy[act, None]
+            a, b, c = ca[pid], cb[pid], cc[pid]
+            coef = torch.stack([0.5 * a * mu * mu + 0.5 * c * mv * mv + b * mu * mv - lo[pid],
+                                -(a * mu + b * mv), -(c * mv + b * mu), 0.5 * a, 0.5 * c, b], -1)
+            sigma = (coef.view(-1, 6) @ PF).view(len(act), gc, npix)  # -log(alpha) [A, gc, npix]
+            alpha = torch.exp(-sigma).clamp(max=ALPHA_MAX)
+            alpha = torch.where(alpha >= ALPHA_MIN, alpha, torch.zeros_like(alpha))
+            T0 = (1 - acc[act, :, 4]) * (~done[act])  # [A, npix] transmittance, 0 once done
+            T_incl = T0[:, None, :] * torch.cumprod(1 - alpha, 1)  # [A, gc, npix]
+            alpha = torch.where(T_incl > T_MIN, alpha, torch.zeros_like(alpha))
+            T_excl = torch.cat([T0[:, None, :], T_incl[:, :-1]], 1)
+            w = alpha * T_excl  # [A, gc, npix] blending weights
+            contrib = torch.bmm(w.transpose(1, 2), feats[pid])  # [A, npix, 5]
+            acc = acc.index_add(0, act, contrib)
+            done = done.index_copy(0, act, done[act] | (T_incl[:, -1] <= T_MIN))
+            if n_ids > 1:
+                with torch.no_grad():
+                    onehot = F.one_hot(id_pair[pid], n_ids).to(dtype)  # [A, gc, K]
+                    ids_acc.index_add_(0, act, torch.bmm(w.detach().transpose(1, 2), onehot))
+    return acc, ids_acc
+
+
+# ---------------------------------------------------------------------------------------------
+# gsplat backend (CUDA)
+# ---------------------------------------------------------------------------------------------
+
+def _render_gsplat(g, viewmats, Ks, width, height, bg, near, far, tile_size) -> RenderOutput:
+    from gsplat import rasterization
+
+    C, device, dtype = viewmats.shape[0], g.device, g.means.dtype
+    if len(g) == 0:
+        _warn_blind(torch.zeros(C), 0)
+        return _empty_output(C, height, width, bg, dtype, device)
+    unique_ids, id_index = torch.unique(g.ids, return_inverse=True)
+    K = len(unique_ids)
+    colors = torch.cat([g.colors, F.one_hot(id_index, K).to(dtype)], -1)  # [N, 3 + K]
+    bgs = torch.cat([bg, torch.zeros(K, dtype=dtype, device=device)]).expand(C, 3 + K).contiguous()
+    out, alphas, meta = rasterization(
+        g.means, g.quats, g.scales, g.opacities, colors, viewmats, Ks, width, height,
+        near_plane=near, far_plane=far, eps2d=EPS2D, tile_size=tile_size, backgrounds=bgs,
+        render_mode="RGB+ED", rasterize_mode="classic", packed=False)
+    radii = meta["radii"]  # [C, N, 2]
+    _warn_blind((radii > 0).all(-1).sum(-1), len(g))
+    alpha = alphas[..., 0]
+    depth = torch.where(alpha > 0, out[..., -1], torch.zeros_like(alpha))
+    agent = _agent_id(out[..., 3:3 + K].detach(), alpha.detach(), unique_ids)
+    return RenderOutput(rgb=out[..., :3], depth=depth, alpha=alpha, agent_id=agent)
