@@ -19,6 +19,7 @@ import drivesim
 from drivesim.behavior.logs import TRAFFIC_MODES
 from drivesim.cli_events import add_commands as add_event_commands
 from drivesim.cli_sensor import add_commands as add_sensor_commands
+from drivesim.distributed import add_backend_arguments, backend_options
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 TRAFFIC_CHOICES = TRAFFIC_MODES
@@ -189,7 +190,16 @@ def cmd_simulate(args) -> int:
     for k in ("pdms", "nuplan_score", "success", "no_collision", "drivable_area_compliance", "progress", "progress_ratio", "min_ttc", "comfort"):
         if k in metrics:
             print(f"  {k:26s} {metrics[k]:.3f}")
-    video = write_bev_video(scenario, res.trajectory, out / f"{file_name(scenario.name)}.{args.format}")
+    if args.render == "splat":  # six splat cameras beside the BEV
+        from drivesim.render.sensors import write_surround_video
+
+        t0 = time.perf_counter()
+        video = write_surround_video(scenario, res.trajectory, out / f"{file_name(scenario.name)}_splat.{args.format}",
+                                     rig=args.rig, size=args.render_size)
+        print(f"rendered {len(res.trajectory['x'])} surround frames ({args.rig}, {args.render_size} per camera) "
+              f"in {time.perf_counter() - t0:.1f} s")
+    else:
+        video = write_bev_video(scenario, res.trajectory, out / f"{file_name(scenario.name)}.{args.format}")
     print(f"wrote {out / 'metrics.json'} and {video}")
     return 0 if res.status[0] == "ok" else 1
 
@@ -212,12 +222,32 @@ def evaluate_and_write(scenarios, policy_specs: str, meta: dict, out: Path, args
 
     policies = [make_policy(p) for p in policy_specs.split(",") if p]
     expert = next((p for p in policies if p.name == "pdm_expert"), None) or make_policy("pdm_expert")
+    runner = make_runner(args)
     t0 = time.perf_counter()
     cfg = EvalConfig(batch_size=args.batch_size, device=args.device, policy_every=args.policy_every)
-    ev = evaluate(scenarios, policies, expert=expert, config=cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.jsonl", "w") as stream:  # each job's rows as they arrive (kept if the run is cut off)
+        def on_rows(rows):
+            stream.writelines(json.dumps(r) + "\n" for r in rows)
+            stream.flush()
+
+        ev = evaluate(scenarios, policies, expert=expert, config=cfg, runner=runner, on_rows=on_rows)
     meta.update(policies=", ".join(p.name for p in [expert] + policies if p is not None),
-                wall_time_s=round(time.perf_counter() - t0, 1))
+                wall_time_s=round(time.perf_counter() - t0, 1), backend=getattr(args, "backend", "local"))
     write_outputs(ev, out, meta, video=not args.no_video)
+
+
+def make_runner(args):
+    """None (the local backend) or a Ray runner for `--backend ray [--address ADDR]`."""
+    opts = backend_options(args)
+    if opts is None:
+        return None
+    from drivesim.distributed.ray_backend import ClusterError, RayRunner
+
+    try:
+        return RayRunner(**opts)
+    except ClusterError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 IMPORTERS = {"scenarionet": "drivesim.io.scenarionet", "nuscenes": "drivesim.io.nuscenes", "av2": "drivesim.io.av2",
@@ -383,7 +413,22 @@ def cmd_demo(args) -> int:
     meta = {"suite": f"cut-in x{len(cut.scenarios)}", "set_hash": scenarios_hash(cut.scenarios), "seed": HELDOUT_CUTIN_SEED,
             "scenarios": len(cut.scenarios)}
     evaluate_and_write(cut.scenarios, args.policies, meta, Path(args.out) / "cutins", args)
+    write_demo_cameras(Path(args.out))
     return 0
+
+
+def write_demo_cameras(out: Path, seconds: float = 5.0) -> None:
+    """The first nominal scenario driven by the expert: `seconds` of six splat cameras beside the BEV at 5 fps."""
+    from drivesim.behavior.scenario import ScenarioBatch
+    from drivesim.render.sensors import write_surround_video
+    from drivesim.sim.rollout import rollout
+
+    t0 = time.perf_counter()
+    scenario = load_scenarios("nominal", limit=1)[2][0]
+    res = rollout(ScenarioBatch.build([scenario]), make_policy("pdm_expert"), record=True)
+    path = write_surround_video(scenario, res.trajectory, out / f"cameras_{file_name(scenario.name)}.mp4", rig="nuscenes",
+                                size=(200, 112), every=2, steps=round(seconds / scenario.dt))
+    print(f"\nwrote {path} (splat cameras, nuScenes rig, {seconds:g} s, {time.perf_counter() - t0:.1f} s to render)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -402,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the procedural scenario (with --map)")
     s.add_argument("--policy", default="pdm_expert", help="constant_velocity | idm | pdm_expert | a .pt checkpoint | module:Class")
     s.add_argument("--format", choices=["mp4", "gif"], default="mp4")
+    s.add_argument("--render", choices=["bev", "splat"], default="bev",
+                   help="bev: the BEV video; splat: six Gaussian-splat cameras beside the BEV")
+    s.add_argument("--render-size", default="200x112", help="WxH of each camera with --render splat (default 200x112)")
+    s.add_argument("--rig", default="nuscenes", help="camera rig: nuscenes | pandaset | a rig YAML (default nuscenes)")
     s.add_argument("-o", "--out", default="out/simulate")
     s.set_defaults(func=cmd_simulate)
     e = sub.add_parser("evaluate", help="evaluate policies on a suite: CSV/JSON table, summary, HTML report")
@@ -413,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=64, help="scenarios simulated together")
     e.add_argument("--no-video", action="store_true", help="skip the BEV video")
     e.add_argument("--policy-every", type=int, default=1, help="simulation steps (0.1 s) per policy decision (default 1)")
+    add_backend_arguments(e, "jobs (one policy on one --batch-size chunk of scenarios) run as Ray tasks; same results "
+                             "as local")
     e.add_argument("-o", "--out", default="out/evaluate")
     e.set_defaults(func=cmd_evaluate)
     i = sub.add_parser("import", help="real driving logs -> drivesim scenario files (with content hashes)")

@@ -82,31 +82,75 @@ def _run_isolated(chunk, bank, policy, cfg, expert, record) -> list[tuple[Scenar
     return out
 
 
+def run_chunk(chunk: list[Scenario], bank, policy, cfg: EvalConfig, expert: dict | None) -> list[tuple[dict, dict | None]]:
+    """One task of an evaluation: the result rows of `policy` on `chunk`, each with the scenario's
+    trajectory [T, 1, A] where it failed (else None). A scenario whose simulation raises (not the
+    policy: that is caught per step) becomes an error row with the reason; the others still run."""
+    try:
+        results = _run_isolated(chunk, bank, policy, cfg, expert, cfg.keep_failure_trajectories)
+    except Exception as exc:  # noqa: BLE001 - isolate the scenario that raises, report the rest
+        if len(chunk) > 1:
+            return [r for s in chunk for r in run_chunk([s], bank, policy, cfg, expert)]
+        return [({"policy": policy.name, "scenario": chunk[0].name, "map": chunk[0].road.name, "status": "error",
+                  "error": f"simulation raised {type(exc).__name__}: {exc}"}, None)]
+    out = []
+    for s, res, b in results:
+        row = {"policy": policy.name, "scenario": s.name, "map": s.road.name, "status": res.status[b], "error": res.errors[b]}
+        row.update({k: float(v[b]) for k, v in res.metrics.items()})
+        failed = res.status[b] == "error" or row.get("success", 1.0) < 1
+        traj = {k: v[:, b : b + 1] for k, v in res.trajectory.items()} if res.trajectory is not None and failed else None
+        out.append((row, traj))
+    return out
+
+
+def local_runner(jobs, bank, cfg: EvalConfig, expert: dict | None):
+    """The in-process backend: the jobs [(policy, chunk)] one after the other, yielding
+    (job index, run_chunk result). Another backend (drivesim.distributed) yields the same pairs
+    in any order as its workers finish."""
+    for i, (policy, chunk) in enumerate(jobs):
+        yield i, run_chunk(chunk, bank, policy, cfg, expert)
+
+
 def evaluate(scenarios: list[Scenario], policies: list, expert=None, config: EvalConfig | None = None,
-             show_progress: bool = True) -> Evaluation:
+             show_progress: bool = True, runner=None, on_rows=None) -> Evaluation:
     """Run every policy on every scenario. `expert` (a policy) sets the progress reference;
-    its own results appear as a policy row too. Bad scenarios become 'error' rows."""
+    its own results appear as a policy row too. Bad scenarios become 'error' rows.
+
+    The work is split into jobs of one policy on one chunk of `batch_size` scenarios, run by
+    `runner` (default `local_runner`); the expert's jobs go first since the others are scored
+    against its progress. `on_rows(rows)` sees each job's rows as they arrive (for streaming);
+    the returned table is in policy then scenario order whatever order the jobs finish in."""
     cfg = config or EvalConfig()
+    runner = runner or local_runner
     bad = _validate(scenarios)
     good = [s for s in scenarios if s.name not in bad]
-    rows, trajs = [], {}
+    by_name = {s.name: s for s in good}
     bank = MapBank.build(list({id(s.road): s.road for s in good}.values()), device=cfg.device) if good else None
-    expert_progress = None
     runs = ([expert] if expert is not None else []) + [p for p in policies if p is not expert]
-    total = len(runs) * len(_chunks(good, cfg.batch_size))
-    bar = tqdm(total=total, desc="evaluate", disable=not show_progress)
-    for policy in runs:
-        name = policy.name
-        for chunk in _chunks(good, cfg.batch_size):
-            for s, res, b in _run_isolated(chunk, bank, policy, cfg, expert_progress, cfg.keep_failure_trajectories):
-                row = {"policy": name, "scenario": s.name, "map": s.road.name, "status": res.status[b], "error": res.errors[b]}
-                row.update({k: float(v[b]) for k, v in res.metrics.items()})
-                rows.append(row)
-                if res.trajectory is not None and (res.status[b] == "error" or row.get("success", 1.0) < 1):
-                    trajs[(name, s.name)] = (s, {k: v[:, b : b + 1] for k, v in res.trajectory.items()})
+    phases = [runs[:1], runs[1:]] if expert is not None else [runs]
+    chunks = _chunks(good, cfg.batch_size)
+    bar = tqdm(total=len(runs) * len(chunks), desc="evaluate", disable=not show_progress)
+    rows, trajs, expert_progress = [], {}, None
+    for phase in phases:
+        jobs = [(policy, chunk) for policy in phase for chunk in chunks]
+        done: dict[int, list] = {}
+        for i, result in runner(jobs, bank, cfg, expert_progress):
+            if i in done:  # a retried job that reported twice must not be counted twice
+                continue
+            done[i] = result
+            if on_rows is not None:
+                on_rows([row for row, _ in result])
             bar.update(1)
-        if policy is expert:
-            expert_progress = {r["scenario"]: r.get("progress", np.nan) for r in rows if r["policy"] == name}
+        missing = sorted(set(range(len(jobs))) - set(done))
+        if missing:
+            raise RuntimeError(f"evaluation backend returned no result for {len(missing)} of {len(jobs)} jobs")
+        for i in range(len(jobs)):
+            for row, traj in done[i]:
+                rows.append(row)
+                if traj is not None:
+                    trajs[(row["policy"], row["scenario"])] = (by_name[row["scenario"]], traj)
+        if expert is not None and phase[0] is expert:
+            expert_progress = {r["scenario"]: r.get("progress", np.nan) for r in rows if r["policy"] == expert.name}
     bar.close()
     for policy in runs:
         for name, why in bad.items():

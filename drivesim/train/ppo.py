@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from drivesim.behavior.reactive import lane_frenet
 from drivesim.behavior.scenario import Scenario, ScenarioBatch
 from drivesim.core.config import ConfigError, apply_overrides, config_to_dict
+from drivesim.distributed import ClusterError, add_backend_arguments, backend_options
 from drivesim.io.scenario_file import scenario_hash
 from drivesim.sim.gym_env import _merge_rows
 from drivesim.sim.observation import observe
@@ -101,12 +102,18 @@ class PPOConfig:
 
 
 # ----------------------------------------------------------------------------- environment
+def tile_rows(scenarios: list[Scenario], num_envs: int) -> list[Scenario]:
+    """The simulator rows: every scenario the same number of times, about num_envs rows."""
+    copies = max(1, round(num_envs / len(scenarios)))
+    return [s for _ in range(copies) for s in scenarios]
+
+
 class DrivingRows:
     """B simulator rows over tiled scenarios; `step` holds one action for k simulation steps."""
 
-    def __init__(self, scenarios: list[Scenario], net_cfg, cfg: PPOConfig):
-        copies = max(1, round(cfg.num_envs / len(scenarios)))
-        self.batch = ScenarioBatch.build([s for _ in range(copies) for s in scenarios], device=cfg.device)
+    def __init__(self, scenarios: list[Scenario], net_cfg, cfg: PPOConfig, tile: bool = True):
+        rows = tile_rows(scenarios, cfg.num_envs) if tile else scenarios
+        self.batch = ScenarioBatch.build(rows, device=cfg.device)
         self.B = self.batch.batch_size
         self.sim = Simulator(self.batch)
         self.net_cfg = net_cfg
@@ -142,6 +149,9 @@ class DrivingRows:
         self.ep_len += k
         return out
 
+    def run_steps(self, net, il_net, noise, cfg) -> dict:
+        return run_steps(self, net, il_net, noise, cfg)
+
     def restart(self, rows: torch.Tensor) -> None:
         before = self.state
         self.state = _merge_rows(self.state, self.initial, rows)
@@ -170,6 +180,9 @@ class DrivingRows:
         return {"state": st, "reward": self.reward.state_dict(), "ep_return": self.ep_return, "ep_len": self.ep_len}
 
     def load_state_dict(self, d: dict) -> None:
+        if "ray_shards" in d:
+            raise ValueError(f"this checkpoint was written by {len(d['bounds'])} Ray workers; resume with --backend ray "
+                             f"--workers {len(d['bounds'])}")
         self.state = self.initial.replace(**d["state"])
         self.reward.load_state_dict(d["reward"])
         self.ep_return, self.ep_len = d["ep_return"].clone(), d["ep_len"].clone()
@@ -183,29 +196,43 @@ def _merge(f: dict, init: dict, rows: torch.Tensor) -> dict:
     return {k: torch.where(rows.view(-1, *([1] * (v.dim() - 1))), init[k], v) for k, v in f.items()}
 
 
-def sample_actions(logits: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Categorical samples [B] by the Gumbel-max trick (seeded through `gen`)."""
-    u = torch.rand(logits.shape, generator=gen).to(logits.device).clamp_(1e-12, 1.0 - 1e-7)  # CPU generator
-    return (logits - torch.log(-torch.log(u))).argmax(dim=-1)
+def draw_noise(gen: torch.Generator, steps: int, rows: int, bins: int) -> torch.Tensor:
+    """Uniform noise [steps, rows, bins] for Gumbel-max action sampling, drawn up front from the
+    CPU generator so that the rows can be split across workers and still get the same samples."""
+    return torch.rand((steps, rows, bins), generator=gen).clamp_(1e-12, 1.0 - 1e-7)
+
+
+def sample_actions(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Categorical samples [B] by the Gumbel-max trick with the uniform noise u [B, bins]."""
+    return (logits - torch.log(-torch.log(u.to(logits.device)))).argmax(dim=-1)
 
 
 # ----------------------------------------------------------------------------- rollout + GAE
 @torch.no_grad()
-def collect(env: DrivingRows, net: PolicyNet, il_net: PolicyNet, gen: torch.Generator, cfg: PPOConfig):
-    """num_steps decisions of every row: (flat training batch, rollout statistics)."""
+def collect(env, net: PolicyNet, il_net: PolicyNet, gen: torch.Generator, cfg: PPOConfig):
+    """num_steps decisions of every row: (flat training batch, rollout statistics). `env` is a
+    DrivingRows or another holder of rows with the same `run_steps` (the Ray actors)."""
+    noise = draw_noise(gen, cfg.num_steps, env.B, len(net.cfg.accel_bins))
+    raw = env.run_steps(net, il_net, noise, cfg)
+    return advantages(raw, cfg), rollout_stats(raw, cfg)
+
+
+@torch.no_grad()
+def run_steps(env: DrivingRows, net: PolicyNet, il_net: PolicyNet, noise: torch.Tensor, cfg: PPOConfig) -> dict:
+    """The rows' side of `collect`: num_steps decisions of each row with the noise [T, B, bins];
+    per-step tensors stacked to [T, B, ...], the value of the last observation, finished episodes."""
     T, B = cfg.num_steps, env.B
     bins = torch.tensor(net.cfg.accel_bins, device=env.batch.device)
     env.state = env.state.replace()  # a fresh object: the simulator's projection cache starts cold (so --resume is exact)
     feats, steer = env.observe()
-    store = {k: [] for k in ("feats", "action", "logp", "value", "il_logp", "reward", "done")}
+    store = {k: [] for k in ("feats", "action", "logp", "value", "il_logp", "reward", "done", "kl_il")}
     episodes = {k: [] for k in ("return", "length", "collision", "offroad", "success")}
-    kl_il = []
-    for _ in range(T):
+    for t in range(T):
         logits, value = net(feats)
         il_logp = torch.log_softmax(il_net(feats)[0], -1)
-        action = sample_actions(logits, gen)
+        action = sample_actions(logits, noise[t])
         logp_all = torch.log_softmax(logits, -1)
-        kl_il.append((logp_all.exp() * (logp_all - il_logp)).sum(-1).mean())
+        kl_il = (logp_all.exp() * (logp_all - il_logp)).sum(-1)
         r = env.step(bins[action], steer, cfg.policy_every)
         next_feats, next_steer = env.observe()
         reward = r["reward"] * cfg.reward_scale
@@ -222,11 +249,27 @@ def collect(env: DrivingRows, net: PolicyNet, il_net: PolicyNet, gen: torch.Gene
             next_feats = _merge(next_feats, env.init_feats, done)
             next_steer = torch.where(done, env.init_steer, next_steer)
         for k, v in (("feats", feats), ("action", action), ("logp", logp_all.gather(1, action[:, None])[:, 0]),
-                     ("value", value), ("il_logp", il_logp), ("reward", reward), ("done", done.float())):
+                     ("value", value), ("il_logp", il_logp), ("reward", reward), ("done", done.float()), ("kl_il", kl_il)):
             store[k].append(v)
         feats, steer = next_feats, next_steer
-    next_value = net(feats)[1]
-    values, rewards, dones = (torch.stack(store[k]) for k in ("value", "reward", "done"))  # [T, B]
+    raw = {k: torch.stack(v) for k, v in store.items() if k != "feats"}
+    raw["feats"] = {k: torch.stack([f[k] for f in store["feats"]]) for k in feats}
+    return {**raw, "next_value": net(feats)[1], "episodes": episodes}
+
+
+def concat_rows(parts: list[dict]) -> dict:
+    """`run_steps` outputs of contiguous slices of the rows, joined back along the row axis."""
+    out = {k: torch.cat([p[k] for p in parts], dim=1) for k in parts[0] if k not in ("feats", "next_value", "episodes")}
+    out["feats"] = {k: torch.cat([p["feats"][k] for p in parts], dim=1) for k in parts[0]["feats"]}
+    out["next_value"] = torch.cat([p["next_value"] for p in parts])
+    out["episodes"] = {k: [x for p in parts for x in p["episodes"][k]] for k in parts[0]["episodes"]}
+    return out
+
+
+def advantages(raw: dict, cfg: PPOConfig) -> dict:
+    """GAE over the [T, B] rollout; the flat training batch (time-major)."""
+    T, B = raw["reward"].shape
+    values, rewards, dones, next_value = raw["value"], raw["reward"], raw["done"], raw["next_value"]
     adv = torch.zeros_like(rewards)
     last = torch.zeros(B, device=rewards.device)
     for t in reversed(range(T)):
@@ -235,12 +278,15 @@ def collect(env: DrivingRows, net: PolicyNet, il_net: PolicyNet, gen: torch.Gene
         delta = rewards[t] + cfg.gamma * nv * nonterminal - values[t]
         last = delta + cfg.gamma * cfg.gae_lambda * nonterminal * last
         adv[t] = last
-    data = {"feats": {k: torch.cat([f[k] for f in store["feats"]]) for k in feats},
-            "action": torch.cat(store["action"]), "logp": torch.cat(store["logp"]), "il_logp": torch.cat(store["il_logp"]),
-            "value": values.flatten(), "adv": adv.flatten(), "ret": (adv + values).flatten()}
-    stats = {"kl_il": float(torch.stack(kl_il).mean()), "episodes": episodes,
-             "env_steps": T * B * cfg.policy_every, "mean_reward": float(rewards.mean() / cfg.reward_scale)}
-    return data, stats
+    flat = lambda v: v.flatten(0, 1)
+    return {"feats": {k: flat(v) for k, v in raw["feats"].items()}, "action": flat(raw["action"]), "logp": flat(raw["logp"]),
+            "il_logp": flat(raw["il_logp"]), "value": flat(values), "adv": flat(adv), "ret": flat(adv + values)}
+
+
+def rollout_stats(raw: dict, cfg: PPOConfig) -> dict:
+    T, B = raw["reward"].shape
+    return {"kl_il": float(raw["kl_il"].mean()), "episodes": raw["episodes"], "env_steps": T * B * cfg.policy_every,
+            "mean_reward": float(raw["reward"].mean() / cfg.reward_scale)}
 
 
 # ----------------------------------------------------------------------------- PPO update
@@ -333,9 +379,12 @@ class RLResult:
 
 
 def train_rl(scenarios: list[Scenario], init, out, cfg: PPOConfig | None = None, resume: bool = False,
-             show_progress: bool = True, source: dict | None = None, on_update=None) -> RLResult:
+             show_progress: bool = True, source: dict | None = None, on_update=None, backend: dict | None = None) -> RLResult:
     """PPO from the IL checkpoint `init` on `scenarios`; artifacts in `out` (see the module doc).
-    `on_update(row)` is called with each update's history row, after any checkpoint."""
+    `on_update(row)` is called with each update's history row, after any checkpoint.
+    `backend` {"workers": N, "address": ADDR or None, "num_cpus": ...} collects the rollouts in N
+    Ray actors (drivesim.distributed) with the learner here; None: in this process. The same
+    seed gives the same updates either way."""
     cfg = cfg or PPOConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -348,7 +397,12 @@ def train_rl(scenarios: list[Scenario], init, out, cfg: PPOConfig | None = None,
         p.requires_grad_(True)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    env = DrivingRows(scenarios, net.cfg, cfg)
+    if backend is None:
+        env = DrivingRows(scenarios, net.cfg, cfg)
+    else:
+        from drivesim.distributed.ray_backend import RolloutActors
+
+        env = RolloutActors(tile_rows(scenarios, cfg.num_envs), il_net, cfg, **backend)
     opt = make_optimizer(net, cfg)
     hashes = [s.meta.get("content_hash") or scenario_hash(s) for s in scenarios]
     meta = {"config": config_to_dict(cfg), "scenario_hashes": hashes, "init_weights": il.card.get("weights_sha256")}
@@ -390,6 +444,8 @@ def train_rl(scenarios: list[Scenario], init, out, cfg: PPOConfig | None = None,
         if on_update is not None:
             on_update(history[-1])
     bar.close()
+    if backend is not None:
+        env.close()
     return _finish(net, out, cfg, il, init, scenarios, hashes, history, update, time.perf_counter() - t0, source)
 
 
@@ -450,6 +506,8 @@ def add_rl_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--eval", type=int, default=0, metavar="N",
                    help="afterwards, greedy IL vs RL on N held-out generated scenarios of the same kind (default 0: skip)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_backend_arguments(p, "rollouts collected by --workers Ray actors, the learner in this process; the same seed "
+                             "gives the same updates as local", workers=True)
     p.set_defaults(func=cmd_train_rl)
     return p
 
@@ -472,8 +530,9 @@ def cmd_train_rl(args) -> int:
         if not scenarios:
             raise ValueError(f"no training scenarios from {args.scenarios!r}")
         print(f"{len(scenarios)} training scenarios ({args.scenarios}); PPO from {args.init}", flush=True)
-        res = train_rl(scenarios, args.init, args.out, cfg, resume=args.resume, show_progress=not args.quiet, source=source)
-    except (ConfigError, ValueError, FileNotFoundError, FloatingPointError) as exc:
+        res = train_rl(scenarios, args.init, args.out, cfg, resume=args.resume, show_progress=not args.quiet, source=source,
+                       backend=backend_options(args))
+    except (ConfigError, ValueError, FileNotFoundError, FloatingPointError, ClusterError) as exc:
         raise SystemExit(f"error: {exc}") from None
     t = res.card["training"]
     lf = t["last_fifth"]

@@ -1,0 +1,214 @@
+"""Ray backend: evaluation jobs as Ray tasks and RL rollouts in Ray actors.
+
+The local in-process backend stays the default; this one is chosen with `--backend ray` and
+gives the same results (the same jobs run the same code, see `sim/evaluate.py`).
+
+- `connect(address)` starts a local Ray instance (address None) or joins a cluster (an address
+  `HOST:PORT` of a running head, `ray://HOST:PORT` for Ray Client, or `auto`). An address that
+  does not answer is a clear error before Ray is asked to wait on it.
+- `RayRunner` is an evaluation runner (`evaluate(..., runner=RayRunner())`): one Ray task per job
+  (one policy on one chunk of scenarios, run by the batched simulator), the map bank and each
+  policy put in the object store once, results yielded as tasks finish. A worker process that
+  dies is retried by Ray (`max_retries`); a job's result is taken once, so nothing is lost or
+  counted twice; a scenario that raises is an error row with its reason (`run_chunk`).
+- `RolloutActors` (used by `train_rl(..., backend="ray")`) holds the RL rows in `workers` actors,
+  each a contiguous slice of the rows; the learner stays in the driver and sends weights and the
+  pre-drawn action noise each update, so a seed gives the same update as the local backend.
+
+Ray is imported lazily (DESIGN.md): nothing here is needed unless the backend is chosen.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from drivesim.distributed import ClusterError
+
+DEFAULT_RETRIES = 3  # re-runs of a task whose worker process died
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError("the Ray backend needs ray: pip install -e '.[ray]'") from None
+    return ray
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A TCP connect to HOST:PORT of `address` (ray://HOST:PORT or HOST:PORT), so that a wrong
+    address fails in seconds with a clear message instead of Ray's long retry loop."""
+    if address == "auto":
+        return
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    host, port = parsed.hostname, parsed.port
+    if not host or not port:
+        raise ClusterError(f"Ray address {address!r}: expected HOST:PORT (e.g. 10.0.0.5:6379), ray://HOST:10001 or auto")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ClusterError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start its head with "
+                           f"`ray start --head --port={port}` on {host}, or drop --address to run a local instance") from None
+
+
+def connect(address: str | None = None, num_cpus: int | None = None, ship_code: bool | None = None):
+    """Initialise Ray once per process: a local instance (`address` None; `num_cpus` caps it) or
+    an existing cluster. `ship_code` (default: on for a cluster) sends the drivesim package to
+    the workers, so the nodes need only the dependencies installed."""
+    ray = _ray()
+    if address is not None:
+        _check_reachable(address)
+    if ray.is_initialized():
+        return ray
+    kwargs = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
+    if address is None:
+        kwargs["num_cpus"] = num_cpus
+    else:
+        kwargs["address"] = address
+        if ship_code if ship_code is not None else True:
+            import drivesim
+
+            kwargs["runtime_env"] = {"py_modules": [str(Path(drivesim.__file__).parent)]}
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ClusterError(f"Ray could not {'join ' + address if address else 'start a local instance'}: {exc}") from None
+    return ray
+
+
+def shutdown() -> None:
+    ray = _ray()
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _task_setup() -> None:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("DRIVESIM_WORKER_THREADS", "1")))
+
+
+def _remote_chunk():
+    ray = _ray()
+
+    @ray.remote(max_retries=DEFAULT_RETRIES, retry_exceptions=False)
+    def run_job(chunk, road_index, bank, policy, cfg, expert):
+        import copy
+
+        from drivesim.sim.evaluate import run_chunk
+
+        _task_setup()
+        chunk = [copy.copy(s) for s in chunk]
+        for s, i in zip(chunk, road_index):  # the bank's maps are matched by identity: relink after pickling
+            s.road = bank.maps[i]
+        return run_chunk(chunk, bank, policy, cfg, expert)
+
+    return run_job
+
+
+class RayRunner:
+    """An evaluation runner (see `sim.evaluate.evaluate`) that runs each job as a Ray task."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, max_retries: int = DEFAULT_RETRIES):
+        self.ray = connect(address, num_cpus)
+        self.max_retries = max_retries
+
+    def __call__(self, jobs, bank, cfg, expert):
+        ray = self.ray
+        run_job = _remote_chunk().options(max_retries=self.max_retries)
+        bank_ref, expert_ref = ray.put(bank), ray.put(expert)
+        policy_refs = {}
+        for policy, _ in jobs:
+            if id(policy) not in policy_refs:
+                policy_refs[id(policy)] = ray.put(policy)
+        where = {id(road): i for i, road in enumerate(bank.maps)}
+        pending = {run_job.remote(chunk, [where[id(s.road)] for s in chunk], bank_ref, policy_refs[id(policy)], cfg,
+                                  expert_ref): i
+                   for i, (policy, chunk) in enumerate(jobs)}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                i = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as exc:  # retries used up, or the job itself failed
+                    policy, chunk = jobs[i]
+                    result = [({"policy": policy.name, "scenario": s.name, "map": s.road.name, "status": "error",
+                                "error": f"Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"}, None)
+                              for s in chunk]
+                yield i, result
+
+
+class _RolloutWorker:
+    """A Ray actor holding a slice of the RL rows (a DrivingRows) and a copy of the policy."""
+
+    def __init__(self, rows, il_net, cfg):
+        import copy
+
+        from drivesim.train.ppo import DrivingRows
+
+        _task_setup()
+        self.env = DrivingRows(rows, il_net.cfg, cfg, tile=False)
+        self.il_net, self.net, self.cfg = il_net.eval(), copy.deepcopy(il_net).eval(), cfg
+
+    def run_steps(self, weights, noise):
+        self.net.load_state_dict(weights)
+        return self.env.run_steps(self.net, self.il_net, noise, self.cfg)
+
+    def state_dict(self):
+        return self.env.state_dict()
+
+    def load_state_dict(self, d):
+        self.env.load_state_dict(d)
+
+
+class RolloutActors:
+    """The RL rows split into `workers` contiguous slices, each in a Ray actor; quacks like
+    `train.ppo.DrivingRows` for `collect` (run_steps) and checkpoints (state_dict)."""
+
+    def __init__(self, rows: list, il_net, cfg, workers: int = 2, address: str | None = None, num_cpus: int | None = None):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.ray = connect(address, num_cpus)
+        self.B = len(rows)
+        workers = min(workers, self.B)
+        edges = [round(i * self.B / workers) for i in range(workers + 1)]
+        self.bounds = list(zip(edges[:-1], edges[1:]))
+        worker = self.ray.remote(num_cpus=1)(_RolloutWorker)
+        net_ref = self.ray.put(il_net.cpu())
+        self.actors = [worker.remote(rows[a:b], net_ref, cfg) for a, b in self.bounds]
+
+    def run_steps(self, net, il_net, noise, cfg) -> dict:
+        from drivesim.train.ppo import concat_rows
+
+        weights = self.ray.put({k: v.detach().cpu() for k, v in net.state_dict().items()})
+        parts = self.ray.get([actor.run_steps.remote(weights, noise[:, a:b]) for actor, (a, b) in zip(self.actors, self.bounds)])
+        device = next(net.parameters()).device
+        return _to_device(concat_rows(parts), device)
+
+    def state_dict(self) -> dict:
+        return {"ray_shards": self.ray.get([a.state_dict.remote() for a in self.actors]), "bounds": self.bounds}
+
+    def load_state_dict(self, d: dict) -> None:
+        if "ray_shards" not in d or [tuple(b) for b in d["bounds"]] != self.bounds:
+            where = f"{len(d['bounds'])} Ray workers" if "ray_shards" in d else "the local backend"
+            raise ValueError(f"this checkpoint was written by {where}; resume with the same backend and --workers")
+        self.ray.get([a.load_state_dict.remote(s) for a, s in zip(self.actors, d["ray_shards"])])
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a)
+
+
+def _to_device(x, device):
+    import torch
+
+    if torch.is_tensor(x):
+        return x.to(device)
+    if isinstance(x, dict):
+        return {k: _to_device(v, device) for k, v in x.items()}
+    return x

@@ -1,0 +1,116 @@
+"""The Ray backend gives the local backend's results: the same evaluation table, the same first
+PPO update; a worker killed mid-suite is retried without losing or double-counting a scenario;
+a scenario that raises is a failed row with its reason; a wrong cluster address is a clear error.
+One local Ray instance with 2 CPUs is started for the module and stopped after it."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+ray = pytest.importorskip("ray", reason="the Ray backend needs ray (pip install -e '.[ray]')")
+
+from drivesim.distributed.ray_backend import ClusterError, RayRunner, connect  # noqa: E402
+from drivesim.sim.evaluate import EvalConfig, evaluate  # noqa: E402
+from drivesim.sim.policy import ConstantVelocity, IDMLaneKeeping  # noqa: E402
+from drivesim.train.ppo import PPOConfig, train_rl  # noqa: E402
+from tests.sim.test_rollout import tiny  # noqa: E402,F401 - the module fixture
+from tests.train.test_ppo import TINY, _init  # noqa: E402
+from tests.train.test_ppo import scenarios as rl_scenarios  # noqa: E402,F401 - the module fixture
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    connect(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+def _local_and_ray(scenarios, policies, cfg):
+    local = evaluate(scenarios, policies, config=cfg, show_progress=False)
+    streamed = []
+    remote = evaluate(scenarios, policies, config=cfg, show_progress=False, runner=RayRunner(), on_rows=streamed.extend)
+    return local, remote, streamed
+
+
+def test_ray_evaluation_is_identical_to_local(cluster, tiny):
+    cfg = EvalConfig(batch_size=2)
+    local, remote, streamed = _local_and_ray(tiny, [ConstantVelocity(), IDMLaneKeeping()], cfg)
+    pd.testing.assert_frame_equal(local.results, remote.results)
+    assert len(streamed) == len(local.results) == 2 * len(tiny)
+    assert sorted(local.trajectories) == sorted(remote.trajectories)
+
+
+class DiesOnce(ConstantVelocity):
+    """Kills the Ray worker process running it the first time any copy of it acts (a crash
+    that no try/except can catch); the retried task then drives normally."""
+
+    name = "constant_velocity"
+
+    def __init__(self, marker):
+        self.marker, self.driver = str(marker), os.getpid()
+
+    def act(self, obs):
+        if os.getpid() != self.driver and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(1)
+        return super().act(obs)
+
+
+def test_a_killed_worker_is_retried_and_nothing_is_lost_or_counted_twice(cluster, tiny, tmp_path):
+    cfg = EvalConfig(batch_size=1)
+    local = evaluate(tiny, [ConstantVelocity()], config=cfg, show_progress=False)
+    streamed = []
+    remote = evaluate(tiny, [DiesOnce(tmp_path / "died")], config=cfg, show_progress=False, runner=RayRunner(),
+                      on_rows=streamed.extend)
+    assert (tmp_path / "died").exists(), "no worker was killed: the test did not test anything"
+    pd.testing.assert_frame_equal(local.results, remote.results)
+    assert len(streamed) == len(tiny) and len({r["scenario"] for r in streamed}) == len(tiny)
+
+
+class RaisesInSimulation(ConstantVelocity):
+    """Raises while the rollout is being set up (outside the per-step policy guard) on merges."""
+
+    name = "raises_in_sim"
+
+    def reset(self, batch):
+        if any("merge" in n for n in batch.names):
+            raise RuntimeError("no merge maps in this build")
+
+
+def test_a_scenario_that_raises_is_a_failed_row_and_the_others_run(cluster, tiny):
+    ev = evaluate(tiny, [RaisesInSimulation()], config=EvalConfig(batch_size=4), show_progress=False, runner=RayRunner())
+    rows = ev.results.set_index("scenario")
+    bad = [n for n in rows.index if "merge" in n]
+    assert len(bad) == 1 and rows.loc[bad[0], "status"] == "error"
+    assert "RuntimeError: no merge maps in this build" in rows.loc[bad[0], "error"]
+    assert (rows.drop(bad)["status"] == "ok").all() and rows.drop(bad)["pdms"].notna().all()
+
+
+def test_an_unreachable_cluster_is_a_clear_error():
+    with pytest.raises(ClusterError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
+        connect("127.0.0.1:1")
+    with pytest.raises(ClusterError, match="expected HOST:PORT"):
+        connect("nonsense")
+
+
+def test_ray_rollout_actors_give_the_same_first_update(cluster, rl_scenarios, tmp_path):
+    init = _init(tmp_path / "il.pt")
+    cfg = PPOConfig(**{**TINY, "updates": 1})
+    local = train_rl(rl_scenarios, init, tmp_path / "local", cfg, show_progress=False)
+    remote = train_rl(rl_scenarios, init, tmp_path / "ray", cfg, show_progress=False, backend={"workers": 2})
+    a, b = (torch.load(r.policy_path, weights_only=True) for r in (local, remote))
+    a, b = a.get("state_dict", a), b.get("state_dict", b)
+    changed = False
+    for k in a:
+        if torch.is_tensor(a[k]):
+            assert torch.allclose(a[k], b[k], atol=1e-6, rtol=0), k
+    init_w = torch.load(init, weights_only=True)
+    init_w = init_w.get("state_dict", init_w)
+    changed = any(torch.is_tensor(v) and not torch.equal(v, a[k]) for k, v in init_w.items())
+    assert changed, "the update changed nothing: the comparison would be vacuous"
+    assert np.isclose(local.history[0]["episode_return"], remote.history[0]["episode_return"], equal_nan=True)
