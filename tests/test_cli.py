@@ -31,6 +31,16 @@ def test_evaluate_writes_table_and_report(tmp_path, capsys):
     assert "success_rate" in out and "idm" in out
 
 
+def test_evaluate_streams_rows_and_checks_backend_options(tmp_path):
+    assert main(["evaluate", "--suite", "tiny", "--policies", "idm", "-o", str(tmp_path), "--no-video"]) == 0
+    streamed = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(streamed) == 8 and {r["policy"] for r in streamed} == {"idm", "pdm_expert"}
+    with pytest.raises(SystemExit, match="--address needs --backend ray"):
+        main(["evaluate", "--suite", "tiny", "--address", "127.0.0.1:1", "-o", str(tmp_path / "a")])
+    with pytest.raises(SystemExit, match="cannot reach the Ray cluster at 127.0.0.1:1"):
+        main(["evaluate", "--suite", "tiny", "--backend", "ray", "--address", "127.0.0.1:1", "-o", str(tmp_path / "b")])
+
+
 def test_bad_suite_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ngroups:\n  - map: straight\n    count: 1\n    trafic: {density: 1}\n")
