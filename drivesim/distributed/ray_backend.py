@@ -159,6 +159,9 @@ class _RolloutWorker:
         self.net.load_state_dict(weights)
         return self.env.run_steps(self.net, self.il_net, noise, self.cfg)
 
+    def rows(self) -> int:
+        return self.env.B
+
     def state_dict(self):
         return self.env.state_dict()
 
@@ -181,6 +184,7 @@ class RolloutActors:
         worker = self.ray.remote(num_cpus=1)(_RolloutWorker)
         net_ref = self.ray.put(il_net.cpu())
         self.actors = [worker.remote(rows[a:b], net_ref, cfg) for a, b in self.bounds]
+        self.ray.get([a.rows.remote() for a in self.actors])  # wait until every actor has built its rows
 
     def run_steps(self, net, il_net, noise, cfg) -> dict:
         from drivesim.train.ppo import concat_rows
