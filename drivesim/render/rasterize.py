@@ -47,6 +47,7 @@ EXTEND_MAX = 3.33
 MAX_TILE_PAIRS = 20_000_000  # (tile, Gaussian) pairs: about 0.5 GB of index tensors
 CHUNK_ELEMENTS = 1 << 21  # tiles x Gaussians x pixels evaluated at once (8 MB per float tensor)
 _FAR_AWAY = 1e30  # sigma of padding entries: alpha = exp(-1e30) = 0
+GC = 32
 
 
 @dataclass
@@ -237,7 +238,10 @@ def project(g: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, height: int,
 # ---------------------------------------------------------------------------------------------
 
 def bin_tiles(p: Projected, C: int, width: int, height: int, tile_size: int):
-    """(tile, pair) intersections sorted by tile then depth: returns flat pair ids, tile offsets, counts."""
+    """(tile, pair) intersections sorted by tile then depth.
+
+    Returns flat [I] pair ids, tile_of [I] their tiles (both in that order), counts [C*th*tw], tw, th.
+    """
     tw, th = -(-width // tile_size), -(-height // tile_size)
     with torch.no_grad():
         m, r = p.means2d.detach(), p.radii.to(p.means2d.dtype)
@@ -259,11 +263,9 @@ def bin_tiles(p: Projected, C: int, width: int, height: int, tile_size: int):
         ty = y0[pair] + torch.div(local, nx[pair], rounding_mode="floor")
         tile = (p.cam[pair] * th + ty) * tw + tx
         # pairs are in (camera, depth) order already: a stable sort by tile keeps depth order
-        order = torch.sort(tile, stable=True).indices
-        flat = pair[order]
+        tile_of, order = torch.sort(tile, stable=True)
         counts = torch.bincount(tile, minlength=C * th * tw)
-        offsets = torch.cumsum(counts, 0) - counts
-    return flat, offsets, counts, tw, th
+    return pair[order], tile_of, counts, tw, th
 
 
 def _pixel_features(tile_size: int, dtype, device) -> Tensor:
@@ -283,17 +285,15 @@ def _render_torch(g, viewmats, Ks, width, height, bg, near, far, tile_size) -> R
     _warn_blind(torch.bincount(p.cam, minlength=C), len(g))
     if len(p.cam) == 0:
         return _empty_output(C, height, width, bg, dtype, device)
-    flat, offsets, counts, tw, th = bin_tiles(p, C, width, height, tile_size)
+    flat, tile_of, counts, tw, th = bin_tiles(p, C, width, height, tile_size)
     unique_ids, id_index = torch.unique(g.ids, return_inverse=True)
-    id_of_pair = id_index[p.gid]
     need_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (g.means, g.quats, g.scales, g.opacities, g.colors))
-    acc, ids_acc = _composite(p, g.colors[p.gid], id_of_pair, len(unique_ids), flat, offsets, counts,
+    acc, ids_acc = _composite(p, g.colors[p.gid], id_index[p.gid], len(unique_ids), flat, tile_of, counts,
                               tw, th, tile_size, need_grad)
-    npix = tile_size * tile_size
 
-    def to_image(x):  # [C*th*tw, npix, F] -> [C, H, W, F]
-        x = x.view(C, th, tw, tile_size, tile_size, -1).permute(0, 1, 3, 2, 4, 5)
+    def to_image(x):  # [C*th*tw, F, ts*ts] -> [C, H, W, F]
+        x = x.view(C, th, tw, -1, tile_size, tile_size).permute(0, 1, 4, 2, 5, 3)
         return x.reshape(C, th * tile_size, tw * tile_size, -1)[:, :height, :width]
 
     img = to_image(acc)
@@ -301,65 +301,108 @@ def _render_torch(g, viewmats, Ks, width, height, bg, near, far, tile_size) -> R
     rgb = img[..., :3] + (1 - alpha)[..., None] * bg
     depth = torch.where(alpha > 0, img[..., 3] / alpha.clamp(min=1e-10), torch.zeros_like(alpha))
     agent = _agent_id(to_image(ids_acc), alpha.detach(), unique_ids)
-    assert acc.shape[1] == npix
     return RenderOutput(rgb=rgb, depth=depth, alpha=alpha, agent_id=agent)
 
 
-def _composite(p: Projected, colors, id_of_pair, n_ids, flat, offsets, counts, tw, th, tile_size,
-               need_grad: bool):
-    """Front-to-back compositing over tiles; returns per-tile [n_tiles, npix, 5] (rgb, depth*w, w)
-    and [n_tiles, npix, n_ids] id weights."""
-    device, dtype = p.means2d.device, p.means2d.dtype
-    n_tiles, npix = counts.shape[0], tile_size * tile_size
-    PF = _pixel_features(tile_size, dtype, device)  # [6, npix]
-    P = len(p.cam)
-    # per-pair values with one padding entry at index P that never contributes
-    pad1 = lambda x, v: torch.cat([x, torch.full((1,) + x.shape[1:], v, dtype=x.dtype, device=device)])
-    feats = pad1(torch.cat([colors, p.depths[:, None], torch.ones_like(p.depths)[:, None]], -1), 0.0)  # [P+1, 5]
-    mx, my = pad1(p.means2d[:, 0], 0.0), pad1(p.means2d[:, 1], 0.0)
-    ca, cb, cc = (pad1(p.conics[:, i], 0.0) for i in range(3))
-    lo = pad1(p.log_opac, -_FAR_AWAY)
-    id_pair = pad1(id_of_pair, 0)
-    tile_idx = torch.arange(n_tiles, device=device)
-    tile_cx = ((tile_idx % tw) * tile_size + tile_size / 2).to(dtype)
-    tile_cy = (((tile_idx // tw) % th) * tile_size + tile_size / 2).to(dtype)
+_LOG_ALPHA_MAX = math.log(ALPHA_MAX)
+_LOG_ALPHA_FLOOR = -6.0  # exp(-6) < 1/255: below the threshold, and far from denormals
 
-    acc = torch.zeros(n_tiles, npix, 5, dtype=dtype, device=device)
-    ids_acc = torch.zeros(n_tiles, npix, n_ids, dtype=dtype, device=device)
-    done = torch.zeros(n_tiles, npix, dtype=torch.bool, device=device)
-    max_count = int(counts.max()) if n_tiles else 0
-    gc = 32  # Gaussians per tile per step
-    for k0 in range(0, max_count, gc):
-        active = torch.nonzero(counts > k0).flatten()
-        if not need_grad:
-            active = active[~done[active].all(-1)]
-        n_per_group = max(1, CHUNK_ELEMENTS // (gc * npix))
-        for a0 in range(0, len(active), n_per_group):
-            act = active[a0:a0 + n_per_group]  # [A]
-            slot = offsets[act, None] + k0 + torch.arange(gc, device=device)  # [A, gc]
-            valid = slot < (offsets[act] + counts[act])[:, None]
-            pid = torch.where(valid, flat[slot.clamp(max=len(flat) - 1)], torch.full_like(slot, P))
-            mu = mx[pid] - tile_cx[act, None]  # [A, gc] mean relative to the tile centre
-            mv = my[pid] - tile_cy[act, None]
-            a, b, c = ca[pid], cb[pid], cc[pid]
-            coef = torch.stack([0.5 * a * mu * mu + 0.5 * c * mv * mv + b * mu * mv - lo[pid],
-                                -(a * mu + b * mv), -(c * mv + b * mu), 0.5 * a, 0.5 * c, b], -1)
-            sigma = (coef.view(-1, 6) @ PF).view(len(act), gc, npix)  # -log(alpha) [A, gc, npix]
-            alpha = torch.exp(-sigma).clamp(max=ALPHA_MAX)
-            alpha = torch.where(alpha >= ALPHA_MIN, alpha, torch.zeros_like(alpha))
-            T0 = (1 - acc[act, :, 4]) * (~done[act])  # [A, npix] transmittance, 0 once done
-            T_incl = T0[:, None, :] * torch.cumprod(1 - alpha, 1)  # [A, gc, npix]
-            alpha = torch.where(T_incl > T_MIN, alpha, torch.zeros_like(alpha))
-            T_excl = torch.cat([T0[:, None, :], T_incl[:, :-1]], 1)
-            w = alpha * T_excl  # [A, gc, npix] blending weights
-            contrib = torch.bmm(w.transpose(1, 2), feats[pid])  # [A, npix, 5]
-            acc = acc.index_add(0, act, contrib)
-            done = done.index_copy(0, act, done[act] | (T_incl[:, -1] <= T_MIN))
-            if n_ids > 1:
-                with torch.no_grad():
-                    onehot = F.one_hot(id_pair[pid], n_ids).to(dtype)  # [A, gc, K]
-                    ids_acc.index_add_(0, act, torch.bmm(w.detach().transpose(1, 2), onehot))
-    return acc, ids_acc
+
+def _coefficient_table(p: Projected, flat, tile_of, tw, th, tile_size) -> Tensor:
+    """Per intersection (tile order) the coefficients [I, 6] of log(alpha) over the pixel features
+    (1, u, v, u^2, v^2, u v), with (u, v) relative to the intersection's tile centre."""
+    ts = tile_size
+    tcx = ((tile_of % tw) * ts + ts / 2).to(p.means2d.dtype)
+    tcy = (((tile_of // tw) % th) * ts + ts / 2).to(p.means2d.dtype)
+    m = p.means2d[flat]
+    mu, mv = m[:, 0] - tcx, m[:, 1] - tcy  # mean relative to the tile centre
+    a, b, c = p.conics[flat].unbind(-1)
+    # log(alpha) = log(opacity) - 0.5 d^T conic d with d = (u - mu, v - mv)
+    return torch.stack([p.log_opac[flat] - (0.5 * a * mu * mu + 0.5 * c * mv * mv + b * mu * mv),
+                        a * mu + b * mv, c * mv + b * mu, -0.5 * a, -0.5 * c, -b], -1)
+
+
+def _composite(p: Projected, colors, id_of_pair, n_ids, flat, tile_of, counts, tw, th, tile_size,
+               need_grad: bool):
+    """Front-to-back compositing of the binned Gaussians.
+
+    Tiles are taken in groups of similar length (sorted by whether they hold agent Gaussians,
+    then by count); a group steps through its depth-sorted lists `GC` Gaussians at a time with
+    dense [tiles, GC, pixels] tensors, carrying each pixel's transmittance (set to 0 once the
+    pixel is done), and stops once every pixel of the group is done. Without grad all updates
+    are in place. Returns per-tile sums [n_tiles, 5, npix] of w * (r, g, b, depth, 1) and
+    [n_tiles, n_ids, npix] of w per id (computed only in tiles that hold agent Gaussians).
+    """
+    device, dtype = p.means2d.device, p.means2d.dtype
+    n_tiles, npix, gc, P = counts.shape[0], tile_size * tile_size, GC, len(p.cam)
+    pad = len(flat)  # the padding intersection: alpha 0, features 0
+    coef = torch.cat([_coefficient_table(p, flat, tile_of, tw, th, tile_size),
+                      torch.tensor([[-_FAR_AWAY, 0, 0, 0, 0, 0]], dtype=dtype, device=device)])
+    pid_of = torch.cat([flat, flat.new_full((1,), P)])  # intersection -> pair (P = padding pair)
+    feats = torch.cat([torch.cat([colors, p.depths[:, None], torch.ones_like(p.depths)[:, None]], -1),
+                       torch.zeros(1, 5, dtype=dtype, device=device)])  # [P+1, 5]
+    onehot = torch.cat([F.one_hot(id_of_pair, n_ids).to(dtype), torch.zeros(1, n_ids, dtype=dtype, device=device)])
+    with torch.no_grad():
+        agent_pair = onehot[:, 1:].sum(-1) > 0 if n_ids > 1 else torch.zeros(P + 1, dtype=torch.bool)
+        has_agent = torch.zeros(n_tiles, dtype=torch.bool, device=device)
+        has_agent[tile_of[agent_pair[flat]]] = True
+        if n_ids > 1 and not need_grad:
+            feats_ids = torch.cat([feats, onehot], -1)  # ids ride along as extra channels
+    PF = _pixel_features(tile_size, dtype, device)  # [6, npix]
+    thresh = float(torch.nextafter(torch.tensor(ALPHA_MIN, dtype=dtype), torch.tensor(0.0, dtype=dtype)))
+    starts = torch.cumsum(counts, 0) - counts
+    order = torch.sort(counts + has_agent * (int(counts.max()) + 1), descending=True, stable=True).indices
+    n_busy = int((counts > 0).sum())
+    per_group = max(1, CHUNK_ELEMENTS // (gc * npix))
+    accs, id_accs = [], []
+    for a0 in range(0, n_busy, per_group):
+        tiles = order[a0:min(a0 + per_group, n_busy)]
+        ids_here = bool(has_agent[tiles].any())
+        A, L = len(tiles), int(counts[tiles].max())
+        steps = torch.arange(-(-L // gc) * gc, device=device)
+        idx = torch.where(steps < counts[tiles, None], starts[tiles, None] + steps, pad)  # [A, L_pad]
+        T = torch.ones(A, npix, dtype=dtype, device=device)  # transmittance, 0 once a pixel is done
+        fused_ids = ids_here and not need_grad
+        acc = torch.zeros(A, 5 + n_ids * fused_ids, npix, dtype=dtype, device=device)
+        id_acc = torch.zeros(A, n_ids, npix, dtype=dtype, device=device) if ids_here else None
+        for k0 in range(0, L, gc):
+            ik = idx[:, k0:k0 + gc]
+            pk = pid_of[ik]
+            la = (coef[ik].view(-1, 6) @ PF).view(A, gc, npix)  # log alpha [A, gc, npix]
+            if need_grad:
+                alpha = F.threshold(la.clamp(_LOG_ALPHA_FLOOR, _LOG_ALPHA_MAX).exp(), thresh, 0.0)
+                T_incl = T[:, None] * torch.cumprod(1 - alpha, 1)
+                cross = T_incl[:, -1] <= T_MIN
+                if cross.any():
+                    alpha = alpha.masked_fill(T_incl <= T_MIN, 0.0)
+                w = alpha * torch.cat([T[:, None], T_incl[:, :-1]], 1)  # blending weights
+                contrib = torch.bmm(feats[pk].transpose(1, 2), w)  # [A, 5, npix]
+                acc = acc + contrib
+                T = (T - contrib[:, 4]).masked_fill(cross, 0.0)
+                if ids_here:
+                    with torch.no_grad():
+                        id_acc += torch.bmm(onehot[pk].transpose(1, 2), w.detach())
+            else:
+                w = F.threshold_(la.clamp_(_LOG_ALPHA_FLOOR, _LOG_ALPHA_MAX).exp_(), thresh, 0.0)
+                T_incl = (1 - w).cumprod_(1).mul_(T[:, None])
+                cross = T_incl[:, -1] <= T_MIN
+                if cross.any():
+                    w.masked_fill_(T_incl <= T_MIN, 0.0)
+                w[:, 1:].mul_(T_incl[:, :-1])
+                w[:, 0].mul_(T)  # w = alpha * T_excl
+                contrib = torch.bmm((feats_ids if fused_ids else feats)[pk].transpose(1, 2), w)
+                acc += contrib
+                T.sub_(contrib[:, 4]).masked_fill_(cross, 0.0)
+            if bool(cross.all()):
+                break
+        if fused_ids:
+            acc, id_acc = acc[:, :5], acc[:, 5:]
+        accs.append(acc)
+        id_accs.append(id_acc if id_acc is not None else torch.zeros(A, n_ids, npix, dtype=dtype, device=device))
+    busy = order[:n_busy]
+    acc = torch.zeros(n_tiles, 5, npix, dtype=dtype, device=device).index_copy(0, busy, torch.cat(accs))
+    id_acc = torch.zeros(n_tiles, n_ids, npix, dtype=dtype, device=device).index_copy(0, busy, torch.cat(id_accs))
+    return acc, id_acc
 
 
 # ---------------------------------------------------------------------------------------------
