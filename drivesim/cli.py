@@ -173,6 +173,14 @@ def cmd_simulate(args) -> int:
 
     from drivesim.sim.evaluate import logged_progress
 
+    if args.render == "splat":  # a bad rig or size is an error before anything runs
+        from drivesim.render.camera import load_rig
+        from drivesim.render.sensors import parse_size
+
+        try:
+            load_rig(args.rig), parse_size(args.render_size)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"error: {exc}") from None
     scenario = procedural(args.map, args.seed) if args.map else pick_scenario(args)
     batch = ScenarioBatch.build([scenario], device=args.device)
     reference = logged_progress(batch)  # the logged ego's progress, else the expert's
@@ -195,8 +203,8 @@ def cmd_simulate(args) -> int:
 
         t0 = time.perf_counter()
         video = write_surround_video(scenario, res.trajectory, out / f"{file_name(scenario.name)}_splat.{args.format}",
-                                     rig=args.rig, size=args.render_size)
-        print(f"rendered {len(res.trajectory['x'])} surround frames ({args.rig}, {args.render_size} per camera) "
+                                     rig=args.rig, size=args.render_size, every=args.render_every)
+        print(f"rendered {-(-len(res.trajectory['x']) // args.render_every)} surround frames ({args.rig}, {args.render_size} per camera) "
               f"in {time.perf_counter() - t0:.1f} s")
     else:
         video = write_bev_video(scenario, res.trajectory, out / f"{file_name(scenario.name)}.{args.format}")
@@ -451,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bev: the BEV video; splat: six Gaussian-splat cameras beside the BEV")
     s.add_argument("--render-size", default="200x112", help="WxH of each camera with --render splat (default 200x112)")
     s.add_argument("--rig", default="nuscenes", help="camera rig: nuscenes | pandaset | a rig YAML (default nuscenes)")
+    s.add_argument("--render-every", type=int, default=1, help="with --render splat: one frame every N steps (default 1)")
     s.add_argument("-o", "--out", default="out/simulate")
     s.set_defaults(func=cmd_simulate)
     e = sub.add_parser("evaluate", help="evaluate policies on a suite: CSV/JSON table, summary, HTML report")

@@ -37,11 +37,21 @@ class Observation:
 
     agents [B, N, AGENT_FEATURES], agents_mask [B, N]; lanes [B, M, CHUNK, 2] lane piece points,
     lane_attrs [B, M, LANE_FEATURES], lanes_mask [B, M]; route [B, R, 2] points ahead on the ego
-    route; ego [B, EGO_FEATURES].
+    route; ego [B, EGO_FEATURES]. cameras [B, C, H, W, 3] RGB in [0, 1] when a camera renderer
+    (a callable (state, batch) -> tensor, e.g. drivesim.render.sensors.SplatCameras) is handed in.
     """
 
-    def __init__(self, state: SimState, batch: ScenarioBatch, config: ObservationConfig | None = None):
+    def __init__(self, state: SimState, batch: ScenarioBatch, config: ObservationConfig | None = None, cameras=None):
         self.state, self.batch, self.config = state, batch, config or ObservationConfig()
+        self._camera_fn = cameras
+
+    @cached_property
+    def cameras(self) -> torch.Tensor:
+        """[B, C, H, W, 3] camera images of every row, rendered on first access."""
+        if self._camera_fn is None:
+            raise RuntimeError("this observation has no cameras: hand a renderer in, e.g. "
+                               "rollout(batch, policy, cameras=SplatCameras(load_rig('nuscenes'), 200, 112))")
+        return self._camera_fn(self.state, self.batch)
 
     @property
     def batch_size(self) -> int:
@@ -125,8 +135,8 @@ def route_points_at(batch: ScenarioBatch, s: torch.Tensor) -> torch.Tensor:
     return a + (b - a) * frac
 
 
-def observe(state: SimState, batch: ScenarioBatch, cfg: ObservationConfig | None = None) -> Observation:
-    return Observation(state, batch, cfg)
+def observe(state: SimState, batch: ScenarioBatch, cfg: ObservationConfig | None = None, cameras=None) -> Observation:
+    return Observation(state, batch, cfg, cameras)
 
 
 def _agents(state, ego_xy, ego_yaw, cfg):

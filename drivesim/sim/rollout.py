@@ -57,12 +57,13 @@ def check_actions(action, batch_size: int) -> list[str]:
 
 def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None, metric_config: MetricConfig | None = None,
             obs_config: ObservationConfig | None = None, expert_progress: torch.Tensor | None = None, record: bool = False,
-            show_progress: bool = False, policy_every: int = 1, behavior=None) -> RolloutResult:
+            show_progress: bool = False, policy_every: int = 1, behavior=None, cameras=None) -> RolloutResult:
     """Run `policy` on every scenario of `batch` for its duration; return metrics and status.
 
     The policy acts every `policy_every` simulation steps and its action is held in between
     (simulation and policy rates are separate). `behavior` drives the LEARNED agents
-    (`Simulator(batch, behavior=...)`).
+    (`Simulator(batch, behavior=...)`). `cameras`: a renderer (state, batch) -> [B, C, H, W, 3]
+    whose images the policy reads as `obs.cameras` (rendered only when it does).
     """
     if policy_every < 1:
         raise ValueError(f"policy_every must be >= 1, got {policy_every}")
@@ -81,7 +82,7 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
     brake = torch.tensor([-4.0, 0.0], device=batch.device)
     for t in tqdm(range(batch.max_steps), desc=getattr(policy, "name", "policy"), disable=not show_progress, leave=False):
         if t % policy_every == 0:
-            action, reasons = _act(policy, state, batch, obs_config)
+            action, reasons = _act(policy, state, batch, obs_config, cameras)
         else:
             reasons = [""] * B
         for b, why in enumerate(reasons):
@@ -104,10 +105,10 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
                          time.perf_counter() - t0, int(batch.valid.sum()) * state.step)
 
 
-def _act(policy, state, batch, obs_config):
+def _act(policy, state, batch, obs_config, cameras=None):
     B = batch.batch_size
     try:
-        action = policy.act(observe(state, batch, obs_config))
+        action = policy.act(observe(state, batch, obs_config, cameras))
     except Exception as exc:  # a policy bug must not take the suite down: report it per row
         return torch.zeros(B, 2, device=batch.device), [f"policy {getattr(policy, 'name', policy)!r} raised {type(exc).__name__}: {exc}"] * B
     reasons = check_actions(action, B)
