@@ -29,20 +29,23 @@ from drivesim.render.gaussians import Gaussians
 
 
 def road_scene(n: int, seed: int = 0, device="cpu") -> Gaussians:
-    """n Gaussians: 60 % ground (|x| < 50 m, |y| < 15 m), 30 % roadside clutter, 10 % in 10 cars."""
+    """n Gaussians: 60 % ground (|x| < 50 m, |y| < 15 m), 30 % roadside clutter, 10 % in 10 cars.
+
+    Sizes as a fitted scene would have them at 20k Gaussians: ground splats 0.15-0.45 m (std-dev;
+    about 10 overlap at a ground point within 3 sigma), clutter 0.1-0.5 m, car parts 0.05-0.25 m."""
     gen = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.rand(*s, generator=gen)
     n_ground, n_side = int(0.6 * n), int(0.3 * n)
     n_car = n - n_ground - n_side
     ground = torch.stack([100 * r(n_ground) - 50, 30 * r(n_ground) - 15, 0.02 * r(n_ground)], -1)
-    g_scale = torch.stack([0.3 + 0.7 * r(n_ground), 0.3 + 0.7 * r(n_ground), torch.full((n_ground,), 0.02)], -1)
+    g_scale = torch.stack([0.15 + 0.3 * r(n_ground), 0.15 + 0.3 * r(n_ground), torch.full((n_ground,), 0.02)], -1)
     side_y = torch.where(r(n_side) < 0.5, -1.0, 1.0) * (8 + 12 * r(n_side))
     side = torch.stack([100 * r(n_side) - 50, side_y, 8 * r(n_side)], -1)
-    s_scale = (0.2 + 0.6 * r(n_side))[:, None].expand(n_side, 3) * (0.7 + 0.6 * r(n_side, 3))
+    s_scale = (0.1 + 0.4 * r(n_side))[:, None].expand(n_side, 3) * (0.7 + 0.6 * r(n_side, 3))
     car_xy = torch.stack([80 * r(10) - 40, torch.tensor([-5.4, -1.8, 1.8, 5.4])[torch.randint(0, 4, (10,), generator=gen)]], -1)
     car_of = torch.randint(0, 10, (n_car,), generator=gen)
     car = torch.cat([car_xy[car_of] + (r(n_car, 2) - 0.5) * torch.tensor([4.5, 1.9]), 1.5 * r(n_car, 1)], -1)
-    c_scale = 0.1 + 0.2 * r(n_car, 3)
+    c_scale = 0.05 + 0.2 * r(n_car, 3)
     means = torch.cat([ground, side, car])
     scales = torch.cat([g_scale, s_scale, c_scale])
     quats = torch.randn(n, 4, generator=gen)

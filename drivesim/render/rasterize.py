@@ -45,7 +45,7 @@ T_MIN = 1e-4  # a pixel stops before its transmittance would reach this
 EPS2D = 0.3
 EXTEND_MAX = 3.33
 MAX_TILE_PAIRS = 20_000_000  # (tile, Gaussian) pairs: about 0.5 GB of index tensors
-CHUNK_ELEMENTS = 1 << 21  # tiles x Gaussians x pixels evaluated at once (8 MB per float tensor)
+CHUNK_ELEMENTS = 1 << 17  # tiles x Gaussians x pixels per step: 0.5 MB float32 tensors stay in L2
 _FAR_AWAY = 1e30  # sigma of padding entries: alpha = exp(-1e30) = 0
 GC = 32
 
@@ -304,12 +304,13 @@ def _render_torch(g, viewmats, Ks, width, height, bg, near, far, tile_size) -> R
     return RenderOutput(rgb=rgb, depth=depth, alpha=alpha, agent_id=agent)
 
 
-_LOG_ALPHA_MAX = math.log(ALPHA_MAX)
-_LOG_ALPHA_FLOOR = -6.0  # exp(-6) < 1/255: below the threshold, and far from denormals
+_LOG2E = 1.0 / math.log(2.0)
+_LOG2_ALPHA_MAX = math.log2(ALPHA_MAX)
+_LOG2_ALPHA_FLOOR = -6.0 * _LOG2E  # alpha = e^-6 < 1/255: below the threshold, far from denormals
 
 
 def _coefficient_table(p: Projected, flat, tile_of, tw, th, tile_size) -> Tensor:
-    """Per intersection (tile order) the coefficients [I, 6] of log(alpha) over the pixel features
+    """Per intersection (tile order) the coefficients [I, 6] of log2(alpha) over the pixel features
     (1, u, v, u^2, v^2, u v), with (u, v) relative to the intersection's tile centre."""
     ts = tile_size
     tcx = ((tile_of % tw) * ts + ts / 2).to(p.means2d.dtype)
@@ -317,9 +318,10 @@ def _coefficient_table(p: Projected, flat, tile_of, tw, th, tile_size) -> Tensor
     m = p.means2d[flat]
     mu, mv = m[:, 0] - tcx, m[:, 1] - tcy  # mean relative to the tile centre
     a, b, c = p.conics[flat].unbind(-1)
-    # log(alpha) = log(opacity) - 0.5 d^T conic d with d = (u - mu, v - mv)
-    return torch.stack([p.log_opac[flat] - (0.5 * a * mu * mu + 0.5 * c * mv * mv + b * mu * mv),
-                        a * mu + b * mv, c * mv + b * mu, -0.5 * a, -0.5 * c, -b], -1)
+    # log2(alpha) = (log(opacity) - 0.5 d^T conic d) / ln 2 with d = (u - mu, v - mv); exp2 is
+    # about 3 times faster than exp on CPU
+    return _LOG2E * torch.stack([p.log_opac[flat] - (0.5 * a * mu * mu + 0.5 * c * mv * mv + b * mu * mv),
+                                 a * mu + b * mv, c * mv + b * mu, -0.5 * a, -0.5 * c, -b], -1)
 
 
 def _composite(p: Projected, colors, id_of_pair, n_ids, flat, tile_of, counts, tw, th, tile_size,
@@ -368,13 +370,13 @@ def _composite(p: Projected, colors, id_of_pair, n_ids, flat, tile_of, counts, t
         for k0 in range(0, L, gc):
             ik = idx[:, k0:k0 + gc]
             pk = pid_of[ik]
-            la = (coef[ik].view(-1, 6) @ PF).view(A, gc, npix)  # log alpha [A, gc, npix]
+            la = (coef[ik].view(-1, 6) @ PF).view(A, gc, npix)  # log2 alpha [A, gc, npix]
             if need_grad:
-                alpha = F.threshold(la.clamp(_LOG_ALPHA_FLOOR, _LOG_ALPHA_MAX).exp(), thresh, 0.0)
+                alpha = F.threshold(torch.exp2(la.clamp(_LOG2_ALPHA_FLOOR, _LOG2_ALPHA_MAX)), thresh, 0.0)
                 T_incl = T[:, None] * torch.cumprod(1 - alpha, 1)
                 cross = T_incl[:, -1] <= T_MIN
-                if cross.any():
-                    alpha = alpha.masked_fill(T_incl <= T_MIN, 0.0)
+                if cross.any():  # a pixel stops before the Gaussian that brings T to <= T_MIN
+                    alpha = alpha * F.threshold(T_incl.detach(), T_MIN, 0.0).sign_()
                 w = alpha * torch.cat([T[:, None], T_incl[:, :-1]], 1)  # blending weights
                 contrib = torch.bmm(feats[pk].transpose(1, 2), w)  # [A, 5, npix]
                 acc = acc + contrib
@@ -383,11 +385,11 @@ def _composite(p: Projected, colors, id_of_pair, n_ids, flat, tile_of, counts, t
                     with torch.no_grad():
                         id_acc += torch.bmm(onehot[pk].transpose(1, 2), w.detach())
             else:
-                w = F.threshold_(la.clamp_(_LOG_ALPHA_FLOOR, _LOG_ALPHA_MAX).exp_(), thresh, 0.0)
+                w = F.threshold_(la.clamp_(_LOG2_ALPHA_FLOOR, _LOG2_ALPHA_MAX).exp2_(), thresh, 0.0)
                 T_incl = (1 - w).cumprod_(1).mul_(T[:, None])
                 cross = T_incl[:, -1] <= T_MIN
-                if cross.any():
-                    w.masked_fill_(T_incl <= T_MIN, 0.0)
+                if cross.any():  # 0/1 mask, much faster than masked_fill_ on CPU
+                    w.mul_(F.threshold(T_incl, T_MIN, 0.0).sign_())
                 w[:, 1:].mul_(T_incl[:, :-1])
                 w[:, 0].mul_(T)  # w = alpha * T_excl
                 contrib = torch.bmm((feats_ids if fused_ids else feats)[pk].transpose(1, 2), w)
