@@ -431,11 +431,13 @@ def write_demo_cameras(out: Path, seconds: float = 5.0) -> None:
     from drivesim.render.sensors import write_surround_video
     from drivesim.sim.rollout import rollout
 
+    import dataclasses
+
     t0 = time.perf_counter()
-    scenario = load_scenarios("nominal", limit=1)[2][0]
+    scenario = dataclasses.replace(load_scenarios("nominal", limit=1)[2][0], duration=seconds)
     res = rollout(ScenarioBatch.build([scenario]), make_policy("pdm_expert"), record=True)
     path = write_surround_video(scenario, res.trajectory, out / f"cameras_{file_name(scenario.name)}.mp4", rig="nuscenes",
-                                size=(200, 112), every=2, steps=round(seconds / scenario.dt))
+                                size=(200, 112), every=2)
     print(f"\nwrote {path} (splat cameras, nuScenes rig, {seconds:g} s, {time.perf_counter() - t0:.1f} s to render)")
 
 
