@@ -45,9 +45,10 @@ T_MIN = 1e-4  # a pixel stops before its transmittance would reach this
 EPS2D = 0.3
 EXTEND_MAX = 3.33
 MAX_TILE_PAIRS = 20_000_000  # (tile, Gaussian) pairs: about 0.5 GB of index tensors
-CHUNK_ELEMENTS = 1 << 17  # tiles x Gaussians x pixels per step: 0.5 MB float32 tensors stay in L2
+CHUNK_ELEMENTS = 1 << 16  # tiles x Gaussians x pixels per step: 256 KB float32 tensors stay in L2
+TORCH_TILE_SIZE = 8  # fewer wasted pixel evaluations than 16 (about 20 % faster on CPU)
 _FAR_AWAY = 1e30  # sigma of padding entries: alpha = exp(-1e30) = 0
-GC = 32
+GC = 32  # Gaussians per tile per step
 
 
 @dataclass
@@ -63,14 +64,20 @@ _warned_auto = False
 
 def render(gaussians: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, height: int, *,
            backend: str = "auto", background: Tensor | None = None,
-           near: float = 0.05, far: float = 1e4, tile_size: int = 16) -> RenderOutput:
-    """Render C cameras (world-to-camera `viewmats` [C, 4, 4], intrinsics `Ks` [C, 3, 3])."""
+           near: float = 0.05, far: float = 1e4, tile_size: int | None = None) -> RenderOutput:
+    """Render C cameras (world-to-camera `viewmats` [C, 4, 4], intrinsics `Ks` [C, 3, 3]).
+
+    `tile_size` None picks the backend's fastest: 16 on gsplat, 8 on torch (the image does not
+    depend on it). `background` [3] is composited behind: rgb = sum w c + T_final * background.
+    """
     _validate(gaussians, viewmats, Ks, width, height, background, near, far, tile_size)
     device = gaussians.device
     dtype = gaussians.means.dtype
     viewmats, Ks = viewmats.to(device, dtype), Ks.to(device, dtype)
     bg = torch.zeros(3, device=device, dtype=dtype) if background is None else background.to(device, dtype)
     backend = _choose_backend(backend, device)
+    if tile_size is None:
+        tile_size = 16 if backend == "gsplat" else TORCH_TILE_SIZE
     if backend == "gsplat":
         return _render_gsplat(gaussians, viewmats, Ks, width, height, bg, near, far, tile_size)
     return _render_torch(gaussians, viewmats, Ks, width, height, bg, near, far, tile_size)
@@ -120,7 +127,7 @@ def _validate(g, viewmats, Ks, width, height, background, near, far, tile_size):
         raise ValueError(f"background must be an RGB [3] tensor, got {tuple(background.shape)}")
     if not 0 < near < far:
         raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
-    if tile_size <= 0:
+    if tile_size is not None and tile_size <= 0:
         raise ValueError(f"tile_size must be positive, got {tile_size}")
     for name in ("means", "quats", "scales", "opacities", "colors"):
         if not torch.isfinite(getattr(g, name)).all():
