@@ -18,6 +18,7 @@ import torch
 import drivesim
 from drivesim.behavior.logs import TRAFFIC_MODES
 from drivesim.cli_events import add_commands as add_event_commands
+from drivesim.cli_refiner import add_commands as add_refiner_commands
 from drivesim.cli_sensor import add_commands as add_sensor_commands
 from drivesim.distributed import add_backend_arguments, backend_options
 
@@ -529,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
     add_event_commands(sub)
     add_sensor_commands(sub)
+    add_refiner_commands(sub)
     d = sub.add_parser("demo", help="the main job: the nominal suite and a generated cut-in suite × the built-in "
                        "policies and the shipped IL/RL checkpoints → tables, reports, videos")
     d.add_argument("-o", "--out", default="out/demo", help="output folder (cut-in results in OUT/cutins)")

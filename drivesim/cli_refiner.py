@@ -1,0 +1,212 @@
+"""Diffusion-refiner commands: `drivesim refiner train | eval | render`, registered by cli.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "policies" / "refiner"
+PANDASET = "pandaset_002"
+
+
+def add_commands(sub) -> None:
+    """Add `refiner` with its subcommands to the `drivesim` parser's subparsers `sub`."""
+    r = sub.add_parser("refiner", help="the action-conditioned diffusion refiner on top of the splat render")
+    rsub = r.add_subparsers(dest="refiner_command", required=True)
+    t = rsub.add_parser("train", help="train on self-supervised splat pairs (+ real PandaSet pairs); CPU, < 30 min")
+    t.add_argument("--config", default=None, help="YAML of TrainConfig overrides (refiner:, data:, steps, ...)")
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--minutes", type=float, default=None, help="stop the optimisation after this many minutes")
+    t.add_argument("--real", default="auto", help="real pairs: a reconstruction artifact folder (scene.pt + card.json), "
+                   "'auto' (out/reconstruct if it exists, else fit a small one on PandaSet 002), 'fit', or 'none'")
+    t.add_argument("--quick", action="store_true", help="a tiny smoke run (one scenario, 20 steps, no real pairs)")
+    t.add_argument("-o", "--out", default="out/refiner")
+    t.set_defaults(func=cmd_train)
+    e = rsub.add_parser("eval", help="PSNR/SSIM on held-out real frames, action consistency, temporal stability, cost")
+    e.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="refiner.pt or its folder")
+    e.add_argument("--real", default="auto", help="as for train (the same held-out frames)")
+    e.add_argument("--frames", type=int, default=100, help="frames of the temporal-stability rollout")
+    e.add_argument("--gpu-size", default="448x256", help="WxH of the CUDA cost measurement (when CUDA is present)")
+    e.add_argument("-o", "--out", default="out/refiner_eval")
+    e.set_defaults(func=cmd_eval)
+    v = rsub.add_parser("render", help="a procedural scenario driven by the expert, six refined cameras beside the BEV")
+    v.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    v.add_argument("--map", default="curved")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--rig", default="nuscenes")
+    v.add_argument("--render-size", default="112x64")
+    v.add_argument("--steps", type=int, default=None, help="trajectory steps to render (default all)")
+    v.add_argument("--sample-steps", type=int, default=None, help="refiner sampling steps (default: the checkpoint's)")
+    v.add_argument("-o", "--out", default="out/refiner_render")
+    v.set_defaults(func=cmd_render)
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("DRIVESIM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def real_scene(spec: str, width: int, height: int, log=print):
+    """(RealScene, seq, masks) for `spec` (see --real), or None for 'none' / no data."""
+    if spec == "none":
+        return None
+    root = data_root() / PANDASET
+    if not root.is_dir():
+        log(f"refiner: no PandaSet sequence at DRIVESIM_DATA/{PANDASET}: no real pairs")
+        return None
+    from drivesim.io.pandaset import load
+    from drivesim.render.reconstruct import object_masks
+    from drivesim.render.refiner_real import load_reconstruction, small_reconstruction
+
+    seq = load(root, size=(width, height))
+    masks = object_masks(seq, 1)
+    folder = Path("out/reconstruct") if spec == "auto" else Path(spec)
+    if spec not in ("auto", "fit") or (spec == "auto" and (folder / "scene.pt").exists()):
+        try:
+            return load_reconstruction(folder, seq), seq, masks
+        except (ValueError, FileNotFoundError) as exc:
+            if spec != "auto":
+                raise SystemExit(f"error: {exc}") from None
+            log(f"refiner: cannot use {folder} ({exc}); fitting a small reconstruction instead")
+    return small_reconstruction(seq, log=log), seq, masks
+
+
+def cmd_train(args) -> int:
+    import yaml
+
+    from drivesim.render.refiner_data import DataConfig
+    from drivesim.render.refiner_real import real_pairs
+    from drivesim.render.refiner_train import TrainConfig, save, train
+
+    raw = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    try:
+        cfg = TrainConfig.from_dict(raw or {})
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"error: {args.config}: {exc}") from None
+    overrides = {}
+    if args.quick:
+        overrides.update(data=DataConfig(maps=("curved",), scenarios_per_map=1, clips_per_scenario=2, clip_len=3),
+                         steps=20)
+        args.real = "none"
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    if args.minutes is not None:
+        overrides["max_minutes"] = args.minutes
+    cfg = TrainConfig.from_dict({**cfg.to_dict(), **{k: (v.to_dict() if hasattr(v, "to_dict") else v)
+                                                    for k, v in overrides.items()}})
+    t0 = time.perf_counter()
+    found = real_scene(args.real, cfg.data.width, cfg.data.height)
+    real, lineage = None, None
+    if found is not None:
+        scene, seq, masks = found
+        real = real_pairs(scene, seq, masks)
+        lineage = {**scene.lineage, "sequence": PANDASET, "images": len(real), "digest": real.digest()}
+    model, card = train(cfg, real, lineage)
+    card["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    path = save(model, card, args.out)
+    print(f"wrote {path} ({model.n_params() / 1e6:.2f} M parameters, hash {json.loads((Path(args.out) / 'card.json').read_text())['hash']}), "
+          f"loss {card['loss_first_100']:.4f} -> {card['loss_last_100']:.4f}, {card['wall_seconds'] / 60:.1f} min")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import torch
+
+    from drivesim.render import refiner_eval as ev
+    from drivesim.render.refiner_real import evaluate_real
+    from drivesim.render.refiner_train import load_refiner
+
+    model = load_refiner(args.checkpoint)
+    ckpt_card = Path(args.checkpoint) / "card.json" if Path(args.checkpoint).is_dir() else Path(args.checkpoint).with_name("card.json")
+    card = json.loads(ckpt_card.read_text()) if ckpt_card.exists() else {}
+    data = card.get("config", {}).get("data", {})
+    size = (int(data.get("width", 112)), int(data.get("height", 64)))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"checkpoint": card.get("hash"), "lineage": card.get("lineage")}
+    found = real_scene(args.real, *size)
+    if found is not None:
+        scene, seq, masks = found
+        real = evaluate_real(model, scene, seq, masks)
+        report["real"] = {k: v for k, v in real.items() if k not in ("examples", "rows")}
+        report["real"]["reconstruction"] = scene.lineage
+        examples = real["examples"]
+    else:
+        examples = []
+    report["action_consistency"] = ev.action_consistency(model, size=size)
+    report["temporal"] = ev.temporal_stability(model, size=size, frames=args.frames)
+    report["cost_cpu_64x112"] = ev.cost(model, size=size)
+    if torch.cuda.is_available():
+        from drivesim.render.sensors import parse_size
+
+        report["cost_cuda"] = {"size": args.gpu_size, **ev.cost(model, size=parse_size(args.gpu_size), device="cuda")}
+    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    print_table(report)
+    if examples:
+        figure(examples, out / "real_heldout.png")
+        print(f"wrote {out / 'eval.json'} and {out / 'real_heldout.png'}")
+    else:
+        print(f"wrote {out / 'eval.json'}")
+    return 0
+
+
+def print_table(r: dict) -> None:
+    print(f"\nrefiner {r.get('checkpoint')}")
+    if "real" in r:
+        x = r["real"]
+        print(f"held-out real PandaSet frames ({x['images']} images, unmasked pixels):")
+        print(f"  {'':10s} {'PSNR dB':>8s} {'SSIM':>7s}")
+        print(f"  {'splat':10s} {x['psnr_splat']:8.2f} {x['ssim_splat']:7.4f}")
+        print(f"  {'refined':10s} {x['psnr_refined']:8.2f} {x['ssim_refined']:7.4f}")
+    else:
+        print("held-out real PandaSet frames: not evaluated (no data)")
+    a = r["action_consistency"]
+    print(f"action consistency ({a['patches']} patch shifts, yaw +-0.02/0.05 rad, lateral +-0.25/0.5 m): "
+          f"|refined - splat| mean {a['mean_px']:.3f} px (yaw {a['yaw_mean_px']:.3f}, lateral {a['lateral_mean_px']:.3f}), "
+          f"max {a['max_px']:.3f} px")
+    print(f"zero action: shift of refined(0) vs refined(action) mean {a['zero_action_shift_mean_px']:.3f} px, "
+          f"max {a['zero_action_shift_max_px']:.3f} px; mean |difference| {a['zero_action_abs_diff']:.4f}")
+    t = r["temporal"]
+    print(f"temporal stability over {t['frames']} closed-loop frames (depth-warped |frame - previous|, static pixels): "
+          f"splat {t['splat']:.4f}, refined {t['refined']:.4f}")
+    c = r["cost_cpu_64x112"]
+    print(f"cost per six-camera frame on CPU: splat render {t['splat_s_per_frame']:.3f} s, refiner 1 step "
+          f"{c['1_step_s']:.3f} s, 3 steps {c['3_step_s']:.3f} s")
+    if "cost_cuda" in r:
+        g = r["cost_cuda"]
+        print(f"cost per six-camera frame on CUDA at {g['size']}: 1 step {g['1_step_s'] * 1e3:.1f} ms, "
+              f"3 steps {g['3_step_s'] * 1e3:.1f} ms")
+    else:
+        print("cost on a CUDA GPU: not measured (no CUDA device here)")
+
+
+def figure(examples, path: Path) -> None:
+    """Rows of (splat, refined, real) held-out front-camera images."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rows = [np.concatenate([(im.clamp(0, 1).numpy() * 255).astype(np.uint8) for im in ex], 1) for ex in examples]
+    grid = np.concatenate(rows, 0)
+    big = Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST)
+    d = ImageDraw.Draw(big)
+    w = examples[0][0].shape[1] * 3
+    for i, name in enumerate(("splat", "splat + refiner", "real (held out)")):
+        d.text((i * w + 4, 2), name, fill=(255, 255, 0))
+    big.save(path)
+
+
+def cmd_render(args) -> int:
+    from drivesim.render.refined_cameras import write_refined_video
+    from drivesim.render.refiner_data import expert_rollout
+    from drivesim.render.refiner_train import load_refiner
+
+    model = load_refiner(args.checkpoint)
+    scenario, traj = expert_rollout(args.map, args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    path = write_refined_video(scenario, traj, out / f"{scenario.name}_refined.mp4", model, rig=args.rig,
+                               size=args.render_size, steps=args.steps, sample_steps=args.sample_steps)
+    print(f"wrote {path} ({time.perf_counter() - t0:.1f} s)")
+    return 0

@@ -1,0 +1,175 @@
+"""Real PandaSet pairs for the refiner and its evaluation on held-out real frames.
+
+The reconstructed scene comes from the artifact of `drivesim reconstruct` (`scene.pt` + `card.json`
+in a folder) when one is given; without it, `small_reconstruction` fits one at the refiner's
+resolution with the same code (`drivesim.render.reconstruct.fit`) and the same held-out rule
+(frame index % holdout_every == holdout_every - 1), so that held-out frames are never seen by
+either the splats or the refiner. Renders use the fit's per-camera colour gain and bias (what the
+splat render of that scene is). Pixels of labelled objects (left out of the reconstruction) carry
+no loss and no metric.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from drivesim.render.refiner import Refiner, warp_previous
+from drivesim.render.refiner_data import CAMERA_OFFSETS, WHEELBASE, make_pairs
+
+PIXEL_CENTRE = 0.5  # the rasterizer samples pixel j at j + 0.5; PandaSet intrinsics put its centre at j
+
+
+@dataclass
+class RealScene:
+    """A reconstructed PandaSet scene and the frames it was fitted on."""
+
+    gaussians: object  # Gaussians (background, ids -1)
+    gain: torch.Tensor  # [C, 3]
+    bias: torch.Tensor  # [C, 3]
+    background: torch.Tensor  # [3]
+    train: list[int]  # frame indices into the sequence
+    held_out: list[int]
+    lineage: dict
+
+
+def small_reconstruction(seq, iters: int = 300, n_gaussians: int = 15000, seed: int = 0, log=print) -> RealScene:
+    """Fit a reconstruction of `seq` at its own size with reconstruct.fit (held out: index % 8 == 7)."""
+    from drivesim.render.reconstruct import ReconConfig, fit, to_gaussians
+
+    cfg = ReconConfig(width=seq.width, height=seq.height, iters=iters, n_gaussians=n_gaussians, seed=seed)
+    t0 = time.perf_counter()
+    res = fit(seq, cfg, progress=False)
+    log(f"refiner: fitted a {seq.width}x{seq.height} reconstruction ({iters} iterations, {time.perf_counter() - t0:.0f} s)")
+    lineage = {"reconstruction": "fitted by the refiner's data step with drivesim.render.reconstruct.fit",
+               "recon_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()},
+               "data_hash": seq.data_hash()[:16], "held_out_frames": [seq.frames[i] for i in res.held_out]}
+    return RealScene(to_gaussians(res.raw), res.camera_gain, res.camera_bias, res.background, res.train, res.held_out,
+                     lineage)
+
+
+def load_reconstruction(folder, seq) -> RealScene:
+    """The artifact of `drivesim reconstruct` (scene.pt + card.json) for `seq`'s frames."""
+    import json
+
+    from drivesim.render.reconstruct import split_frames
+
+    folder = Path(folder)
+    card = json.loads((folder / "card.json").read_text()) if (folder / "card.json").exists() else {}
+    try:
+        from drivesim.render.reconstruct import load_scene
+        g = load_scene(folder)
+    except ImportError:
+        raise ValueError(f"{folder}: drivesim.render.reconstruct has no load_scene yet") from None
+    blob = torch.load(folder / "scene.pt", map_location="cpu", weights_only=False)
+    blob = blob if isinstance(blob, dict) else {}
+    C = len(seq.cameras)
+    gain = torch.as_tensor(blob.get("camera_gain", torch.ones(C, 3))).float()
+    bias = torch.as_tensor(blob.get("camera_bias", torch.zeros(C, 3))).float()
+    bg = torch.as_tensor(blob.get("background", [0.5, 0.5, 0.5])).float()
+    every = int(card.get("config", {}).get("holdout_every", 8))
+    train, held = split_frames(len(seq.frames), every)
+    named = card.get("held_out_frames") or card.get("held_out")
+    if named is not None and sorted(int(f) for f in named) != sorted(seq.frames[i] for i in held):
+        raise ValueError(f"{folder}: card.json holds out frames {named}, not those of the split rule (every {every})")
+    lineage = {"reconstruction": str(folder.name), "hash": card.get("hash") or card.get("content_hash"),
+               "data_hash": card.get("data_hash"), "held_out_frames": [seq.frames[i] for i in held]}
+    return RealScene(g, gain, bias, bg, train, held, lineage)
+
+
+def render_real(scene: RealScene, seq, cams: list[int], fidx: list[int]):
+    """(rgb [N, 3, H, W] with gains, depth [N, H, W], alpha [N, H, W], viewmats [N, 4, 4], K [N, 3, 3])."""
+    from drivesim.render.rasterize import render
+
+    c2w = seq.cam_to_world[cams, fidx].float()
+    view = torch.linalg.inv(c2w)
+    K = seq.K[cams].clone().float()
+    K[:, :2, 2] += PIXEL_CENTRE
+    out = render(scene.gaussians, view, K, seq.width, seq.height, background=scene.background, near=0.5, tile_size=8)
+    rgb = (out.rgb * scene.gain[cams, None, None] + scene.bias[cams, None, None]).clamp(0, 1)
+    return rgb.permute(0, 3, 1, 2), out.depth, out.alpha, view, K
+
+
+def log_action(seq, fi: int) -> torch.Tensor:
+    """[4] (acceleration, steering, speed, yaw change) of the ego at frame index fi from the front
+    camera's recorded poses (speed and yaw rate by finite differences over the timestamps)."""
+    c = seq.cameras.index("front") if "front" in seq.cameras else 0
+
+    def pose(i):
+        i = min(max(i, 0), len(seq.frames) - 1)
+        m = seq.cam_to_world[c, i]
+        return float(m[0, 3]), float(m[1, 3]), math.atan2(float(m[1, 2]), float(m[0, 2])), float(seq.timestamps[c, i])
+
+    def speed(i):
+        (x0, y0, _, t0), (x1, y1, _, t1) = pose(i - 1), pose(i)
+        return math.hypot(x1 - x0, y1 - y0) / max(t1 - t0, 1e-3) if i > 0 else 0.0
+    (_, _, yaw0, t0), (_, _, yaw1, t1) = pose(fi - 1), pose(fi)
+    dt = max(t1 - t0, 1e-3)
+    dyaw = (yaw1 - yaw0 + math.pi) % (2 * math.pi) - math.pi if fi > 0 else 0.0
+    v = speed(fi)
+    return torch.tensor([(v - speed(fi - 1)) / dt if fi > 1 else 0.0,
+                         math.atan(WHEELBASE * dyaw / dt / max(v, 1.0)), v, dyaw])
+
+
+def real_pairs(scene: RealScene, seq, masks: torch.Tensor):
+    """Pairs on the training frames (the previous real frame only when it is a training frame too)."""
+    C = len(seq.cameras)
+    cams = torch.arange(C) + CAMERA_OFFSETS["pandaset"]
+    train = set(scene.train)
+    parts = []
+    for fi in sorted(train):
+        rgb, depth, alpha, view, K = render_real(scene, seq, list(range(C)), [fi] * C)
+        target = seq.images[:, fi].permute(0, 3, 1, 2).float() / 255
+        prev, T = None, None
+        if fi - 1 in train:
+            prev = seq.images[:, fi - 1].permute(0, 3, 1, 2).float() / 255
+            T = torch.linalg.inv(seq.cam_to_world[:, fi - 1].float()) @ seq.cam_to_world[:, fi].float()
+        act = log_action(seq, fi).expand(C, 4)
+        parts.append(make_pairs(target, rgb, depth, alpha, prev, K, T, act, cams, loss_mask=~masks[:, fi], source="pandaset"))
+    from drivesim.render.refiner_data import PairSet
+    return PairSet.cat(parts)
+
+
+@torch.no_grad()
+def evaluate_real(refiner: Refiner, scene: RealScene, seq, masks: torch.Tensor, steps: int = 1, seed: int = 0) -> dict:
+    """PSNR / SSIM of splat alone and splat + refiner on the held-out frames over unmasked pixels.
+
+    The refiner runs over every frame of each camera in order, fed its own previous output (never a
+    real image), as it runs in the simulator; only held-out frames are scored."""
+    from drivesim.render.reconstruct import masked_psnr, masked_ssim
+
+    C = len(seq.cameras)
+    cams = torch.arange(C) + CAMERA_OFFSETS["pandaset"]
+    held = set(scene.held_out)
+    prev_rgb, prev_view, rows, shown = None, None, [], []
+    for fi in range(len(seq.frames)):
+        rgb, depth, alpha, view, K = render_real(scene, seq, list(range(C)), [fi] * C)
+        warped = valid = None
+        if prev_rgb is not None:
+            warped, valid = warp_previous(prev_rgb, depth, K, prev_view @ torch.linalg.inv(view), alpha)
+        noise = torch.randn(rgb.shape, generator=torch.Generator().manual_seed(seed * 7919 + fi))
+        out = refiner.sample(rgb, depth, alpha, warped, valid, log_action(seq, fi).expand(C, 4), cams, steps=steps,
+                             noise=noise)
+        prev_rgb, prev_view = out, view
+        if fi not in held:
+            continue
+        gt = seq.images[:, fi].float() / 255
+        ok = ~masks[:, fi]
+        a, b = rgb.permute(0, 2, 3, 1), out.permute(0, 2, 3, 1)
+        for c, ps, pr, ss, sr in zip(range(C), masked_psnr(a, gt, ok).tolist(), masked_psnr(b, gt, ok).tolist(),
+                                     masked_ssim(a, gt, ok).tolist(), masked_ssim(b, gt, ok).tolist()):
+            rows.append({"camera": seq.cameras[c], "frame": seq.frames[fi], "psnr_splat": ps, "psnr_refined": pr,
+                         "ssim_splat": ss, "ssim_refined": sr})
+        if len(shown) < 3:
+            shown.append((a[1 if C > 1 else 0], b[1 if C > 1 else 0], gt[1 if C > 1 else 0]))
+    if not rows:
+        warnings.warn("evaluate_real: no held-out frames", stacklevel=2)
+        return {"rows": [], "images": 0}
+    mean = lambda k: sum(r[k] for r in rows) / len(rows)
+    return {"images": len(rows), **{k: mean(k) for k in ("psnr_splat", "psnr_refined", "ssim_splat", "ssim_refined")},
+            "examples": shown, "rows": rows}

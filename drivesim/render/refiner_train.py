@@ -1,0 +1,171 @@
+"""Training the diffusion refiner on offline pairs, and its checkpoint artifact.
+
+`train(cfg)` builds the pairs (self-supervised degraded-vs-full renders on procedural scenarios,
+plus real PandaSet pairs when a reconstruction artifact is given), trains the EDM denoiser with
+Adam, and `save` writes `refiner.pt` (config + weights) and `card.json` (content hash, lineage:
+scenarios, splat code version, reconstruction artifact and its held-out frames, data digest,
+config, losses, wall time). `load_refiner(path)` reads it back and checks the layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from drivesim.render.refiner import Refiner, RefinerConfig, edm_loss
+from drivesim.render.refiner_data import DataConfig, PairSet, synthetic_pairs
+
+SPLAT_FILES = ("drivesim/render/rasterize.py", "drivesim/render/scene.py", "drivesim/render/gaussians.py")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    refiner: RefinerConfig = field(default_factory=RefinerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    steps: int = 2500
+    batch: int = 8
+    lr: float = 5e-4  # Adam, cosine-decayed to 5 % over the steps
+    real_fraction: float = 0.5  # of each batch, when real pairs exist
+    max_minutes: float = 24.0  # stop the optimisation early past this (the card says so)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(TrainConfig)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown refiner training config keys {sorted(unknown)}; known: {sorted(known)}")
+        d = dict(d)
+        if "refiner" in d:
+            d["refiner"] = RefinerConfig.from_dict(d["refiner"])
+        if "data" in d:
+            d["data"] = DataConfig.from_dict(d["data"])
+        return TrainConfig(**d)
+
+
+def splat_version(root: Path | None = None) -> str:
+    """Content hash of the splat code (rasterizer, scene builder, Gaussians) the pairs were rendered with."""
+    root = root or Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    for rel in SPLAT_FILES:
+        p = root / rel
+        h.update(p.read_bytes() if p.exists() else b"missing")
+    return h.hexdigest()[:16]
+
+
+def training_batch(model: Refiner, b: dict, gen: torch.Generator) -> tuple:
+    """(target, cond_images, action, camera, prev_sigma, splat, loss_mask) in network units, with
+    noise augmentation of the previous frame and its dropout (first frames)."""
+    cfg = model.cfg
+    N = b["target"].shape[0]
+    prev_sigma = torch.rand(N, generator=gen) * cfg.prev_noise_max
+    valid = b["prev_valid"] * (torch.rand(N, 1, 1, 1, generator=gen) >= cfg.p_drop_prev).float()
+    prev = (b["prev"] + 0.5 * prev_sigma.view(-1, 1, 1, 1) * torch.randn(b["prev"].shape, generator=gen)).clamp(0, 1)
+    cond = model.pack(b["rgb"], b["depth"], b["alpha"], prev, valid)
+    return b["target"] * 2 - 1, cond, b["action"], b["camera"], prev_sigma, b["rgb"] * 2 - 1, b["loss_mask"]
+
+
+def masked_edm_loss(model, target, cond, action, camera, prev_sigma, splat, mask, gen):
+    """edm_loss over loss-mask pixels: masked pixels take the denoiser's own output as target."""
+    if bool(mask.all()):
+        return edm_loss(model, target, cond, action, camera, prev_sigma, splat, gen)
+    # pixels without a target (labelled objects in real images) are filled with the splat render
+    target = torch.where(mask > 0.5, target, splat)
+    return edm_loss(model, target, cond, action, camera, prev_sigma, splat, gen)
+
+
+def train(cfg: TrainConfig, real: PairSet | None = None, real_lineage: dict | None = None, progress: bool = True,
+          log=print) -> tuple[Refiner, dict]:
+    """Train a refiner; returns it and its card (lineage, losses, timings)."""
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    synth, scenario_names = synthetic_pairs(cfg.data, progress=progress)
+    t_data = time.perf_counter() - t0
+    log(f"refiner data: {len(synth)} self-supervised images from {len(scenario_names)} scenarios"
+        + (f", {len(real)} real PandaSet images" if real is not None else ", no real pairs") + f" ({t_data:.0f} s)")
+    model = Refiner(cfg.refiner)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n_real = round(cfg.batch * cfg.real_fraction) if real is not None and len(real) else 0
+    losses, t1, stopped = [], time.perf_counter(), None
+    bar = tqdm(range(cfg.steps), desc="refiner", disable=not progress, mininterval=5.0)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
+        parts = [synth.batch(torch.randint(len(synth), (cfg.batch - n_real,), generator=gen))]
+        if n_real:
+            parts.append(real.batch(torch.randint(len(real), (n_real,), generator=gen)))
+        b = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        loss = masked_edm_loss(model, *training_batch(model, b, gen), gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if progress and step % 20 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-100:]) / len(losses[-100:]):.4f}")
+        if (time.perf_counter() - t1) / 60 > cfg.max_minutes:
+            stopped = step + 1
+            log(f"refiner: stopped after {stopped} of {cfg.steps} steps (max_minutes {cfg.max_minutes})")
+            break
+    model.eval()
+    card = {
+        "kind": "drivesim refiner",
+        "config": cfg.to_dict(),
+        "params": model.n_params(),
+        "lineage": {"synthetic_scenarios": scenario_names, "synthetic_images": len(synth),
+                    "synthetic_digest": synth.digest(), "splat_version": splat_version(),
+                    "real": real_lineage if real is not None else None},
+        "steps_done": stopped or cfg.steps,
+        "loss_first_100": sum(losses[:100]) / max(1, len(losses[:100])),
+        "loss_last_100": sum(losses[-100:]) / max(1, len(losses[-100:])),
+        "data_seconds": round(t_data, 1),
+        "train_seconds": round(time.perf_counter() - t1, 1),
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
+    return model, card
+
+
+def state_hash(model: Refiner) -> str:
+    buf = io.BytesIO()
+    torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, buf)
+    return hashlib.sha256(buf.getvalue()).hexdigest()[:16]
+
+
+def save(model: Refiner, card: dict, out_dir) -> Path:
+    """out_dir/refiner.pt (config + weights) and out_dir/card.json (with the weights' hash)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    card = {**card, "hash": state_hash(model)}
+    torch.save({"kind": "drivesim refiner", "config": model.cfg.to_dict(), "state_dict": model.state_dict(),
+                "hash": card["hash"]}, out / "refiner.pt")
+    (out / "card.json").write_text(json.dumps(card, indent=2))
+    return out / "refiner.pt"
+
+
+def load_refiner(path) -> Refiner:
+    """A refiner from refiner.pt (or its folder); a checkpoint of another kind or layout is an error."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "refiner.pt"
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != "drivesim refiner":
+        raise ValueError(f"{path} is not a drivesim refiner checkpoint")
+    model = Refiner(RefinerConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    if ckpt.get("hash") and state_hash(model) != ckpt["hash"]:
+        raise ValueError(f"{path}: weights do not match the hash recorded in the checkpoint")
+    return model

@@ -1,0 +1,176 @@
+import math
+
+import pytest
+import torch
+
+from drivesim.render.camera import ego_pose_matrix, load_rig
+from drivesim.render.refiner import Refiner, RefinerConfig, edm_loss, relative_pose, reproject, warp_previous
+
+torch.set_num_threads(1)
+
+TINY = RefinerConfig(channels=(8, 16), cond_dim=16)
+
+
+def _inputs(N=2, H=16, W=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    rgb = torch.rand(N, 3, H, W, generator=g)
+    depth = 5 + 20 * torch.rand(N, H, W, generator=g)
+    alpha = torch.rand(N, H, W, generator=g)
+    prev = torch.rand(N, 3, H, W, generator=g)
+    valid = (torch.rand(N, 1, H, W, generator=g) > 0.3).float()
+    action = torch.randn(N, 4, generator=g)
+    camera = torch.arange(N)
+    return rgb, depth, alpha, prev, valid, action, camera
+
+
+def _K(W=32, H=16, f=20.0):
+    return torch.tensor([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
+
+
+def test_shapes_and_range():
+    torch.manual_seed(0)
+    m = Refiner(TINY)
+    rgb, depth, alpha, prev, valid, action, camera = _inputs()
+    out = m.sample(rgb, depth, alpha, prev, valid, action, camera, generator=torch.Generator().manual_seed(1))
+    assert out.shape == rgb.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+    out3 = m.sample(rgb, depth, alpha, None, None, action, camera, steps=3, generator=torch.Generator().manual_seed(1))
+    assert out3.shape == rgb.shape
+    # odd sizes are padded inside the UNet and cropped back
+    odd = [t[..., :15, :29] if t.dim() == 4 else t for t in (rgb, prev, valid)]
+    out = m.sample(odd[0], depth[:, :15, :29], alpha[:, :15, :29], odd[1], odd[2], action, camera)
+    assert out.shape == (2, 3, 15, 29)
+
+
+def test_sampling_is_deterministic_with_a_seed():
+    torch.manual_seed(0)
+    m = Refiner(TINY)
+    with torch.no_grad():  # a non-zero output layer so that the network matters
+        m.net.out.weight.normal_(0, 0.1)
+    args = _inputs()
+    a = m.sample(*args, steps=2, generator=torch.Generator().manual_seed(3))
+    b = m.sample(*args, steps=2, generator=torch.Generator().manual_seed(3))
+    c = m.sample(*args, steps=2, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_sigma_schedule():
+    m = Refiner(TINY)
+    assert m.sigmas(1) == [TINY.sigma_start, 0.0]
+    s = m.sigmas(3)
+    assert len(s) == 4 and s[0] == pytest.approx(TINY.sigma_start) and s[-2] == pytest.approx(TINY.sigma_min)
+    assert all(a > b for a, b in zip(s, s[1:]))
+    with pytest.raises(ValueError):
+        m.sigmas(0)
+
+
+def test_loss_finite_and_decreases_on_a_fixed_batch():
+    torch.manual_seed(0)
+    m = Refiner(TINY)
+    rgb, depth, alpha, prev, valid, action, camera = _inputs()
+    target = (rgb * 0.8 + 0.1) * 2 - 1
+    cond = m.pack(rgb, depth, alpha, prev, valid)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(12):
+        loss = edm_loss(m, target, cond, action, camera, torch.zeros(2), rgb * 2 - 1, torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(math.isfinite(v) for v in losses)
+    assert sum(losses[-3:]) < sum(losses[:3])
+
+
+def test_warp_with_zero_motion_is_identity():
+    rgb, depth, alpha, prev, valid, action, camera = _inputs()
+    K = _K().expand(2, 3, 3)
+    warped, ok = warp_previous(prev, depth, K, torch.eye(4).expand(2, 4, 4))
+    assert bool((ok == 1).all())
+    assert torch.allclose(warped, prev, atol=1e-4)
+
+
+def test_warp_with_a_known_yaw_shifts_by_f_tan_yaw():
+    H, W, f, yaw = 16, 32, 20.0, 0.1
+    K = _K(W, H, f)[None]
+    depth = torch.full((1, H, W), 10.0)
+    # the ego turns left by yaw; a camera looking forward (OpenCV: x right, y down, z forward)
+    rig = load_rig("nuscenes", W, H)
+    front = rig.names.index("CAM_FRONT")
+    cam_to_ego = rig.cam_to_ego[front:front + 1].clone()
+    cam_to_ego[:, :3, 3] = 0  # a camera at the ego origin: pure rotation
+    view = lambda yaw: torch.linalg.inv(ego_pose_matrix(0.0, 0.0, yaw) @ cam_to_ego)
+    T = relative_pose(view(0.0), view(yaw))
+    uv, _ = reproject(depth, K, T)
+    # the principal-point pixel of the turned camera was at cx + f tan(yaw) to the right before... or left
+    col = torch.arange(W) + 0.5
+    du = uv[0, H // 2, :, 0] - col
+    centre = du[W // 2]
+    R = cam_to_ego[0, :3, :3]
+    fwd_rot = abs(float(R[1, 2]))  # how far the camera axis is from the ego's x axis (the nuScenes front camera is ~0)
+    assert fwd_rot < 0.05
+    assert float(centre.abs()) == pytest.approx(f * math.tan(yaw), rel=0.03)
+    assert float(centre) < 0  # turning left moves content to the right in the new view: it was further left before
+    # the warp moves image content accordingly: a bright column ends up f tan(yaw) further right
+    prev = torch.zeros(1, 3, H, W)
+    prev[..., 10] = 1.0
+    warped, _ = warp_previous(prev, depth, K, T)
+    col_new = float((warped[0, 0, H // 2] * col).sum() / warped[0, 0, H // 2].sum())
+    assert col_new - 10.5 == pytest.approx(-float(centre), abs=0.15)
+
+
+def test_action_does_not_enter_the_geometry_path():
+    """The warp takes no action; the conditioning images are the same whatever the action."""
+    torch.manual_seed(0)
+    m = Refiner(TINY)
+    rgb, depth, alpha, prev, valid, action, camera = _inputs()
+    assert torch.equal(m.pack(rgb, depth, alpha, prev, valid), m.pack(rgb, depth, alpha, prev, valid))
+    import inspect
+    assert "action" not in inspect.signature(warp_previous).parameters
+    assert "action" not in inspect.signature(m.pack).parameters
+    # an untrained refiner (zero output layer) returns the splat at one step whatever the action
+    out_a = m.sample(rgb, depth, alpha, prev, valid, action, camera, generator=torch.Generator().manual_seed(0))
+    out_0 = m.sample(rgb, depth, alpha, prev, valid, torch.zeros_like(action), camera,
+                     generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out_a, out_0)
+
+
+def test_config_round_trip_and_unknown_keys():
+    cfg = RefinerConfig(channels=(8, 16), steps=2)
+    assert RefinerConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown refiner config keys"):
+        RefinerConfig.from_dict({"chanels": [8]})
+
+
+def test_checkpoint_round_trip(tmp_path):
+    from drivesim.render.refiner_train import load_refiner, save
+
+    torch.manual_seed(0)
+    m = Refiner(TINY)
+    save(m, {"lineage": {}}, tmp_path)
+    m2 = load_refiner(tmp_path)
+    args = _inputs()
+    assert torch.equal(m.sample(*args, generator=torch.Generator().manual_seed(0)),
+                       m2.sample(*args, generator=torch.Generator().manual_seed(0)))
+    torch.save({"kind": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a drivesim refiner"):
+        load_refiner(tmp_path / "other.pt")
+
+
+def test_training_steps_on_pairs():
+    """Two training steps on a tiny batch of pairs: finite loss."""
+    from drivesim.render.refiner_data import make_pairs
+    from drivesim.render.refiner_train import masked_edm_loss, training_batch
+
+    torch.manual_seed(0)
+    m = Refiner(TINY)
+    rgb, depth, alpha, prev, valid, action, camera = _inputs()
+    K = _K().expand(2, 3, 3)
+    pairs = make_pairs(rgb, rgb.flip(-1), depth, alpha, prev, K, torch.eye(4).expand(2, 4, 4), action, camera)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        loss = masked_edm_loss(m, *training_batch(m, pairs.batch(torch.arange(2)), gen), gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert math.isfinite(float(loss))
