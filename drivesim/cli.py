@@ -428,11 +428,11 @@ def cmd_demo(args) -> int:
 
 def write_demo_cameras(out: Path, seconds: float = 5.0) -> None:
     """The first nominal scenario driven by the expert: `seconds` of six splat cameras beside the BEV at 5 fps."""
+    import dataclasses
+
     from drivesim.behavior.scenario import ScenarioBatch
     from drivesim.render.sensors import write_surround_video
     from drivesim.sim.rollout import rollout
-
-    import dataclasses
 
     t0 = time.perf_counter()
     scenario = dataclasses.replace(load_scenarios("nominal", limit=1)[2][0], duration=seconds)
