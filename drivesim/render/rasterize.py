@@ -296,8 +296,8 @@ def _render_torch(g, viewmats, Ks, width, height, bg, near, far, tile_size) -> R
     unique_ids, id_index = torch.unique(g.ids, return_inverse=True)
     need_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (g.means, g.quats, g.scales, g.opacities, g.colors))
-    acc, ids_acc = _composite(p, g.colors[p.gid], id_index[p.gid], len(unique_ids), flat, tile_of, counts,
-                              tw, th, tile_size, need_grad)
+    acc, best = _composite(p, g.colors.index_select(0, p.gid), id_index.index_select(0, p.gid), len(unique_ids),
+                           flat, tile_of, counts, tw, th, tile_size, need_grad)
 
     def to_image(x):  # [C*th*tw, F, ts*ts] -> [C, H, W, F]
         x = x.view(C, th, tw, -1, tile_size, tile_size).permute(0, 1, 4, 2, 5, 3)
@@ -307,7 +307,8 @@ def _render_torch(g, viewmats, Ks, width, height, bg, near, far, tile_size) -> R
     alpha = img[..., 4]
     rgb = img[..., :3] + (1 - alpha)[..., None] * bg
     depth = torch.where(alpha > 0, img[..., 3] / alpha.clamp(min=1e-10), torch.zeros_like(alpha))
-    agent = _agent_id(to_image(ids_acc), alpha.detach(), unique_ids)
+    best = unique_ids[to_image(best[:, None])[..., 0]]  # the id with the largest blending weight
+    agent = torch.where(alpha.detach() >= 0.5, best, torch.full_like(best, -1))
     return RenderOutput(rgb=rgb, depth=depth, alpha=alpha, agent_id=agent)
 
 
@@ -331,87 +332,173 @@ def _coefficient_table(p: Projected, flat, tile_of, tw, th, tile_size) -> Tensor
                                  a * mu + b * mv, c * mv + b * mu, -0.5 * a, -0.5 * c, -b], -1)
 
 
+def _tile_groups(counts: Tensor, has_agent: Tensor, tiles_per_group: int):
+    """Busy tiles sorted by (holds agent Gaussians, count) descending, cut into groups that
+    hold either agent tiles or none.
+
+    Returns the sorted busy tiles and per group (first, last) positions, its tiles' counts (a
+    descending list) and whether they hold agent Gaussians."""
+    key = counts + has_agent * (int(counts.max()) + 1)
+    order = torch.sort(key, descending=True, stable=True).indices
+    n_busy = int((counts > 0).sum())
+    order = order[:n_busy]
+    n_agent = int(has_agent.sum())
+    cnt = counts.index_select(0, order).tolist()
+    groups = []
+    for lo, hi, ag in ((0, n_agent, True), (n_agent, n_busy, False)):
+        for a in range(lo, hi, tiles_per_group):
+            b = min(a + tiles_per_group, hi)
+            groups.append((a, b, cnt[a:b], ag))
+    return order, groups
+
+
+def _group_rows(counts: list[int], starts: Tensor, pad: int):
+    """Intersection rows of a group of A tiles (counts descending, lists at `starts`), laid out
+    step by step: [S, A, GC] rows (the lists padded with `pad`), and the steps as (k, A_k, n):
+    step k covers columns k GC .. k GC + n of the first A_k tiles (those whose lists reach that
+    far; n < GC only in the last step, the longest list rounded up to a multiple of 8)."""
+    A, L = len(counts), (counts[0] + 7) // 8 * 8
+    S = -(-L // GC)
+    cols = torch.arange(S * GC, device=starts.device)
+    cnt = torch.tensor(counts, device=starts.device)
+    idx = torch.where(cols < cnt[:, None], starts[:, None] + cols, pad)  # [A, S GC]
+    steps = []
+    for k in range(S):
+        while counts[A - 1] <= k * GC:
+            A -= 1
+        steps.append((k, A, min(GC, L - k * GC)))
+    return idx.view(len(counts), S, GC).transpose(0, 1).reshape(-1), S, steps
+
+
+def _step_block(x: Tensor, k: int, A: int, n: int) -> Tensor:
+    """Rows [A*n, ...] of step k from a [S, A_group, GC, ...] layout."""
+    b = x[k, :A, :n]
+    return b.view(A * n, *x.shape[3:]) if n == x.shape[2] else b.reshape(A * n, *x.shape[3:])
+
+
 def _composite(p: Projected, colors, id_of_pair, n_ids, flat, tile_of, counts, tw, th, tile_size,
                need_grad: bool):
     """Front-to-back compositing of the binned Gaussians.
 
     Tiles are taken in groups of similar length (sorted by whether they hold agent Gaussians,
-    then by count); a group steps through its depth-sorted lists `GC` Gaussians at a time with
-    dense [tiles, GC, pixels] tensors, carrying each pixel's transmittance (set to 0 once the
+    then by count); each group gathers its depth-sorted coefficient and feature rows once and
+    steps through them `GC` Gaussians at a time with dense [tiles, GC, pixels] tensors over the
+    tiles whose lists reach that far, carrying each pixel's transmittance (set to 0 once the
     pixel is done), and stops once every pixel of the group is done. Without grad all updates
-    are in place. Returns per-tile sums [n_tiles, 5, npix] of w * (r, g, b, depth, 1) and
-    [n_tiles, n_ids, npix] of w per id (computed only in tiles that hold agent Gaussians).
+    are in place. Returns per-tile sums [n_tiles, 5, npix] of w * (r, g, b, depth, 1) and the
+    per-pixel index [n_tiles, npix] of the id with the largest sum of w (0 in tiles without
+    agent Gaussians, whose id weights are not computed).
     """
     device, dtype = p.means2d.device, p.means2d.dtype
-    n_tiles, npix, gc, P = counts.shape[0], tile_size * tile_size, GC, len(p.cam)
+    n_tiles, npix, P = counts.shape[0], tile_size * tile_size, len(p.cam)
     pad = len(flat)  # the padding intersection: alpha 0, features 0
     coef = torch.cat([_coefficient_table(p, flat, tile_of, tw, th, tile_size),
                       torch.tensor([[-_FAR_AWAY, 0, 0, 0, 0, 0]], dtype=dtype, device=device)])
     pid_of = torch.cat([flat, flat.new_full((1,), P)])  # intersection -> pair (P = padding pair)
     feats = torch.cat([torch.cat([colors, p.depths[:, None], torch.ones_like(p.depths)[:, None]], -1),
                        torch.zeros(1, 5, dtype=dtype, device=device)])  # [P+1, 5]
-    onehot = torch.cat([F.one_hot(id_of_pair, n_ids).to(dtype), torch.zeros(1, n_ids, dtype=dtype, device=device)])
     with torch.no_grad():
-        agent_pair = onehot[:, 1:].sum(-1) > 0 if n_ids > 1 else torch.zeros(P + 1, dtype=torch.bool)
+        onehot = torch.cat([F.one_hot(id_of_pair, n_ids).to(dtype), torch.zeros(1, n_ids, dtype=dtype, device=device)])
         has_agent = torch.zeros(n_tiles, dtype=torch.bool, device=device)
-        has_agent[tile_of[agent_pair[flat]]] = True
-        if n_ids > 1 and not need_grad:
-            feats_ids = torch.cat([feats, onehot], -1)  # ids ride along as extra channels
+        if n_ids > 1:
+            agent_pair = onehot[:, 1:].sum(-1) > 0
+            has_agent[tile_of[agent_pair.index_select(0, flat)]] = True
+        feats_ids = torch.cat([feats, onehot], -1)  # ids ride along as extra channels (no grad)
+    order, groups = _tile_groups(counts, has_agent, max(1, CHUNK_ELEMENTS // (GC * npix)))
+    n_busy = len(order)
+    starts = (torch.cumsum(counts, 0) - counts).index_select(0, order)
     PF = _pixel_features(tile_size, dtype, device)  # [6, npix]
-    thresh = float(torch.nextafter(torch.tensor(ALPHA_MIN, dtype=dtype), torch.tensor(0.0, dtype=dtype)))
-    starts = torch.cumsum(counts, 0) - counts
-    order = torch.sort(counts + has_agent * (int(counts.max()) + 1), descending=True, stable=True).indices
-    n_busy = int((counts > 0).sum())
-    per_group = max(1, CHUNK_ELEMENTS // (gc * npix))
-    accs, id_accs = [], []
-    for a0 in range(0, n_busy, per_group):
-        tiles = order[a0:min(a0 + per_group, n_busy)]
-        ids_here = bool(has_agent[tiles].any())
-        A, L = len(tiles), int(counts[tiles].max())
-        steps = torch.arange(-(-L // gc) * gc, device=device)
-        idx = torch.where(steps < counts[tiles, None], starts[tiles, None] + steps, pad)  # [A, L_pad]
-        T = torch.ones(A, npix, dtype=dtype, device=device)  # transmittance, 0 once a pixel is done
-        fused_ids = ids_here and not need_grad
-        acc = torch.zeros(A, 5 + n_ids * fused_ids, npix, dtype=dtype, device=device)
-        id_acc = torch.zeros(A, n_ids, npix, dtype=dtype, device=device) if ids_here else None
-        for k0 in range(0, L, gc):
-            ik = idx[:, k0:k0 + gc]
-            pk = pid_of[ik]
-            la = (coef[ik].view(-1, 6) @ PF).view(A, gc, npix)  # log2 alpha [A, gc, npix]
-            if need_grad:
-                alpha = F.threshold(torch.exp2(la.clamp(_LOG2_ALPHA_FLOOR, _LOG2_ALPHA_MAX)), thresh, 0.0)
-                T_incl = T[:, None] * torch.cumprod(1 - alpha, 1)
-                cross = T_incl[:, -1] <= T_MIN
-                if cross.any():  # a pixel stops before the Gaussian that brings T to <= T_MIN
-                    alpha = alpha * F.threshold(T_incl.detach(), T_MIN, 0.0).sign_()
-                w = alpha * torch.cat([T[:, None], T_incl[:, :-1]], 1)  # blending weights
-                contrib = torch.bmm(feats[pk].transpose(1, 2), w)  # [A, 5, npix]
-                acc = acc + contrib
-                T = (T - contrib[:, 4]).masked_fill(cross, 0.0)
-                if ids_here:
-                    with torch.no_grad():
-                        id_acc += torch.bmm(onehot[pk].transpose(1, 2), w.detach())
-            else:
-                w = F.threshold_(la.clamp_(_LOG2_ALPHA_FLOOR, _LOG2_ALPHA_MAX).exp2_(), thresh, 0.0)
-                T_incl = (1 - w).cumprod_(1).mul_(T[:, None])
-                cross = T_incl[:, -1] <= T_MIN
-                if cross.any():  # 0/1 mask, much faster than masked_fill_ on CPU
-                    w.mul_(F.threshold(T_incl, T_MIN, 0.0).sign_())
-                w[:, 1:].mul_(T_incl[:, :-1])
-                w[:, 0].mul_(T)  # w = alpha * T_excl
-                contrib = torch.bmm((feats_ids if fused_ids else feats)[pk].transpose(1, 2), w)
-                acc += contrib
-                T.sub_(contrib[:, 4]).masked_fill_(cross, 0.0)
-            if bool(cross.all()):
-                break
-        if fused_ids:
-            acc, id_acc = acc[:, :5], acc[:, 5:]
-        accs.append(acc)
-        id_accs.append(id_acc if id_acc is not None else torch.zeros(A, n_ids, npix, dtype=dtype, device=device))
-    busy = order[:n_busy]
-    acc = torch.zeros(n_tiles, 5, npix, dtype=dtype, device=device).index_copy(0, busy, torch.cat(accs))
-    id_acc = torch.zeros(n_tiles, n_ids, npix, dtype=dtype, device=device).index_copy(0, busy, torch.cat(id_accs))
-    return acc, id_acc
+    out = torch.zeros(n_busy + 1, 5, npix, dtype=dtype, device=device) if not need_grad else None
+    best = torch.zeros(n_busy + 1, npix, dtype=torch.long, device=device)  # last row: empty tiles
+    accs = []
+    for a0, a1, cnt, ids_here in groups:
+        rows, S, steps = _group_rows(cnt, starts[a0:a1], pad)
+        pk = pid_of.index_select(0, rows)
+        cg = coef.index_select(0, rows).view(S, a1 - a0, GC, 6)
+        if need_grad:
+            acc, id_acc = _composite_group(cg, feats.index_select(0, pk).view(S, a1 - a0, GC, 5),
+                                           onehot.index_select(0, pk).view(S, a1 - a0, GC, n_ids) if ids_here else None,
+                                           PF, steps)
+            accs.append(acc)
+        elif ids_here:
+            buf = torch.zeros(a1 - a0, 5 + n_ids, npix, dtype=dtype, device=device)
+            _composite_group_(cg, feats_ids.index_select(0, pk).view(S, a1 - a0, GC, 5 + n_ids), PF, buf, steps)
+            out[a0:a1], id_acc = buf[:, :5], buf[:, 5:]
+        else:
+            _composite_group_(cg, feats.index_select(0, pk).view(S, a1 - a0, GC, 5), PF, out[a0:a1], steps)
+        if ids_here:
+            best[a0:a1] = id_acc.argmax(1)
+    if need_grad:
+        out = torch.cat(accs + [torch.zeros(1, 5, npix, dtype=dtype, device=device)])
+    inv = torch.full((n_tiles,), n_busy, dtype=torch.long, device=device)
+    inv[order] = torch.arange(n_busy, device=device)
+    return out.index_select(0, inv), best.index_select(0, inv)
+
+
+def _thresh(dtype) -> float:
+    """The largest float below ALPHA_MIN: F.threshold keeps alpha > it, i.e. alpha >= ALPHA_MIN."""
+    return float(torch.nextafter(torch.tensor(ALPHA_MIN, dtype=dtype), torch.tensor(0.0, dtype=dtype)))
+
+
+def _composite_group_(cg: Tensor, fg: Tensor, PF: Tensor, acc: Tensor, steps) -> None:
+    """No-grad compositing of one tile group into acc [A, nf, npix] (in place).
+
+    cg [S, A, GC, 6] log2-alpha coefficients and fg [S, A, GC, nf] features of the depth-sorted
+    lists, step by step as `_group_rows` lays them out."""
+    npix = PF.shape[1]
+    thresh = _thresh(cg.dtype)
+    T = torch.ones(acc.shape[0], npix, dtype=cg.dtype, device=cg.device)  # 0 once a pixel is done
+    for k, A, n in steps:
+        T = T[:A]
+        w = torch.mm(_step_block(cg, k, A, n), PF).view(A, n, npix)  # log2 alpha
+        F.threshold_(w.clamp_(_LOG2_ALPHA_FLOOR, _LOG2_ALPHA_MAX).exp2_(), thresh, 0.0)  # alpha
+        T_incl = torch.rsub(w, 1.0).cumprod_(1).mul_(T[:, None])
+        T_next = F.threshold(T_incl[:, -1], T_MIN, 0.0)  # a pixel stops before T would reach T_MIN
+        done = T_next == 0
+        if bool(done.any()):  # 0/1 mask, much faster than masked_fill_ on CPU
+            w.mul_(F.threshold(T_incl, T_MIN, 0.0).sign_())
+        w[:, 1:].mul_(T_incl[:, :-1])
+        w[:, 0].mul_(T)  # w = alpha * T_excl
+        acc[:A].add_(torch.bmm(fg[k, :A, :n].transpose(1, 2), w))
+        T = T_next
+        if bool(done.all()):
+            break
+
+
+def _composite_group(cg: Tensor, fg: Tensor, og: Tensor | None, PF: Tensor, steps):
+    """Differentiable compositing of one tile group (rows as in `_composite_group_`): returns
+    acc [A, 5, npix] and, when og [S, A, GC, n_ids] is given, the per-id weights [A, n_ids, npix]
+    (without grad)."""
+    npix, A0 = PF.shape[1], steps[0][1]
+    thresh = _thresh(cg.dtype)
+    T = torch.ones(A0, npix, dtype=cg.dtype, device=cg.device)
+    acc = torch.zeros(A0, 5, npix, dtype=cg.dtype, device=cg.device)
+    id_acc = torch.zeros(A0, og.shape[-1], npix, dtype=cg.dtype, device=cg.device) if og is not None else None
+    finished, id_finished = [], []  # rows of tiles whose lists ended, last tiles first
+    for k, A, n in steps:
+        if A < T.shape[0]:
+            finished.append(acc[A:])
+            acc, T = acc[:A], T[:A]
+            if id_acc is not None:
+                id_finished.append(id_acc[A:])
+                id_acc = id_acc[:A]
+        la = torch.mm(_step_block(cg, k, A, n), PF).view(A, n, npix)  # log2 alpha
+        alpha = F.threshold(torch.exp2(la.clamp(_LOG2_ALPHA_FLOOR, _LOG2_ALPHA_MAX)), thresh, 0.0)
+        T_incl = T[:, None] * torch.cumprod(1 - alpha, 1)
+        cross = T_incl[:, -1] <= T_MIN
+        if cross.any():  # a pixel stops before the Gaussian that brings T to <= T_MIN
+            alpha = alpha * F.threshold(T_incl.detach(), T_MIN, 0.0).sign_()
+        w = alpha * torch.cat([T[:, None], T_incl[:, :-1]], 1)  # blending weights
+        contrib = torch.bmm(fg[k, :A, :n].transpose(1, 2), w)  # [A, 5, npix]
+        acc = acc + contrib
+        T = (T - contrib[:, 4]).masked_fill(cross, 0.0)
+        if id_acc is not None:
+            with torch.no_grad():
+                id_acc += torch.bmm(og[k, :A, :n].transpose(1, 2), w.detach())
+        if bool(cross.all()):
+            break
+    acc = torch.cat([acc] + finished[::-1])
+    return acc, (torch.cat([id_acc] + id_finished[::-1]) if id_acc is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------
