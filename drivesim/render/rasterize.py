@@ -244,35 +244,68 @@ def project(g: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, height: int,
 # torch backend: tile binning + chunked front-to-back compositing
 # ---------------------------------------------------------------------------------------------
 
+def _expand(n: Tensor):
+    """For counts n [K]: (owner [sum n], rank [sum n]) of each of the sum(n) items."""
+    owner = torch.repeat_interleave(torch.arange(len(n), device=n.device), n)
+    start = torch.cumsum(n, 0) - n
+    return owner, torch.arange(len(owner), device=n.device) - start.index_select(0, owner)
+
+
 def bin_tiles(p: Projected, C: int, width: int, height: int, tile_size: int):
     """(tile, pair) intersections sorted by tile then depth.
 
-    Returns flat [I] pair ids, tile_of [I] their tiles (both in that order), counts [C*th*tw], tw, th.
+    A pair goes to the tiles of its radius box (gsplat's) that hold a pixel centre where its
+    alpha can reach ALPHA_MIN: per row of tiles, the columns that the ellipse
+    q(d) = d^T conic d <= 2 ln(opacity / ALPHA_MIN) (with a margin for rounding) spans within the
+    row's pixel centres. The tiles left out would composite alpha 0 everywhere: the image is
+    the same. Returns flat [I] pair ids, tile_of [I] their tiles (both in that order), counts
+    [C*th*tw], tw, th.
     """
-    tw, th = -(-width // tile_size), -(-height // tile_size)
+    ts = tile_size
+    tw, th = -(-width // ts), -(-height // ts)
     with torch.no_grad():
         m, r = p.means2d.detach(), p.radii.to(p.means2d.dtype)
-        x0 = torch.floor((m[:, 0] - r[:, 0]) / tile_size).clamp(0, tw).long()
-        x1 = torch.ceil((m[:, 0] + r[:, 0]) / tile_size).clamp(0, tw).long()
-        y0 = torch.floor((m[:, 1] - r[:, 1]) / tile_size).clamp(0, th).long()
-        y1 = torch.ceil((m[:, 1] + r[:, 1]) / tile_size).clamp(0, th).long()
-        nx = x1 - x0
-        n_per = nx * (y1 - y0)  # [P]
-        total = int(n_per.sum())
+        mx, my = m[:, 0], m[:, 1]
+        a, b, c = p.conics.detach().unbind(-1)
+        D = (a * c - b * b).clamp(min=1e-30)
+        Q = (2 * (p.log_opac.detach() - math.log(ALPHA_MIN))).clamp(min=0) * 1.001 + 0.01
+        ymax, xmax = torch.sqrt(Q * a / D), torch.sqrt(Q * c / D)  # half extents of the ellipse
+        # pixel rows whose centres (j + 0.5) the ellipse and the radius box reach, as tile rows
+        py0 = torch.maximum(torch.ceil(my - ymax - 0.5), torch.floor((my - r[:, 1]) / ts) * ts).clamp(0, height - 1)
+        py1 = torch.minimum(torch.floor(my + ymax - 0.5), torch.ceil((my + r[:, 1]) / ts) * ts - 1).clamp(0, height - 1)
+        ty0 = torch.div(py0, ts, rounding_mode="floor").long()
+        n_rows = torch.where(py1 >= py0, torch.div(py1, ts, rounding_mode="floor").long() - ty0 + 1, 0)
+        box_x0 = torch.floor((mx - r[:, 0]) / ts).clamp(0, tw).long()
+        box_x1 = torch.ceil((mx + r[:, 0]) / ts).clamp(0, tw).long()
+        pr, k = _expand(n_rows)  # (pair, tile row) combinations
+        ty = ty0.index_select(0, pr) + k
+        myr = my.index_select(0, pr)
+        lo = torch.maximum(ty * ts, py0.index_select(0, pr).long()) + 0.5 - myr  # band of pixel-centre rows
+        hi = torch.minimum(ty * ts + ts - 1, py1.index_select(0, pr).long()) + 0.5 - myr
+        ar, br = a.index_select(0, pr), b.index_select(0, pr)
+        aQ, Dr = ar * Q.index_select(0, pr), D.index_select(0, pr)
+        ystar = -br * xmax.index_select(0, pr) / c.index_select(0, pr)  # the rightmost point's dy
+        yr, yl = torch.minimum(torch.maximum(ystar, lo), hi), torch.minimum(torch.maximum(-ystar, lo), hi)
+        xr = (torch.sqrt((aQ - Dr * yr * yr).clamp(min=0)) - br * yr) / ar  # right/left edges of the ellipse
+        xl = (-torch.sqrt((aQ - Dr * yl * yl).clamp(min=0)) - br * yl) / ar
+        mxr = mx.index_select(0, pr)
+        px0 = torch.ceil(mxr + xl - 0.5).clamp(0, width - 1)
+        px1 = torch.floor(mxr + xr - 0.5).clamp(0, width - 1)
+        tx0 = torch.maximum(torch.div(px0, ts, rounding_mode="floor").long(), box_x0.index_select(0, pr))
+        tx1 = torch.minimum(torch.div(px1, ts, rounding_mode="floor").long() + 1, box_x1.index_select(0, pr))
+        n_cols = torch.where(px1 >= px0, (tx1 - tx0).clamp(min=0), 0)
+        total = int(n_cols.sum())
         if total > MAX_TILE_PAIRS:
             raise MemoryError(f"scene too large for memory: {total} tile-Gaussian pairs (budget "
                               f"{MAX_TILE_PAIRS}) for {len(p.cam)} visible Gaussian views at "
                               f"{width}x{height}; lower resolution or Gaussians")
-        pair = torch.repeat_interleave(torch.arange(len(n_per), device=m.device), n_per)  # [T]
-        start = torch.cumsum(n_per, 0) - n_per
-        local = torch.arange(total, device=m.device) - start[pair]
-        tx = x0[pair] + local % nx[pair]
-        ty = y0[pair] + torch.div(local, nx[pair], rounding_mode="floor")
-        tile = (p.cam[pair] * th + ty) * tw + tx
+        row, k = _expand(n_cols)
+        pair = pr.index_select(0, row)
+        tile = (p.cam.index_select(0, pair) * th + ty.index_select(0, row)) * tw + tx0.index_select(0, row) + k
         # pairs are in (camera, depth) order already: a stable sort by tile keeps depth order
-        tile_of, order = torch.sort(tile, stable=True)
+        tile_of, order = torch.sort(tile.int(), stable=True)
         counts = torch.bincount(tile, minlength=C * th * tw)
-    return pair[order], tile_of, counts, tw, th
+    return pair.index_select(0, order), tile_of.long(), counts, tw, th
 
 
 def _pixel_features(tile_size: int, dtype, device) -> Tensor:

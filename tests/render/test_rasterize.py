@@ -259,6 +259,31 @@ def test_projection_matches_gsplat_torch_helpers():
     assert (p.radii <= radii[p.cam, p.gid]).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_binning_keeps_every_tile_a_gaussian_reaches(dtype):
+    """The ellipse binning drops only (tile, Gaussian) pairs where alpha < 1/255 at every pixel."""
+    W, H, ts = 64, 40, 8
+    g = random_scene(300, 7, dtype)
+    g = g.replace(scales=g.scales * torch.tensor([1.0, 0.15, 1.0], dtype=dtype))  # elongated, rotated splats
+    V, K = look_at_viewmats(2, dtype), intrinsics(2, W, H, dtype=dtype)
+    p = rz.project(g, V, K, W, H, near=0.05, far=1e4)
+    flat, tile_of, counts, tw, th = rz.bin_tiles(p, 2, W, H, ts)
+    binned = torch.zeros(len(p.cam), 2 * th * tw, dtype=torch.bool)
+    binned[flat, tile_of] = True
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=dtype) + 0.5, torch.arange(W, dtype=dtype) + 0.5, indexing="ij")
+    d = torch.stack([xs, ys], -1).view(-1, 2)[None] - p.means2d[:, None]  # [P, HW, 2]
+    a, b, c = p.conics[:, None].unbind(-1)
+    alpha = p.log_opac.exp()[:, None] * torch.exp(-0.5 * (a * d[..., 0] ** 2 + 2 * b * d[..., 0] * d[..., 1] + c * d[..., 1] ** 2))
+    tile_of_pixel = ((ys.long() // ts) * tw + xs.long() // ts).view(-1)
+    reach = torch.zeros_like(binned)
+    pairs, pix = torch.nonzero(alpha >= 1 / 255, as_tuple=True)
+    reach[pairs, p.cam[pairs] * th * tw + tile_of_pixel[pix]] = True
+    assert reach.sum() > 500 and not (reach & ~binned).any()
+    # and it is tighter than the radius boxes: few binned pairs that no pixel needs
+    assert (binned & ~reach).sum() < 0.25 * binned.sum()
+    assert len(flat) == int(counts.sum()) and (tile_of[1:] >= tile_of[:-1]).all()
+
+
 @pytest.mark.gpu
 def test_torch_backend_matches_gsplat_on_gpu():
     pytest.importorskip("gsplat")
