@@ -190,38 +190,36 @@ def project(g: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, height: int,
     lim_xn = cx / fx + 0.15 * width / fx
     lim_yp = (height - cy) / fy + 0.15 * height / fy
     lim_yn = cy / fy + 0.15 * height / fy
+    means_c = torch.einsum("cij,nj->cni", R, g.means) + t[:, None]  # [C, N, 3]
     with torch.no_grad():  # conservative pre-cull before the covariance work
-        means_c = torch.einsum("cij,nj->cni", R, g.means) + t[:, None]  # [C, N, 3]
-        z = means_c[..., 2]
+        z = means_c[..., 2].detach()
         zs = z.clamp(min=near)
         smax = g.scales.abs().amax(-1)  # [N]
         jx = fx[:, None] / zs * torch.sqrt(1 + torch.maximum(lim_xp, lim_xn)[:, None] ** 2)
         jy = fy[:, None] / zs * torch.sqrt(1 + torch.maximum(lim_yp, lim_yn)[:, None] ** 2)
         rx = EXTEND_MAX * (jx * smax + math.sqrt(EPS2D)) + 1
         ry = EXTEND_MAX * (jy * smax + math.sqrt(EPS2D)) + 1
-        mx = fx[:, None] * means_c[..., 0] / zs + cx[:, None]
-        my = fy[:, None] * means_c[..., 1] / zs + cy[:, None]
+        mx = fx[:, None] * means_c[..., 0].detach() / zs + cx[:, None]
+        my = fy[:, None] * means_c[..., 1].detach() / zs + cy[:, None]
         keep = ((z >= near) & (z <= far) & (g.opacities >= ALPHA_MIN)[None]
                 & (mx + rx > 0) & (mx - rx < width) & (my + ry > 0) & (my - ry < height))
         cam, gid = torch.nonzero(keep, as_tuple=True)  # (camera, Gaussian) order
-    Rp, tp = R[cam], t[cam]  # [P, 3, 3], [P, 3]
-    pc = (Rp * g.means[gid][:, None, :]).sum(-1) + tp  # [P, 3]
-    x, y, z = pc.unbind(-1)
-    fxp, fyp, cxp, cyp = fx[cam], fy[cam], cx[cam], cy[cam]
-    tx = z * torch.minimum(lim_xp[cam], torch.maximum(-lim_xn[cam], x / z))
-    ty = z * torch.minimum(lim_yp[cam], torch.maximum(-lim_yn[cam], y / z))
+    pick = lambda v: v.index_select(0, cam)  # noqa: E731  per-camera values of each pair
+    x, y, z = means_c.reshape(-1, 3).index_select(0, cam * len(g) + gid).unbind(-1)
+    fxp, fyp = pick(fx), pick(fy)
+    tx = z * torch.minimum(pick(lim_xp), torch.maximum(-pick(lim_xn), x / z))
+    ty = z * torch.minimum(pick(lim_yp), torch.maximum(-pick(lim_yn), y / z))
+    Rp = pick(R)  # [P, 3, 3]
     # rows of J @ R_cam (J has zeros at [0, 1] and [1, 0])
-    jw0 = (fxp / z)[:, None] * Rp[:, 0] - (fxp * tx / (z * z))[:, None] * Rp[:, 2]  # [P, 3]
-    jw1 = (fyp / z)[:, None] * Rp[:, 1] - (fyp * ty / (z * z))[:, None] * Rp[:, 2]
-    M = quat_to_rotmat(g.quats[gid]) * g.scales[gid][:, None, :]  # [P, 3, 3] = R_q diag(s)
-    a0 = (jw0[:, :, None] * M).sum(1)  # [P, 3] = (J R_cam M) row 0
-    a1 = (jw1[:, :, None] * M).sum(1)
-    sxx = (a0 * a0).sum(-1) + EPS2D
-    syy = (a1 * a1).sum(-1) + EPS2D
-    sxy = (a0 * a1).sum(-1)
+    JR = torch.stack([(fxp / z)[:, None] * Rp[:, 0] - (fxp * tx / (z * z))[:, None] * Rp[:, 2],
+                      (fyp / z)[:, None] * Rp[:, 1] - (fyp * ty / (z * z))[:, None] * Rp[:, 2]], 1)  # [P, 2, 3]
+    M = quat_to_rotmat(g.quats.index_select(0, gid)) * g.scales.index_select(0, gid)[:, None, :]  # R_q diag(s)
+    A = torch.bmm(JR, M)  # [P, 2, 3]
+    cov = torch.bmm(A, A.transpose(1, 2))  # [P, 2, 2]
+    sxx, syy, sxy = cov[:, 0, 0] + EPS2D, cov[:, 1, 1] + EPS2D, cov[:, 0, 1]
     det = sxx * syy - sxy * sxy
-    means2d = torch.stack([fxp * x / z + cxp, fyp * y / z + cyp], -1)
-    opac = g.opacities[gid]
+    means2d = torch.stack([fxp * x / z + pick(cx), fyp * y / z + pick(cy)], -1)
+    opac = g.opacities.index_select(0, gid)
     with torch.no_grad():
         extend = torch.sqrt(2 * torch.log(opac.clamp(min=ALPHA_MIN) / ALPHA_MIN)).clamp(max=EXTEND_MAX)
         radii = torch.stack([torch.ceil(extend * sxx.clamp(min=0).sqrt()),
@@ -231,13 +229,23 @@ def project(g: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, height: int,
               & (m[:, 0] + radii[:, 0] > 0) & (m[:, 0] - radii[:, 0] < width)
               & (m[:, 1] + radii[:, 1] > 0) & (m[:, 1] - radii[:, 1] < height)
               & (radii[:, 0] > 0) & (radii[:, 1] > 0))
-        sel = torch.nonzero(ok).flatten()
-        # stable sort by depth, then by camera: (camera, depth) order with ties in input order
-        sel = sel[torch.sort(z.detach()[sel], stable=True).indices]
-        sel = sel[torch.sort(cam[sel], stable=True).indices]
-    det = det[sel]
-    conics = torch.stack([syy[sel] / det, -sxy[sel] / det, sxx[sel] / det], -1)
-    return Projected(cam[sel], gid[sel], means2d[sel], conics, z[sel], radii[sel].long(), torch.log(opac[sel]))
+        sel = _sort_by_camera_and_depth(torch.nonzero(ok).flatten(), cam, z.detach(), len(Ks))
+    det, sel_of = det.index_select(0, sel), lambda v: v.index_select(0, sel)  # noqa: E731
+    conics = torch.stack([sel_of(syy) / det, -sel_of(sxy) / det, sel_of(sxx) / det], -1)
+    return Projected(sel_of(cam), sel_of(gid), sel_of(means2d), conics, sel_of(z), sel_of(radii).long(),
+                     torch.log(sel_of(opac)))
+
+
+def _sort_by_camera_and_depth(sel: Tensor, cam: Tensor, z: Tensor, C: int) -> Tensor:
+    """sel (in camera order) sorted by (camera, depth), ties in input order (a stable sort per camera)."""
+    counts = torch.bincount(cam.index_select(0, sel), minlength=C).tolist()
+    parts, a = [], 0
+    for n in counts:
+        if n:
+            s = sel[a:a + n]
+            parts.append(s.index_select(0, torch.sort(z.index_select(0, s), stable=True).indices))
+        a += n
+    return torch.cat(parts) if parts else sel
 
 
 # ---------------------------------------------------------------------------------------------
