@@ -58,7 +58,7 @@ class ReconConfig:
     sky_radius: float = 200.0  # m
     mask_dilate: int = 2  # px at the fitting resolution
     ssim_weight: float = 0.2
-    lr_means: float = 0.02  # m per step at the start, decayed x0.1 over the fit
+    lr_means: float = 0.02  # per step, times the Gaussian's initial distance from its camera; x0.1 by the end
     lr_scales: float = 0.01
     lr_quats: float = 0.005
     lr_opacity: float = 0.05
