@@ -21,6 +21,7 @@ def add_commands(sub) -> None:
     t.add_argument("--minutes", type=float, default=None, help="stop the optimisation after this many minutes")
     t.add_argument("--real", default="auto", help="real pairs: a reconstruction artifact folder (scene.pt + card.json), "
                    "'auto' (out/reconstruct if it exists, else fit a small one on PandaSet 002), 'fit', or 'none'")
+    t.add_argument("--recon-iters", type=int, default=300, help="iterations of the small reconstruction (--real fit/auto)")
     t.add_argument("--quick", action="store_true", help="a tiny smoke run (one scenario, 20 steps, no real pairs)")
     t.add_argument("-o", "--out", default="out/refiner")
     t.set_defaults(func=cmd_train)
@@ -47,8 +48,9 @@ def data_root() -> Path:
     return Path(os.environ.get("DRIVESIM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
-def real_scene(spec: str, width: int, height: int, log=print):
-    """(RealScene, seq, masks) for `spec` (see --real), or None for 'none' / no data."""
+def real_scene(spec: str, width: int, height: int, log=print, iters: int = 300, checkpoint: Path | None = None):
+    """(RealScene, seq, masks) for `spec` (see --real), or None for 'none' / no data. With a
+    checkpoint folder holding real_scene.pt (the reconstruction it was trained against), 'auto' uses it."""
     if spec == "none":
         return None
     root = data_root() / PANDASET
@@ -57,10 +59,12 @@ def real_scene(spec: str, width: int, height: int, log=print):
         return None
     from drivesim.io.pandaset import load
     from drivesim.render.reconstruct import object_masks
-    from drivesim.render.refiner_real import load_reconstruction, small_reconstruction
+    from drivesim.render.refiner_real import load_reconstruction, load_scene_file, small_reconstruction
 
     seq = load(root, size=(width, height))
     masks = object_masks(seq, 1)
+    if spec == "auto" and checkpoint is not None and (checkpoint / "real_scene.pt").exists():
+        return load_scene_file(checkpoint / "real_scene.pt"), seq, masks
     folder = Path("out/reconstruct") if spec == "auto" else Path(spec)
     if spec not in ("auto", "fit") or (spec == "auto" and (folder / "scene.pt").exists()):
         try:
@@ -69,7 +73,7 @@ def real_scene(spec: str, width: int, height: int, log=print):
             if spec != "auto":
                 raise SystemExit(f"error: {exc}") from None
             log(f"refiner: cannot use {folder} ({exc}); fitting a small reconstruction instead")
-    return small_reconstruction(seq, log=log), seq, masks
+    return small_reconstruction(seq, iters=iters, log=log), seq, masks
 
 
 def cmd_train(args) -> int:
@@ -96,15 +100,19 @@ def cmd_train(args) -> int:
     cfg = TrainConfig.from_dict({**cfg.to_dict(), **{k: (v.to_dict() if hasattr(v, "to_dict") else v)
                                                     for k, v in overrides.items()}})
     t0 = time.perf_counter()
-    found = real_scene(args.real, cfg.data.width, cfg.data.height)
+    found = real_scene(args.real, cfg.data.width, cfg.data.height, iters=args.recon_iters)
     real, lineage = None, None
     if found is not None:
         scene, seq, masks = found
-        real = real_pairs(scene, seq, masks)
+        real = real_pairs(scene, seq, masks, cfg.data.p_prev_target, cfg.data.seed)
         lineage = {**scene.lineage, "sequence": PANDASET, "images": len(real), "digest": real.digest()}
     model, card = train(cfg, real, lineage)
     card["wall_seconds"] = round(time.perf_counter() - t0, 1)
     path = save(model, card, args.out)
+    if found is not None:
+        from drivesim.render.refiner_real import save_scene
+
+        save_scene(scene, Path(args.out) / "real_scene.pt")
     print(f"wrote {path} ({model.n_params() / 1e6:.2f} M parameters, hash {json.loads((Path(args.out) / 'card.json').read_text())['hash']}), "
           f"loss {card['loss_first_100']:.4f} -> {card['loss_last_100']:.4f}, {card['wall_seconds'] / 60:.1f} min")
     return 0
@@ -125,7 +133,8 @@ def cmd_eval(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": card.get("hash"), "lineage": card.get("lineage")}
-    found = real_scene(args.real, *size)
+    ckpt_dir = Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(args.checkpoint).parent
+    found = real_scene(args.real, *size, checkpoint=ckpt_dir)
     if found is not None:
         scene, seq, masks = found
         real = evaluate_real(model, scene, seq, masks)

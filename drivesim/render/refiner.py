@@ -12,11 +12,15 @@ same way by DIAMOND, Alonso et al. 2024, and GameNGen, Valevski et al. 2024):
   steering, speed, yaw change since the previous frame, scaled by `action_scale`), the noise level
   of the previous-frame augmentation and a learned camera embedding; it modulates every residual
   block through a per-channel scale and shift after group normalisation;
-- EDM preconditioning: D(x; sigma) = c_skip x + c_out F(c_in x, c_noise) with
+- residual diffusion: the diffused variable is the correction r = target - splat (both in [-1, 1]),
+  so that "start from the splat render plus noise" is r = sigma_start * noise and an untrained
+  network returns (almost) the splat render; sigma_data is the scale of those corrections;
+- EDM preconditioning: D(r; sigma) = c_skip r + c_out F(c_in r, c_noise) with
   c_skip = sd^2 / (sigma^2 + sd^2), c_out = sigma sd / sqrt(sigma^2 + sd^2), c_in = 1 / sqrt(sigma^2 + sd^2);
   training loss weight (sigma^2 + sd^2) / (sigma sd)^2, ln sigma ~ N(p_mean, p_std^2);
-- few-step sampling (1 to 3 Euler steps) that starts from the splat render plus noise of level
-  `sigma_start` (SDEdit-style) instead of pure noise: the splat image is already close to the target.
+- few-step sampling (1 to 3 Euler steps) from r = sigma_start * noise, i.e. from the splat render
+  plus noise (SDEdit-style) instead of pure noise: the splat image is already close to the target.
+  One step returns the conditional mean correction (the best PSNR); more steps add sampled detail.
 
 Images are [N, 3, H, W] in [0, 1] at the API; the network works in [-1, 1]. Geometry (the warp)
 never reads the action: the action only enters through the conditioning vector.
@@ -44,14 +48,14 @@ class RefinerConfig:
     patch: int = 2  # pixel-unshuffle factor at the input (and pixel-shuffle at the output): cheap full resolution
     cond_dim: int = 128
     n_cameras: int = 16  # camera-embedding slots: rig offset + camera index (nuscenes 0-5, pandaset 8-13)
-    sigma_data: float = 0.5
+    sigma_data: float = 0.25  # scale of the corrections target - splat in [-1, 1] units
     p_mean: float = -1.0  # ln sigma ~ N(p_mean, p_std^2) in training
     p_std: float = 1.2
-    sigma_start: float = 0.5  # sampling starts at (splat in [-1, 1]) + sigma_start * noise
+    sigma_start: float = 4.0  # sampling starts at (splat in [-1, 1]) + sigma_start * noise
     sigma_min: float = 0.02
     rho: float = 7.0  # Karras schedule exponent for 2-3 steps
     steps: int = 1  # default sampling steps
-    p_splat_start: float = 0.3  # training: fraction of samples noised from the splat at sigma_start (the 1st step)
+    p_splat_start: float = 0.3  # training: fraction of samples at the sampler's start (splat + sigma_start noise)
     prev_noise_max: float = 0.3  # training: previous frame + U(0, max) * noise (in [-1, 1] units)
     prev_noise_sample: float = 0.0  # the augmentation level at inference
     p_drop_prev: float = 0.15  # training: no previous frame (first frame of a rollout)
@@ -215,8 +219,8 @@ class Refiner(nn.Module):
 
     def forward(self, x: Tensor, sigma: Tensor, cond_images: Tensor, action: Tensor, camera: Tensor,
                 prev_sigma: Tensor | None = None) -> Tensor:
-        """D(x; sigma): the denoised image in [-1, 1] units. x [N, 3, H, W] noisy, sigma [N],
-        cond_images [N, 9, H, W] (`pack`)."""
+        """D(x; sigma): the denoised correction (target - splat, [-1, 1] units). x [N, 3, H, W] the
+        noisy correction, sigma [N], cond_images [N, 9, H, W] (`pack`)."""
         sd = self.cfg.sigma_data
         s = sigma.view(-1, 1, 1, 1)
         c_in, c_skip = 1 / (s ** 2 + sd ** 2).sqrt(), sd ** 2 / (s ** 2 + sd ** 2)
@@ -257,12 +261,12 @@ class Refiner(nn.Module):
         if noise is None:
             noise = torch.randn(rgb.shape, generator=generator, dtype=rgb.dtype, device="cpu").to(rgb.device)
         sig = self.sigmas(steps or self.cfg.steps)
-        x = (rgb * 2 - 1) + sig[0] * noise
+        x = sig[0] * noise  # the correction: the splat render plus noise
         prev_sigma = torch.full((N,), self.cfg.prev_noise_sample, device=rgb.device, dtype=rgb.dtype)
         for s, s_next in zip(sig[:-1], sig[1:]):
             den = self(x, torch.full((N,), s, device=rgb.device, dtype=rgb.dtype), cond_images, action, camera, prev_sigma)
             x = den if s_next == 0 else x + (s_next - s) * (x - den) / s
-        return ((x + 1) / 2).clamp(0, 1)
+        return ((rgb * 2 - 1 + x + 1) / 2).clamp(0, 1)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -272,8 +276,9 @@ def edm_loss(model: Refiner, target: Tensor, cond_images: Tensor, action: Tensor
              prev_sigma: Tensor, splat: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """The EDM training loss on a batch: target and splat [N, 3, H, W] in [-1, 1].
 
-    ln sigma ~ N(p_mean, p_std^2) noised from the target; a `p_splat_start` fraction instead starts
-    where sampling starts (splat + sigma_start noise) so that the first sampling step is trained as run."""
+    The correction target - splat is noised at ln sigma ~ N(p_mean, p_std^2); a `p_splat_start`
+    fraction instead starts where sampling starts (the splat, zero correction, plus sigma_start noise)
+    so that the first sampling step is trained as it is run."""
     cfg = model.cfg
     N = target.shape[0]
     dev = target.device
@@ -281,9 +286,10 @@ def edm_loss(model: Refiner, target: Tensor, cond_images: Tensor, action: Tensor
     sigma = (cfg.p_mean + cfg.p_std * rnd(N)).exp()
     from_splat = torch.rand(N, generator=generator).to(dev) < cfg.p_splat_start
     sigma = torch.where(from_splat, torch.full_like(sigma, cfg.sigma_start), sigma)
-    base = torch.where(from_splat.view(-1, 1, 1, 1), splat, target)
+    res = target - splat
+    base = torch.where(from_splat.view(-1, 1, 1, 1), torch.zeros_like(res), res)
     x = base + sigma.view(-1, 1, 1, 1) * rnd(*target.shape)
     den = model(x, sigma, cond_images, action, camera, prev_sigma)
     sd = cfg.sigma_data
     weight = (sigma ** 2 + sd ** 2) / (sigma * sd) ** 2
-    return (weight.view(-1, 1, 1, 1) * (den - target) ** 2).mean()
+    return (weight.view(-1, 1, 1, 1) * (den - res) ** 2).mean()

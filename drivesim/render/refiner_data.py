@@ -10,8 +10,10 @@
   frames of the reconstruction only (its held-out frames stay held out); pixels of labelled objects
   (which the reconstruction leaves out) carry no loss.
 
-Every sample is one camera image at time t with the previous frame's target warped into the current
-view with the input depth and the ego motion (teacher forcing; the trainer adds noise to it), the
+Every sample is one camera image at time t with a previous frame warped into the current view with
+the input depth and the ego motion: the previous target (teacher forcing) for a `p_prev_target`
+fraction, else the previous input render, so that the refiner neither copies a previous frame it
+will not have when it runs on its own outputs nor ignores it (the trainer adds noise to it); the
 action (acceleration, steering, speed, yaw change) and the camera id. A `PairSet` keeps them as
 uint8 / float16 tensors.
 """
@@ -50,6 +52,7 @@ class DataConfig:
     jitter_yaw: float = 0.003  # rad
     offset_xy: float = 1.0  # m, per-clip lateral offset of the camera rig (view diversity)
     offset_yaw: float = 0.08  # rad, per-clip yaw offset
+    p_prev_target: float = 0.2  # previous frame = the previous target (teacher forcing), else the previous input render
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -208,7 +211,7 @@ def synthetic_pairs(cfg: DataConfig, progress: bool = True) -> tuple[PairSet, li
             lowres = rnd() < cfg.p_lowres
             bg_in = torch.rand(3, generator=gen) * 0.6 if rnd() < cfg.p_no_sky else torch.tensor(SKY)
             lat, dyaw = (2 * rnd() - 1) * cfg.offset_xy, (2 * rnd() - 1) * cfg.offset_yaw
-            prev_target, prev_view = None, None
+            prev_target, prev_input, prev_view = None, None, None
             for t in range(t0, min(T, t0 + cfg.clip_len)):
                 st = _StateAt(traj, t)
                 x, y, yaw = float(st.x[0, 0]), float(st.y[0, 0]), float(st.yaw[0, 0])
@@ -225,10 +228,16 @@ def synthetic_pairs(cfg: DataConfig, progress: bool = True) -> tuple[PairSet, li
                 T_rel = prev_view @ torch.linalg.inv(view) if prev_view is not None else torch.eye(4).expand(C, 4, 4)
                 act = ego_action(traj, t).expand(C, 4)
                 if prev_target is not None:
-                    parts.append(make_pairs(target, rgb, depth, alpha, prev_target, rig.K, T_rel, act, cams,
-                                            source="synthetic"))
-                prev_target, prev_view = target, view
+                    prev = mix_previous(prev_target, prev_input, cfg.p_prev_target, gen)
+                    parts.append(make_pairs(target, rgb, depth, alpha, prev, rig.K, T_rel, act, cams, source="synthetic"))
+                prev_target, prev_input, prev_view = target, rgb, view
     return PairSet.cat(parts), names
+
+
+def mix_previous(prev_target, prev_input, p_target: float, gen: torch.Generator) -> torch.Tensor:
+    """Per image [N, 3, H, W]: the previous target with probability p_target, else the previous input."""
+    pick = torch.rand(prev_target.shape[0], generator=gen) < p_target
+    return torch.where(pick[:, None, None, None], prev_target, prev_input)
 
 
 def _chw(out):

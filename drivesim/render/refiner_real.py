@@ -11,6 +11,7 @@ no loss and no metric.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import warnings
@@ -38,6 +39,23 @@ class RealScene:
     lineage: dict
 
 
+def save_scene(scene: RealScene, path) -> None:
+    """The reconstruction the refiner was trained against (so that evaluation renders the same splats)."""
+    from dataclasses import asdict
+
+    torch.save({"gaussians": asdict(scene.gaussians), "gain": scene.gain, "bias": scene.bias,
+                "background": scene.background, "train": scene.train, "held_out": scene.held_out,
+                "lineage": scene.lineage}, path)
+
+
+def load_scene_file(path) -> RealScene:
+    from drivesim.render.gaussians import Gaussians
+
+    d = torch.load(path, map_location="cpu", weights_only=False)
+    return RealScene(Gaussians(**d["gaussians"]), d["gain"], d["bias"], d["background"], list(d["train"]),
+                     list(d["held_out"]), d["lineage"])
+
+
 def small_reconstruction(seq, iters: int = 300, n_gaussians: int = 15000, seed: int = 0, log=print) -> RealScene:
     """Fit a reconstruction of `seq` at its own size with reconstruct.fit (held out: index % 8 == 7)."""
     from drivesim.render.reconstruct import ReconConfig, fit, to_gaussians
@@ -49,8 +67,12 @@ def small_reconstruction(seq, iters: int = 300, n_gaussians: int = 15000, seed: 
     lineage = {"reconstruction": "fitted by the refiner's data step with drivesim.render.reconstruct.fit",
                "recon_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()},
                "data_hash": seq.data_hash()[:16], "held_out_frames": [seq.frames[i] for i in res.held_out]}
-    return RealScene(to_gaussians(res.raw), res.camera_gain, res.camera_bias, res.background, res.train, res.held_out,
-                     lineage)
+    g = to_gaussians(res.raw)
+    h = hashlib.sha256()
+    for t in (g.means, g.quats, g.scales, g.opacities, g.colors, res.camera_gain, res.camera_bias):
+        h.update(t.detach().contiguous().numpy().tobytes())
+    lineage["hash"] = h.hexdigest()[:16]
+    return RealScene(g, res.camera_gain, res.camera_bias, res.background, res.train, res.held_out, lineage)
 
 
 def load_reconstruction(folder, seq) -> RealScene:
@@ -116,19 +138,25 @@ def log_action(seq, fi: int) -> torch.Tensor:
                          math.atan(WHEELBASE * dyaw / dt / max(v, 1.0)), v, dyaw])
 
 
-def real_pairs(scene: RealScene, seq, masks: torch.Tensor):
-    """Pairs on the training frames (the previous real frame only when it is a training frame too)."""
+def real_pairs(scene: RealScene, seq, masks: torch.Tensor, p_prev_target: float = 0.2, seed: int = 0):
+    """Pairs on the training frames. The previous frame is the previous real image (a training
+    frame only: never a held-out one) with probability p_prev_target, else the previous splat render."""
+    from drivesim.render.refiner_data import mix_previous
+
     C = len(seq.cameras)
     cams = torch.arange(C) + CAMERA_OFFSETS["pandaset"]
     train = set(scene.train)
-    parts = []
+    gen = torch.Generator().manual_seed(seed)
+    parts, last = [], None
     for fi in sorted(train):
         rgb, depth, alpha, view, K = render_real(scene, seq, list(range(C)), [fi] * C)
         target = seq.images[:, fi].permute(0, 3, 1, 2).float() / 255
         prev, T = None, None
         if fi - 1 in train:
-            prev = seq.images[:, fi - 1].permute(0, 3, 1, 2).float() / 255
+            prev_real = seq.images[:, fi - 1].permute(0, 3, 1, 2).float() / 255
+            prev = mix_previous(prev_real, last, p_prev_target, gen)
             T = torch.linalg.inv(seq.cam_to_world[:, fi - 1].float()) @ seq.cam_to_world[:, fi].float()
+        last = rgb
         act = log_action(seq, fi).expand(C, 4)
         parts.append(make_pairs(target, rgb, depth, alpha, prev, K, T, act, cams, loss_mask=~masks[:, fi], source="pandaset"))
     from drivesim.render.refiner_data import PairSet
