@@ -45,7 +45,7 @@ T_MIN = 1e-4  # a pixel stops before its transmittance would reach this
 EPS2D = 0.3
 EXTEND_MAX = 3.33
 MAX_TILE_PAIRS = 20_000_000  # (tile, Gaussian) pairs: about 0.5 GB of index tensors
-CHUNK_ELEMENTS = 1 << 16  # tiles x Gaussians x pixels per step: 256 KB float32 tensors stay in L2
+CHUNK_ELEMENTS = 1 << 17  # tiles x Gaussians x pixels per step: 512 KB float32 tensors stay in L2
 TORCH_TILE_SIZE = 8  # fewer wasted pixel evaluations than 16 (about 20 % faster on CPU)
 _FAR_AWAY = 1e30  # sigma of padding entries: alpha = exp(-1e30) = 0
 GC = 32  # Gaussians per tile per step
@@ -358,19 +358,23 @@ _LOG2_ALPHA_MAX = math.log2(ALPHA_MAX)
 _LOG2_ALPHA_FLOOR = -6.0 * _LOG2E  # alpha = e^-6 < 1/255: below the threshold, far from denormals
 
 
-def _coefficient_table(p: Projected, flat, tile_of, tw, th, tile_size) -> Tensor:
-    """Per intersection (tile order) the coefficients [I, 6] of log2(alpha) over the pixel features
-    (1, u, v, u^2, v^2, u v), with (u, v) relative to the intersection's tile centre."""
-    ts = tile_size
-    tcx = ((tile_of % tw) * ts + ts / 2).to(p.means2d.dtype)
-    tcy = (((tile_of // tw) % th) * ts + ts / 2).to(p.means2d.dtype)
-    m = p.means2d[flat]
-    mu, mv = m[:, 0] - tcx, m[:, 1] - tcy  # mean relative to the tile centre
-    a, b, c = p.conics[flat].unbind(-1)
+def _coefficient_table(p: Projected, pid_of, tile_of, n_tiles, tw, th, tile_size) -> Tensor:
+    """Per intersection (pair pid_of [I] in tile tile_of [I], pair P = padding) the coefficients
+    [I, 6] of log2(alpha) over the pixel features (1, u, v, u^2, v^2, u v), with (u, v) relative
+    to the intersection's tile centre; the padding rows give alpha 0."""
+    ts, dtype, device = tile_size, p.means2d.dtype, p.means2d.device
     # log2(alpha) = (log(opacity) - 0.5 d^T conic d) / ln 2 with d = (u - mu, v - mv); exp2 is
     # about 3 times faster than exp on CPU
-    return _LOG2E * torch.stack([p.log_opac[flat] - (0.5 * a * mu * mu + 0.5 * c * mv * mv + b * mu * mv),
-                                 a * mu + b * mv, c * mv + b * mu, -0.5 * a, -0.5 * c, -b], -1)
+    a, b, c = (_LOG2E * p.conics).unbind(-1)
+    per_pair = torch.stack([p.means2d[:, 0], p.means2d[:, 1], _LOG2E * p.log_opac, a, b, c, -0.5 * a, -0.5 * c, -b], -1)
+    pad = torch.tensor([[0, 0, -_FAR_AWAY, 0, 0, 0, 0, 0, 0]], dtype=dtype, device=device)
+    g = torch.cat([per_pair, pad]).index_select(0, pid_of)  # [I, 9]
+    tiles = torch.arange(n_tiles, device=device)
+    centres = torch.stack([tiles % tw, (tiles // tw) % th], -1).to(dtype) * ts + ts / 2  # [n_tiles, 2]
+    mu, mv = (g[:, :2] - centres.index_select(0, tile_of)).unbind(-1)  # mean - tile centre
+    lo, a, b, c = g[:, 2:6].unbind(-1)
+    c1, c2 = a * mu + b * mv, c * mv + b * mu
+    return torch.stack([lo - 0.5 * (mu * c1 + mv * c2), c1, c2, g[:, 6], g[:, 7], g[:, 8]], -1)
 
 
 def _tile_groups(counts: Tensor, has_agent: Tensor, tiles_per_group: int):
@@ -394,27 +398,29 @@ def _tile_groups(counts: Tensor, has_agent: Tensor, tiles_per_group: int):
 
 
 def _group_rows(counts: list[int], starts: Tensor, pad: int):
-    """Intersection rows of a group of A tiles (counts descending, lists at `starts`), laid out
-    step by step: [S, A, GC] rows (the lists padded with `pad`), and the steps as (k, A_k, n):
+    """Intersection rows of a group of tiles (counts descending, lists at `starts`) step by step:
     step k covers columns k GC .. k GC + n of the first A_k tiles (those whose lists reach that
-    far; n < GC only in the last step, the longest list rounded up to a multiple of 8)."""
+    far; n < GC only in the last step, the longest list rounded up to a multiple of 8), lists
+    padded with `pad`. Returns the rows [sum A_k GC] and the steps as (row offset, A_k, n)."""
     A, L = len(counts), (counts[0] + 7) // 8 * 8
     S = -(-L // GC)
     cols = torch.arange(S * GC, device=starts.device)
     cnt = torch.tensor(counts, device=starts.device)
-    idx = torch.where(cols < cnt[:, None], starts[:, None] + cols, pad)  # [A, S GC]
-    steps = []
+    idx = torch.where(cols < cnt[:, None], starts[:, None] + cols, pad).view(A, S, GC).transpose(0, 1)
+    steps, active, off = [], [], 0
     for k in range(S):
         while counts[A - 1] <= k * GC:
             A -= 1
-        steps.append((k, A, min(GC, L - k * GC)))
-    return idx.view(len(counts), S, GC).transpose(0, 1).reshape(-1), S, steps
+        steps.append((off, A, min(GC, L - k * GC)))
+        active.append(A)
+        off += A * GC
+    mask = torch.arange(len(counts), device=starts.device) < torch.tensor(active, device=starts.device)[:, None]
+    return idx[mask].view(-1), steps
 
 
-def _step_block(x: Tensor, k: int, A: int, n: int) -> Tensor:
-    """Rows [A*n, ...] of step k from a [S, A_group, GC, ...] layout."""
-    b = x[k, :A, :n]
-    return b.view(A * n, *x.shape[3:]) if n == x.shape[2] else b.reshape(A * n, *x.shape[3:])
+def _step_block(x: Tensor, off: int, A: int, n: int) -> Tensor:
+    """The [A, n, ...] block of a step from rows laid out as `_group_rows` returns them."""
+    return x[off:off + A * GC].view(A, GC, *x.shape[1:])[:, :n]
 
 
 def _composite(p: Projected, colors, id_of_pair, n_ids, flat, tile_of, counts, tw, th, tile_size,
@@ -431,49 +437,68 @@ def _composite(p: Projected, colors, id_of_pair, n_ids, flat, tile_of, counts, t
     agent Gaussians, whose id weights are not computed).
     """
     device, dtype = p.means2d.device, p.means2d.dtype
-    n_tiles, npix, P = counts.shape[0], tile_size * tile_size, len(p.cam)
-    pad = len(flat)  # the padding intersection: alpha 0, features 0
-    coef = torch.cat([_coefficient_table(p, flat, tile_of, tw, th, tile_size),
-                      torch.tensor([[-_FAR_AWAY, 0, 0, 0, 0, 0]], dtype=dtype, device=device)])
-    pid_of = torch.cat([flat, flat.new_full((1,), P)])  # intersection -> pair (P = padding pair)
+    n_tiles, npix, P, pad = counts.shape[0], tile_size * tile_size, len(p.cam), len(flat)
+    pid_of = torch.cat([flat, flat.new_full((1,), P)])  # intersection -> pair; the last one pads
+    coef = _coefficient_table(p, pid_of, torch.cat([tile_of, tile_of.new_zeros(1)]), n_tiles, tw, th, tile_size)
     feats = torch.cat([torch.cat([colors, p.depths[:, None], torch.ones_like(p.depths)[:, None]], -1),
                        torch.zeros(1, 5, dtype=dtype, device=device)])  # [P+1, 5]
     with torch.no_grad():
         onehot = torch.cat([F.one_hot(id_of_pair, n_ids).to(dtype), torch.zeros(1, n_ids, dtype=dtype, device=device)])
         has_agent = torch.zeros(n_tiles, dtype=torch.bool, device=device)
         if n_ids > 1:
-            agent_pair = onehot[:, 1:].sum(-1) > 0
-            has_agent[tile_of[agent_pair.index_select(0, flat)]] = True
-        feats_ids = torch.cat([feats, onehot], -1)  # ids ride along as extra channels (no grad)
+            has_agent[tile_of[(onehot[:, 1:].sum(-1) > 0).index_select(0, flat)]] = True
     order, groups = _tile_groups(counts, has_agent, max(1, CHUNK_ELEMENTS // (GC * npix)))
-    n_busy = len(order)
     starts = (torch.cumsum(counts, 0) - counts).index_select(0, order)
+    plans = [(a0, a1, ids, *_group_rows(cnt, starts[a0:a1], pad)) for a0, a1, cnt, ids in groups]
     PF = _pixel_features(tile_size, dtype, device)  # [6, npix]
-    out = torch.zeros(n_busy + 1, 5, npix, dtype=dtype, device=device) if not need_grad else None
-    best = torch.zeros(n_busy + 1, npix, dtype=torch.long, device=device)  # last row: empty tiles
-    accs = []
-    for a0, a1, cnt, ids_here in groups:
-        rows, S, steps = _group_rows(cnt, starts[a0:a1], pad)
-        pk = pid_of.index_select(0, rows)
-        cg = coef.index_select(0, rows).view(S, a1 - a0, GC, 6)
-        if need_grad:
-            acc, id_acc = _composite_group(cg, feats.index_select(0, pk).view(S, a1 - a0, GC, 5),
-                                           onehot.index_select(0, pk).view(S, a1 - a0, GC, n_ids) if ids_here else None,
-                                           PF, steps)
-            accs.append(acc)
-        elif ids_here:
-            buf = torch.zeros(a1 - a0, 5 + n_ids, npix, dtype=dtype, device=device)
-            _composite_group_(cg, feats_ids.index_select(0, pk).view(S, a1 - a0, GC, 5 + n_ids), PF, buf, steps)
-            out[a0:a1], id_acc = buf[:, :5], buf[:, 5:]
+    best = torch.zeros(len(order) + 1, npix, dtype=torch.long, device=device)  # last row: empty tiles
+    if need_grad:
+        out = _groups_with_grad(plans, coef, pid_of, feats, onehot, PF, best)
+    else:
+        with torch.no_grad():
+            out = _groups_in_place(plans, coef, pid_of, torch.cat([feats, onehot], -1), PF, best)
+    inv = torch.full((n_tiles,), len(order), dtype=torch.long, device=device)
+    inv[order] = torch.arange(len(order), device=device)
+    return out.index_select(0, inv), best.index_select(0, inv)
+
+
+def _groups_in_place(plans, coef, pid_of, feats_ids, PF, best) -> Tensor:
+    """No-grad compositing of every group (ids as extra feature channels where they are needed)
+    into [n_busy + 1, 5, npix] (the last row zero). Gathers go to buffers allocated once."""
+    dtype, device, npix, nfi = coef.dtype, coef.device, PF.shape[1], feats_ids.shape[1]
+    n_rows = max(len(plan[3]) for plan in plans)
+    pk_buf = torch.empty(n_rows, dtype=torch.long, device=device)
+    cg_buf = torch.empty(n_rows, 6, dtype=dtype, device=device)
+    fg_buf = torch.empty(n_rows * nfi, dtype=dtype, device=device)
+    work = torch.empty(2, max(A * GC for plan in plans for _, A, _ in plan[4]) * npix, dtype=dtype, device=device)
+    out = torch.zeros(best.shape[0], 5, npix, dtype=dtype, device=device)
+    feats = feats_ids[:, :5].contiguous()
+    for a0, a1, ids_here, rows, steps in plans:
+        R, nf = len(rows), nfi if ids_here else 5
+        pk = torch.index_select(pid_of, 0, rows, out=pk_buf[:R])
+        cg = torch.index_select(coef, 0, rows, out=cg_buf[:R])
+        fg = torch.index_select(feats_ids if ids_here else feats, 0, pk, out=fg_buf[:R * nf].view(R, nf))
+        if ids_here:
+            buf = torch.zeros(a1 - a0, nfi, npix, dtype=dtype, device=device)
+            _composite_group_(cg, fg, PF, buf, steps, work)
+            out[a0:a1] = buf[:, :5]
+            best[a0:a1] = buf[:, 5:].argmax(1)
         else:
-            _composite_group_(cg, feats.index_select(0, pk).view(S, a1 - a0, GC, 5), PF, out[a0:a1], steps)
+            _composite_group_(cg, fg, PF, out[a0:a1], steps, work)
+    return out
+
+
+def _groups_with_grad(plans, coef, pid_of, feats, onehot, PF, best) -> Tensor:
+    """Differentiable compositing of every group into [n_busy + 1, 5, npix] (the last row zero)."""
+    accs = []
+    for a0, a1, ids_here, rows, steps in plans:
+        pk = pid_of.index_select(0, rows)
+        acc, id_acc = _composite_group(coef.index_select(0, rows), feats.index_select(0, pk),
+                                       onehot.index_select(0, pk) if ids_here else None, PF, steps)
+        accs.append(acc)
         if ids_here:
             best[a0:a1] = id_acc.argmax(1)
-    if need_grad:
-        out = torch.cat(accs + [torch.zeros(1, 5, npix, dtype=dtype, device=device)])
-    inv = torch.full((n_tiles,), n_busy, dtype=torch.long, device=device)
-    inv[order] = torch.arange(n_busy, device=device)
-    return out.index_select(0, inv), best.index_select(0, inv)
+    return torch.cat(accs + [torch.zeros(1, 5, PF.shape[1], dtype=coef.dtype, device=coef.device)])
 
 
 def _thresh(dtype) -> float:
@@ -481,26 +506,30 @@ def _thresh(dtype) -> float:
     return float(torch.nextafter(torch.tensor(ALPHA_MIN, dtype=dtype), torch.tensor(0.0, dtype=dtype)))
 
 
-def _composite_group_(cg: Tensor, fg: Tensor, PF: Tensor, acc: Tensor, steps) -> None:
+def _composite_group_(cg: Tensor, fg: Tensor, PF: Tensor, acc: Tensor, steps, work: Tensor) -> None:
     """No-grad compositing of one tile group into acc [A, nf, npix] (in place).
 
-    cg [S, A, GC, 6] log2-alpha coefficients and fg [S, A, GC, nf] features of the depth-sorted
-    lists, step by step as `_group_rows` lays them out."""
+    cg [rows, 6] log2-alpha coefficients and fg [rows, nf] features of the depth-sorted lists,
+    step by step as `_group_rows` lays them out; work [2, >= A GC npix] scratch space
+    (no allocation per step: large allocations cost page faults)."""
     npix = PF.shape[1]
     thresh = _thresh(cg.dtype)
+    one = torch.ones((), dtype=cg.dtype, device=cg.device)
     T = torch.ones(acc.shape[0], npix, dtype=cg.dtype, device=cg.device)  # 0 once a pixel is done
-    for k, A, n in steps:
+    for off, A, n in steps:
         T = T[:A]
-        w = torch.mm(_step_block(cg, k, A, n), PF).view(A, n, npix)  # log2 alpha
+        w = torch.mm(_step_block(cg, off, A, n).reshape(A * n, 6), PF, out=work[0, :A * n * npix].view(A * n, npix)).view(A, n, npix)
         F.threshold_(w.clamp_(_LOG2_ALPHA_FLOOR, _LOG2_ALPHA_MAX).exp2_(), thresh, 0.0)  # alpha
-        T_incl = torch.rsub(w, 1.0).cumprod_(1).mul_(T[:, None])
+        T_incl = torch.sub(one, w, out=work[1, :A * n * npix].view(A, n, npix))
+        T_incl[:, 0].mul_(T)
+        T_incl.cumprod_(1)
         T_next = F.threshold(T_incl[:, -1], T_MIN, 0.0)  # a pixel stops before T would reach T_MIN
         done = T_next == 0
-        if bool(done.any()):  # 0/1 mask, much faster than masked_fill_ on CPU
-            w.mul_(F.threshold(T_incl, T_MIN, 0.0).sign_())
         w[:, 1:].mul_(T_incl[:, :-1])
         w[:, 0].mul_(T)  # w = alpha * T_excl
-        acc[:A].add_(torch.bmm(fg[k, :A, :n].transpose(1, 2), w))
+        if bool(done.any()):  # 0/1 mask, much faster than masked_fill_ on CPU
+            w.mul_(F.threshold_(T_incl, T_MIN, 0.0).sign_())
+        acc[:A].add_(torch.bmm(_step_block(fg, off, A, n).transpose(1, 2), w))
         T = T_next
         if bool(done.all()):
             break
@@ -508,7 +537,7 @@ def _composite_group_(cg: Tensor, fg: Tensor, PF: Tensor, acc: Tensor, steps) ->
 
 def _composite_group(cg: Tensor, fg: Tensor, og: Tensor | None, PF: Tensor, steps):
     """Differentiable compositing of one tile group (rows as in `_composite_group_`): returns
-    acc [A, 5, npix] and, when og [S, A, GC, n_ids] is given, the per-id weights [A, n_ids, npix]
+    acc [A, 5, npix] and, when og [rows, n_ids] is given, the per-id weights [A, n_ids, npix]
     (without grad)."""
     npix, A0 = PF.shape[1], steps[0][1]
     thresh = _thresh(cg.dtype)
@@ -516,26 +545,26 @@ def _composite_group(cg: Tensor, fg: Tensor, og: Tensor | None, PF: Tensor, step
     acc = torch.zeros(A0, 5, npix, dtype=cg.dtype, device=cg.device)
     id_acc = torch.zeros(A0, og.shape[-1], npix, dtype=cg.dtype, device=cg.device) if og is not None else None
     finished, id_finished = [], []  # rows of tiles whose lists ended, last tiles first
-    for k, A, n in steps:
+    for off, A, n in steps:
         if A < T.shape[0]:
             finished.append(acc[A:])
             acc, T = acc[:A], T[:A]
             if id_acc is not None:
                 id_finished.append(id_acc[A:])
                 id_acc = id_acc[:A]
-        la = torch.mm(_step_block(cg, k, A, n), PF).view(A, n, npix)  # log2 alpha
+        la = torch.mm(_step_block(cg, off, A, n).reshape(A * n, 6), PF).view(A, n, npix)  # log2 alpha
         alpha = F.threshold(torch.exp2(la.clamp(_LOG2_ALPHA_FLOOR, _LOG2_ALPHA_MAX)), thresh, 0.0)
         T_incl = T[:, None] * torch.cumprod(1 - alpha, 1)
         cross = T_incl[:, -1] <= T_MIN
         if cross.any():  # a pixel stops before the Gaussian that brings T to <= T_MIN
             alpha = alpha * F.threshold(T_incl.detach(), T_MIN, 0.0).sign_()
         w = alpha * torch.cat([T[:, None], T_incl[:, :-1]], 1)  # blending weights
-        contrib = torch.bmm(fg[k, :A, :n].transpose(1, 2), w)  # [A, 5, npix]
+        contrib = torch.bmm(_step_block(fg, off, A, n).transpose(1, 2), w)  # [A, 5, npix]
         acc = acc + contrib
         T = (T - contrib[:, 4]).masked_fill(cross, 0.0)
         if id_acc is not None:
             with torch.no_grad():
-                id_acc += torch.bmm(og[k, :A, :n].transpose(1, 2), w.detach())
+                id_acc += torch.bmm(_step_block(og, off, A, n).transpose(1, 2), w.detach())
         if bool(cross.all()):
             break
     acc = torch.cat([acc] + finished[::-1])
