@@ -20,7 +20,7 @@ def add_commands(sub) -> None:
     t.add_argument("--steps", type=int, default=None)
     t.add_argument("--minutes", type=float, default=None, help="stop the optimisation after this many minutes")
     t.add_argument("--real", default="auto", help="real pairs: a reconstruction artifact folder (scene.pt + card.json), "
-                   "'auto' (out/reconstruct if it exists, else fit a small one on PandaSet 002), 'fit', or 'none'")
+                   "'auto' (out/reconstruct[/pandaset_002] if it exists, else fit a small one on PandaSet 002), 'fit', or 'none'")
     t.add_argument("--recon-iters", type=int, default=300, help="iterations of the small reconstruction (--real fit/auto)")
     t.add_argument("--quick", action="store_true", help="a tiny smoke run (one scenario, 20 steps, no real pairs)")
     t.add_argument("-o", "--out", default="out/refiner")
@@ -65,8 +65,9 @@ def real_scene(spec: str, width: int, height: int, log=print, iters: int = 300, 
     masks = object_masks(seq, 1)
     if spec == "auto" and checkpoint is not None and (checkpoint / "real_scene.pt").exists():
         return load_scene_file(checkpoint / "real_scene.pt"), seq, masks
-    folder = Path("out/reconstruct") if spec == "auto" else Path(spec)
-    if spec not in ("auto", "fit") or (spec == "auto" and (folder / "scene.pt").exists()):
+    found = [p for p in (Path("out/reconstruct") / PANDASET, Path("out/reconstruct")) if (p / "scene.pt").exists()]
+    folder = (found[0] if found else Path("out/reconstruct")) if spec == "auto" else Path(spec)
+    if spec not in ("auto", "fit") or (spec == "auto" and found):
         try:
             return load_reconstruction(folder, seq), seq, masks
         except (ValueError, FileNotFoundError) as exc:

@@ -76,32 +76,27 @@ def small_reconstruction(seq, iters: int = 300, n_gaussians: int = 15000, seed: 
 
 
 def load_reconstruction(folder, seq) -> RealScene:
-    """The artifact of `drivesim reconstruct` (scene.pt + card.json) for `seq`'s frames."""
+    """The artifact of `drivesim reconstruct pandaset` (scene.pt + card.json) for `seq`'s frames:
+    its Gaussians, colour gain/bias and background, and the frames its card trained on / held out."""
     import json
 
-    from drivesim.render.reconstruct import split_frames
+    from drivesim.render.reconstruct_artifact import load_extras, load_scene
 
     folder = Path(folder)
-    card = json.loads((folder / "card.json").read_text()) if (folder / "card.json").exists() else {}
+    card = json.loads((folder / "card.json").read_text())
+    g, extras = load_scene(folder), load_extras(folder)
+    if list(extras["cameras"]) != list(seq.cameras):
+        raise ValueError(f"{folder}: cameras {extras['cameras']} differ from the sequence's {list(seq.cameras)}")
+    index = {f: i for i, f in enumerate(seq.frames)}
     try:
-        from drivesim.render.reconstruct import load_scene
-        g = load_scene(folder)
-    except ImportError:
-        raise ValueError(f"{folder}: drivesim.render.reconstruct has no load_scene yet") from None
-    blob = torch.load(folder / "scene.pt", map_location="cpu", weights_only=False)
-    blob = blob if isinstance(blob, dict) else {}
-    C = len(seq.cameras)
-    gain = torch.as_tensor(blob.get("camera_gain", torch.ones(C, 3))).float()
-    bias = torch.as_tensor(blob.get("camera_bias", torch.zeros(C, 3))).float()
-    bg = torch.as_tensor(blob.get("background", [0.5, 0.5, 0.5])).float()
-    every = int(card.get("config", {}).get("holdout_every", 8))
-    train, held = split_frames(len(seq.frames), every)
-    named = card.get("held_out_frames") or card.get("held_out")
-    if named is not None and sorted(int(f) for f in named) != sorted(seq.frames[i] for i in held):
-        raise ValueError(f"{folder}: card.json holds out frames {named}, not those of the split rule (every {every})")
-    lineage = {"reconstruction": str(folder.name), "hash": card.get("hash") or card.get("content_hash"),
-               "data_hash": card.get("data_hash"), "held_out_frames": [seq.frames[i] for i in held]}
-    return RealScene(g, gain, bias, bg, train, held, lineage)
+        held = [index[int(f)] for f in card["held_out_frames"]]
+        train = [index[int(f)] for f in card["train_frames"]]
+    except KeyError as exc:
+        raise ValueError(f"{folder}/card.json: no train_frames/held_out_frames, or a frame not in the sequence ({exc})") from None
+    lineage = {"reconstruction": f"drivesim reconstruct artifact {folder.name}", "hash": card.get("content_hash"),
+               "data_hash": card.get("data_hash"), "held_out_frames": [int(f) for f in card["held_out_frames"]]}
+    return RealScene(g, extras["camera_gain"].float(), extras["camera_bias"].float(), extras["background"].float(),
+                     train, held, lineage)
 
 
 def render_real(scene: RealScene, seq, cams: list[int], fidx: list[int]):
