@@ -174,7 +174,7 @@ def cmd_simulate(args) -> int:
 
     from drivesim.sim.evaluate import logged_progress
 
-    if args.render == "splat":  # a bad rig or size is an error before anything runs
+    if args.render in ("splat", "refined"):  # a bad rig or size is an error before anything runs
         from drivesim.render.camera import load_rig
         from drivesim.render.sensors import parse_size
 
@@ -199,7 +199,11 @@ def cmd_simulate(args) -> int:
     for k in ("pdms", "nuplan_score", "success", "no_collision", "drivable_area_compliance", "progress", "progress_ratio", "min_ttc", "comfort"):
         if k in metrics:
             print(f"  {k:26s} {metrics[k]:.3f}")
-    if args.render == "splat":  # six splat cameras beside the BEV
+    if args.render == "refined":  # six splat + diffusion-refiner cameras beside the BEV
+        from drivesim.cli_refiner import simulate_refined
+
+        video = simulate_refined(args, scenario, res.trajectory, out)
+    elif args.render == "splat":  # six splat cameras beside the BEV
         from drivesim.render.sensors import write_surround_video
 
         t0 = time.perf_counter()
@@ -458,8 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the procedural scenario (with --map)")
     s.add_argument("--policy", default="pdm_expert", help="constant_velocity | idm | pdm_expert | a .pt checkpoint | module:Class")
     s.add_argument("--format", choices=["mp4", "gif"], default="mp4")
-    s.add_argument("--render", choices=["bev", "splat"], default="bev",
-                   help="bev: the BEV video; splat: six Gaussian-splat cameras beside the BEV")
+    s.add_argument("--render", choices=["bev", "splat", "refined"], default="bev",
+                   help="bev: the BEV video; splat: six Gaussian-splat cameras beside the BEV; refined: splat + diffusion refiner")
+    s.add_argument("--refiner", default=None, help="with --render refined: the refiner checkpoint (default policies/refiner)")
     s.add_argument("--render-size", default="200x112", help="WxH of each camera with --render splat (default 200x112)")
     s.add_argument("--rig", default="nuscenes", help="camera rig: nuscenes | pandaset | a rig YAML (default nuscenes)")
     s.add_argument("--render-every", type=int, default=1, help="with --render splat: one frame every N steps (default 1)")

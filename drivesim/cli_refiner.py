@@ -220,3 +220,23 @@ def cmd_render(args) -> int:
                                size=args.render_size, steps=args.steps, sample_steps=args.sample_steps)
     print(f"wrote {path} ({time.perf_counter() - t0:.1f} s)")
     return 0
+
+
+def simulate_refined(args, scenario, traj: dict, out: Path) -> Path:
+    """`drivesim simulate --render refined`: the surround video at the refined fidelity (the
+    refiner's checkpoint from --refiner, default policies/refiner; seeded by --seed)."""
+    from drivesim.cli import file_name
+    from drivesim.render.refined_cameras import write_refined_video
+    from drivesim.render.refiner_train import load_refiner
+
+    try:
+        model = load_refiner(args.refiner or DEFAULT_CHECKPOINT)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    t0 = time.perf_counter()
+    every = getattr(args, "render_every", 1)
+    video = write_refined_video(scenario, traj, out / f"{file_name(scenario.name)}_refined.{args.format}", model,
+                                rig=args.rig, size=args.render_size, every=every, seed=getattr(args, "seed", 0))
+    print(f"rendered {-(-len(traj['x']) // every)} refined surround frames ({args.rig}, {args.render_size} per camera, "
+          f"refiner {model.n_params() / 1e6:.2f} M parameters) in {time.perf_counter() - t0:.1f} s")
+    return video

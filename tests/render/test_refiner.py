@@ -241,3 +241,22 @@ def test_pairs_batch_and_digest():
     b = both.batch(torch.tensor([0, 3]))
     assert b["target"].shape == (2, 3, 16, 32) and float(b["loss_mask"][1].max()) == 0.0
     assert torch.allclose(b["target"][0], rgb[0], atol=1 / 255)
+
+
+@pytest.mark.slow
+def test_simulate_renders_refined_cameras(tmp_path, capsys):
+    import warnings
+
+    from drivesim.cli import main
+    from drivesim.render.refiner_train import save
+
+    torch.manual_seed(0)
+    save(Refiner(TINY), {"lineage": {}}, tmp_path / "ckpt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["simulate", "--map", "straight", "--policy", "constant_velocity", "--render", "refined",
+                     "--refiner", str(tmp_path / "ckpt"), "--render-size", "32x16", "--render-every", "50",
+                     "--format", "gif", "-o", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "refined surround frames" in out and list(tmp_path.glob("*_refined.gif"))
