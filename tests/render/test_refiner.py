@@ -260,3 +260,14 @@ def test_simulate_renders_refined_cameras(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "refined surround frames" in out and list(tmp_path.glob("*_refined.gif"))
+
+
+def test_patch_shifts_measure_a_known_translation():
+    from drivesim.render.refiner_eval import patch_shifts
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 64, 112, generator=g), 3, 1, 1)[0]
+    moved = torch.roll(img, shifts=(1, 3), dims=(1, 2))  # content moves 3 px right, 1 px down
+    d, texture = patch_shifts(img[:, 8:56, 8:104], moved[:, 8:56, 8:104])
+    assert d.shape[1] == 2 and len(texture) == len(d)
+    assert torch.allclose(d, torch.tensor([3.0, 1.0]).expand_as(d), atol=0.25)
