@@ -284,6 +284,17 @@ def test_binning_keeps_every_tile_a_gaussian_reaches(dtype):
     assert len(flat) == int(counts.sum()) and (tile_of[1:] >= tile_of[:-1]).all()
 
 
+def test_camera_depth_sort_float32_key_matches_the_stable_sort():
+    gen = torch.Generator().manual_seed(3)
+    cam = torch.sort(torch.randint(0, 4, (500,), generator=gen)).values
+    z = (torch.randint(1, 30, (500,), generator=gen) * 0.37).float()  # many equal depths
+    sel = torch.nonzero(torch.rand(500, generator=gen) < 0.8).flatten()
+    fast = rz._sort_by_camera_and_depth(sel, cam, z, 4)
+    ref = sel[torch.sort(z.double()[sel], stable=True).indices]
+    ref = ref[torch.sort(cam[ref], stable=True).indices]
+    assert torch.equal(fast, ref) and torch.equal(rz._sort_by_camera_and_depth(sel, cam, z.double(), 4), ref)
+
+
 @pytest.mark.gpu
 def test_torch_backend_matches_gsplat_on_gpu():
     pytest.importorskip("gsplat")
