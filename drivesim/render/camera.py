@@ -49,6 +49,14 @@ class Rig:
         K[:, 1, 2] = (K[:, 1, 2] + 0.5) * sy - 0.5
         return Rig(self.names, K, self.cam_to_ego.clone(), int(width), int(height), self.source)
 
+    @property
+    def render_Ks(self) -> torch.Tensor:
+        """K for the rasterizers: the rig's K puts pixel j's centre at j (OpenCV, the calibrations'
+        convention); gsplat samples pixel j at j + 0.5, so the principal point moves by half a pixel."""
+        K = self.K.clone()
+        K[:, :2, 2] += 0.5
+        return K
+
     def viewmats(self, x, y, yaw, z=0.0) -> torch.Tensor:
         """World-to-camera [..., C, 4, 4] for ego poses x, y, yaw (scalars or tensors of one shape)."""
         ego_to_world = ego_pose_matrix(x, y, yaw, z, dtype=self.cam_to_ego.dtype)

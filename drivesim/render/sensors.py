@@ -87,7 +87,7 @@ class SplatCameras:
         scene = self._cull(scene, x, y)
         viewmats = self.rig.viewmats(x, y, yaw).to(scene.device)
         backend = "torch" if self.backend == "auto" and scene.device.type != "cuda" else self.backend  # CPU: no choice
-        out = render(scene, viewmats, self.rig.K.to(scene.device), self.width, self.height,
+        out = render(scene, viewmats, self.rig.render_Ks.to(scene.device), self.width, self.height,
                      backend=backend, background=torch.tensor(SKY, device=scene.device))
         images = CameraImages(out.rgb, out.depth, out.alpha, out.agent_id, self.rig.names)
         self._check_empty(images, x, y, yaw)

@@ -77,7 +77,7 @@ def project(rig: Rig, cam: int, pts_world: np.ndarray, ego=(0.0, 0.0, 0.0)) -> n
     """Pixel coordinates [N, 2] (continuous: pixel i spans [i, i + 1)) and depth [N]."""
     view = rig.viewmats(*ego)[cam].double().numpy()
     pc = (view[:3, :3] @ pts_world.T + view[:3, 3:]).T
-    uv = (rig.K[cam].double().numpy() @ pc.T).T
+    uv = (rig.render_Ks[cam].double().numpy() @ pc.T).T
     return np.c_[uv[:, :2] / uv[:, 2:], pc[:, 2]]
 
 
