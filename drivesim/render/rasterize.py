@@ -561,26 +561,30 @@ def _composite_group(cg: Tensor, fg: Tensor, og: Tensor | None, PF: Tensor, step
     acc = torch.zeros(A0, 5, npix, dtype=cg.dtype, device=cg.device)
     id_acc = torch.zeros(A0, og.shape[-1], npix, dtype=cg.dtype, device=cg.device) if og is not None else None
     finished, id_finished = [], []  # rows of tiles whose lists ended, last tiles first
-    for off, A, n in steps:
+    # one split per group (its backward is one concatenation; slicing per step would zero-fill
+    # the group's gradient once per step)
+    sizes = [A * GC for _, A, _ in steps]
+    blocks = zip(steps, cg.split(sizes), fg.split(sizes), og.split(sizes) if og is not None else [None] * len(steps))
+    for (_, A, n), cb, fb, ob in blocks:
         if A < T.shape[0]:
             finished.append(acc[A:])
             acc, T = acc[:A], T[:A]
             if id_acc is not None:
                 id_finished.append(id_acc[A:])
                 id_acc = id_acc[:A]
-        la = torch.mm(_step_block(cg, off, A, n).reshape(A * n, 6), PF).view(A, n, npix)  # log2 alpha
+        la = torch.mm(_step_block(cb, 0, A, n).reshape(A * n, 6), PF).view(A, n, npix)  # log2 alpha
         alpha = F.threshold(torch.exp2(la.clamp(_LOG2_ALPHA_FLOOR, _LOG2_ALPHA_MAX)), thresh, 0.0)
         T_incl = T[:, None] * torch.cumprod(1 - alpha, 1)
         cross = T_incl[:, -1] <= T_MIN
         if cross.any():  # a pixel stops before the Gaussian that brings T to <= T_MIN
             alpha = alpha * F.threshold(T_incl.detach(), T_MIN, 0.0).sign_()
         w = alpha * torch.cat([T[:, None], T_incl[:, :-1]], 1)  # blending weights
-        contrib = torch.bmm(_step_block(fg, off, A, n).transpose(1, 2), w)  # [A, 5, npix]
+        contrib = torch.bmm(_step_block(fb, 0, A, n).transpose(1, 2), w)  # [A, 5, npix]
         acc = acc + contrib
         T = (T - contrib[:, 4]).masked_fill(cross, 0.0)
         if id_acc is not None:
             with torch.no_grad():
-                id_acc += torch.bmm(_step_block(og, off, A, n).transpose(1, 2), w.detach())
+                id_acc += torch.bmm(_step_block(ob, 0, A, n).transpose(1, 2), w.detach())
         if bool(cross.all()):
             break
     acc = torch.cat([acc] + finished[::-1])
