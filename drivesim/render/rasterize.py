@@ -45,7 +45,7 @@ T_MIN = 1e-4  # a pixel stops before its transmittance would reach this
 EPS2D = 0.3
 EXTEND_MAX = 3.33
 MAX_TILE_PAIRS = 20_000_000  # (tile, Gaussian) pairs: about 0.5 GB of index tensors
-CHUNK_ELEMENTS = 1 << 17  # tiles x Gaussians x pixels per step: 512 KB float32 tensors stay in L2
+CHUNK_ELEMENTS = 1 << 18  # tiles x Gaussians x pixels per step (1 MB float32 tensors): fastest measured
 TORCH_TILE_SIZE = 8  # fewer wasted pixel evaluations than 16 (about 20 % faster on CPU)
 _FAR_AWAY = 1e30  # sigma of padding entries: alpha = exp(-1e30) = 0
 GC = 32  # Gaussians per tile per step
