@@ -295,8 +295,8 @@ def bin_tiles(p: Projected, C: int, width: int, height: int, tile_size: int):
         Q = (2 * (p.log_opac.detach() - math.log(ALPHA_MIN))).clamp(min=0) * 1.001 + 0.01
         ymax, xmax = torch.sqrt(Q * a / D), torch.sqrt(Q * c / D)  # half extents of the ellipse
         # pixel rows whose centres (j + 0.5) the ellipse and the radius box reach, as tile rows
-        py0 = torch.maximum(torch.ceil(my - ymax - 0.5), torch.floor((my - r[:, 1]) / ts) * ts).clamp(0, height - 1)
-        py1 = torch.minimum(torch.floor(my + ymax - 0.5), torch.ceil((my + r[:, 1]) / ts) * ts - 1).clamp(0, height - 1)
+        py0 = torch.maximum(torch.ceil(my - ymax - 0.5), torch.floor((my - r[:, 1]) / ts) * ts).clamp(min=0)
+        py1 = torch.minimum(torch.floor(my + ymax - 0.5), torch.ceil((my + r[:, 1]) / ts) * ts - 1).clamp(max=height - 1)
         ty0 = torch.div(py0, ts, rounding_mode="floor").long()
         n_rows = torch.where(py1 >= py0, torch.div(py1, ts, rounding_mode="floor").long() - ty0 + 1, 0)
         box_x0 = torch.floor((mx - r[:, 0]) / ts).clamp(0, tw).long()
@@ -313,8 +313,8 @@ def bin_tiles(p: Projected, C: int, width: int, height: int, tile_size: int):
         xr = (torch.sqrt((aQ - Dr * yr * yr).clamp(min=0)) - br * yr) / ar  # right/left edges of the ellipse
         xl = (-torch.sqrt((aQ - Dr * yl * yl).clamp(min=0)) - br * yl) / ar
         mxr = mx.index_select(0, pr)
-        px0 = torch.ceil(mxr + xl - 0.5).clamp(0, width - 1)
-        px1 = torch.floor(mxr + xr - 0.5).clamp(0, width - 1)
+        px0 = torch.ceil(mxr + xl - 0.5).clamp(min=0)
+        px1 = torch.floor(mxr + xr - 0.5).clamp(max=width - 1)
         tx0 = torch.maximum(torch.div(px0, ts, rounding_mode="floor").long(), box_x0.index_select(0, pr))
         tx1 = torch.minimum(torch.div(px1, ts, rounding_mode="floor").long() + 1, box_x1.index_select(0, pr))
         n_cols = torch.where(px1 >= px0, (tx1 - tx0).clamp(min=0), 0)
@@ -350,6 +350,8 @@ def _render_torch(g, viewmats, Ks, width, height, bg, near, far, tile_size) -> R
     if len(p.cam) == 0:
         return _empty_output(C, height, width, bg, dtype, device)
     flat, tile_of, counts, tw, th = bin_tiles(p, C, width, height, tile_size)
+    if len(flat) == 0:  # every visible ellipse falls between pixel centres
+        return _empty_output(C, height, width, bg, dtype, device)
     unique_ids, id_index = torch.unique(g.ids, return_inverse=True)
     need_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (g.means, g.quats, g.scales, g.opacities, g.colors))

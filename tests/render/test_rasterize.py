@@ -295,6 +295,22 @@ def test_camera_depth_sort_float32_key_matches_the_stable_sort():
     assert torch.equal(fast, ref) and torch.equal(rz._sort_by_camera_and_depth(sel, cam, z.double(), 4), ref)
 
 
+def test_a_gaussian_between_pixel_centres_renders_the_background():
+    """Its radius box overlaps the image but its alpha >= 1/255 ellipse reaches no pixel centre."""
+    d, W, H = torch.float64, 32, 24
+    V, K = look_at_viewmats(1, d), intrinsics(1, W, H, dtype=d)
+    z = 5.0
+    p_cam = torch.tensor([(-1.6 - K[0, 0, 2]) / K[0, 0, 0] * z, (-1.6 - K[0, 1, 2]) / K[0, 1, 1] * z, z], dtype=d)
+    p_world = V[0, :3, :3].T @ (p_cam - V[0, :3, 3])
+    g = Gaussians(p_world[None], torch.tensor([[1.0, 0, 0, 0]], dtype=d), torch.full((1, 3), 0.01, dtype=d),
+                  torch.tensor([0.9], dtype=d), torch.tensor([[1.0, 0, 0]], dtype=d), torch.tensor([-1]))
+    p = rz.project(g, V, K, W, H, near=0.05, far=1e4)
+    assert len(p.cam) == 1 and len(rz.bin_tiles(p, 1, W, H, 8)[0]) == 0
+    out = render(g, V, K, W, H, backend="torch", background=torch.tensor([0.1, 0.2, 0.3], dtype=d))
+    assert (out.alpha == 0).all() and (out.rgb == torch.tensor([0.1, 0.2, 0.3], dtype=d)).all()
+    assert (out.agent_id == -1).all()
+
+
 @pytest.mark.gpu
 def test_torch_backend_matches_gsplat_on_gpu():
     pytest.importorskip("gsplat")
