@@ -13,7 +13,9 @@ Both backends follow gsplat 1.5.3's CUDA kernels (`ProjectionEWA3DGSFused.cu`, `
 - radius: gsplat's opacity-aware box, ceil(extend * sqrt(Sigma_xx)) and likewise for y with
   extend = min(3.33, sqrt(2 ln(255 opacity))), which is exactly the alpha >= 1/255 ellipse (the
   torch helper `_fully_fused_projection` uses a plain 3.33 sigma box: same pixels, more tiles);
-- tiles: tile_size x tile_size, a Gaussian goes to tiles floor((m - r)/ts) .. ceil((m + r)/ts);
+- tiles: tile_size x tile_size, a Gaussian goes to tiles floor((m - r)/ts) .. ceil((m + r)/ts)
+  (gsplat); the torch backend keeps of those only the tiles with a pixel centre inside the
+  alpha >= 1/255 ellipse (the others would composite alpha 0: the image is the same);
 - compositing front to back by camera depth, ties kept in input order (a stable sort, as gsplat's
   radix sort of (camera, tile, depth) keys over Gaussians in input order); pixel centres at
   (x + 0.5, y + 0.5); alpha = min(0.999, opacity exp(-0.5 d^T Sigma^-1 d)), skipped if < 1/255;
@@ -24,7 +26,10 @@ Both backends follow gsplat 1.5.3's CUDA kernels (`ProjectionEWA3DGSFused.cu`, `
   one-hot ids as extra channels so that both backends define it identically.
 
 The torch backend is differentiable w.r.t. means, quats, scales, opacities and colors (Adam
-fitting runs through it). Without grad it runs an in-place fast path that drops finished tiles.
+fitting runs through it). Without grad it runs an in-place fast path on scratch buffers. CPU
+cost (one thread, six cameras at 112x200, 20k Gaussians: about 55 ms): projection ~7 ms,
+binning ~5 ms, the rest compositing, whose dense steps are bound by exp2, cumprod and two
+small matmuls per (tile, Gaussian, pixel); see tools/bench_render.py.
 """
 
 from __future__ import annotations
