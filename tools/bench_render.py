@@ -17,7 +17,7 @@ Gaussians on one CPU thread; >= 100 fps at 448x800 on a GPU. Medians of wall tim
 frames/s) and of this process's CPU time (cpu ms: less sensitive to other load on the machine).
 glibc's malloc hands mid-size buffers back to the OS after each frame;
 GLIBC_TUNABLES=glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=536870912
-gave about 15 % on CPU.
+gave about 15 % on CPU before the compositor used scratch buffers, about 5 % since.
 """
 
 from __future__ import annotations
