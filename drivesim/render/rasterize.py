@@ -179,14 +179,6 @@ class Projected:
     log_opac: Tensor  # [P]
 
 
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """[N, 4] (w, x, y, z), any norm -> [N, 3, 3]."""
-    w, x, y, z = F.normalize(quats, dim=-1).t().contiguous()  # contiguous rows: faster elementwise ops
-    return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).view(-1, 3, 3)
-
-
 def _covariance2d(Rc: Tensor, jx: Tensor, jxz: Tensor, jy: Tensor, jyz: Tensor, quats: Tensor, scales: Tensor):
     """Entries (xx, yy, xy) [P] of J R_cam R_q diag(s^2) R_q^T R_cam^T J^T + eps2d I, per pair, from
     the camera rotations Rc [9, P] (row-major entries), the Jacobian rows J = [[jx, 0, -jxz],
