@@ -51,7 +51,7 @@ class RefinerConfig:
     sigma_data: float = 0.25  # scale of the corrections target - splat in [-1, 1] units
     p_mean: float = -1.0  # ln sigma ~ N(p_mean, p_std^2) in training
     p_std: float = 1.2
-    sigma_start: float = 4.0  # sampling starts at (splat in [-1, 1]) + sigma_start * noise
+    sigma_start: float = 20.0  # sampling starts at (splat in [-1, 1]) + sigma_start * noise (c_skip leaks 0.3 % of it)
     sigma_min: float = 0.02
     rho: float = 7.0  # Karras schedule exponent for 2-3 steps
     steps: int = 1  # default sampling steps

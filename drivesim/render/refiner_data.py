@@ -1,7 +1,8 @@
 """Training pairs for the diffusion refiner, all made offline.
 
 - Self-supervised pairs (`synthetic_pairs`) on procedural scenarios: a closed-loop rollout of the
-  PDM-Closed expert on each map, cut into short clips; per clip the scene is degraded the way a
+  PDM-Closed expert on each map, cut into short clips; per clip (but for a `p_clean` fraction whose
+  input is the full render itself, so that good renders are left alone) the scene is degraded the way a
   reconstruction is (a fraction of the Gaussians kept and the rest enlarged to half-fill the holes,
   colour noise per Gaussian, a lower render resolution upsampled, no sky: a random flat background,
   a small pose jitter) and the degraded render is the input, the full render the target.
@@ -43,6 +44,7 @@ class DataConfig:
     scenarios_per_map: int = 3
     clips_per_scenario: int = 6
     clip_len: int = 5  # frames per clip: clip_len - 1 pairs with a previous frame
+    p_clean: float = 0.3  # clips whose input is the full render itself (the refiner must leave good renders alone)
     keep: tuple[float, float] = (0.3, 0.75)  # fraction of background Gaussians kept
     grow: tuple[float, float] = (1.0, 1.6)  # scale factor of the kept Gaussians
     color_noise: float = 0.06
@@ -211,6 +213,9 @@ def synthetic_pairs(cfg: DataConfig, progress: bool = True) -> tuple[PairSet, li
             lowres = rnd() < cfg.p_lowres
             bg_in = torch.rand(3, generator=gen) * 0.6 if rnd() < cfg.p_no_sky else torch.tensor(SKY)
             lat, dyaw = (2 * rnd() - 1) * cfg.offset_xy, (2 * rnd() - 1) * cfg.offset_yaw
+            clean = rnd() < cfg.p_clean
+            if clean:
+                keep, grow, noise, lowres, bg_in = torch.ones_like(keep), 1.0, noise * 0, False, torch.tensor(SKY)
             prev_target, prev_input, prev_view = None, None, None
             for t in range(t0, min(T, t0 + cfg.clip_len)):
                 st = _StateAt(traj, t)
@@ -219,7 +224,7 @@ def synthetic_pairs(cfg: DataConfig, progress: bool = True) -> tuple[PairSet, li
                 scene = compose(background, st, 0)
                 view = rig.viewmats(x, y, yaw)
                 full = render_views(cull(scene, x, y), view, rig.K, rig.width, rig.height, torch.tensor(SKY))
-                jx, jy, jyaw = ((2 * rnd() - 1) * s for s in (cfg.jitter_xy, cfg.jitter_xy, cfg.jitter_yaw))
+                jx, jy, jyaw = ((2 * rnd() - 1) * s * (not clean) for s in (cfg.jitter_xy, cfg.jitter_xy, cfg.jitter_yaw))
                 d_scene = cull(degrade(scene, keep, grow, noise), x, y)
                 r = low if lowres else rig
                 deg = render_views(d_scene, rig.viewmats(x + jx, y + jy, yaw + jyaw), r.K, r.width, r.height, bg_in)
