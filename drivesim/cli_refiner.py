@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -133,20 +134,23 @@ def cmd_eval(args) -> int:
     size = (int(data.get("width", 112)), int(data.get("height", 64)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"checkpoint": card.get("hash"), "lineage": card.get("lineage")}
+    report = {"checkpoint": card.get("hash"), "lineage": card.get("lineage"), "variants": {}}
     ckpt_dir = Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(args.checkpoint).parent
     found = real_scene(args.real, *size, checkpoint=ckpt_dir)
-    if found is not None:
-        scene, seq, masks = found
-        real = evaluate_real(model, scene, seq, masks)
-        report["real"] = {k: v for k, v in real.items() if k not in ("examples", "rows")}
-        report["real"]["reconstruction"] = scene.lineage
-        examples = real["examples"]
-    else:
-        examples = []
-    report["action_consistency"] = ev.action_consistency(model, size=size)
-    report["temporal"] = ev.temporal_stability(model, size=size, frames=args.frames)
-    report["cost_cpu_64x112"] = ev.cost(model, size=size)
+    examples = []
+    for name, start_noise in (("mean start (default)", 0.0), ("noisy start", 1.0)):
+        model.cfg = dataclasses.replace(model.cfg, start_noise=start_noise)
+        r = report["variants"][name] = {"start_noise": start_noise}
+        if found is not None:
+            scene, seq, masks = found
+            real = evaluate_real(model, scene, seq, masks)
+            r["real"] = {k: v for k, v in real.items() if k not in ("examples", "rows")}
+            report["reconstruction"] = scene.lineage
+            examples = examples or real["examples"]
+        r["action_consistency"] = ev.action_consistency(model, size=size)
+        r["temporal"] = ev.temporal_stability(model, size=size, frames=args.frames)
+    model.cfg = dataclasses.replace(model.cfg, start_noise=0.0)
+    report["cost_cpu"] = {"size": f"{size[0]}x{size[1]}", **ev.cost(model, size=size)}
     if torch.cuda.is_available():
         from drivesim.render.sensors import parse_size
 
@@ -163,26 +167,27 @@ def cmd_eval(args) -> int:
 
 def print_table(r: dict) -> None:
     print(f"\nrefiner {r.get('checkpoint')}")
-    if "real" in r:
-        x = r["real"]
-        print(f"held-out real PandaSet frames ({x['images']} images, unmasked pixels):")
-        print(f"  {'':10s} {'PSNR dB':>8s} {'SSIM':>7s}")
-        print(f"  {'splat':10s} {x['psnr_splat']:8.2f} {x['ssim_splat']:7.4f}")
-        print(f"  {'refined':10s} {x['psnr_refined']:8.2f} {x['ssim_refined']:7.4f}")
-    else:
-        print("held-out real PandaSet frames: not evaluated (no data)")
-    a = r["action_consistency"]
-    print(f"action consistency ({a['patches']} patch shifts, yaw +-0.02/0.05 rad, lateral +-0.25/0.5 m): "
-          f"|refined - splat| mean {a['mean_px']:.3f} px (yaw {a['yaw_mean_px']:.3f}, lateral {a['lateral_mean_px']:.3f}), "
-          f"max {a['max_px']:.3f} px")
-    print(f"zero action: shift of refined(0) vs refined(action) mean {a['zero_action_shift_mean_px']:.3f} px, "
-          f"max {a['zero_action_shift_max_px']:.3f} px; mean |difference| {a['zero_action_abs_diff']:.4f}")
-    t = r["temporal"]
-    print(f"temporal stability over {t['frames']} closed-loop frames (depth-warped |frame - previous|, static pixels): "
-          f"splat {t['splat']:.4f}, refined {t['refined']:.4f}")
-    c = r["cost_cpu_64x112"]
-    print(f"cost per six-camera frame on CPU: splat render {t['splat_s_per_frame']:.3f} s, refiner 1 step "
-          f"{c['1_step_s']:.3f} s, 3 steps {c['3_step_s']:.3f} s")
+    for name, v in r["variants"].items():
+        print(f"\n[{name}: start noise x{v['start_noise']:g}]")
+        if "real" in v:
+            x = v["real"]
+            print(f"held-out real PandaSet frames ({x['images']} images, unmasked pixels):  PSNR dB   SSIM")
+            print(f"  {'splat':58s} {x['psnr_splat']:6.2f}  {x['ssim_splat']:.4f}")
+            print(f"  {'splat + refiner':58s} {x['psnr_refined']:6.2f}  {x['ssim_refined']:.4f}")
+        else:
+            print("held-out real PandaSet frames: not evaluated (no data)")
+        a = v["action_consistency"]
+        print(f"action consistency, |refined shift - splat shift| over {a['patches']} patches (yaw +-0.02/0.05 rad, "
+              f"lateral +-0.25/0.5 m): mean {a['mean_px']:.3f} px (yaw {a['yaw_mean_px']:.3f}, lateral "
+              f"{a['lateral_mean_px']:.3f}), median {a['median_px']:.3f}, 90th pct {a['q90_px']:.3f}, max {a['max_px']:.2f}")
+        print(f"zero action: refined(0) vs refined(action) shift mean {a['zero_action_shift_mean_px']:.3f} px, max "
+              f"{a['zero_action_shift_max_px']:.3f} px; mean |difference| {a['zero_action_abs_diff']:.4f}")
+        t = v["temporal"]
+        print(f"temporal stability, {t['frames']} closed-loop frames (depth-warped |frame - previous|, static pixels): "
+              f"splat {t['splat']:.4f}, refined {t['refined']:.4f}")
+    c, t = r["cost_cpu"], next(iter(r["variants"].values()))["temporal"]
+    print(f"\ncost per six-camera frame on CPU at {c['size']}: splat render {t['splat_s_per_frame']:.3f} s, refiner "
+          f"1 step {c['1_step_s']:.3f} s, 3 steps {c['3_step_s']:.3f} s (torch threads: {torch_threads()})")
     if "cost_cuda" in r:
         g = r["cost_cuda"]
         print(f"cost per six-camera frame on CUDA at {g['size']}: 1 step {g['1_step_s'] * 1e3:.1f} ms, "
@@ -191,8 +196,14 @@ def print_table(r: dict) -> None:
         print("cost on a CUDA GPU: not measured (no CUDA device here)")
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def figure(examples, path: Path) -> None:
-    """Rows of (splat, refined, real) held-out front-camera images."""
+    """Rows of (splat, refined, real) held-out front-camera images (first, middle, last held-out frame)."""
     import numpy as np
     from PIL import Image, ImageDraw
 

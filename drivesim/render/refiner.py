@@ -21,6 +21,7 @@ same way by DIAMOND, Alonso et al. 2024, and GameNGen, Valevski et al. 2024):
 - few-step sampling (1 to 3 Euler steps) from r = sigma_start * noise, i.e. from the splat render
   plus noise (SDEdit-style) instead of pure noise: the splat image is already close to the target.
   One step returns the conditional mean correction (the best PSNR); more steps add sampled detail.
+  `start_noise` scales that start noise (default 0: start at the mean, the splat render itself).
 
 Images are [N, 3, H, W] in [0, 1] at the API; the network works in [-1, 1]. Geometry (the warp)
 never reads the action: the action only enters through the conditioning vector.
@@ -55,6 +56,9 @@ class RefinerConfig:
     sigma_min: float = 0.02
     rho: float = 7.0  # Karras schedule exponent for 2-3 steps
     steps: int = 1  # default sampling steps
+    start_noise: float = 0.0  # scale of the start noise at sampling: 1 = splat + sigma_start noise (a sample),
+    # 0 = the start distribution's mean, the splat itself (deterministic; with this short CPU training the
+    # start noise still shows through the network: 1 flickers and lags the geometry, see policies/refiner)
     p_splat_start: float = 0.3  # training: fraction of samples at the sampler's start (splat + sigma_start noise)
     prev_noise_max: float = 0.3  # training: previous frame + U(0, max) * noise (in [-1, 1] units)
     prev_noise_sample: float = 0.0  # the augmentation level at inference
@@ -261,7 +265,7 @@ class Refiner(nn.Module):
         if noise is None:
             noise = torch.randn(rgb.shape, generator=generator, dtype=rgb.dtype, device="cpu").to(rgb.device)
         sig = self.sigmas(steps or self.cfg.steps)
-        x = sig[0] * noise  # the correction: the splat render plus noise
+        x = sig[0] * self.cfg.start_noise * noise  # the correction: the splat render plus (scaled) noise
         prev_sigma = torch.full((N,), self.cfg.prev_noise_sample, device=rgb.device, dtype=rgb.dtype)
         for s, s_next in zip(sig[:-1], sig[1:]):
             den = self(x, torch.full((N,), s, device=rgb.device, dtype=rgb.dtype), cond_images, action, camera, prev_sigma)

@@ -124,7 +124,8 @@ def action_consistency(refiner: Refiner, rig: str = "nuscenes", size=(112, 64), 
         d, tex = patch_shifts(r0[c], rz[c])
         zero.append(d[tex > min_texture].norm(dim=1))
     e, z = torch.cat(errs), torch.cat(zero)
-    return {"mean_px": float(e.mean()), "max_px": float(e.max()), "patches": int(e.numel()),
+    return {"mean_px": float(e.mean()), "median_px": float(e.median()), "q90_px": float(e.quantile(0.9)),
+            "max_px": float(e.max()), "patches": int(e.numel()),
             **{f"{k}_mean_px": float(torch.cat(v).mean()) for k, v in per_kind.items()},
             "zero_action_shift_mean_px": float(z.mean()), "zero_action_shift_max_px": float(z.max()),
             "zero_action_abs_diff": float((r0 - rz).abs().mean())}

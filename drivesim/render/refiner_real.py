@@ -188,11 +188,10 @@ def evaluate_real(refiner: Refiner, scene: RealScene, seq, masks: torch.Tensor, 
                                      masked_ssim(a, gt, ok).tolist(), masked_ssim(b, gt, ok).tolist()):
             rows.append({"camera": seq.cameras[c], "frame": seq.frames[fi], "psnr_splat": ps, "psnr_refined": pr,
                          "ssim_splat": ss, "ssim_refined": sr})
-        if len(shown) < 3:
-            shown.append((a[1 if C > 1 else 0], b[1 if C > 1 else 0], gt[1 if C > 1 else 0]))
+        shown.append((a[0], b[0], gt[0]))  # the first camera (front)
     if not rows:
         warnings.warn("evaluate_real: no held-out frames", stacklevel=2)
         return {"rows": [], "images": 0}
     mean = lambda k: sum(r[k] for r in rows) / len(rows)
     return {"images": len(rows), **{k: mean(k) for k in ("psnr_splat", "psnr_refined", "ssim_splat", "ssim_refined")},
-            "examples": shown, "rows": rows}
+            "examples": [shown[i] for i in sorted({0, len(shown) // 2, len(shown) - 1})], "rows": rows}

@@ -8,7 +8,7 @@ from drivesim.render.refiner import Refiner, RefinerConfig, edm_loss, relative_p
 
 torch.set_num_threads(1)
 
-TINY = RefinerConfig(channels=(8, 16), cond_dim=16)
+TINY = RefinerConfig(channels=(8, 16), cond_dim=16, start_noise=1.0)
 
 
 def _inputs(N=2, H=16, W=32, seed=0):
@@ -51,6 +51,9 @@ def test_sampling_is_deterministic_with_a_seed():
     b = m.sample(*args, steps=2, generator=torch.Generator().manual_seed(3))
     c = m.sample(*args, steps=2, generator=torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and not torch.equal(a, c)
+    m.cfg = RefinerConfig(channels=(8, 16), cond_dim=16)  # default: start at the splat, no noise
+    assert torch.equal(m.sample(*args, generator=torch.Generator().manual_seed(3)),
+                       m.sample(*args, generator=torch.Generator().manual_seed(4)))
 
 
 def test_sigma_schedule():
