@@ -106,7 +106,7 @@ def cmd_train(args) -> int:
     real, lineage = None, None
     if found is not None:
         scene, seq, masks = found
-        real = real_pairs(scene, seq, masks, cfg.data.p_prev_target, cfg.data.seed)
+        real = real_pairs(scene, seq, masks, cfg.data.p_prev_target_real, cfg.data.seed)
         lineage = {**scene.lineage, "sequence": PANDASET, "images": len(real), "digest": real.digest()}
     model, card = train(cfg, real, lineage)
     card["wall_seconds"] = round(time.perf_counter() - t0, 1)

@@ -55,6 +55,7 @@ class DataConfig:
     offset_xy: float = 1.0  # m, per-clip lateral offset of the camera rig (view diversity)
     offset_yaw: float = 0.08  # rad, per-clip yaw offset
     p_prev_target: float = 0.2  # previous frame = the previous target (teacher forcing), else the previous input render
+    p_prev_target_real: float = 0.2  # the same for real pairs (the real previous image)
     seed: int = 0
 
     def to_dict(self) -> dict:
