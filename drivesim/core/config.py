@@ -154,6 +154,22 @@ def apply_overrides(obj: Any, overrides: Mapping[str, Any] | None, where: str = 
     return new
 
 
+def config_from_dict(cls, d: Mapping[str, Any], what: str) -> Any:
+    """`cls(**d)` for a config read back from JSON or YAML: unknown keys are a ValueError naming
+    `what` and the known keys; lists become tuples; a nested config dataclass field given as a
+    mapping is built by that class's own `from_dict`."""
+    hints = field_types(cls)
+    unknown = set(d) - set(hints)
+    if unknown:
+        raise ValueError(f"unknown {what} config keys {sorted(unknown)}; known: {sorted(hints)}")
+    out = {}
+    for k, v in d.items():
+        if dataclasses.is_dataclass(hints[k]) and isinstance(v, Mapping):
+            v = hints[k].from_dict(v)
+        out[k] = tuple(v) if isinstance(v, list) else v
+    return cls(**out)
+
+
 def config_to_dict(obj: Any) -> dict:
     """Plain dict of a config dataclass (tuples become lists: YAML- and JSON-friendly)."""
 

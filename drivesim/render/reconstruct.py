@@ -30,11 +30,12 @@ import hashlib
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
+from drivesim.core.config import config_from_dict
 from drivesim.io.pandaset import PandaSetSequence, box_corners
 from drivesim.render.gaussians import Gaussians
 from drivesim.render.reconstruct_artifact import load_scene  # noqa: F401  (the artifact's loader, here too)
@@ -68,14 +69,7 @@ class ReconConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "ReconConfig":
-        known = {f.name for f in fields(ReconConfig)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown reconstruct config keys {sorted(unknown)}; known: {sorted(known)}")
-        d = dict(d)
-        if "cameras" in d:
-            d["cameras"] = tuple(d["cameras"])
-        return ReconConfig(**d)
+        return config_from_dict(ReconConfig, d, "reconstruct")
 
 
 def split_frames(n_frames: int, every: int) -> tuple[list[int], list[int]]:

@@ -30,12 +30,14 @@ never reads the action: the action only enters through the conditioning vector.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from drivesim.core.config import config_from_dict
 
 IMAGE_CHANNELS = 12  # noisy 3 + splat rgb 3 + disparity 1 + alpha 1 + warped previous 3 + mask 1
 ACTION_DIM = 4  # acceleration m/s^2, steering rad, speed m/s, yaw change rad
@@ -71,12 +73,7 @@ class RefinerConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "RefinerConfig":
-        known = {f.name for f in fields(RefinerConfig)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown refiner config keys {sorted(unknown)}; known: {sorted(known)}")
-        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return RefinerConfig(**d)
+        return config_from_dict(RefinerConfig, d, "refiner")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from drivesim.core.config import config_from_dict
 from drivesim.render.refiner import warp_previous
 
 CAMERA_OFFSETS = {"nuscenes": 0, "pandaset": 8}  # camera-embedding slot = offset + camera index in the rig
@@ -63,11 +64,7 @@ class DataConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "DataConfig":
-        known = {f.name for f in fields(DataConfig)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown refiner data config keys {sorted(unknown)}; known: {sorted(known)}")
-        return DataConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return config_from_dict(DataConfig, d, "refiner data")
 
 
 @dataclass

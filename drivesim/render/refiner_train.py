@@ -14,11 +14,12 @@ import io
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from drivesim.core.config import config_from_dict
 from drivesim.render.refiner import Refiner, RefinerConfig, edm_loss
 from drivesim.render.refiner_data import DataConfig, PairSet, synthetic_pairs
 
@@ -41,16 +42,7 @@ class TrainConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(TrainConfig)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown refiner training config keys {sorted(unknown)}; known: {sorted(known)}")
-        d = dict(d)
-        if "refiner" in d:
-            d["refiner"] = RefinerConfig.from_dict(d["refiner"])
-        if "data" in d:
-            d["data"] = DataConfig.from_dict(d["data"])
-        return TrainConfig(**d)
+        return config_from_dict(TrainConfig, d, "refiner training")
 
 
 def splat_version(root: Path | None = None) -> str:

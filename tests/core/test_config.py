@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -95,3 +96,15 @@ def test_check_type_and_helpers():
     assert join_path("", "name") == "name"
     assert config_to_dict(Outer()) == {"name": "a", "flag": False, "span": [0.0, 1.0], "tags": [], "limit": None,
                                        "mode": "fast", "inner": {"rate": 1.0, "steps": 3}}
+
+
+def test_config_from_dict_builds_nested_configs_and_rejects_unknown_keys():
+    from drivesim.render.refiner_train import TrainConfig
+
+    cfg = TrainConfig()
+    back = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))  # lists come back as tuples
+    assert back == cfg
+    with pytest.raises(ValueError, match=r"unknown refiner config keys \['bogus'\]"):
+        TrainConfig.from_dict({"refiner": {"bogus": 1}})
+    with pytest.raises(ValueError, match="unknown refiner training config keys"):
+        TrainConfig.from_dict({"epochs_typo": 1})
