@@ -174,6 +174,10 @@ def print_table(r: dict) -> None:
             print(f"held-out real PandaSet frames ({x['images']} images, unmasked pixels):  PSNR dB   SSIM")
             print(f"  {'splat':58s} {x['psnr_splat']:6.2f}  {x['ssim_splat']:.4f}")
             print(f"  {'splat + refiner':58s} {x['psnr_refined']:6.2f}  {x['ssim_refined']:.4f}")
+            if "temporal_splat" in x:
+                print(f"temporal stability over the real sequence (depth-warped |frame - previous|, unlabelled pixels): "
+                      f"splat {x['temporal_splat']:.4f}, refined {x['temporal_refined']:.4f}, real images "
+                      f"{x['temporal_real']:.4f}")
         else:
             print("held-out real PandaSet frames: not evaluated (no data)")
         a = v["action_consistency"]

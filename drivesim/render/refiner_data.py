@@ -80,6 +80,9 @@ class PairSet:
     loss_mask: torch.Tensor  # [M, 1, H, W] bool: pixels that carry loss
     action: torch.Tensor  # [M, 4] float32
     camera: torch.Tensor  # [M] int64 camera-embedding slot
+    K: torch.Tensor  # [M, 3, 3] float32 intrinsics (pixel j's centre at j + 0.5)
+    T_prev: torch.Tensor  # [M, 4, 4] float32 current camera -> previous camera (identity: no previous frame)
+    prev_offset: torch.Tensor  # [M] int64: sample i - prev_offset[i] holds this camera's previous frame (0: none kept)
     source: str = ""
 
     def __len__(self) -> int:
@@ -96,7 +99,13 @@ class PairSet:
         u8 = lambda t: t[idx].float() / 255
         return {"target": u8(self.target), "rgb": u8(self.rgb), "depth": self.depth[idx].float(),
                 "alpha": u8(self.alpha), "prev": u8(self.prev), "prev_valid": self.prev_valid[idx].float(),
-                "loss_mask": self.loss_mask[idx].float(), "action": self.action[idx], "camera": self.camera[idx]}
+                "loss_mask": self.loss_mask[idx].float(), "action": self.action[idx], "camera": self.camera[idx],
+                "K": self.K[idx], "T_prev": self.T_prev[idx]}
+
+    def previous(self, idx: torch.Tensor) -> torch.Tensor:
+        """Index of the sample holding the previous frame of each of samples idx (-1 where none is kept)."""
+        off = self.prev_offset[idx]
+        return torch.where(off > 0, idx - off, torch.full_like(idx, -1))
 
     def digest(self) -> str:
         h = hashlib.sha256()
@@ -111,17 +120,22 @@ def to_u8(x: torch.Tensor) -> torch.Tensor:
 
 
 def make_pairs(target, rgb, depth, alpha, prev_target, K, T_prev_from_cur, action, camera, loss_mask=None,
-               source="") -> PairSet:
+               source="", prev_kept: bool = False) -> PairSet:
     """Pairs from float tensors: target, rgb, prev_target [N, 3, H, W] in [0, 1] (prev_target None:
-    no previous frame), depth, alpha [N, H, W], K [N, 3, 3], T_prev_from_cur [N, 4, 4]."""
+    no previous frame), depth, alpha [N, H, W], K [N, 3, 3], T_prev_from_cur [N, 4, 4]. prev_kept:
+    the N samples just before these in the final PairSet are the same cameras' previous frame (the
+    temporal loss unrolls over such pairs)."""
     N, _, H, W = target.shape
     if prev_target is None:
         prev, valid = torch.zeros_like(target), torch.zeros(N, 1, H, W)
+        T_prev_from_cur = torch.eye(4).expand(N, 4, 4)
     else:
         prev, valid = warp_previous(prev_target, depth, K, T_prev_from_cur, alpha)
     mask = torch.ones(N, 1, H, W, dtype=torch.bool) if loss_mask is None else loss_mask.view(N, 1, H, W).bool()
+    offset = torch.full((N,), N if prev_kept and prev_target is not None else 0, dtype=torch.int64)
     return PairSet(to_u8(target), to_u8(rgb), depth.to(torch.float16), to_u8(alpha), to_u8(prev), valid > 0.5, mask,
-                   action.float(), camera.long(), source)
+                   action.float(), camera.long(), K.float().expand(N, 3, 3).contiguous(),
+                   T_prev_from_cur.float().expand(N, 4, 4).contiguous(), offset, source)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,7 +228,7 @@ def synthetic_pairs(cfg: DataConfig, progress: bool = True) -> tuple[PairSet, li
             clean = rnd() < cfg.p_clean
             if clean:
                 keep, grow, noise, lowres, bg_in = torch.ones_like(keep), 1.0, noise * 0, False, torch.tensor(SKY)
-            prev_target, prev_input, prev_view = None, None, None
+            prev_target, prev_input, prev_view, kept = None, None, None, False
             for t in range(t0, min(T, t0 + cfg.clip_len)):
                 st = _StateAt(traj, t)
                 x, y, yaw = float(st.x[0, 0]), float(st.y[0, 0]), float(st.yaw[0, 0])
@@ -232,7 +246,9 @@ def synthetic_pairs(cfg: DataConfig, progress: bool = True) -> tuple[PairSet, li
                 act = ego_action(traj, t).expand(C, 4)
                 if prev_target is not None:
                     prev = mix_previous(prev_target, prev_input, cfg.p_prev_target, gen)
-                    parts.append(make_pairs(target, rgb, depth, alpha, prev, rig.K, T_rel, act, cams, source="synthetic"))
+                    parts.append(make_pairs(target, rgb, depth, alpha, prev, rig.K, T_rel, act, cams, source="synthetic",
+                                            prev_kept=kept))
+                    kept = True
                 prev_target, prev_input, prev_view = target, rgb, view
     return PairSet.cat(parts), names
 

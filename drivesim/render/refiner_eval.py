@@ -55,6 +55,15 @@ def patch_shifts(a: torch.Tensor, b: torch.Tensor, size: int = 32, stride: int =
     return torch.tensor(shifts), torch.tensor(texture)
 
 
+def warped_difference(cur: torch.Tensor, prev: torch.Tensor, depth: torch.Tensor, K: torch.Tensor,
+                      T_prev_from_cur: torch.Tensor, alpha: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Mean |cur - prev warped into the current view| ([N, 3, H, W] images; warp with the current
+    depth, alpha [N, H, W] and the camera motion) over pixels seen in both frames and in mask [N, 1, H, W]."""
+    w, seen = warp_previous(prev, depth, K, T_prev_from_cur, alpha)
+    m = seen if mask is None else seen * mask
+    return float(((cur - w).abs() * m).sum() / (3 * m.sum()).clamp_min(1))
+
+
 def _rollout(map_type: str, seed: int):
     from drivesim.render.refiner_data import expert_rollout
 
@@ -160,9 +169,7 @@ def temporal_stability(refiner: Refiner, rig: str = "nuscenes", size=(112, 64), 
             Trel = prev["view"] @ torch.linalg.inv(view)
             static = (s.agent_id < 0)[:, None].float()
             for k in ("splat", "refined"):
-                w, ok = warp_previous(prev[k], s.depth, K, Trel, s.alpha)
-                m = ok * static
-                diffs[k].append(float(((cur[k] - w).abs() * m).sum() / (3 * m.sum()).clamp_min(1)))
+                diffs[k].append(warped_difference(cur[k], prev[k], s.depth, K, Trel, s.alpha, static))
         prev = {**cur, "view": view}
     mean = lambda v: sum(v) / max(1, len(v))
     return {"frames": T, "splat": mean(diffs["splat"]), "refined": mean(diffs["refined"]),

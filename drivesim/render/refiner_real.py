@@ -153,7 +153,8 @@ def real_pairs(scene: RealScene, seq, masks: torch.Tensor, p_prev_target: float 
             T = torch.linalg.inv(seq.cam_to_world[:, fi - 1].float()) @ seq.cam_to_world[:, fi].float()
         last = rgb
         act = log_action(seq, fi).expand(C, 4)
-        parts.append(make_pairs(target, rgb, depth, alpha, prev, K, T, act, cams, loss_mask=~masks[:, fi], source="pandaset"))
+        parts.append(make_pairs(target, rgb, depth, alpha, prev, K, T, act, cams, loss_mask=~masks[:, fi], source="pandaset",
+                                prev_kept=True))
     from drivesim.render.refiner_data import PairSet
     return PairSet.cat(parts)
 
@@ -163,25 +164,34 @@ def evaluate_real(refiner: Refiner, scene: RealScene, seq, masks: torch.Tensor, 
     """PSNR / SSIM of splat alone and splat + refiner on the held-out frames over unmasked pixels.
 
     The refiner runs over every frame of each camera in order, fed its own previous output (never a
-    real image), as it runs in the simulator; only held-out frames are scored."""
+    real image), as it runs in the simulator; only held-out frames are scored. Also the temporal
+    stability over the whole sequence (mean depth-warped |frame - previous frame| over unlabelled
+    pixels) of the splat render, the refined frames and, for reference, the real images."""
     from drivesim.render.reconstruct import masked_psnr, masked_ssim
+    from drivesim.render.refiner_eval import warped_difference
 
     C = len(seq.cameras)
     cams = torch.arange(C) + CAMERA_OFFSETS["pandaset"]
     held = set(scene.held_out)
-    prev_rgb, prev_view, rows, shown = None, None, [], []
+    prev, rows, shown, temporal = None, [], [], {"splat": [], "refined": [], "real": []}
     for fi in range(len(seq.frames)):
         rgb, depth, alpha, view, K = render_real(scene, seq, list(range(C)), [fi] * C)
+        gt = seq.images[:, fi].float() / 255
         warped = valid = None
-        if prev_rgb is not None:
-            warped, valid = warp_previous(prev_rgb, depth, K, prev_view @ torch.linalg.inv(view), alpha)
+        if prev is not None:
+            T = prev["view"] @ torch.linalg.inv(view)
+            warped, valid = warp_previous(prev["refined"], depth, K, T, alpha)
         noise = torch.randn(rgb.shape, generator=torch.Generator().manual_seed(seed * 7919 + fi))
         out = refiner.sample(rgb, depth, alpha, warped, valid, log_action(seq, fi).expand(C, 4), cams, steps=steps,
                              noise=noise)
-        prev_rgb, prev_view = out, view
+        cur = {"splat": rgb, "refined": out, "real": gt.permute(0, 3, 1, 2), "view": view}
+        if prev is not None:
+            unlabelled = (~masks[:, fi] & ~masks[:, fi - 1])[:, None].float()
+            for k in temporal:
+                temporal[k].append(warped_difference(cur[k], prev[k], depth, K, T, alpha, unlabelled))
+        prev = cur
         if fi not in held:
             continue
-        gt = seq.images[:, fi].float() / 255
         ok = ~masks[:, fi]
         a, b = rgb.permute(0, 2, 3, 1), out.permute(0, 2, 3, 1)
         for c, ps, pr, ss, sr in zip(range(C), masked_psnr(a, gt, ok).tolist(), masked_psnr(b, gt, ok).tolist(),
@@ -194,4 +204,5 @@ def evaluate_real(refiner: Refiner, scene: RealScene, seq, masks: torch.Tensor, 
         return {"rows": [], "images": 0}
     mean = lambda k: sum(r[k] for r in rows) / len(rows)
     return {"images": len(rows), **{k: mean(k) for k in ("psnr_splat", "psnr_refined", "ssim_splat", "ssim_refined")},
+            **{f"temporal_{k}": sum(v) / max(1, len(v)) for k, v in temporal.items()},
             "examples": [shown[i] for i in sorted({0, len(shown) // 2, len(shown) - 1})], "rows": rows}

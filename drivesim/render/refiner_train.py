@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from drivesim.core.config import config_from_dict
-from drivesim.render.refiner import Refiner, RefinerConfig, edm_loss
+from drivesim.render.refiner import Refiner, RefinerConfig, edm_loss, warp_previous
 from drivesim.render.refiner_data import DataConfig, PairSet, synthetic_pairs
 
 SPLAT_FILES = ("drivesim/render/rasterize.py", "drivesim/render/scene.py", "drivesim/render/gaussians.py")
@@ -34,7 +34,10 @@ class TrainConfig:
     batch: int = 8
     lr: float = 1e-3  # Adam, cosine-decayed to 5 % over the steps
     real_fraction: float = 0.5  # of each batch, when real pairs exist
-    max_minutes: float = 19.0  # stop the optimisation early past this (the card says so)
+    temporal_weight: float = 1.0  # weight of the temporal loss (0: off), relative to the EDM loss at sigma_start
+    temporal_batch: int = 4  # consecutive-frame samples per step for it (drawn apart from the main batch)
+    p_self_prev: float = 0.5  # temporal samples whose previous-frame channels are the refiner's own warped output
+    max_minutes: float = 24.0  # stop the optimisation early past this (the card says so); data takes 2-3 min more
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -76,6 +79,58 @@ def masked_edm_loss(model, target, cond, action, camera, prev_sigma, splat, mask
     return edm_loss(model, target, cond, action, camera, prev_sigma, splat, gen)
 
 
+def temporal_loss(model: Refiner, cur: dict, prev: dict, gen: torch.Generator, p_self: float) -> torch.Tensor:
+    """The temporal loss on consecutive frames of the same cameras (`PairSet.batch` dicts `cur` at t
+    and `prev` at t - 1): the change of the refiner's error over time, in the current view,
+
+        mean over pixels seen in both frames of ((o_t - y_t) - warp(o_t-1 - y_t-1))^2 / sigma_data^2,
+
+    where o is the sampler's output (one step from the start, as `Refiner.sample` runs) and y the
+    target. It is zero when the output changes from frame to frame exactly as the target does, so it
+    asks for no blur or copying, only for errors that do not flicker. o_t-1 is computed without
+    gradient; for a `p_self` fraction of samples it is also the previous frame the refiner is given at
+    t (warped), as when it runs on its own outputs in the simulator."""
+    cfg = model.cfg
+    N = cur["target"].shape[0]
+    zeros = torch.zeros_like(prev["rgb"])
+    o_prev = model.sample(prev["rgb"], prev["depth"], prev["alpha"], prev["prev"], prev["prev_valid"], prev["action"],
+                          prev["camera"], steps=1, noise=zeros)
+    warp = lambda img: warp_previous(img, cur["depth"], cur["K"], cur["T_prev"], cur["alpha"])
+    w_out, seen = warp(o_prev)
+    w_target, _ = warp(prev["target"])
+    w_mask, _ = warp(prev["loss_mask"])
+    own = (torch.rand(N, generator=gen) < p_self).view(-1, 1, 1, 1)
+    cond = model.pack(cur["rgb"], cur["depth"], cur["alpha"], torch.where(own, w_out, cur["prev"]),
+                      torch.where(own, seen, cur["prev_valid"]))
+    sigma = torch.full((N,), cfg.sigma_start)
+    x = cfg.sigma_start * cfg.start_noise * torch.randn(cur["rgb"].shape, generator=gen)
+    den = model(x, sigma, cond, cur["action"], cur["camera"], torch.full((N,), cfg.prev_noise_sample))
+    err = (cur["rgb"] * 2 - 1 + den) - (cur["target"] * 2 - 1)  # [-1, 1] units
+    err_prev = (w_out - w_target) * 2
+    m = seen * cur["loss_mask"] * (w_mask > 0.99).float()
+    return (((err - err_prev) ** 2) * m).sum() / (3 * m.sum()).clamp_min(1) / cfg.sigma_data ** 2
+
+
+def _draw(sets: list[tuple[PairSet, int]], gen: torch.Generator, consecutive: bool = False) -> tuple[dict, dict | None]:
+    """A batch from (pair set, count) parts; with `consecutive`, only samples whose previous frame is
+    kept, and that previous frame's batch too."""
+    cur, prev = [], []
+    for ps, n in sets:
+        if not n:
+            continue
+        if consecutive:
+            pool = torch.nonzero(ps.prev_offset > 0).flatten()
+            if not len(pool):
+                continue
+            idx = pool[torch.randint(len(pool), (n,), generator=gen)]
+            prev.append(ps.batch(ps.previous(idx)))
+        else:
+            idx = torch.randint(len(ps), (n,), generator=gen)
+        cur.append(ps.batch(idx))
+    cat = lambda parts: {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else None
+    return cat(cur), cat(prev)
+
+
 def train(cfg: TrainConfig, real: PairSet | None = None, real_lineage: dict | None = None, progress: bool = True,
           log=print) -> tuple[Refiner, dict]:
     """Train a refiner; returns it and its card (lineage, losses, timings)."""
@@ -91,23 +146,29 @@ def train(cfg: TrainConfig, real: PairSet | None = None, real_lineage: dict | No
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     n_real = round(cfg.batch * cfg.real_fraction) if real is not None and len(real) else 0
-    losses, t1, stopped = [], time.perf_counter(), None
+    nt = cfg.temporal_batch if cfg.temporal_weight > 0 else 0
+    nt_real = round(nt * cfg.real_fraction) if n_real else 0
+    losses, t_losses, t1, stopped = [], [], time.perf_counter(), None
     bar = tqdm(range(cfg.steps), desc="refiner", disable=not progress, mininterval=5.0)
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
-        parts = [synth.batch(torch.randint(len(synth), (cfg.batch - n_real,), generator=gen))]
-        if n_real:
-            parts.append(real.batch(torch.randint(len(real), (n_real,), generator=gen)))
-        b = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-        loss = masked_edm_loss(model, *training_batch(model, b, gen), gen)
+        b, _ = _draw([(synth, cfg.batch - n_real), (real, n_real)], gen)
+        loss = edm = masked_edm_loss(model, *training_batch(model, b, gen), gen)
+        if nt:
+            cur, prev = _draw([(synth, nt - nt_real), (real, nt_real)], gen, consecutive=True)
+            if cur is not None:
+                t_loss = temporal_loss(model, cur, prev, gen, cfg.p_self_prev)
+                t_losses.append(t_loss.item())
+                loss = loss + cfg.temporal_weight * t_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(loss.item())
+        losses.append(edm.item())
         if progress and step % 20 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-100:]) / len(losses[-100:]):.4f}")
+            bar.set_postfix(loss=f"{sum(losses[-100:]) / len(losses[-100:]):.4f}",
+                            temporal=f"{sum(t_losses[-100:]) / max(1, len(t_losses[-100:])):.4f}")
         if (time.perf_counter() - t1) / 60 > cfg.max_minutes:
             stopped = step + 1
             log(f"refiner: stopped after {stopped} of {cfg.steps} steps (max_minutes {cfg.max_minutes})")
@@ -123,6 +184,8 @@ def train(cfg: TrainConfig, real: PairSet | None = None, real_lineage: dict | No
         "steps_done": stopped or cfg.steps,
         "loss_first_100": sum(losses[:100]) / max(1, len(losses[:100])),
         "loss_last_100": sum(losses[-100:]) / max(1, len(losses[-100:])),
+        "temporal_loss_first_100": sum(t_losses[:100]) / max(1, len(t_losses[:100])),
+        "temporal_loss_last_100": sum(t_losses[-100:]) / max(1, len(t_losses[-100:])),
         "data_seconds": round(t_data, 1),
         "train_seconds": round(time.perf_counter() - t1, 1),
         "wall_seconds": round(time.perf_counter() - t0, 1),

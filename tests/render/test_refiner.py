@@ -179,6 +179,49 @@ def test_training_steps_on_pairs():
         assert math.isfinite(float(loss))
 
 
+def _frame(rgb, target, N=2, H=16, W=32):
+    """A PairSet.batch-like dict of one frame (identity camera motion, everything valid)."""
+    return {"target": target, "rgb": rgb, "depth": torch.full((N, H, W), 10.0), "alpha": torch.ones(N, H, W),
+            "prev": torch.zeros(N, 3, H, W), "prev_valid": torch.zeros(N, 1, H, W), "loss_mask": torch.ones(N, 1, H, W),
+            "action": torch.zeros(N, 4), "camera": torch.arange(N), "K": _K().expand(N, 3, 3),
+            "T_prev": torch.eye(4).expand(N, 4, 4)}
+
+
+def test_temporal_loss_measures_the_change_of_the_error():
+    """Zero when the refiner's error is the same in both frames (even a large one); (4 delta)^2 / sd^2
+    (in [-1, 1] units) when it flips sign; and it trains the network."""
+    from drivesim.render.refiner_train import temporal_loss
+
+    m = Refiner(RefinerConfig(channels=(8, 16), cond_dim=16))  # start at the splat: an untrained net returns it
+    g = torch.Generator().manual_seed(0)
+    rgb_t, rgb_p = 0.2 + 0.6 * torch.rand(2, 2, 3, 16, 32, generator=g)
+    delta = 0.1 * torch.randn(2, 3, 16, 32, generator=g)
+    same = temporal_loss(m, _frame(rgb_t, rgb_t + delta), _frame(rgb_p, rgb_p + delta), g, p_self=0.5)
+    assert float(same) < 1e-10
+    flipped = temporal_loss(m, _frame(rgb_t, rgb_t + delta), _frame(rgb_p, rgb_p - delta), g, p_self=0.5)
+    expected = float(((4 * delta) ** 2).mean()) / m.cfg.sigma_data ** 2
+    assert float(flipped) == pytest.approx(expected, rel=1e-4)
+    flipped.backward()
+    assert float(m.net.out.weight.grad.abs().sum()) > 0
+
+
+def test_pairs_link_consecutive_frames():
+    """prev_offset survives concatenation: the temporal loss finds each sample's previous frame."""
+    from drivesim.render.refiner_data import PairSet, make_pairs
+    from drivesim.render.refiner_train import _draw
+
+    rgb, depth, alpha, prev, valid, action, camera = _inputs()
+    K, eye = _K().expand(2, 3, 3), torch.eye(4).expand(2, 4, 4)
+    first = make_pairs(rgb, rgb, depth, alpha, prev, K, eye, action, camera)  # its own previous frame is not kept
+    second = make_pairs(rgb.flip(-1), rgb, depth, alpha, rgb, K, eye, action, camera, prev_kept=True)
+    lone = make_pairs(rgb, rgb, depth, alpha, None, K, None, action, camera, prev_kept=True)  # no previous frame
+    both = PairSet.cat([lone, first, second])
+    assert both.previous(torch.arange(6)).tolist() == [-1, -1, -1, -1, 2, 3]
+    assert torch.equal(both.T_prev[0], torch.eye(4)) and both.K.shape == (6, 3, 3)
+    cur, prv = _draw([(both, 5)], torch.Generator().manual_seed(0), consecutive=True)
+    assert torch.allclose(cur["target"].flip(-1), prv["target"], atol=1 / 255)  # each drawn with its previous frame
+
+
 # ------------------------------------------------------------------------------ in the simulator
 class _CameraPolicy:
     name = "camera_reader"
