@@ -157,11 +157,10 @@ def cmd_eval(args) -> int:
         report["cost_cuda"] = {"size": args.gpu_size, **ev.cost(model, size=parse_size(args.gpu_size), device="cuda")}
     (out / "eval.json").write_text(json.dumps(report, indent=2))
     print_table(report)
+    temporal_figure(report, out / "temporal.png")
     if examples:
         figure(examples, out / "real_heldout.png")
-        print(f"wrote {out / 'eval.json'} and {out / 'real_heldout.png'}")
-    else:
-        print(f"wrote {out / 'eval.json'}")
+    print(f"wrote {out / 'eval.json'}, {out / 'temporal.png'}" + (f" and {out / 'real_heldout.png'}" if examples else ""))
     return 0
 
 
@@ -219,6 +218,28 @@ def figure(examples, path: Path) -> None:
     for i, name in enumerate(("splat", "splat + refiner", "real (held out)")):
         d.text((i * w + 4, 2), name, fill=(255, 255, 0))
     big.save(path)
+
+
+def temporal_figure(report: dict, path: Path) -> None:
+    """Per-frame depth-warped |frame - previous frame| of the closed-loop rollout: splat vs refined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for i, (name, v) in enumerate(report["variants"].items()):
+        per = v["temporal"]["per_frame"]
+        if i == 0:
+            ax.plot(range(1, len(per["splat"]) + 1), per["splat"], color="k", lw=1.2, label=f"splat ({v['temporal']['splat']:.4f})")
+        ax.plot(range(1, len(per["refined"]) + 1), per["refined"], lw=1, label=f"refined, {name} ({v['temporal']['refined']:.4f})")
+    ax.set_xlabel("frame of the closed-loop rollout")
+    ax.set_ylabel("mean |frame - warped previous|")
+    ax.set_title("temporal stability (static pixels; lower is steadier)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def cmd_render(args) -> int:

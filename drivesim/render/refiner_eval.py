@@ -173,7 +173,8 @@ def temporal_stability(refiner: Refiner, rig: str = "nuscenes", size=(112, 64), 
         prev = {**cur, "view": view}
     mean = lambda v: sum(v) / max(1, len(v))
     return {"frames": T, "splat": mean(diffs["splat"]), "refined": mean(diffs["refined"]),
-            "splat_s_per_frame": t_splat / T, "refiner_s_per_frame": t_ref / T}
+            "splat_s_per_frame": t_splat / T, "refiner_s_per_frame": t_ref / T,
+            "per_frame": {k: [round(x, 6) for x in v] for k, v in diffs.items()}}
 
 
 def cost(refiner: Refiner, size=(112, 64), cameras: int = 6, repeats: int = 5, device="cpu") -> dict:

@@ -317,3 +317,26 @@ def test_patch_shifts_measure_a_known_translation():
     d, texture = patch_shifts(img[:, 8:56, 8:104], moved[:, 8:56, 8:104])
     assert d.shape[1] == 2 and len(texture) == len(d)
     assert torch.allclose(d, torch.tensor([3.0, 1.0]).expand_as(d), atol=0.25)
+
+
+@pytest.mark.slow
+def test_eval_command_prints_the_table_and_writes_figures(tmp_path, capsys):
+    import json
+    import warnings
+
+    from drivesim.cli import main
+    from drivesim.render.refiner_train import save
+
+    torch.manual_seed(0)
+    save(Refiner(TINY), {"lineage": {}, "config": {"data": {"width": 64, "height": 32}}}, tmp_path / "ckpt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["refiner", "eval", "--checkpoint", str(tmp_path / "ckpt"), "--real", "none", "--frames", "4",
+                     "-o", str(tmp_path / "eval")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "temporal stability, 4 closed-loop frames" in out and "held-out real PandaSet frames: not evaluated" in out
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    temporal = report["variants"]["mean start (default)"]["temporal"]
+    assert len(temporal["per_frame"]["refined"]) == 3 and temporal["splat"] > 0
+    assert (tmp_path / "eval" / "temporal.png").stat().st_size > 10_000
