@@ -30,7 +30,7 @@ class _RowHistory:
     viewmats: torch.Tensor  # [C, 4, 4]
     rgb: torch.Tensor  # [C, 3, H, W] refined
     pose: tuple[float, float, float]
-    speed: float
+    speed: float | None  # None: not known (the first frame of a pose-only history)
 
 
 class RefinedCameras:
@@ -54,18 +54,20 @@ class RefinedCameras:
         """Forget every row's previous frame (a new rollout)."""
         self._rows.clear()
 
-    def _action(self, state, b: int, pose, prev: _RowHistory | None) -> tuple[torch.Tensor, float]:
-        """([4] action, speed) of row b's ego."""
+    def _action(self, state, b: int, pose, prev: _RowHistory | None) -> tuple[torch.Tensor, float | None]:
+        """([4] action, speed) of row b's ego: from the state, else from the pose history (speed and
+        acceleration by finite differences; acceleration 0 until two speeds are known)."""
         x, y, yaw = pose
         dyaw = 0.0 if prev is None else (yaw - prev.pose[2] + math.pi) % (2 * math.pi) - math.pi
         if getattr(state, "speed", None) is not None and getattr(state, "accel", None) is not None:
             speed = float(state.speed[b, 0])
             return torch.tensor([float(state.accel[b, 0]), float(state.steer[b, 0]), speed, dyaw]), speed
         if prev is None:
-            return torch.zeros(4), 0.0
+            return torch.zeros(4), None  # one pose: the speed is not known yet
         speed = math.hypot(x - prev.pose[0], y - prev.pose[1]) / self.dt
         steer = math.atan(WHEELBASE * dyaw / self.dt / max(speed, 1.0))
-        return torch.tensor([(speed - prev.speed) / self.dt, steer, speed, dyaw]), speed
+        accel = 0.0 if prev.speed is None else (speed - prev.speed) / self.dt
+        return torch.tensor([accel, steer, speed, dyaw]), speed
 
     def refine(self, images, viewmats: torch.Tensor, action: torch.Tensor, prev: _RowHistory | None, noise_seed: int):
         """Refined RGB [C, 3, H, W] of one row's splat images (CameraImages)."""

@@ -25,7 +25,6 @@ import hashlib
 import math
 from dataclasses import asdict, dataclass, fields
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -174,14 +173,6 @@ def ego_action(traj: dict, t: int, b: int = 0) -> torch.Tensor:
     return torch.tensor([float(traj["accel"][t][b, 0]), float(traj["steer"][t][b, 0]), float(traj["speed"][t][b, 0]), dyaw])
 
 
-class _StateAt:
-    """The agent fields of step t of a trajectory dict (what scene.compose reads)."""
-
-    def __init__(self, traj: dict, t: int):
-        for name in ("x", "y", "yaw", "length", "width", "agent_type", "valid"):
-            setattr(self, name, torch.as_tensor(np.asarray(traj[name][t])))
-
-
 def expert_rollout(map_type: str, seed: int):
     """A procedural scenario on `map_type` and the expert's recorded closed-loop trajectory."""
     from drivesim.behavior.scenario import ScenarioBatch
@@ -201,6 +192,7 @@ def synthetic_pairs(cfg: DataConfig, progress: bool = True) -> tuple[PairSet, li
 
     from drivesim.render.camera import load_rig
     from drivesim.render.scene import SKY, SceneConfig, build_background, compose
+    from drivesim.render.sensors import TrajectoryStep
 
     rig = load_rig(cfg.rig, cfg.width, cfg.height)
     low = rig.scaled(cfg.width // 2, cfg.height // 2)
@@ -230,7 +222,7 @@ def synthetic_pairs(cfg: DataConfig, progress: bool = True) -> tuple[PairSet, li
                 keep, grow, noise, lowres, bg_in = torch.ones_like(keep), 1.0, noise * 0, False, torch.tensor(SKY)
             prev_target, prev_input, prev_view, kept = None, None, None, False
             for t in range(t0, min(T, t0 + cfg.clip_len)):
-                st = _StateAt(traj, t)
+                st = TrajectoryStep(traj, t)
                 x, y, yaw = float(st.x[0, 0]), float(st.y[0, 0]), float(st.yaw[0, 0])
                 x, y, yaw = x - lat * math.sin(yaw), y + lat * math.cos(yaw), yaw + dyaw
                 scene = compose(background, st, 0)

@@ -20,6 +20,7 @@ import time
 import torch
 
 from drivesim.render.refiner import Refiner, warp_previous
+from drivesim.render.sensors import TrajectoryStep
 
 
 def _hann(n: int) -> torch.Tensor:
@@ -79,14 +80,11 @@ def _cameras(refiner: Refiner, rig: str, width: int, height: int, seed: int = 0,
     return splat, RefinedCameras(splat, refiner, seed=seed, rig_name=rig, dt=dt)
 
 
-class _Pose:
+class _Pose(TrajectoryStep):
     """A trajectory step with the ego pose moved (x, y, yaw offsets in the ego frame)."""
 
     def __init__(self, traj: dict, t: int, lateral: float = 0.0, dyaw: float = 0.0):
-        import numpy as np
-
-        for name in ("x", "y", "yaw", "length", "width", "agent_type", "valid", "speed", "accel", "steer"):
-            setattr(self, name, torch.as_tensor(np.asarray(traj[name][t])).clone())
+        super().__init__(traj, t)
         yaw = float(self.yaw[0, 0])
         self.x[0, 0] -= lateral * math.sin(yaw)
         self.y[0, 0] += lateral * math.cos(yaw)
@@ -146,8 +144,6 @@ def temporal_stability(refiner: Refiner, rig: str = "nuscenes", size=(112, 64), 
     `frames` consecutive frames of a closed-loop expert rollout; also the seconds per frame."""
     from tqdm import tqdm
 
-    from drivesim.render.refiner_data import _StateAt
-
     scenario, traj = _rollout(map_type, seed)
     splat, refined = _cameras(refiner, rig, *size, dt=scenario.dt)
     bg = splat.background(scenario)
@@ -157,7 +153,7 @@ def temporal_stability(refiner: Refiner, rig: str = "nuscenes", size=(112, 64), 
     diffs = {"splat": [], "refined": []}
     t_splat = t_ref = 0.0
     for t in tqdm(range(T), desc="temporal", disable=not progress):
-        st = _StateAt(traj, t)
+        st = TrajectoryStep(traj, t)
         t0 = time.perf_counter()
         s = splat.render_row(bg, st, 0)
         t1 = time.perf_counter()

@@ -170,12 +170,17 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-class _Step:
-    """The agent fields of one time step of a trajectory dict, as the [B, A] tensors compose reads."""
+class TrajectoryStep:
+    """The agent fields of step k of a recorded trajectory dict ([T, B, A] arrays) as the [B, A]
+    tensors a simulation state has: what `compose` reads, and the ego's speed, acceleration and
+    steering where the recording has them (what the refiner's action reads)."""
+
+    FIELDS = ("x", "y", "yaw", "length", "width", "agent_type", "valid")
+    OPTIONAL = ("speed", "accel", "steer")
 
     def __init__(self, traj: dict, k: int):
-        for name in ("x", "y", "yaw", "length", "width", "agent_type", "valid"):
-            setattr(self, name, torch.as_tensor(np.asarray(traj[name][k])))
+        for name in self.FIELDS + tuple(n for n in self.OPTIONAL if n in traj):
+            setattr(self, name, torch.as_tensor(np.asarray(traj[name][k])).clone())
 
 
 def surround_frames(scenario, traj: dict, rig="nuscenes", size=(200, 112), b: int = 0, every: int = 1,
@@ -198,7 +203,7 @@ def surround_frames(scenario, traj: dict, rig="nuscenes", size=(200, 112), b: in
     background = cameras.background(scenario)
     frames = []
     for i, k in enumerate(ks):
-        images = cameras.render_row(background, _Step(traj, k), b)
+        images = cameras.render_row(background, TrajectoryStep(traj, k), b)
         frames.append(surround_frame(images, bev[i]))
     return frames
 

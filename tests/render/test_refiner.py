@@ -340,3 +340,31 @@ def test_eval_command_prints_the_table_and_writes_figures(tmp_path, capsys):
     temporal = report["variants"]["mean start (default)"]["temporal"]
     assert len(temporal["per_frame"]["refined"]) == 3 and temporal["splat"] > 0
     assert (tmp_path / "eval" / "temporal.png").stat().st_size > 10_000
+
+
+def test_refined_cameras_action_from_poses_and_recorded_steps():
+    """Pose-only states: speed by finite differences, acceleration 0 until two speeds are known (a
+    first speed of 0 would read as a 100 m/s^2 jump); recorded steps carry the logged action."""
+    import numpy as np
+
+    from drivesim.render.refined_cameras import RefinedCameras, _RowHistory
+    from drivesim.render.sensors import SplatCameras, TrajectoryStep
+
+    cams = RefinedCameras(SplatCameras(load_rig("nuscenes"), 32, 16), Refiner(TINY), dt=0.1)
+
+    class Poses:  # what a state without speed/accel looks like to _action
+        pass
+
+    hist = lambda pose, speed: _RowHistory(None, 0, None, torch.eye(4).expand(6, 4, 4), torch.zeros(6, 3, 16, 32), pose, speed)
+    a0, v0 = cams._action(Poses(), 0, (0.0, 0.0, 0.0), None)
+    assert v0 is None and torch.equal(a0, torch.zeros(4))
+    a1, v1 = cams._action(Poses(), 0, (1.0, 0.0, 0.0), hist((0.0, 0.0, 0.0), v0))
+    assert v1 == pytest.approx(10.0) and float(a1[0]) == 0.0 and float(a1[2]) == pytest.approx(10.0)
+    a2, _ = cams._action(Poses(), 0, (2.1, 0.0, 0.0), hist((1.0, 0.0, 0.0), v1))
+    assert float(a2[0]) == pytest.approx(10.0)  # (11 - 10) / 0.1
+    traj = {k: np.zeros((3, 1, 2), dtype=np.float32) for k in ("x", "y", "yaw", "length", "width", "agent_type", "valid")}
+    traj.update(speed=np.full((3, 1, 2), 7.0, np.float32), accel=np.full((3, 1, 2), -1.5, np.float32),
+                steer=np.full((3, 1, 2), 0.1, np.float32))
+    step = TrajectoryStep(traj, 1)
+    a, v = cams._action(step, 0, (0.0, 0.0, 0.0), None)
+    assert v == 7.0 and a[:3].tolist() == pytest.approx([-1.5, 0.1, 7.0])
