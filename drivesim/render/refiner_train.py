@@ -96,10 +96,10 @@ def temporal_loss(model: Refiner, cur: dict, prev: dict, gen: torch.Generator, p
     zeros = torch.zeros_like(prev["rgb"])
     o_prev = model.sample(prev["rgb"], prev["depth"], prev["alpha"], prev["prev"], prev["prev_valid"], prev["action"],
                           prev["camera"], steps=1, noise=zeros)
-    warp = lambda img: warp_previous(img, cur["depth"], cur["K"], cur["T_prev"], cur["alpha"])
-    w_out, seen = warp(o_prev)
-    w_target, _ = warp(prev["target"])
-    w_mask, _ = warp(prev["loss_mask"])
+    # one warp of the stacked previous output, target and loss mask (the same geometry for all three)
+    stacked, seen = warp_previous(torch.cat([o_prev, prev["target"], prev["loss_mask"]], 1), cur["depth"], cur["K"],
+                                  cur["T_prev"], cur["alpha"])
+    w_out, w_target, w_mask = stacked.split([3, 3, 1], dim=1)
     own = (torch.rand(N, generator=gen) < p_self).view(-1, 1, 1, 1)
     cond = model.pack(cur["rgb"], cur["depth"], cur["alpha"], torch.where(own, w_out, cur["prev"]),
                       torch.where(own, seen, cur["prev_valid"]))
