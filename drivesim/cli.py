@@ -6,7 +6,9 @@ Run `drivesim COMMAND --help` for the options of each command.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -18,6 +20,8 @@ import torch
 import drivesim
 from drivesim.behavior.logs import TRAFFIC_MODES
 from drivesim.cli_events import add_commands as add_event_commands
+from drivesim.cli_options import (EXPERT_NAME, add_allow_errors, check_policies, finish, output_dir,
+                                   policy_hash, positive_int, report_skipped, skipped_files)
 from drivesim.cli_refiner import add_commands as add_refiner_commands
 from drivesim.cli_sensor import add_commands as add_sensor_commands
 from drivesim.distributed import add_backend_arguments, backend_options
@@ -44,11 +48,30 @@ def make_policy(name: str):
     if ":" in name:
         module, _, attr = name.partition(":")
         try:
-            return getattr(importlib.import_module(module), attr)()
+            cls = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
             raise SystemExit(f"error: cannot load policy {name!r}: {exc}") from None
+        return user_policy(name, cls)
     raise SystemExit(f"error: unknown policy {name!r}; built-in: {', '.join(sorted(registry))} (or a .pt checkpoint, "
                      "or module:Class)")
+
+
+def user_policy(spec: str, cls):
+    """An instance of a user's policy class (made with no arguments); a clear error if it cannot be made."""
+    try:
+        inspect.signature(cls).bind()
+    except TypeError as exc:
+        raise SystemExit(f"error: cannot create policy {spec!r} with no arguments ({exc}); a policy class is "
+                         "made as Class(): give its arguments defaults") from None
+    except ValueError:  # no signature to check (a builtin): just try
+        pass
+    try:
+        policy = cls()
+    except Exception as exc:  # noqa: BLE001 - the user's __init__ may raise anything
+        raise SystemExit(f"error: policy {spec!r} raised {type(exc).__name__} while being created: {exc}") from None
+    if not callable(getattr(policy, "act", None)):
+        raise SystemExit(f"error: {spec!r} is not a policy: it has no act(obs) method")
+    return policy
 
 
 def resolve_suite(path: str) -> Path:
@@ -122,15 +145,27 @@ def until_first_contact(traj: dict, after: int = 5) -> dict:
 
 def write_outputs(ev, out: Path, meta: dict, video: bool = True) -> None:
     """results.csv/json, the printed summary, failure thumbnails, report.html and one BEV video."""
+    from drivesim.core.safe_io import OutputError
+    from drivesim.io.report import format_table, summarize
+    from drivesim.io.results import write_tables
+
+    write_tables(ev.results, meta, out)
+    print(format_table(summarize(ev.results)))
+    try:
+        write_pictures(ev, out, meta, video)
+    except OutputError:
+        raise
+    except OSError as exc:  # a thumbnail, plot or video the disk refused
+        raise OutputError(f"cannot write into {out}: {exc.strerror or exc}") from exc
+
+
+def write_pictures(ev, out: Path, meta: dict, video: bool) -> None:
+    """Failure thumbnails, report.html with its plots, and one BEV video of the first scenario."""
     from drivesim.behavior.scenario import ScenarioBatch
-    from drivesim.io.report import format_table, summarize, write_report
+    from drivesim.io.report import write_report
     from drivesim.render.bev import thumbnail
     from drivesim.sim.rollout import rollout
 
-    out.mkdir(parents=True, exist_ok=True)
-    ev.results.to_csv(out / "results.csv", index=False)
-    (out / "results.json").write_text(json.dumps({"meta": meta, "results": json.loads(ev.results.to_json(orient="records"))}, indent=1))
-    print(format_table(summarize(ev.results)))
     thumbs = {}
     for (policy, name), (scenario, traj) in list(ev.trajectories.items())[:48]:
         traj = until_first_contact(traj)
@@ -218,36 +253,80 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    out = output_dir(args.out)  # an unwritable folder, or results already there, stop it before anything runs
+    previous_results(out, args)
+    skipped = {}
     if args.scenarios:
+        from drivesim.io.scenario_file import scenarios_hash
+
         scenarios, meta = logged_source(args)
+        skipped = skipped_files(meta["load_errors"])
+        meta.update(suite_hash=hashlib.sha256(f"{scenarios_hash(scenarios)} {meta['traffic']}".encode()).hexdigest(),
+                    seed=0)
         scenarios = scenarios[: args.limit] if args.limit else scenarios
         meta.update(suite=Path(args.scenarios).name, scenarios=len(scenarios))
     else:
         suite, digest, scenarios = load_scenarios(args.suite, args.limit)
         meta = {"suite": suite.name, "suite_hash": digest, "seed": suite.seed, "scenarios": len(scenarios)}
-    evaluate_and_write(scenarios, args.policies, meta, Path(args.out), args)
-    return 0
+    ev = evaluate_and_write(scenarios, args.policies, meta, out, args, skipped=skipped)
+    return finish(args, errors=int((ev.results["status"] == "error").sum()), skipped=len(skipped))
 
 
-def evaluate_and_write(scenarios, policy_specs: str, meta: dict, out: Path, args) -> None:
-    """Evaluate the comma-separated policies (the expert first, as progress reference) and write the outputs."""
+def previous_results(out: Path, args) -> list[str]:
+    """The results files already in `out`: an error unless --resume or --overwrite says what to do."""
+    from drivesim.io.results import RESULTS_FILES
+
+    found = [f for f in RESULTS_FILES if (out / f).exists()]
+    if found and not (getattr(args, "resume", False) or getattr(args, "overwrite", False)):
+        raise SystemExit(f"error: {out} already holds results ({', '.join(found)}) of an earlier run: --resume to "
+                         "continue it (rows already complete are kept), --overwrite to replace them, or another -o")
+    return found
+
+
+def resumed_rows(out: Path, args, meta: dict, hashes: dict[str, str]) -> list[dict]:
+    """With --resume, the complete rows of `out`/results.jsonl for the same suite, seed and policies."""
+    from drivesim.io.results import ResumeError, read_rows, resumable
+
+    path = out / "results.jsonl"
+    if not getattr(args, "resume", False) or not path.exists():
+        return []
+    try:
+        rows, notes = read_rows(path)
+        kept = resumable(rows, path, meta.get("suite_hash") or meta.get("set_hash", ""), meta.get("seed"), hashes)
+    except ResumeError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    print(f"resuming {path}: {len(kept)} complete row(s) kept, the rest runs")
+    return kept
+
+
+def evaluate_and_write(scenarios, policy_specs: str, meta: dict, out: Path, args, skipped: dict | None = None):
+    """Evaluate the comma-separated policies (the expert first, as progress reference), write the
+    outputs and return the Evaluation. Rows stream to results.jsonl as they finish."""
+    from drivesim.io.results import RowStream
     from drivesim.sim.evaluate import EvalConfig, evaluate
 
-    policies = [make_policy(p) for p in policy_specs.split(",") if p]
-    expert = next((p for p in policies if p.name == "pdm_expert"), None) or make_policy("pdm_expert")
+    specs = [p for p in policy_specs.split(",") if p]
+    policies = [make_policy(p) for p in specs]
+    check_policies(specs, policies)
+    expert = next((p for s, p in zip(specs, policies) if s == EXPERT_NAME), None) or make_policy(EXPERT_NAME)
+    cfg = EvalConfig(batch_size=args.batch_size, device=args.device, policy_every=args.policy_every)
+    pairs = [(EXPERT_NAME, expert)] + [(s, p) for s, p in zip(specs, policies) if p is not expert]
+    tags = {p.name: {"suite_hash": meta.get("suite_hash") or meta.get("set_hash", ""), "seed": meta.get("seed"),
+                     "policy_hash": policy_hash(s, p, cfg.policy_every)} for s, p in pairs}
+    done = resumed_rows(out, args, meta, {k: v["policy_hash"] for k, v in tags.items()})
     runner = make_runner(args)
     t0 = time.perf_counter()
-    cfg = EvalConfig(batch_size=args.batch_size, device=args.device, policy_every=args.policy_every)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "results.jsonl", "w") as stream:  # each job's rows as they arrive (kept if the run is cut off)
-        def on_rows(rows):
-            stream.writelines(json.dumps(r) + "\n" for r in rows)
-            stream.flush()
-
-        ev = evaluate(scenarios, policies, expert=expert, config=cfg, runner=runner, on_rows=on_rows)
-    meta.update(policies=", ".join(p.name for p in [expert] + policies if p is not None),
-                wall_time_s=round(time.perf_counter() - t0, 1), backend=getattr(args, "backend", "local"))
+    for stale in ("results.csv", "results.json"):  # rewritten at the end: never beside rows of another run
+        (out / stale).unlink(missing_ok=True)
+    with RowStream(out / "results.jsonl", keep=done) as stream:  # each job's rows as they arrive (kept if cut off)
+        ev = evaluate(scenarios, policies, expert=expert, config=cfg, runner=runner, on_rows=stream.append,
+                      done_rows=done, skipped=skipped, tags=tags)
+    meta.update(policies=", ".join(tags), wall_time_s=round(time.perf_counter() - t0, 1),
+                backend=getattr(args, "backend", "local"), resumed_rows=len(done), skipped_files=len(skipped or {}))
     write_outputs(ev, out, meta, video=not args.no_video)
+    return ev
 
 
 def make_runner(args):
@@ -416,7 +495,9 @@ def cmd_demo(args) -> int:
     shipped = [str(p) for p in (SUITES_DIR.parent / "policies" / f for f in SHIPPED_POLICIES) if p.exists()]
     args.suite, args.limit, args.batch_size, args.no_video, args.policy_every, args.scenarios = "nominal", None, 64, False, 1, None
     args.policies = ",".join(["constant_velocity", "idm", "pdm_expert", *shipped])
-    cmd_evaluate(args)
+    nominal = cmd_evaluate(args)
+    cut_out = output_dir(Path(args.out) / "cutins")
+    previous_results(cut_out, args)
     config = PipelineConfig().heldout_cutin
     print(f"\ncut-in suite: {args.cutins} generated cut-ins (seed {HELDOUT_CUTIN_SEED}, lateral speed "
           f"{config.lat_speed[0]:g}-{config.lat_speed[1]:g} m/s, density {config.density[0]:g}-{config.density[1]:g}; "
@@ -425,9 +506,9 @@ def cmd_demo(args) -> int:
                        label=LabelConfig(expert_check=False, workers=1))
     meta = {"suite": f"cut-in x{len(cut.scenarios)}", "set_hash": scenarios_hash(cut.scenarios), "seed": HELDOUT_CUTIN_SEED,
             "scenarios": len(cut.scenarios)}
-    evaluate_and_write(cut.scenarios, args.policies, meta, Path(args.out) / "cutins", args)
+    ev = evaluate_and_write(cut.scenarios, args.policies, meta, cut_out, args)
     write_demo_cameras(Path(args.out))
-    return 0
+    return max(nominal, finish(args, errors=int((ev.results["status"] == "error").sum())))
 
 
 def write_demo_cameras(out: Path, seconds: float = 5.0) -> None:
@@ -444,6 +525,15 @@ def write_demo_cameras(out: Path, seconds: float = 5.0) -> None:
     path = write_surround_video(scenario, res.trajectory, out / f"cameras_{file_name(scenario.name)}.mp4", rig="nuscenes",
                                 size=(200, 112), every=2)
     print(f"\nwrote {path} (splat cameras, nuScenes rig, {seconds:g} s, {time.perf_counter() - t0:.1f} s to render)")
+
+
+def add_results_arguments(parser: argparse.ArgumentParser) -> None:
+    """--resume / --overwrite (what to do with the results of an earlier run in -o) and --allow-errors."""
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run whose results are in -o: keep its "
+                       "complete rows (same suite hash, policy hashes and seed, else refused) and run the rest")
+    again.add_argument("--overwrite", action="store_true", help="replace the results already in -o")
+    add_allow_errors(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -467,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--refiner", default=None, help="with --render refined: the refiner checkpoint (default policies/refiner)")
     s.add_argument("--render-size", default="200x112", help="WxH of each camera with --render splat (default 200x112)")
     s.add_argument("--rig", default="nuscenes", help="camera rig: nuscenes | pandaset | a rig YAML (default nuscenes)")
-    s.add_argument("--render-every", type=int, default=1, help="with --render splat: one frame every N steps (default 1)")
+    s.add_argument("--render-every", type=positive_int, default=1, help="with --render splat: one frame every N steps (default 1)")
     s.add_argument("-o", "--out", default="out/simulate")
     s.set_defaults(func=cmd_simulate)
     e = sub.add_parser("evaluate", help="evaluate policies on a suite: CSV/JSON table, summary, HTML report")
@@ -475,13 +565,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--scenarios", default=None, help="instead of a suite: scenario files (a .npz or a folder, e.g. from `import`)")
     e.add_argument("--traffic", default="reactive", choices=TRAFFIC_CHOICES, help="how logged agents move (default reactive)")
     e.add_argument("--policies", default="constant_velocity,idm,pdm_expert", help="comma-separated policy names, .pt checkpoints (e.g. policies/il_base.pt) or module:Class")
-    e.add_argument("--limit", type=int, default=None, help="only the first N scenarios")
-    e.add_argument("--batch-size", type=int, default=64, help="scenarios simulated together")
+    e.add_argument("--limit", type=positive_int, default=None, help="only the first N scenarios (N >= 1)")
+    e.add_argument("--batch-size", type=positive_int, default=64, help="scenarios simulated together")
     e.add_argument("--no-video", action="store_true", help="skip the BEV video")
-    e.add_argument("--policy-every", type=int, default=1, help="simulation steps (0.1 s) per policy decision (default 1)")
+    e.add_argument("--policy-every", type=positive_int, default=1, help="simulation steps (0.1 s) per policy decision (default 1)")
     add_backend_arguments(e, "jobs (one policy on one --batch-size chunk of scenarios) run as Ray tasks; same results "
                              "as local")
     e.add_argument("-o", "--out", default="out/evaluate")
+    add_results_arguments(e)
     e.set_defaults(func=cmd_evaluate)
     i = sub.add_parser("import", help="real driving logs -> drivesim scenario files (with content hashes)")
     i.add_argument("source", choices=sorted(IMPORTERS), help="log format")
@@ -540,14 +631,20 @@ def build_parser() -> argparse.ArgumentParser:
                        "policies and the shipped IL/RL checkpoints → tables, reports, videos")
     d.add_argument("-o", "--out", default="out/demo", help="output folder (cut-in results in OUT/cutins)")
     d.add_argument("--cutins", type=int, default=100, help="generated held-out cut-ins (default 100)")
+    d.add_argument("--overwrite", action="store_true", help="replace the results of an earlier demo in --out")
     d.set_defaults(func=cmd_demo)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from drivesim.core.safe_io import OutputError
+
     args = build_parser().parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
-    return args.func(args)
+    try:
+        return args.func(args)
+    except OutputError as exc:  # a full or unwritable output folder: the path and the reason, no traceback
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -112,32 +112,42 @@ def local_runner(jobs, bank, cfg: EvalConfig, expert: dict | None):
 
 
 def evaluate(scenarios: list[Scenario], policies: list, expert=None, config: EvalConfig | None = None,
-             show_progress: bool = True, runner=None, on_rows=None) -> Evaluation:
+             show_progress: bool = True, runner=None, on_rows=None, done_rows: list[dict] | None = None,
+             skipped: dict[str, str] | None = None, tags: dict[str, dict] | None = None) -> Evaluation:
     """Run every policy on every scenario. `expert` (a policy) sets the progress reference;
     its own results appear as a policy row too. Bad scenarios become 'error' rows.
 
     The work is split into jobs of one policy on one chunk of `batch_size` scenarios, run by
     `runner` (default `local_runner`); the expert's jobs go first since the others are scored
     against its progress. `on_rows(rows)` sees each job's rows as they arrive (for streaming);
-    the returned table is in policy then scenario order whatever order the jobs finish in."""
+    the returned table is in policy then scenario order whatever order the jobs finish in.
+
+    Resuming: `done_rows` are rows of an earlier run of the same suite and policies; their
+    (policy, scenario) pairs are not run again and appear in the table as they are (the
+    expert's stored progress still scores the others). `skipped` ({file: reason}) are input
+    files that could not be read: a row with status 'skipped' per policy. `tags` ({policy name:
+    fields}) are added to each row of that policy (e.g. suite hash, policy hash, seed)."""
     cfg = config or EvalConfig()
     runner = runner or local_runner
     bad = _validate(scenarios)
     good = [s for s in scenarios if s.name not in bad]
     by_name = {s.name: s for s in good}
+    kept = {(r["policy"], r["scenario"]): r for r in done_rows or [] if r["scenario"] in by_name}
     bank = MapBank.build(list({id(s.road): s.road for s in good}.values()), device=cfg.device) if good else None
     runs = ([expert] if expert is not None else []) + [p for p in policies if p is not expert]
     phases = [runs[:1], runs[1:]] if expert is not None else [runs]
-    chunks = _chunks(good, cfg.batch_size)
-    bar = tqdm(total=len(runs) * len(chunks), desc="evaluate", disable=not show_progress)
-    rows, trajs, expert_progress = [], {}, None
+    todo = {p.name: _chunks([s for s in good if (p.name, s.name) not in kept], cfg.batch_size) for p in runs}
+    bar = tqdm(total=sum(map(len, todo.values())), desc="evaluate", disable=not show_progress)
+    rows, trajs, expert_progress = list(kept.values()), {}, None
     for phase in phases:
-        jobs = [(policy, chunk) for policy in phase for chunk in chunks]
+        jobs = [(policy, chunk) for policy in phase for chunk in todo[policy.name]]
         done: dict[int, list] = {}
-        for i, result in runner(jobs, bank, cfg, expert_progress):
+        for i, result in runner(jobs, bank, cfg, expert_progress) if jobs else ():
             if i in done:  # a retried job that reported twice must not be counted twice
                 continue
             done[i] = result
+            for row, _ in result:
+                row.update((tags or {}).get(row["policy"], {}))
             if on_rows is not None:
                 on_rows([row for row, _ in result])
             bar.update(1)
@@ -155,4 +165,14 @@ def evaluate(scenarios: list[Scenario], policies: list, expert=None, config: Eva
     for policy in runs:
         for name, why in bad.items():
             rows.append({"policy": policy.name, "scenario": name, "map": "", "status": "error", "error": why})
-    return Evaluation(pd.DataFrame(rows), good, trajs)
+        for name, why in (skipped or {}).items():
+            rows.append({"policy": policy.name, "scenario": name, "map": "", "status": "skipped", "error": why})
+    return Evaluation(pd.DataFrame(_in_order(rows, runs, scenarios, tags)), good, trajs)
+
+
+def _in_order(rows: list[dict], runs: list, scenarios: list[Scenario], tags: dict | None) -> list[dict]:
+    """The rows in policy then scenario order (stable: unknown names last), each with its policy's tags."""
+    policy_at = {p.name: i for i, p in reversed(list(enumerate(runs)))}
+    scenario_at = {s.name: i for i, s in reversed(list(enumerate(scenarios)))}
+    rows = [{**r, **(tags or {}).get(r["policy"], {})} for r in rows]
+    return sorted(rows, key=lambda r: (policy_at.get(r["policy"], len(runs)), scenario_at.get(r["scenario"], len(scenarios))))
