@@ -20,9 +20,11 @@ import torch
 import drivesim
 from drivesim.behavior.logs import TRAFFIC_MODES
 from drivesim.cli_events import add_commands as add_event_commands
-from drivesim.cli_options import (EXPERT_NAME, add_allow_errors, check_policies, finish, output_dir,
-                                   policy_hash, positive_int, report_skipped, skipped_files)
+from drivesim.cli_options import (EXIT_FAILED, EXPERT_NAME, add_allow_errors, add_results_arguments, check_policies,
+                                   finish, import_with_errors, output_dir, policy_hash, positive_int, previous_results,
+                                   report_skipped, resumed_rows, skipped_files, user_policy)
 from drivesim.cli_refiner import add_commands as add_refiner_commands
+from drivesim.core.safe_io import atomic_write_text
 from drivesim.cli_sensor import add_commands as add_sensor_commands
 from drivesim.distributed import add_backend_arguments, backend_options
 
@@ -56,24 +58,6 @@ def make_policy(name: str):
                      "or module:Class)")
 
 
-def user_policy(spec: str, cls):
-    """An instance of a user's policy class (made with no arguments); a clear error if it cannot be made."""
-    try:
-        inspect.signature(cls).bind()
-    except TypeError as exc:
-        raise SystemExit(f"error: cannot create policy {spec!r} with no arguments ({exc}); a policy class is "
-                         "made as Class(): give its arguments defaults") from None
-    except ValueError:  # no signature to check (a builtin): just try
-        pass
-    try:
-        policy = cls()
-    except Exception as exc:  # noqa: BLE001 - the user's __init__ may raise anything
-        raise SystemExit(f"error: policy {spec!r} raised {type(exc).__name__} while being created: {exc}") from None
-    if not callable(getattr(policy, "act", None)):
-        raise SystemExit(f"error: {spec!r} is not a policy: it has no act(obs) method")
-    return policy
-
-
 def resolve_suite(path: str) -> Path:
     p = Path(path)
     if not p.exists() and (SUITES_DIR / path).exists():
@@ -104,8 +88,7 @@ def logged_source(args):
         scenarios, errors = load_files(args.scenarios)
     except ScenarioFileError as exc:
         raise SystemExit(f"error: {exc}") from None
-    for e in errors:
-        print(f"warning: skipped {e}", file=sys.stderr)
+    report_skipped(errors, args.scenarios)
     logged = [s for s in scenarios if s.log is not None]
     try:
         scenarios = [with_traffic(s, args.traffic) if s.log is not None else s for s in scenarios]
@@ -181,13 +164,15 @@ def write_pictures(ev, out: Path, meta: dict, video: bool) -> None:
 
 # ---------------------------------------------------------------------------- commands
 def pick_scenario(args):
-    scenarios = logged_source(args)[0] if args.scenarios else load_scenarios(args.suite)[2]
-    where = args.scenarios or args.suite
+    """The scenario `--scenario` names and the files of `--scenarios` that could not be read."""
+    scenarios, meta = logged_source(args) if args.scenarios else (load_scenarios(args.suite)[2], {})
+    where, errors = args.scenarios or args.suite, meta.get("load_errors", [])
     pick = [s for i, s in enumerate(scenarios) if s.name == args.scenario or str(i) == args.scenario]
     if not pick:
         names = ", ".join(s.name for s in scenarios[:10])
-        raise SystemExit(f"error: no scenario {args.scenario!r} in {where} (index or name; e.g. {names})")
-    return pick[0]
+        unread = f"; {len(errors)} file(s) there could not be read (listed above)" if errors else ""
+        raise SystemExit(f"error: no scenario {args.scenario!r} in {where} (index or name; e.g. {names}){unread}")
+    return pick[0], errors
 
 
 def procedural(map_type: str, seed: int):
@@ -217,7 +202,8 @@ def cmd_simulate(args) -> int:
             load_rig(args.rig), parse_size(args.render_size)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from None
-    scenario = procedural(args.map, args.seed) if args.map else pick_scenario(args)
+    out = output_dir(args.out)
+    scenario, unread = (procedural(args.map, args.seed), []) if args.map else pick_scenario(args)
     batch = ScenarioBatch.build([scenario], device=args.device)
     reference = logged_progress(batch)  # the logged ego's progress, else the expert's
     if torch.isnan(reference).all():
@@ -225,11 +211,9 @@ def cmd_simulate(args) -> int:
                                     device=batch.device)
     policy = make_policy(args.policy)
     res = rollout(batch, policy, record=True, expert_progress=reference)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     metrics = {k: float(v[0]) for k, v in res.metrics.items()}
     record = {"scenario": scenario.name, "policy": policy.name, "status": res.status[0], "error": res.errors[0], "metrics": metrics}
-    (out / "metrics.json").write_text(json.dumps(record, indent=2))
+    atomic_write_text(out / "metrics.json", json.dumps(record, indent=2))
     print(f"scenario {scenario.name} ({scenario.road.name}), policy {policy.name}: {res.status[0]} {res.errors[0]}")
     for k in ("pdms", "nuplan_score", "success", "no_collision", "drivable_area_compliance", "progress", "progress_ratio", "min_ttc", "comfort"):
         if k in metrics:
@@ -248,7 +232,8 @@ def cmd_simulate(args) -> int:
               f"in {time.perf_counter() - t0:.1f} s")
     else:
         video = write_bev_video(scenario, res.trajectory, out / f"{file_name(scenario.name)}.{args.format}")
-    print(f"wrote {out / 'metrics.json'} and {video}")
+    print(f"wrote {out / 'metrics.json'} and {video}" + (f" ({len(unread)} other file(s) in {args.scenarios} could "
+          "not be read: listed above)" if unread else ""))
     return 0 if res.status[0] == "ok" else 1
 
 
@@ -270,35 +255,6 @@ def cmd_evaluate(args) -> int:
         meta = {"suite": suite.name, "suite_hash": digest, "seed": suite.seed, "scenarios": len(scenarios)}
     ev = evaluate_and_write(scenarios, args.policies, meta, out, args, skipped=skipped)
     return finish(args, errors=int((ev.results["status"] == "error").sum()), skipped=len(skipped))
-
-
-def previous_results(out: Path, args) -> list[str]:
-    """The results files already in `out`: an error unless --resume or --overwrite says what to do."""
-    from drivesim.io.results import RESULTS_FILES
-
-    found = [f for f in RESULTS_FILES if (out / f).exists()]
-    if found and not (getattr(args, "resume", False) or getattr(args, "overwrite", False)):
-        raise SystemExit(f"error: {out} already holds results ({', '.join(found)}) of an earlier run: --resume to "
-                         "continue it (rows already complete are kept), --overwrite to replace them, or another -o")
-    return found
-
-
-def resumed_rows(out: Path, args, meta: dict, hashes: dict[str, str]) -> list[dict]:
-    """With --resume, the complete rows of `out`/results.jsonl for the same suite, seed and policies."""
-    from drivesim.io.results import ResumeError, read_rows, resumable
-
-    path = out / "results.jsonl"
-    if not getattr(args, "resume", False) or not path.exists():
-        return []
-    try:
-        rows, notes = read_rows(path)
-        kept = resumable(rows, path, meta.get("suite_hash") or meta.get("set_hash", ""), meta.get("seed"), hashes)
-    except ResumeError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    for note in notes:
-        print(f"warning: {note}", file=sys.stderr)
-    print(f"resuming {path}: {len(kept)} complete row(s) kept, the rest runs")
-    return kept
 
 
 def evaluate_and_write(scenarios, policy_specs: str, meta: dict, out: Path, args, skipped: dict | None = None):
@@ -351,20 +307,20 @@ def cmd_import(args) -> int:
 
     module = importlib.import_module(IMPORTERS[args.source])
     t0 = time.perf_counter()
+    out = output_dir(args.out)
     try:
-        scenarios = module.load(args.path, version=args.version) if args.source == "nuscenes" else module.load(args.path)
+        scenarios, errors = import_with_errors(module, args.path, **({"version": args.version} if args.source == "nuscenes" else {}))
     except (ValueError, OSError) as exc:
         raise SystemExit(f"error: {exc}") from None
-    for e in getattr(module, "last_errors", []) or []:
-        print(f"warning: skipped {e}", file=sys.stderr)
-    out = Path(args.out)
+    report_skipped(errors, args.path)
     print(f"{'scenario':44s} {'agents':>6s} {'lanes':>5s} {'steps':>5s}  hash")
     for s in scenarios:
         s.meta = {**s.meta, "imported_by": f"drivesim {drivesim.__version__}"}
         save_scenario(s, out / f"{file_name(s.name)}.npz")
         print(f"{s.name[:44]:44s} {s.num_agents:6d} {len(s.road.lanes):5d} {s.num_steps:5d}  {scenario_hash(s)[:12]}")
-    print(f"imported {len(scenarios)} scenario(s) from {args.source} into {out} in {time.perf_counter() - t0:.1f} s")
-    return 0 if scenarios else 1
+    print(f"imported {len(scenarios)} scenario(s) from {args.source} into {out} in {time.perf_counter() - t0:.1f} s"
+          + (f"; {len(errors)} skipped (listed above)" if errors else ""))
+    return finish(args, skipped=len(errors)) if scenarios else EXIT_FAILED
 
 
 def learned_behavior(args):
@@ -393,7 +349,8 @@ def select_scenes(scenarios, spec: str, held_out: list[str]):
 def cmd_realism(args) -> int:
     from drivesim.sim.realism import plot, realism
 
-    scenarios = load_logged(args.data)
+    out = output_dir(args.out)
+    scenarios, load_errors = load_logged(args.data)
     behavior = learned_behavior(args) if "learned" in args.model.split(",") or args.scenes == "held-out" else None
     if behavior is not None:
         card = behavior.card
@@ -405,15 +362,13 @@ def cmd_realism(args) -> int:
     if overlap and "learned" in args.model.split(","):
         print(f"warning: the learned model was trained on {len(overlap)} of these scenes ({', '.join(overlap)}); "
               "use --scenes held-out for its held-out realism", file=sys.stderr)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rows = []
     for model in args.model.split(","):
         t0 = time.perf_counter()
         result = realism(scenarios, model, device=args.device, behavior=behavior if model == "learned" else None)
         plot(result, out / f"realism_{model}.png")
         result.table.insert(0, "model", model)
-        result.table.to_csv(out / f"realism_{model}.csv", index=False)
+        atomic_write_text(out / f"realism_{model}.csv", result.table.to_csv(index=False))
         mean = result.table.drop(columns=["model", "scenario"]).mean()
         rows.append({"model": model, **mean.to_dict(), "seconds": round(time.perf_counter() - t0, 1)})
         for name in result.skipped:
@@ -421,14 +376,16 @@ def cmd_realism(args) -> int:
     import pandas as pd
 
     summary = pd.DataFrame(rows).set_index("model")
-    summary.to_csv(out / "realism_summary.csv")
+    atomic_write_text(out / "realism_summary.csv", summary.to_csv())
     print(summary.T.to_string(float_format=lambda v: f"{v:.4f}"))
-    print(f"wrote {out}/realism_summary.csv and realism_<model>.png / .csv")
-    return 0
+    print(f"scored {len(scenarios)} scene(s)" + (f"; {len(load_errors)} file(s) in {args.data} could not be read "
+          "(listed above)" if load_errors else "") + f"; wrote {out}/realism_summary.csv and realism_<model>.png / .csv")
+    return finish(args, skipped=len(load_errors))
 
 
 def load_logged(path: str):
-    """Logged scenarios from a folder of scenario files (.npz) or of ScenarioNet pickles (.pkl)."""
+    """Logged scenarios from a folder of scenario files (.npz) or of ScenarioNet pickles (.pkl):
+    (scenarios, errors), each file that could not be read listed on stderr with the reason."""
     from drivesim.io.scenario_file import ScenarioFileError, load_scenarios as load_files
 
     p = Path(path)
@@ -436,13 +393,13 @@ def load_logged(path: str):
         if p.is_dir() and not any(p.glob("*.npz")) and any(p.glob("*.pkl")):
             from drivesim.io import scenarionet
 
-            return scenarionet.load(p)
-        scenarios, errors = load_files(p)
+            scenarios, errors = import_with_errors(scenarionet, p)
+        else:
+            scenarios, errors = load_files(p)
     except (ScenarioFileError, ValueError, OSError) as exc:
         raise SystemExit(f"error: {exc}") from None
-    for e in errors:
-        print(f"warning: skipped {e}", file=sys.stderr)
-    return scenarios
+    report_skipped(errors, p)
+    return scenarios, errors
 
 
 def cmd_train_traffic(args) -> int:
@@ -527,15 +484,6 @@ def write_demo_cameras(out: Path, seconds: float = 5.0) -> None:
     print(f"\nwrote {path} (splat cameras, nuScenes rig, {seconds:g} s, {time.perf_counter() - t0:.1f} s to render)")
 
 
-def add_results_arguments(parser: argparse.ArgumentParser) -> None:
-    """--resume / --overwrite (what to do with the results of an earlier run in -o) and --allow-errors."""
-    again = parser.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true", help="continue the run whose results are in -o: keep its "
-                       "complete rows (same suite hash, policy hashes and seed, else refused) and run the rest")
-    again.add_argument("--overwrite", action="store_true", help="replace the results already in -o")
-    add_allow_errors(parser)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="drivesim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"drivesim {drivesim.__version__}")
@@ -579,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("path", help="a file or folder of the source (nuscenes: the dataroot)")
     i.add_argument("--version", default="v1.0-mini", help="nuScenes version (nuscenes only)")
     i.add_argument("-o", "--out", default="out/scenarios", help="folder for the .npz scenario files")
+    add_allow_errors(i)
     i.set_defaults(func=cmd_import)
     r = sub.add_parser("realism", help="WOSAC-style realism of traffic models against real logs")
     r.add_argument("--model", default="replay,idm_mobil,constant_velocity",
@@ -590,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data", default=str(Path(os.environ.get("DRIVESIM_DATA", "../shared/data")) / "scenarionet_nuscenes"),
                    help="folder of scenario files (.npz) or ScenarioNet pickles (default: the shared nuScenes scenes)")
     r.add_argument("-o", "--out", default="out/realism")
+    add_allow_errors(r)
     r.set_defaults(func=cmd_realism)
     t = sub.add_parser("train", help="train the learned traffic model (traffic) or a driving policy (il, then rl)")
     tsub = t.add_subparsers(dest="component", required=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from drivesim.cli_options import add_allow_errors, finish, report_skipped
 from drivesim.core.config import ConfigError, apply_overrides
 
 KNOB_FLAGS = ("ttc", "gap", "band", "headway", "ego_speed", "rel_speed", "lat_speed", "density")
@@ -58,7 +59,7 @@ def cmd_generate(args) -> int:
     from drivesim.render.event_summary import plot_event_set
     from drivesim.sim.events import LabelConfig, generate_real_set, generate_set, outcome_table, summary
 
-    real = args.scenes is not None
+    real, errors = args.scenes is not None, []
     if real and args.event != "cut-in":
         raise SystemExit("error: --scenes (real scenes) is for cut-in only")
     base = RealCutInConfig() if real else EVENTS[args.event].config()
@@ -75,8 +76,7 @@ def cmd_generate(args) -> int:
             scenes, errors = load_scenarios(args.scenes)
         except ScenarioFileError as exc:
             raise SystemExit(f"error: {exc}") from None
-        for e in errors:
-            print(f"warning: skipped {e}")
+        report_skipped(errors, args.scenes)
         try:
             es = generate_real_set(scenes, args.n, seed=args.seed, config=config, label=label)
         except ValueError as exc:
@@ -95,7 +95,9 @@ def cmd_generate(args) -> int:
     print("\n" + outcome_table(es.table).to_string(index=False))
     print(f"\n{len(es.scenarios)} {es.header['generator']} scenarios in {time.perf_counter() - t0:.1f} s -> {path} (set {set_hash[:12]})")
     print(f"table {table_path}\nsummary {png}")
-    return 0
+    if errors:
+        print(f"{len(errors)} scene file(s) in {args.scenes} could not be read (listed above)")
+    return finish(args, skipped=len(errors))
 
 
 def cmd_mine(args) -> int:
@@ -105,8 +107,7 @@ def cmd_mine(args) -> int:
     from drivesim.sim.mining import MineConfig, mine
 
     scenarios, errors = load_scenarios(args.suite) if Path(args.suite).exists() else _suite(args.suite)
-    for e in errors:
-        print(f"warning: {e}")
+    report_skipped(errors, args.suite)
     if not scenarios:
         raise SystemExit(f"error: no scenario could be loaded from {args.suite}")
     policy = make_policy(args.policy)
@@ -114,15 +115,16 @@ def cmd_mine(args) -> int:
     result = mine(scenarios, policy, cfg)
     print(result.failures.to_string(index=False) if len(result.failures) else "no failure found")
     if not result.scenarios:
-        return 0
+        return finish(args, skipped=len(errors))
     header = {"generator": "mine", "policy": args.policy, "source": str(args.suite), "seed": args.seed,
               "config": {"variations": args.variations, "min_progress": args.min_progress, "learned": args.learned},
               "lineage": {"command": "drivesim mine", "parents": sorted(set(result.table["parent"]))}}
     path, set_hash = save_set(result.scenarios, result.table, header, set_path(args.out))
     result.table.to_csv(path.with_name(path.name.removesuffix(".set.npz") + ".csv"), index=False)
     print(f"\n{len(result.failures)} failures of {len(scenarios)} scenarios; {len(result.scenarios)} variations -> {path} "
-          f"(set {set_hash[:12]}); the policy fails {result.variation_failure_rate:.0%} of them")
-    return 0
+          f"(set {set_hash[:12]}); the policy fails {result.variation_failure_rate:.0%} of them"
+          + (f"; {len(errors)} file(s) could not be read (listed above)" if errors else ""))
+    return finish(args, skipped=len(errors))
 
 
 def _suite(name: str):
@@ -162,6 +164,7 @@ def add_commands(sub) -> None:
                    "into a cut-in instead of generating procedural ones")
     g.add_argument("--no-expert-check", action="store_true", help="label with the analytic bound only (faster)")
     g.add_argument("--workers", type=int, default=2, help="processes for labelling (default 2)")
+    add_allow_errors(g)
     g.set_defaults(func=cmd_generate)
 
     m = sub.add_parser("mine", help="find a policy's failures on a suite and generate variations around them",
@@ -178,4 +181,5 @@ def add_commands(sub) -> None:
     m.add_argument("--min-progress", type=float, default=0.2, help="progress ratio to the expert below which a run fails")
     m.add_argument("--learned", action="store_true", help="also sample alternative futures with the learned traffic model")
     m.add_argument("--seed", type=int, default=0)
+    add_allow_errors(m)
     m.set_defaults(func=cmd_mine)

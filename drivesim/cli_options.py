@@ -36,13 +36,14 @@ def positive_int(text: str) -> int:
 def output_dir(path: str | Path) -> Path:
     """The output folder, created and checked writable before anything runs (a clear error if not)."""
     path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise SystemExit(f"error: output folder {path}: {existing} is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".drivesim-probe-", dir=path)
         os.close(fd)
         os.unlink(probe)
-    except FileExistsError:
-        raise SystemExit(f"error: output folder {path}: a file of that name (or above it) is in the way") from None
     except OSError as exc:
         raise SystemExit(f"error: output folder {path} is not writable: {exc.strerror or exc}") from None
     return path
@@ -115,3 +116,66 @@ def check_policies(specs: list[str], policies: list) -> None:
             raise SystemExit(f"error: policies {seen[name]!r} and {spec!r} are both named {name!r}; "
                              "their rows could not be told apart")
         seen[name] = spec
+
+
+def user_policy(spec: str, cls):
+    """An instance of a user's policy class (made with no arguments); a clear error if it cannot be made."""
+    try:
+        inspect.signature(cls).bind()
+    except TypeError as exc:
+        raise SystemExit(f"error: cannot create policy {spec!r} with no arguments ({exc}); a policy class is "
+                         "made as Class(): give its arguments defaults") from None
+    except ValueError:  # no signature to check (a builtin): just try
+        pass
+    try:
+        policy = cls()
+    except Exception as exc:  # noqa: BLE001 - the user's __init__ may raise anything
+        raise SystemExit(f"error: policy {spec!r} raised {type(exc).__name__} while being created: {exc}") from None
+    if not callable(getattr(policy, "act", None)):
+        raise SystemExit(f"error: {spec!r} is not a policy: it has no act(obs) method")
+    return policy
+
+
+def previous_results(out: Path, args) -> list[str]:
+    """The results files already in `out`: an error unless --resume or --overwrite says what to do."""
+    from drivesim.io.results import RESULTS_FILES
+
+    found = [f for f in RESULTS_FILES if (out / f).exists()]
+    if found and not (getattr(args, "resume", False) or getattr(args, "overwrite", False)):
+        raise SystemExit(f"error: {out} already holds results ({', '.join(found)}) of an earlier run: --resume to "
+                         "continue it (rows already complete are kept), --overwrite to replace them, or another -o")
+    return found
+
+
+def resumed_rows(out: Path, args, meta: dict, hashes: dict[str, str]) -> list[dict]:
+    """With --resume, the complete rows of `out`/results.jsonl for the same suite, seed and policies."""
+    from drivesim.io.results import ResumeError, read_rows, resumable
+
+    path = out / "results.jsonl"
+    if not getattr(args, "resume", False) or not path.exists():
+        return []
+    try:
+        rows, notes = read_rows(path)
+        kept = resumable(rows, path, meta.get("suite_hash") or meta.get("set_hash", ""), meta.get("seed"), hashes)
+    except ResumeError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    print(f"resuming {path}: {len(kept)} complete row(s) kept, the rest runs")
+    return kept
+
+
+def import_with_errors(module, path, **kwargs) -> tuple[list, list[str]]:
+    """An importer's `load(path)`: (scenarios, the files it skipped with their reasons). Reads the
+    importer's `last_errors` (the one place to change when importers return their errors)."""
+    scenarios = module.load(path, **kwargs)
+    return scenarios, list(getattr(module, "last_errors", []) or [])
+
+
+def add_results_arguments(parser: argparse.ArgumentParser) -> None:
+    """--resume / --overwrite (what to do with the results of an earlier run in -o) and --allow-errors."""
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run whose results are in -o: keep its "
+                       "complete rows (same suite hash, policy hashes and seed, else refused) and run the rest")
+    again.add_argument("--overwrite", action="store_true", help="replace the results already in -o")
+    add_allow_errors(parser)

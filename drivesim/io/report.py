@@ -7,6 +7,8 @@ Rows with status 'error' may hold NaN metrics and an `error` message.
 Summary conventions: metric means and the success and collision rates are taken over the
 scenarios that ran (status 'ok'), skipping NaN; `errors` counts the scenarios that did not
 run and `failed` the ones that ran without success, so an all-error policy shows NaN rates.
+Rows with status 'skipped' are input files that could not be read: counted in `skipped` (a
+column only when there are any), not in `errors`. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from drivesim.core.safe_io import atomic_save, atomic_write_text
+
 ID_COLUMNS = ("policy", "scenario", "map", "status", "error")
 METRIC_ORDER = ("pdms", "nuplan_score", "success", "collision_any", "no_collision", "drivable_area_compliance",
                 "driving_direction", "progress", "progress_ratio", "ttc", "min_ttc", "speed_limit", "comfort")
 PLOT_METRICS = ("pdms", "progress_ratio", "min_ttc")
-COUNT_COLUMNS = ("scenarios", "errors", "failed")
+COUNT_COLUMNS = ("scenarios", "errors", "skipped", "failed")
+SKIPPED = "skipped"  # status of a row for an input file that could not be read
 CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 24px; color: #222; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; border-bottom: 1px solid #ccc; }
@@ -72,9 +77,12 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     _check_results(results)
     metrics = metric_columns(results)
     rows = {}
+    any_skipped = bool((results["status"] == SKIPPED).any())
     for policy, group in results.groupby("policy", sort=False):
         ok = group[group["status"] == "ok"]
-        row = {"scenarios": len(group), "errors": int((group["status"] != "ok").sum()),
+        skipped = int((group["status"] == SKIPPED).sum())
+        row = {"scenarios": len(group), "errors": int((group["status"] != "ok").sum()) - skipped,
+               **({"skipped": skipped} if any_skipped else {}),
                "failed": int((_failed_mask(group) & (group["status"] == "ok")).sum())}
         means = ok[metrics].apply(pd.to_numeric, errors="coerce").astype(float)
         means = means.replace([np.inf, -np.inf], np.nan).mean() if len(ok) else pd.Series(np.nan, index=metrics)
@@ -87,7 +95,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-TERMINAL_COLUMNS = ("scenarios", "errors", "failed", "success_rate", "collision_rate", "pdms", "nuplan_score",
+TERMINAL_COLUMNS = ("scenarios", "errors", "skipped", "failed", "success_rate", "collision_rate", "pdms", "nuplan_score",
                     "drivable_area_compliance", "progress_ratio", "ttc", "comfort", "speed_limit")
 
 
@@ -136,7 +144,7 @@ def plot_metric(results: pd.DataFrame, metric: str, path) -> Path:
     ax_b.set_ylabel(f"{metric} (finite values)")
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path)
+    atomic_save(path, lambda fh: fig.savefig(fh, format="png"))
     return path
 
 
@@ -247,6 +255,4 @@ def write_report(results: pd.DataFrame, out_dir, title: str, meta: dict,
 {_table(results.reset_index(drop=True), row_cls, index=False)}
 </body></html>
 """
-    path = out_dir / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return atomic_write_text(out_dir / "report.html", page)
