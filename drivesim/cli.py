@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
-import inspect
 import json
 import os
 import sys
@@ -24,8 +23,8 @@ from drivesim.cli_options import (EXIT_FAILED, EXPERT_NAME, add_allow_errors, ad
                                    finish, import_with_errors, output_dir, policy_hash, positive_int, previous_results,
                                    report_skipped, resumed_rows, skipped_files, user_policy)
 from drivesim.cli_refiner import add_commands as add_refiner_commands
-from drivesim.core.safe_io import atomic_write_text
 from drivesim.cli_sensor import add_commands as add_sensor_commands
+from drivesim.core.safe_io import atomic_write_text
 from drivesim.distributed import add_backend_arguments, backend_options
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "scenarios"
