@@ -19,7 +19,7 @@ import torch
 import drivesim
 from drivesim.behavior.logs import TRAFFIC_MODES
 from drivesim.cli_events import add_commands as add_event_commands
-from drivesim.cli_options import (EXIT_FAILED, EXPERT_NAME, add_allow_errors, add_results_arguments, check_policies,
+from drivesim.cli_options import (EXIT_CODES_HELP, EXIT_FAILED, EXPERT_NAME, add_allow_errors, add_results_arguments, check_policies,
                                    finish, import_with_errors, output_dir, policy_hash, positive_int, previous_results,
                                    report_skipped, resumed_rows, skipped_files, user_policy)
 from drivesim.cli_refiner import add_commands as add_refiner_commands
@@ -507,7 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--render-every", type=positive_int, default=1, help="with --render splat: one frame every N steps (default 1)")
     s.add_argument("-o", "--out", default="out/simulate")
     s.set_defaults(func=cmd_simulate)
-    e = sub.add_parser("evaluate", help="evaluate policies on a suite: CSV/JSON table, summary, HTML report")
+    e = sub.add_parser("evaluate", help="evaluate policies on a suite: CSV/JSON table, summary, HTML report",
+                       epilog=EXIT_CODES_HELP)
     e.add_argument("--suite", default="nominal", help="suite YAML (path or name in scenarios/)")
     e.add_argument("--scenarios", default=None, help="instead of a suite: scenario files (a .npz or a folder, e.g. from `import`)")
     e.add_argument("--traffic", default="reactive", choices=TRAFFIC_CHOICES, help="how logged agents move (default reactive)")

@@ -19,6 +19,9 @@ from pathlib import Path
 import drivesim
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+EXIT_CODES_HELP = ("exit codes: 0 everything ran; 1 an error stopped it (the message says what); 2 a usage error; "
+                   "3 it finished but some scenario errored or an input file was skipped (--allow-errors: 0). "
+                   "See docs/reliability.md.")
 EXPERT_NAME = "pdm_expert"  # the reference expert: no other policy may take this name
 
 

@@ -241,3 +241,9 @@ def test_realism_exits_3_when_a_scene_could_not_be_read(data_dir, tmp_path, caps
     assert main(["realism", "--model", "constant_velocity", "--data", str(folder), "-o", str(tmp_path / "r")]) == 3
     out = capsys.readouterr().out
     assert "scored 1 scene(s); 1 file(s)" in out and (tmp_path / "r" / "realism_summary.csv").exists()
+
+
+def test_mine_exits_3_when_a_scenario_file_could_not_be_read(folder_with_a_bad_file, tmp_path, capsys):
+    code = main(["mine", "--policy", "idm", "--suite", str(folder_with_a_bad_file), "--variations", "1",
+                 "-o", str(tmp_path / "mined")])
+    assert code == 3 and "broken.npz" in capsys.readouterr().err
