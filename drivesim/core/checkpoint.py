@@ -47,6 +47,8 @@ def load_checkpoint(path, what: str = "checkpoint", map_location="cpu"):
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder, not a {what} file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no {what} (no such file)")
     try:
