@@ -65,7 +65,7 @@ def _defaultdict(factory=None, *rest):
     if rest:
         raise UnsafePickleError("refusing collections.defaultdict with more than a default factory")
     if isinstance(factory, _Factory):
-        factory = SAFE_FACTORIES[factory.name]
+        factory = SAFE_FACTORIES.get(factory.name, factory)  # a BUILD could have renamed it: then it is refused below
     if factory is not None and not any(factory is f for f in SAFE_FACTORIES.values()):
         raise UnsafePickleError(f"refusing collections.defaultdict with the default factory {factory!r} "
                                 f"(allowed: None or one of {sorted(SAFE_FACTORIES)})")
