@@ -56,7 +56,7 @@ def load_checkpoint(path, what: str = "checkpoint", map_location="cpu"):
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
     except Exception as exc:  # a corrupt file raises almost anything: zip, pickle, EOF, struct, unicode errors
-        raise CheckpointError(f"{path}: unreadable {what}: {describe_load_error(exc)}") from None
+        raise CheckpointError(f"{path}: not a readable {what}: {describe_load_error(exc)}") from None
 
 
 def expect_dict(blob, path, what: str, keys=()) -> dict:

@@ -156,7 +156,7 @@ def read_checkpoint(path) -> tuple[dict, dict]:
     """(state_dict, card) of a policy checkpoint, checked: a dict with a dict card of this format,
     a state dict of finite tensors whose hash matches the card's `weights_sha256` (a checkpoint
     without one loads with a warning). Anything else is a CheckpointError naming the file."""
-    blob = expect_dict(load_checkpoint(path, "policy checkpoint"), path, "policy checkpoint", ("state_dict", "card"))
+    blob = expect_dict(load_checkpoint(path, "drivesim policy checkpoint"), path, "policy checkpoint", ("state_dict", "card"))
     card, state = blob["card"], blob["state_dict"]
     if not isinstance(card, dict):
         raise CheckpointError(f"{path}: the card is a {type(card).__name__}, not a dict")

@@ -25,7 +25,7 @@ def test_every_failure_names_the_file_and_never_advises_unsafe_loading(tmp_path)
     torch.save({"w": torch.ones(1000)}, tmp_path / "cut.pt")
     (tmp_path / "cut.pt").write_bytes((tmp_path / "cut.pt").read_bytes()[:700])
     (tmp_path / "dir.pt").mkdir()
-    cases = {"crafted.pt": "not plain data", "garbage.pt": "unreadable", "cut.pt": "corrupt or truncated",
+    cases = {"crafted.pt": "not plain data", "garbage.pt": "not a readable test checkpoint", "cut.pt": "corrupt or truncated",
              "dir.pt": "a folder, not a test checkpoint file", "missing.pt": "no such file"}
     for name, match in cases.items():
         with pytest.raises(CheckpointError, match=match) as err:

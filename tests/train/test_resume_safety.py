@@ -103,7 +103,7 @@ def test_a_failed_dataset_save_leaves_the_previous_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert len(Demos.load(tmp_path / "data.pt")) == 3
     (tmp_path / "data.pt").write_bytes((tmp_path / "data.pt").read_bytes()[:200])
-    with pytest.raises(CheckpointError, match="data.pt: unreadable IL dataset: corrupt or truncated"):
+    with pytest.raises(CheckpointError, match="data.pt: not a readable IL dataset: corrupt or truncated"):
         Demos.load(tmp_path / "data.pt")
 
 
