@@ -16,7 +16,10 @@ then DAgger rounds), and fine-tuning an IL checkpoint by imitation on another sc
 The net does not see the ego's last acceleration (PolicyNetConfig.last_accel): a clone that sees
 it copies it and brakes too late. Outputs in OUT: policy.pt + policy.json (the card: lineage,
 data, config, metrics, training scenario names and hashes), curves.png, metrics.json; last.pt
-(+ data.pt until the run finishes) let an interrupted run resume: rerun the same command.
+(+ data.pt until the run finishes) let an interrupted run resume: rerun the same command. A
+resume must have the same config, init and training scenarios (names and content hashes, kept in
+last.pt), or it is refused naming what differs; `--overwrite` starts over. Every file is written
+atomically (core.safe_io) and last.pt / data.pt load as plain data (core.checkpoint).
 """
 
 from __future__ import annotations

@@ -22,7 +22,10 @@ the held-out check and the curves figure live in rl_extras.py).
   count, RNG, the simulator rows mid-episode) make `resume` continue exactly as an
   uninterrupted run; `policy.pt` + `policy.json` (the card: init checkpoint hash, training
   scenario names and hashes, config) are written beside it, with `curves.png` and
-  `history.jsonl`. Seeded and deterministic on CPU; a non-finite loss is an error.
+  `history.jsonl`. Seeded and deterministic on CPU; a non-finite loss is an error. A folder that
+  already holds a run (checkpoint.pt or policy.pt) is continued with `--resume` or replaced with
+  `--overwrite`, never overwritten silently; checkpoints are written atomically and load as
+  plain data (core.checkpoint).
 """
 
 from __future__ import annotations
