@@ -104,7 +104,9 @@ class SafeUnpickler(pickle.Unpickler):
         raise UnsafePickleError(f"refusing to load {module}.{name}: not on the allow-list of plain data types "
                                 "(numpy arrays and scalars, builtin containers"
                                 + (", pandas DataFrames" if (("pandas", "DataFrame") in self.allowed) else "")
-                                + "); unpickling it could run code")
+                                + "); unpickling it could run code"
+                                + ("; a DataFrame written by pandas >= 3 (pyarrow strings) must be saved again with object "
+                                   "columns" if module.startswith(("pandas", "pyarrow")) else ""))
 
 
 def load(fh, *, pandas: bool = False):

@@ -94,3 +94,16 @@ def test_load_dataframe_reads_gzip_and_refuses_other_objects(tmp_path):
 
 def test_touch_payload_helper_is_a_real_payload():
     assert Touch("x").__reduce__()[0].__name__ == "touch"
+
+
+def test_pyarrow_string_frames_are_refused_with_a_hint():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"label": ["Car", "Bus"]})
+    try:
+        data = pickle.dumps(df)
+    except Exception:  # pragma: no cover - pandas without pyarrow strings
+        pytest.skip("pandas cannot pickle this frame here")
+    if b"pyarrow" not in data and b"ArrowString" not in data:
+        pytest.skip("this pandas writes object strings")
+    with pytest.raises(safe_pickle.UnsafePickleError, match="saved again with object columns"):
+        safe_pickle.loads(data, pandas=True)
