@@ -65,7 +65,10 @@ def real_scene(spec: str, width: int, height: int, log=print, iters: int = 300, 
     seq = load(root, size=(width, height))
     masks = object_masks(seq, 1)
     if spec == "auto" and checkpoint is not None and (checkpoint / "real_scene.pt").exists():
-        return load_scene_file(checkpoint / "real_scene.pt"), seq, masks
+        try:
+            return load_scene_file(checkpoint / "real_scene.pt"), seq, masks
+        except ValueError as exc:  # CheckpointError: refused or malformed, named
+            raise SystemExit(f"error: {exc}") from None
     found = [p for p in (Path("out/reconstruct") / PANDASET, Path("out/reconstruct")) if (p / "scene.pt").exists()]
     folder = (found[0] if found else Path("out/reconstruct")) if spec == "auto" else Path(spec)
     if spec not in ("auto", "fit") or (spec == "auto" and found):
@@ -127,7 +130,10 @@ def cmd_eval(args) -> int:
     from drivesim.render.refiner_real import evaluate_real
     from drivesim.render.refiner_train import load_refiner
 
-    model = load_refiner(args.checkpoint)
+    try:
+        model = load_refiner(args.checkpoint)
+    except (OSError, ValueError) as exc:  # CheckpointError names the file and what is wrong
+        raise SystemExit(f"error: {exc}") from None
     ckpt_card = Path(args.checkpoint) / "card.json" if Path(args.checkpoint).is_dir() else Path(args.checkpoint).with_name("card.json")
     card = json.loads(ckpt_card.read_text()) if ckpt_card.exists() else {}
     data = card.get("config", {}).get("data", {})
@@ -247,7 +253,10 @@ def cmd_render(args) -> int:
     from drivesim.render.refiner_data import expert_rollout
     from drivesim.render.refiner_train import load_refiner
 
-    model = load_refiner(args.checkpoint)
+    try:
+        model = load_refiner(args.checkpoint)
+    except (OSError, ValueError) as exc:  # CheckpointError names the file and what is wrong
+        raise SystemExit(f"error: {exc}") from None
     scenario, traj = expert_rollout(args.map, args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

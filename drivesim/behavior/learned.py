@@ -37,6 +37,7 @@ from torch import nn
 
 from drivesim.behavior.learned_tokens import (LANE_FEATURES, NEIGHBOUR_FEATURES, SELF_FEATURES, TokenConfig, Tokens,
                                               agent_tokens, corridor_leader)
+from drivesim.core.checkpoint import CheckpointError, expect_dict, load_checkpoint
 from drivesim.core.config import ConfigError, apply_overrides, config_to_dict
 from drivesim.dynamics.bicycle import WHEELBASE_RATIO, BicycleConfig
 
@@ -393,8 +394,13 @@ def load(path, device="cpu") -> tuple[TrafficModel, dict]:
                          "the file was modified or belongs to another model")
     cfg = apply_overrides(LearnedTrafficConfig(), card["config"], where=f"{card_path.name}:config")
     model = TrafficModel(cfg)
-    blob = torch.load(weights, map_location=device, weights_only=True)
-    model.load_state_dict(blob["state_dict"])
+    blob = expect_dict(load_checkpoint(weights, "traffic model", map_location=device), weights, "traffic model",
+                       ("state_dict",))
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except (RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{weights}: the weights do not fit the model its card describes "
+                              f"({str(exc).strip().splitlines()[0][:300]})") from None
     return model.to(device).eval(), card
 
 

@@ -23,17 +23,16 @@ for would not fit in memory (`max_bytes`).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from drivesim.core import safe_pickle
 from drivesim.io.errors import ImportDataError
 
 CAMERAS = ("front", "front_left", "front_right", "left", "right", "back")
@@ -134,30 +133,29 @@ def read_image(path: Path, size: tuple[int, int], full: tuple[int, int] | None =
 
 
 def read_cuboids(path: Path) -> tuple[np.ndarray, list[str]]:
-    """[M, 7] (x, y, z, dx, dy, dz, yaw) and labels from a PandaSet cuboid pickle (pandas)."""
-    import pandas as pd
-
+    """[M, 7] (x, y, z, dx, dy, dz, yaw) and labels from a PandaSet cuboid pickle (a pandas
+    DataFrame, read through the restricted unpickler: drivesim.core.safe_pickle)."""
     if not path.is_file():
         raise ImportDataError(f"{path}: cuboid annotations missing")
     try:
-        df = pd.read_pickle(path)
+        df = safe_pickle.load_dataframe(path)
         cols = ["position.x", "position.y", "position.z", "dimensions.x", "dimensions.y", "dimensions.z", "yaw"]
         return np.array(df[cols].to_numpy(dtype=np.float64)), [str(s) for s in df["label"]]
-    except (OSError, EOFError, KeyError, pickle.UnpicklingError, ValueError) as exc:
-        raise ImportDataError(f"{path}: unreadable cuboid pickle ({exc!r})") from None
+    except Exception as exc:  # a garbled or foreign pickle raises almost anything
+        raise ImportDataError(f"{path}: unreadable cuboid pickle ({type(exc).__name__}: {exc})") from None
 
 
 def lidar_points(root, frame: int) -> np.ndarray:
-    """[N, 3] world-frame lidar points of a frame (`lidar/NN.pkl.gz`, columns x, y, z)."""
-    import pandas as pd
-
+    """[N, 3] world-frame lidar points of a frame (`lidar/NN.pkl.gz`, columns x, y, z; a pandas
+    DataFrame read through the restricted unpickler)."""
     path = Path(root) / "lidar" / f"{frame:02d}.pkl.gz"
     if not path.is_file():
         raise ImportDataError(f"{path}: no lidar point cloud in this sequence folder")
     try:
-        return pd.read_pickle(path)[["x", "y", "z"]].to_numpy(dtype=np.float64)
-    except (OSError, EOFError, KeyError, pickle.UnpicklingError, ValueError, gzip.BadGzipFile) as exc:
-        raise ImportDataError(f"{path}: unreadable lidar pickle ({exc!r})") from None
+        return safe_pickle.load_dataframe(path)[["x", "y", "z"]].to_numpy(dtype=np.float64)
+    except Exception as exc:  # a garbled or foreign pickle raises almost anything
+        raise ImportDataError(f"{path}: unreadable lidar pickle ({type(exc).__name__}: {exc})") from None
+
 
 
 def has_lidar_points(root) -> bool:

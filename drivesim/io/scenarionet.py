@@ -14,22 +14,22 @@ makes the simulator's rasters and lane searches slow); nuScenes speed limits are
 go to `meta["traffic_lights"]` because RoadMap signal groups are cyclic; ScenarioNet's nuScenes ego
 is stored 1.73 m long and 4.08 m wide, so an ego wider than long is swapped back.
 
-Files are read with a restricted unpickler (builtins and numpy arrays only): unpickling can run
-code, and these files come from outside.
+Files are read with the restricted unpickler of drivesim.core.safe_pickle (numpy arrays and
+scalars, builtin containers, defaultdict with a plain factory): unpickling can run code, and these
+files come from outside.
 """
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 from shapely.geometry import LineString, Polygon, box
 from shapely.ops import polygonize, unary_union
 
 from drivesim.behavior.scenario import Scenario
+from drivesim.core import safe_pickle
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.io.errors import ImportDataError, load_each
 from drivesim.map.bank import MAX_SUCCESSORS
@@ -130,23 +130,10 @@ def _scenario_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.pkl") if p.name not in INDEX_FILES)
 
 
-class _SafeUnpickler(pickle.Unpickler):
-    ALLOWED: ClassVar[set] = {("numpy", "ndarray"), ("numpy", "dtype"), ("builtins", "set"), ("builtins", "frozenset"),
-               ("collections", "OrderedDict"),
-               *((m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar"))}
-
-    def find_class(self, module, name):
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        if name == "ScenarioDescription":  # metadrive's dict subclass
-            return dict
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only builtins and numpy arrays are allowed)")
-
-
 def _read(path: Path):
+    """One ScenarioNet pickle through the shared allow-list (drivesim.core.safe_pickle)."""
     try:
-        with open(path, "rb") as fh:
-            return _SafeUnpickler(fh).load()
+        return safe_pickle.load_file(path)
     except OSError as e:
         raise ImportDataError(f"{path}: cannot read ({e})") from e
     except Exception as e:  # a garbled pickle raises almost anything

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from drivesim.core.checkpoint import expect_dict, load_checkpoint
+from drivesim.core.safe_io import atomic_torch_save, atomic_write_text
 from drivesim.render.gaussians import Gaussians
 
 FIELDS = ("means", "quats", "scales", "opacities", "colors")
@@ -40,11 +42,11 @@ def load_scene(path) -> Gaussians:
     path = path / "scene.pt" if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no fitted scene (run `drivesim reconstruct pandaset` first)")
-    d = torch.load(path, map_location="cpu", weights_only=True)
+    d = load_checkpoint(path, "reconstructed scene")
     try:
         g = d["gaussians"]
         return Gaussians(*(g[k] for k in FIELDS), torch.full((len(g["means"]),), -1, dtype=torch.long))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ValueError(f"{path}: not a reconstructed scene ({exc})") from None
 
 
@@ -52,7 +54,8 @@ def load_extras(path) -> dict:
     """The colour correction and background saved beside the Gaussians."""
     path = Path(path)
     path = path / "scene.pt" if path.is_dir() else path
-    d = torch.load(path, map_location="cpu", weights_only=True)
+    d = expect_dict(load_checkpoint(path, "reconstructed scene"), path, "reconstructed scene",
+                    ("camera_gain", "camera_bias", "background", "cameras"))
     return {k: d[k] for k in ("camera_gain", "camera_bias", "background", "cameras")}
 
 
@@ -68,11 +71,10 @@ def save(out_dir, g: Gaussians, fitres, cfg, seq, metrics: dict, extra: dict | N
     from dataclasses import asdict
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save({"gaussians": {k: getattr(g, k).detach().cpu() for k in FIELDS},
-                "camera_gain": fitres.camera_gain.cpu(), "camera_bias": fitres.camera_bias.cpu(),
-                "background": fitres.background.cpu(), "cameras": list(seq.cameras),
-                "K": seq.K.cpu(), "width": seq.width, "height": seq.height}, out / "scene.pt")
+    atomic_torch_save({"gaussians": {k: getattr(g, k).detach().cpu() for k in FIELDS},
+                       "camera_gain": fitres.camera_gain.cpu(), "camera_bias": fitres.camera_bias.cpu(),
+                       "background": fitres.background.cpu(), "cameras": list(seq.cameras),
+                       "K": seq.K.cpu(), "width": seq.width, "height": seq.height}, out / "scene.pt")
     card = {
         "kind": "gaussian_scene/background",
         "content_hash": gaussians_hash(g),  # sha256 of the Gaussians' tensors
@@ -91,7 +93,7 @@ def save(out_dir, g: Gaussians, fitres, cfg, seq, metrics: dict, extra: dict | N
         "final_loss": fitres.losses[-1] if fitres.losses else None,
     }
     card.update(extra or {})
-    (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    atomic_write_text(out / "card.json", json.dumps(card, indent=2) + "\n")
     return card
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from drivesim.core.checkpoint import CheckpointError, expect_dict, load_checkpoint
+from drivesim.core.safe_io import atomic_torch_save
 from drivesim.render.refiner import Refiner, warp_previous
 from drivesim.render.refiner_data import CAMERA_OFFSETS, WHEELBASE, make_pairs
 
@@ -40,20 +42,30 @@ class RealScene:
 
 
 def save_scene(scene: RealScene, path) -> None:
-    """The reconstruction the refiner was trained against (so that evaluation renders the same splats)."""
+    """The reconstruction the refiner was trained against (so that evaluation renders the same splats);
+    plain data only (tensors, lists of frame indices, the lineage as JSON types), written atomically."""
+    import json
     from dataclasses import asdict
 
-    torch.save({"gaussians": asdict(scene.gaussians), "gain": scene.gain, "bias": scene.bias,
-                "background": scene.background, "train": scene.train, "held_out": scene.held_out,
-                "lineage": scene.lineage}, path)
+    lineage = json.loads(json.dumps(scene.lineage, default=str))  # plain JSON types: the file loads with weights_only
+    atomic_torch_save({"gaussians": asdict(scene.gaussians), "gain": scene.gain, "bias": scene.bias,
+                       "background": scene.background, "train": [int(i) for i in scene.train],
+                       "held_out": [int(i) for i in scene.held_out], "lineage": lineage}, path)
 
 
 def load_scene_file(path) -> RealScene:
+    """A RealScene from `save_scene`'s file (`real_scene.pt` beside a refiner), read as plain data
+    (weights_only: a file naming any other object is refused, never run); a file of another layout
+    is a CheckpointError naming it."""
     from drivesim.render.gaussians import Gaussians
 
-    d = torch.load(path, map_location="cpu", weights_only=False)
-    return RealScene(Gaussians(**d["gaussians"]), d["gain"], d["bias"], d["background"], list(d["train"]),
-                     list(d["held_out"]), d["lineage"])
+    d = expect_dict(load_checkpoint(path, "reconstructed scene"), path, "reconstructed scene",
+                    ("gaussians", "gain", "bias", "background", "train", "held_out", "lineage"))
+    try:
+        return RealScene(Gaussians(**d["gaussians"]), d["gain"], d["bias"], d["background"], [int(i) for i in d["train"]],
+                         [int(i) for i in d["held_out"]], d["lineage"])
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: not a reconstructed scene of this layout ({type(exc).__name__}: {exc})") from None
 
 
 def small_reconstruction(seq, iters: int = 300, n_gaussians: int = 15000, seed: int = 0, log=print) -> RealScene:

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import torch
 
+from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint
 from drivesim.core.config import config_from_dict
+from drivesim.core.safe_io import atomic_torch_save, atomic_write_text
 from drivesim.render.refiner import Refiner, RefinerConfig, edm_loss, warp_previous
 from drivesim.render.refiner_data import DataConfig, PairSet, synthetic_pairs
 
@@ -203,25 +205,34 @@ def state_hash(model: Refiner) -> str:
 def save(model: Refiner, card: dict, out_dir) -> Path:
     """out_dir/refiner.pt (config + weights) and out_dir/card.json (with the weights' hash)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     card = {**card, "hash": state_hash(model)}
-    torch.save({"kind": "drivesim refiner", "config": model.cfg.to_dict(), "state_dict": model.state_dict(),
-                "hash": card["hash"]}, out / "refiner.pt")
-    (out / "card.json").write_text(json.dumps(card, indent=2))
+    atomic_torch_save({"kind": "drivesim refiner", "config": model.cfg.to_dict(), "state_dict": model.state_dict(),
+                       "hash": card["hash"]}, out / "refiner.pt")
+    atomic_write_text(out / "card.json", json.dumps(card, indent=2))
     return out / "refiner.pt"
 
 
 def load_refiner(path) -> Refiner:
-    """A refiner from refiner.pt (or its folder); a checkpoint of another kind or layout is an error."""
+    """A refiner from refiner.pt (or its folder), read as plain data (weights_only: a file that
+    names any other object is refused, never run); a checkpoint of another kind or layout, NaN
+    weights or weights that differ from the recorded hash are a CheckpointError naming the file."""
     path = Path(path)
     if path.is_dir():
         path = path / "refiner.pt"
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(path, "refiner checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("kind") != "drivesim refiner":
-        raise ValueError(f"{path} is not a drivesim refiner checkpoint")
-    model = Refiner(RefinerConfig.from_dict(ckpt["config"]))
-    model.load_state_dict(ckpt["state_dict"])
+        raise CheckpointError(f"{path} is not a drivesim refiner checkpoint")
+    expect_dict(ckpt, path, "refiner checkpoint", ("config", "state_dict"))
+    if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["state_dict"], dict):
+        raise CheckpointError(f"{path}: config and state_dict must be dicts")
+    check_finite(ckpt["state_dict"], path, "refiner checkpoint")
+    try:
+        model = Refiner(RefinerConfig.from_dict(ckpt["config"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        reason = str(exc).strip().split("\n")[0][:300]
+        raise CheckpointError(f"{path}: the weights or config do not fit the refiner ({type(exc).__name__}: {reason})") from None
     model.eval()
     if ckpt.get("hash") and state_hash(model) != ckpt["hash"]:
-        raise ValueError(f"{path}: weights do not match the hash recorded in the checkpoint")
+        raise CheckpointError(f"{path}: weights do not match the hash recorded in the checkpoint")
     return model

@@ -12,19 +12,21 @@ BACK_RIGHT). `tools/make_rigs.py` writes them to configs/rigs/*.yaml.
   is turned so that x points along the ego's motion over the sequence (PandaSet's lidar looks
   along +y), and z = 0 is put on the ground, estimated as the median bottom of the annotated
   cuboids within 20 m at that frame.
+
+Both sources are pickles (the info file, the cuboid DataFrames): they are read through
+drivesim.core.safe_pickle's allow-list, never with plain `pickle.load` / `pd.read_pickle`.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from drivesim.core import safe_pickle
 from drivesim.render.camera import Rig
 
 NUSCENES_CAMERAS = ("CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT")
@@ -92,8 +94,12 @@ def rig_from_nuscenes_info(path, image_size: tuple[int, int] = NUSCENES_IMAGE_SI
     sit beside it must have that size.
     """
     path = Path(path)
-    with open(path, "rb") as f:
-        info = pickle.load(f)
+    try:
+        info = safe_pickle.load_file(path)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except Exception as exc:  # a garbled or foreign pickle raises almost anything
+        raise ValueError(f"{path}: not a readable nuScenes info pickle ({type(exc).__name__}: {exc})") from None
     try:
         images = info["data_list"][sample]["images"]
         K = np.array([np.asarray(images[c]["cam2img"], float)[:3, :3] for c in NUSCENES_CAMERAS])
@@ -138,18 +144,19 @@ def _pandaset_ego_from_lidar(lidar_poses: list[np.ndarray], frame: int) -> np.nd
 
 def _pandaset_ground_z(seq: Path, lidar_pose: np.ndarray, frame: int, radius: float = 20.0) -> float:
     """Ground height in the lidar frame: median bottom of the annotated cuboids within `radius`."""
-    import pandas as pd
-
     path = seq / "annotations" / "cuboids" / f"{frame:02d}.pkl.gz"
     if not path.exists():
         raise ValueError(f"{path} is missing: it is needed to find the ground under the PandaSet lidar")
-    with gzip.open(path, "rb") as f:
-        df = pd.read_pickle(f)
-    xyz1 = np.c_[df["position.x"], df["position.y"], df["position.z"], np.ones(len(df))] @ np.linalg.inv(lidar_pose).T
+    try:
+        df = safe_pickle.load_dataframe(path)
+        xyz1 = np.c_[df["position.x"], df["position.y"], df["position.z"], np.ones(len(df))] @ np.linalg.inv(lidar_pose).T
+        bottom = df["dimensions.z"].to_numpy(dtype=np.float64) / 2
+    except Exception as exc:  # a garbled or foreign pickle raises almost anything
+        raise ValueError(f"{path}: not a readable PandaSet cuboid pickle ({type(exc).__name__}: {exc})") from None
     near = np.hypot(xyz1[:, 0], xyz1[:, 1]) < radius
     if near.sum() < 3:
         raise ValueError(f"{path}: fewer than 3 cuboids within {radius:g} m to find the ground from")
-    return float(np.median(xyz1[near, 2] - df["dimensions.z"].to_numpy()[near] / 2))
+    return float(np.median(xyz1[near, 2] - bottom[near]))
 
 
 def rig_from_pandaset(seq, image_size: tuple[int, int] = PANDASET_IMAGE_SIZE, frame: int = 0) -> Rig:

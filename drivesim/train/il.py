@@ -16,7 +16,10 @@ then DAgger rounds), and fine-tuning an IL checkpoint by imitation on another sc
 The net does not see the ego's last acceleration (PolicyNetConfig.last_accel): a clone that sees
 it copies it and brakes too late. Outputs in OUT: policy.pt + policy.json (the card: lineage,
 data, config, metrics, training scenario names and hashes), curves.png, metrics.json; last.pt
-(+ data.pt until the run finishes) let an interrupted run resume: rerun the same command.
+(+ data.pt until the run finishes) let an interrupted run resume: rerun the same command. A
+resume must have the same config, init and training scenarios (names and content hashes, kept in
+last.pt), or it is refused naming what differs; `--overwrite` starts over. Every file is written
+atomically (core.safe_io) and last.pt / data.pt load as plain data (core.checkpoint).
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from drivesim.behavior.events import EVENTS
+from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint
 from drivesim.core.config import ConfigError, apply_overrides, config_to_dict
+from drivesim.core.safe_io import OutputError, atomic_torch_save, atomic_write_text
 from drivesim.sim.expert import PDMClosed, PDMConfig
 from drivesim.train.il_data import (Demos, collect, is_validation, label_histogram, rare_scenarios, real_scenarios,
                                     scenario_hashes, suite_scenarios)
@@ -229,14 +234,34 @@ def _fresh_state(cfg: ILConfig, init: str | None) -> dict:
             "best": None}
 
 
-def _check_resume(state: dict, cfg: ILConfig, init: str | None, path: Path) -> None:
+def _check_resume(state, cfg: ILConfig, init: str | None, path: Path) -> None:
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or state.get("version") != STATE_VERSION:
+        raise ValueError(f"{path}: not the state of a drivesim IL run (version {STATE_VERSION}): use another --out, "
+                         "or --overwrite to start over")
     free = ("minutes", "keep_data")  # may change between an interrupted run and its resumption
     mine = {k: v for k, v in config_to_dict(cfg).items() if k not in free}
     theirs = {k: v for k, v in state["config"].items() if k not in free}
     diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
     if diff or state.get("init") != init:
         raise ValueError(f"{path} belongs to a run with another config ({diff or ['init']}): "
-                         "use another --out, or remove the folder to start over")
+                         "use another --out, or --overwrite to start over")
+
+
+def _check_scenarios(state: dict, hashes: dict[str, str], path: Path) -> None:
+    """A resumed run must train on the scenarios it started on (by name and content hash)."""
+    old = state.get("scenario_hashes")
+    if old is None:  # a run from before the hashes were recorded: record them now
+        state["scenario_hashes"] = dict(hashes)
+        return
+    changed = sorted(n for n in set(old) & set(hashes) if old[n] != hashes[n])
+    missing, new = sorted(set(old) - set(hashes)), sorted(set(hashes) - set(old))
+    if changed or missing or new:
+        show = lambda names: f"{names[:5]}" + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        parts = [f"{len(changed)} changed {show(changed)}" if changed else "",
+                 f"{len(missing)} no longer there {show(missing)}" if missing else "",
+                 f"{len(new)} new {show(new)}" if new else ""]
+        raise ValueError(f"{path}: refusing to resume: the training scenarios differ from the ones this run started on "
+                         f"({'; '.join(p for p in parts if p)}): use another --out, or --overwrite to start over")
 
 
 def _initial_net(cfg: ILConfig, init: str | None) -> tuple[PolicyNet, dict | None]:
@@ -248,13 +273,19 @@ def _initial_net(cfg: ILConfig, init: str | None) -> tuple[PolicyNet, dict | Non
 
 
 def train_il(cfg: ILConfig, out, init: str | None = None, name: str | None = None, progress: bool = True,
-             on_epoch=None) -> ILResult:
+             on_epoch=None, overwrite: bool = False) -> ILResult:
     """Run (or resume) imitation learning into the folder `out`; see the module doc.
-    `init`: a policy checkpoint to fine-tune. `on_epoch(state)` is called after every epoch."""
+    `init`: a policy checkpoint to fine-tune. `on_epoch(state)` is called after every epoch.
+    A folder with a run in it resumes (same config, init and training scenarios, else an error);
+    `overwrite` discards that run and starts over."""
     cfg.validate_config()
     torch.set_num_threads(1)
+    if overwrite:
+        for stale in ("last.pt", "data.pt"):
+            (Path(out) / stale).unlink(missing_ok=True)
     run = _Run(cfg, Path(out), init, progress, on_epoch)
     scenarios, prov = training_scenarios(cfg, progress)
+    _check_scenarios(run.state, scenario_hashes(scenarios), run.out / "last.pt")
     evals = eval_scenarios(cfg)
     state = run.state
     if state["expert_eval"] is None and evals:
@@ -273,7 +304,10 @@ class _Run:
 
     def __init__(self, cfg: ILConfig, out: Path, init: str | None, progress: bool, on_epoch):
         self.cfg, self.out, self.progress, self.on_epoch = cfg, out, progress, on_epoch
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
         self.t_start = time.monotonic()
         self.deadline = self.t_start + cfg.minutes * 60
         self.net, self.parent = _initial_net(cfg, init)
@@ -288,11 +322,18 @@ class _Run:
         self.net.eval()
 
     def _resume(self, init):
-        blob = torch.load(self.out / "last.pt", map_location="cpu", weights_only=False)
-        _check_resume(blob["state"], self.cfg, init, self.out / "last.pt")
+        path = self.out / "last.pt"
+        blob = expect_dict(load_checkpoint(path, "IL run state"), path, "IL run state", ("state", "net", "opt"))
+        _check_resume(blob["state"], self.cfg, init, path)
         state = self.state = blob["state"]
-        self.net.load_state_dict(blob["net"])
-        self.opt.load_state_dict(blob["opt"])
+        try:
+            check_finite(blob["net"], path, "IL run state")
+            self.net.load_state_dict(blob["net"])
+            self.opt.load_state_dict(blob["opt"])
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            reason = str(exc).strip().split("\n")[0][:300]
+            raise CheckpointError(f"{path}: the saved network or optimizer does not fit this run ({reason}): "
+                                  "use another --out, or --overwrite to start over") from None
         state["done"] = state.get("finished", False)  # a run stopped by its budget goes on
         if self.progress:
             print(f"resuming {self.out}: round {state['round']}, {state['epoch']} epochs done in it"
@@ -304,9 +345,10 @@ class _Run:
             self.demos = demos
 
     def save(self) -> None:
+        """last.pt, written atomically (a kill or a full disk leaves the previous one loadable)."""
         self.state["seconds"] = self.t_prev + time.monotonic() - self.t_start
-        torch.save({"state": self.state, "net": self.net.state_dict(), "opt": self.opt.state_dict()}, self.out / "last.tmp")
-        (self.out / "last.tmp").replace(self.out / "last.pt")
+        atomic_torch_save({"state": self.state, "net": self.net.state_dict(), "opt": self.opt.state_dict()},
+                          self.out / "last.pt")
 
     def round(self, scenarios, evals) -> None:
         """Collect round r's data (if not yet), train its remaining epochs, check it in closed loop."""
@@ -409,8 +451,8 @@ def _finish(out, net, cfg, state, prov, scenarios, parent, init, name) -> ILResu
     card = json.loads(json.dumps(card, default=str))  # plain JSON types only: checkpoints load with weights_only
     path = save_policy(net, out / "policy.pt", card)
     plot_curves(state["curve"], state["rounds"], expert_eval, out / "curves.png")
-    (out / "metrics.json").write_text(json.dumps({"curve": state["curve"], "rounds": state["rounds"],
-                                                  "collect": state["collect"], "expert_eval": expert_eval}, indent=1))
+    atomic_write_text(out / "metrics.json", json.dumps({"curve": state["curve"], "rounds": state["rounds"],
+                                                        "collect": state["collect"], "expert_eval": expert_eval}, indent=1))
     return ILResult(path, json.loads(path.with_suffix(".json").read_text()), state["curve"], state["rounds"])
 
 
@@ -452,6 +494,9 @@ def add_il_arguments(parser) -> None:
     """Options of `drivesim train il`."""
     parser.add_argument("-o", "--out", default="out/il", help="run folder: policy.pt + policy.json (card), curves.png, "
                         "metrics.json; last.pt and data.pt let an interrupted run resume (rerun the same command)")
+    parser.add_argument("--overwrite", action="store_true", help="discard a run already in --out (its last.pt and data.pt) "
+                        "and start over; without it the run there resumes, and a run with another config, init or "
+                        "training scenarios is refused")
     parser.add_argument("--seed", type=int, default=0, help="seed of the scenario draws, the network and the shuffling (default 0)")
     parser.add_argument("--suite", default="nominal", help="suite whose scenario groups are drawn again for training "
                         "(path or name in scenarios/; the suite's own scenarios stay held out), or 'none' (default nominal)")
@@ -495,8 +540,8 @@ def cmd_train_il(args) -> int:
     """`drivesim train il`: imitation learning (or fine-tuning with --init); prints a summary."""
     try:
         cfg = config_from_args(args)
-        res = train_il(cfg, args.out, init=args.init, name=args.name)
-    except (ConfigError, ValueError, FileNotFoundError, FloatingPointError) as exc:
+        res = train_il(cfg, args.out, init=args.init, name=args.name, overwrite=getattr(args, "overwrite", False))
+    except (ConfigError, ValueError, OSError, FloatingPointError) as exc:  # OutputError: an unwritable --out
         raise SystemExit(f"error: {exc}") from None
     card, final = res.card, res.card["metrics"]["final"]
     t = card["training"]

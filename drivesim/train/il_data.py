@@ -27,6 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 from drivesim.behavior.scenario import Scenario, ScenarioBatch
+from drivesim.core.checkpoint import CheckpointError, expect_dict, load_checkpoint
+from drivesim.core.safe_io import atomic_torch_save
 from drivesim.map.bank import MapBank
 from drivesim.metrics.accumulator import MetricAccumulator
 from drivesim.sim.expert import PDMClosed, PDMConfig
@@ -144,13 +146,26 @@ class Demos:
                      torch.cat([p.round for p in parts]), names)
 
     def save(self, path) -> None:
-        torch.save({"feats": self.feats, "accel": self.accel, "label": self.label, "scenario": self.scenario,
-                    "round": self.round, "names": self.names}, path)
+        """data.pt, written atomically (a kill or a full disk leaves the previous file loadable)."""
+        atomic_torch_save({"feats": self.feats, "accel": self.accel, "label": self.label, "scenario": self.scenario,
+                           "round": self.round, "names": self.names}, path)
 
     @staticmethod
     def load(path) -> "Demos":
-        d = torch.load(path, map_location="cpu", weights_only=True)
-        return Demos(d["feats"], d["accel"], d["label"], d["scenario"], d["round"], list(d["names"]))
+        """Demonstrations from `save`'s file, read as plain data; another layout is a CheckpointError."""
+        d = expect_dict(load_checkpoint(path, "IL dataset"), path, "IL dataset",
+                        ("feats", "accel", "label", "scenario", "round", "names"))
+        try:
+            demos = Demos(dict(d["feats"]), d["accel"], d["label"], d["scenario"], d["round"], list(d["names"]))
+            n = len(demos.label)
+            sizes = {k: len(v) for k, v in demos.feats.items()} | {"accel": len(demos.accel), "scenario": len(demos.scenario),
+                                                                  "round": len(demos.round)}
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"{path}: not an IL dataset of this layout ({type(exc).__name__}: {exc})") from None
+        if set(demos.feats) != set(FEATURE_KEYS) or any(v != n for v in sizes.values()):
+            raise CheckpointError(f"{path}: IL dataset fields disagree: features {sorted(demos.feats)} "
+                                  f"(expected {list(FEATURE_KEYS)}), lengths {sizes} vs {n} labels")
+        return demos
 
 
 @torch.no_grad()

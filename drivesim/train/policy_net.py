@@ -6,21 +6,24 @@ a controller), plus a value head for RL.
 the ego state with MLPs, and a trunk feeds the action logits [B, K] and the value [B].
 `NetPolicy` wraps a net as a drivesim policy (greedy or sampled). Checkpoints hold the weights,
 the config and a card (layout, provenance); loading one with another observation or action
-layout is an error that says what differs.
+layout is an error that says what differs. Checkpoints load as plain data (`weights_only`); a
+corrupt file, a card that is not a dict, NaN weights, weights that do not fit the card's network or
+whose hash differs from the card's `weights_sha256` are `CheckpointError`s naming the file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint, tensors_sha256
 from drivesim.core.config import apply_overrides, config_to_dict, tuples_from_json
+from drivesim.core.safe_io import atomic_torch_save, atomic_write_text
 from drivesim.dynamics.bicycle import WHEELBASE_RATIO
 from drivesim.map.bank import CHUNK
 from drivesim.sim.observation import AGENT_FEATURES, EGO_FEATURES, LANE_FEATURES, Observation, ObservationConfig
@@ -138,44 +141,76 @@ def accel_to_bin(accel: torch.Tensor, bins) -> torch.Tensor:
 
 
 def save_policy(net: PolicyNet, path, card: dict | None = None) -> Path:
-    """Weights + config + card (layout, provenance) in one file; the card gets the weights' hash."""
+    """Weights + config + card (layout, provenance) in one file; the card gets the weights' hash.
+    Both the .pt and the .json card are written atomically (a kill leaves the previous ones)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    digest = hashlib.sha256()
-    for k in sorted(state):
-        digest.update(k.encode() + state[k].numpy().tobytes())
     card = {"format": FORMAT, **(card or {}), "layout": layout(net.cfg), "config": config_to_dict(net.cfg),
-            "weights_sha256": digest.hexdigest()}
-    torch.save({"state_dict": state, "card": card}, path)
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2, default=str))
+            "weights_sha256": tensors_sha256(state)}
+    atomic_torch_save({"state_dict": state, "card": card}, path)
+    atomic_write_text(path.with_suffix(".json"), json.dumps(card, indent=2, default=str))
     return path
+
+
+def read_checkpoint(path) -> tuple[dict, dict]:
+    """(state_dict, card) of a policy checkpoint, checked: a dict with a dict card of this format,
+    a state dict of finite tensors whose hash matches the card's `weights_sha256` (a checkpoint
+    without one loads with a warning). Anything else is a CheckpointError naming the file."""
+    blob = expect_dict(load_checkpoint(path, "drivesim policy checkpoint"), path, "policy checkpoint", ("state_dict", "card"))
+    card, state = blob["card"], blob["state_dict"]
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{path}: the card is a {type(card).__name__}, not a dict")
+    if card.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: format {card.get('format')!r}, expected {FORMAT!r}")
+    for key in ("config", "layout"):
+        if not isinstance(card.get(key), dict):
+            raise CheckpointError(f"{path}: the card's {key!r} is a {type(card.get(key)).__name__}, not a dict")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: state_dict is a {type(state).__name__}, not a dict of tensors")
+    check_finite(state, path, "policy checkpoint")
+    want = card.get("weights_sha256")
+    if want is None:
+        warnings.warn(f"{path}: the card has no weights_sha256; the weights cannot be checked", stacklevel=3)
+    elif tensors_sha256(state) != want:
+        raise CheckpointError(f"{path}: the weights do not match the card's weights_sha256 ({str(want)[:16]}...): "
+                              "the file was corrupted or modified")
+    return state, card
+
+
+def _fit(net: PolicyNet, state: dict, path) -> None:
+    """Load `state` into `net`, naming missing, unexpected and mis-shaped tensors instead of torch's traceback."""
+    mine = net.state_dict()
+    missing, extra = sorted(set(mine) - set(state)), sorted(set(state) - set(mine))
+    shapes = [f"{k} {tuple(state[k].shape)} (expected {tuple(mine[k].shape)})" for k in sorted(set(mine) & set(state))
+              if state[k].shape != mine[k].shape]
+    if missing or extra or shapes:
+        raise CheckpointError(f"{path}: the weights do not fit the network its card describes:"
+                              + (f" missing {missing[:5]};" if missing else "") + (f" unexpected {extra[:5]};" if extra else "")
+                              + (f" wrong shapes {shapes[:5]}" if shapes else ""))
+    net.load_state_dict(state)
 
 
 def load_policy(path, name: str | None = None, expect: PolicyNetConfig | None = None, **kwargs) -> NetPolicy:
     """A NetPolicy from a checkpoint; a checkpoint of another layout is a clear error. With
     `expect`, its layout must also match that config's (e.g. the acceleration bins a trainer uses)."""
     path = Path(path)
+    state, card = read_checkpoint(path)
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        card = blob["card"]
-    except (OSError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as exc:
-        raise ValueError(f"{path}: not a readable drivesim policy checkpoint ({exc})") from None
-    if card.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {card.get('format')!r}, expected {FORMAT!r}")
-    cfg = apply_overrides(PolicyNetConfig(), tuples_from_json(card["config"]), where="policy config")
+        cfg = apply_overrides(PolicyNetConfig(), tuples_from_json(card["config"]), where=f"{path}: policy config")
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: the card's config is not a PolicyNetConfig ({exc})") from None
     mine = layout(cfg)
     diff = [k for k in mine if json.dumps(mine[k], sort_keys=True) != json.dumps(card["layout"].get(k), sort_keys=True)]
     if diff:
-        raise ValueError(f"{path}: checkpoint layout differs from this code in {diff}: "
-                         f"checkpoint {[card['layout'].get(k) for k in diff]}, code {[mine[k] for k in diff]}")
+        raise CheckpointError(f"{path}: checkpoint layout differs from this code in {diff}: "
+                              f"checkpoint {[card['layout'].get(k) for k in diff]}, code {[mine[k] for k in diff]}")
     want = layout(expect) if expect is not None else mine
     diff = [k for k in want if json.dumps(want[k], sort_keys=True) != json.dumps(mine[k], sort_keys=True)]
     if diff:
-        raise ValueError(f"{path}: checkpoint layout differs from the expected one in {diff}: "
-                         f"checkpoint {[mine[k] for k in diff]}, expected {[want[k] for k in diff]}")
+        raise CheckpointError(f"{path}: checkpoint layout differs from the expected one in {diff}: "
+                              f"checkpoint {[mine[k] for k in diff]}, expected {[want[k] for k in diff]}")
     net = PolicyNet(cfg)
-    net.load_state_dict(blob["state_dict"])
+    _fit(net, state, path)
     net.eval()
     kwargs.setdefault("policy_every", (card.get("ppo_config") or {}).get("policy_every"))
     policy = NetPolicy(net, name=name or card.get("name", path.stem), **kwargs)
@@ -201,4 +236,4 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["PolicyNet", "PolicyNetConfig", "NetPolicy", "features", "route_steer", "accel_to_bin", "save_policy",
-           "load_policy", "policy_from_spec", "entropy", "ACCEL_BINS", "layout"]
+           "load_policy", "read_checkpoint", "policy_from_spec", "entropy", "ACCEL_BINS", "layout"]

@@ -22,7 +22,10 @@ the held-out check and the curves figure live in rl_extras.py).
   count, RNG, the simulator rows mid-episode) make `resume` continue exactly as an
   uninterrupted run; `policy.pt` + `policy.json` (the card: init checkpoint hash, training
   scenario names and hashes, config) are written beside it, with `curves.png` and
-  `history.jsonl`. Seeded and deterministic on CPU; a non-finite loss is an error.
+  `history.jsonl`. Seeded and deterministic on CPU; a non-finite loss is an error. A folder that
+  already holds a run (checkpoint.pt or policy.pt) is continued with `--resume` or replaced with
+  `--overwrite`, never overwritten silently; checkpoints are written atomically and load as
+  plain data (core.checkpoint).
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ from tqdm.auto import tqdm
 
 from drivesim.behavior.reactive import lane_frenet
 from drivesim.behavior.scenario import Scenario, ScenarioBatch
+from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint
 from drivesim.core.config import ConfigError, apply_overrides, config_to_dict
+from drivesim.core.safe_io import OutputError, atomic_open, atomic_torch_save, atomic_write_text
 from drivesim.distributed import ClusterError, add_backend_arguments, backend_options
 from drivesim.io.scenario_file import scenario_hash
 from drivesim.sim.gym_env import _merge_rows
@@ -363,11 +368,21 @@ def _comparable(cfg_dict: dict) -> dict:
 
 
 def save_checkpoint(path: Path, net, opt, gen, env: DrivingRows, update: int, elapsed: float, history: list, meta: dict):
+    """OUT/checkpoint.pt, written atomically (a kill or a full disk leaves the previous one loadable)."""
     blob = {"net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "update": update, "elapsed": elapsed,
             "env": env.state_dict(), "history": history, "meta": meta}
-    tmp = path.with_suffix(".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)
+    atomic_torch_save(blob, path)
+
+
+def check_output_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """A folder that already holds a run (checkpoint.pt or policy.pt) is continued with `resume`,
+    replaced with `overwrite`, and otherwise refused: a new run never silently overwrites one."""
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite exclude each other: continue the run in the folder, or replace it")
+    found = [n for n in ("checkpoint.pt", "policy.pt") if (out / n).exists()]
+    if found and not resume and not overwrite:
+        raise ValueError(f"{out} already holds a run ({', '.join(found)}): --resume to continue it, --overwrite to "
+                         "replace it, or another --out")
 
 
 # ----------------------------------------------------------------------------- training loop
@@ -379,15 +394,21 @@ class RLResult:
 
 
 def train_rl(scenarios: list[Scenario], init, out, cfg: PPOConfig | None = None, resume: bool = False,
-             show_progress: bool = True, source: dict | None = None, on_update=None, backend: dict | None = None) -> RLResult:
+             show_progress: bool = True, source: dict | None = None, on_update=None, backend: dict | None = None,
+             overwrite: bool = False) -> RLResult:
     """PPO from the IL checkpoint `init` on `scenarios`; artifacts in `out` (see the module doc).
     `on_update(row)` is called with each update's history row, after any checkpoint.
     `backend` {"workers": N, "address": ADDR or None, "num_cpus": ...} collects the rollouts in N
     Ray actors (drivesim.distributed) with the learner here; None: in this process. The same
-    seed gives the same updates either way."""
+    seed gives the same updates either way. A folder that already holds a run needs `resume` or
+    `overwrite` (check_output_folder)."""
     cfg = cfg or PPOConfig()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out, resume, overwrite)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
     il = load_policy(init)
     il_net = il.net.to(cfg.device).eval()
     for p in il_net.parameters():
@@ -411,17 +432,25 @@ def train_rl(scenarios: list[Scenario], init, out, cfg: PPOConfig | None = None,
     if resume:
         if not ckpt.exists():
             raise FileNotFoundError(f"{ckpt}: no checkpoint to resume from")
-        blob = torch.load(ckpt, map_location=cfg.device, weights_only=True)
+        blob = expect_dict(load_checkpoint(ckpt, "RL checkpoint", map_location=cfg.device), ckpt, "RL checkpoint",
+                           ("net", "opt", "gen", "update", "elapsed", "env", "history", "meta"))
         old = blob["meta"]
+        if not isinstance(old, dict) or not {"scenario_hashes", "init_weights", "config"} <= set(old):
+            raise CheckpointError(f"{ckpt}: not a drivesim RL checkpoint (its meta lacks scenario_hashes/init_weights/config)")
         if old["scenario_hashes"] != hashes or old["init_weights"] != meta["init_weights"]:
             raise ValueError(f"{ckpt}: was trained on other scenarios or from another IL checkpoint; resume with the same ones")
         if _comparable(old["config"]) != _comparable(meta["config"]):
             diff = sorted(k for k in _comparable(meta["config"]) if old["config"].get(k) != meta["config"][k])
             raise ValueError(f"{ckpt}: config differs in {diff}; only {list(RESUMABLE_KEYS)} may change on resume")
-        net.load_state_dict(blob["net"])
-        opt.load_state_dict(blob["opt"])
-        gen.set_state(blob["gen"].cpu())
-        env.load_state_dict(blob["env"])
+        try:
+            check_finite(blob["net"], ckpt, "RL checkpoint")
+            net.load_state_dict(blob["net"])
+            opt.load_state_dict(blob["opt"])
+            gen.set_state(blob["gen"].cpu())
+            env.load_state_dict(blob["env"])
+        except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+            reason = str(exc).strip().split("\n")[0][:300]
+            raise CheckpointError(f"{ckpt}: the saved state does not fit this run ({type(exc).__name__}: {reason})") from None
         update, elapsed, history = blob["update"], blob["elapsed"], blob["history"]
     t0 = time.perf_counter() - elapsed
     time_up = lambda: cfg.minutes is not None and time.perf_counter() - t0 >= 60 * cfg.minutes
@@ -478,7 +507,7 @@ def _finish(net, out, cfg, il, init, scenarios, hashes, history, update, wall, s
             "training_scenarios": {**(il_card.get("training_scenarios") or {}), **dict(zip([s.name for s in scenarios], hashes))},
             "ppo_config": config_to_dict(cfg)}
     path = save_policy(net, out / "policy.pt", card)
-    with open(out / "history.jsonl", "w") as f:
+    with atomic_open(out / "history.jsonl", "w") as f:
         for h in history:
             f.write(json.dumps(h) + "\n")
     if history:
@@ -502,6 +531,8 @@ def add_rl_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="wall-clock cap in minutes: stops early after the update that passes it (the KL schedule "
                         "still follows --updates)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same scenarios, init and config)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (checkpoint.pt, policy.pt); "
+                   "without --resume or --overwrite a folder holding a run is refused")
     p.add_argument("--config", default=None, help="YAML of PPOConfig overrides (unknown keys are errors)")
     p.add_argument("--eval", type=int, default=0, metavar="N",
                    help="afterwards, greedy IL vs RL on N held-out generated scenarios of the same kind (default 0: skip)")
@@ -531,8 +562,8 @@ def cmd_train_rl(args) -> int:
             raise ValueError(f"no training scenarios from {args.scenarios!r}")
         print(f"{len(scenarios)} training scenarios ({args.scenarios}); PPO from {args.init}", flush=True)
         res = train_rl(scenarios, args.init, args.out, cfg, resume=args.resume, show_progress=not args.quiet, source=source,
-                       backend=backend_options(args))
-    except (ConfigError, ValueError, FileNotFoundError, FloatingPointError, ClusterError) as exc:
+                       backend=backend_options(args), overwrite=getattr(args, "overwrite", False))
+    except (ConfigError, ValueError, OSError, FloatingPointError, ClusterError) as exc:  # OSError: OutputError too
         raise SystemExit(f"error: {exc}") from None
     t = res.card["training"]
     lf = t["last_fifth"]
@@ -550,7 +581,7 @@ def cmd_train_rl(args) -> int:
             for name, r in rates.items():
                 print(f"held-out {args.scenarios} x{r['scenarios']} {name}: collision {r['collision_rate']:.1%}, "
                       f"off-road {r['offroad_rate']:.1%}, success {r['success_rate']:.1%}, progress {r['progress_m']:.1f} m")
-            (Path(args.out) / "heldout.json").write_text(json.dumps(rates, indent=2))
+            atomic_write_text(Path(args.out) / "heldout.json", json.dumps(rates, indent=2))
     print(f"wrote {res.policy_path} (+ .json card), {Path(args.out) / 'curves.png'}, {Path(args.out) / 'checkpoint.pt'}")
     return 0
 

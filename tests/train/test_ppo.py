@@ -30,12 +30,12 @@ def scenarios():
             make_scenario(road, [{"x": 20.0, "y": Y, "speed": 12.0}], duration=0.5, name="free")]
 
 
-def _init(path, seed=0, nan_value=False):
+def _init(path, seed=0, nan_value=False, huge_value=False):
     torch.manual_seed(seed)
     net = PolicyNet(PolicyNetConfig(hidden=16))
-    if nan_value:
+    if nan_value or huge_value:
         with torch.no_grad():
-            net.v.bias.fill_(float("nan"))
+            net.v.bias.fill_(float("nan") if nan_value else 3e38)  # 3e38: finite, but its squared error overflows
     return save_policy(net, path, {"name": "il-test", "training_scenarios": {"il-scene": "abc123"}})
 
 
@@ -139,9 +139,12 @@ def test_resume_continues_identically(scenarios, init, tmp_path):
 
 
 def test_nan_loss_is_a_clear_error(scenarios, tmp_path):
-    bad = _init(tmp_path / "bad.pt", nan_value=True)
+    bad = _init(tmp_path / "bad.pt", huge_value=True)
     with pytest.raises(FloatingPointError, match="non-finite loss"):
         _train(scenarios, bad, tmp_path / "out", updates=1)
+    nan = _init(tmp_path / "nan.pt", nan_value=True)  # NaN weights are refused when the init is loaded
+    with pytest.raises(ValueError, match="nan.pt: policy checkpoint has NaN or infinite weights in \\['v.bias'\\]"):
+        _train(scenarios, nan, tmp_path / "out2", updates=1)
 
 
 def test_unknown_config_key_is_a_clear_error(tmp_path, init):
@@ -162,3 +165,36 @@ def test_checkpoint_carries_its_decision_rate(tmp_path):
     assert load_policy(save_policy(net, tmp_path / "il.pt", {"name": "il"})).policy_every is None
     rl = load_policy(save_policy(net, tmp_path / "rl.pt", {"name": "rl", "ppo_config": {"policy_every": 5}}))
     assert rl.policy_every == 5
+
+
+def test_a_folder_with_a_run_is_never_overwritten_silently(scenarios, init, tmp_path):
+    first = _train(scenarios, init, tmp_path / "run", updates=1)
+    a = _weights(first.policy_path)
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    with pytest.raises(ValueError, match=r"already holds a run \(checkpoint.pt, policy.pt\): --resume.*--overwrite"):
+        _train(scenarios, init, tmp_path / "run", updates=1, seed=1)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    with pytest.raises(ValueError, match="exclude each other"):
+        train_rl(scenarios, init, tmp_path / "run", apply_overrides(PPOConfig(), TINY), resume=True, overwrite=True)
+    cfg = apply_overrides(PPOConfig(), {**TINY, "updates": 1, "seed": 1})
+    second = train_rl(scenarios, init, tmp_path / "run", cfg, show_progress=False, overwrite=True)
+    b = _weights(second.policy_path)
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    args = add_rl_arguments(argparse.ArgumentParser()).parse_args(["--init", str(init), "-o", str(tmp_path / "run"),
+                                                                    "--scenarios", "cut-in", "--n", "1", "--quiet"])
+    with pytest.raises(SystemExit, match="already holds a run"):
+        cmd_train_rl(args)
+
+
+def test_a_crafted_rl_checkpoint_is_refused_on_resume(scenarios, init, tmp_path):
+    from tests.payloads import Touch
+
+    _train(scenarios, init, tmp_path / "run", updates=1)
+    marker = tmp_path / "ran"
+    blob = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    blob["meta"]["config"] = Touch(marker)
+    torch.save(blob, tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="checkpoint.pt: not a readable RL checkpoint.*not plain data") as err:
+        train_rl(scenarios, init, tmp_path / "run", apply_overrides(PPOConfig(), {**TINY, "updates": 2}), resume=True,
+                 show_progress=False)
+    assert "weights_only" not in str(err.value) and not marker.exists()
