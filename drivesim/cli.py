@@ -18,6 +18,7 @@ import torch
 import drivesim
 from drivesim.behavior.logs import TRAFFIC_MODES
 from drivesim.cli_events import add_commands as add_event_commands
+from drivesim.cli_import import IMPORTERS as WAYMO_IMPORTERS, add_import_arguments, cmd_import as cmd_import_waymo
 from drivesim.cli_refiner import add_commands as add_refiner_commands
 from drivesim.cli_sensor import add_commands as add_sensor_commands
 from drivesim.distributed import add_backend_arguments, backend_options
@@ -264,12 +265,14 @@ def make_runner(args):
 
 
 IMPORTERS = {"scenarionet": "drivesim.io.scenarionet", "nuscenes": "drivesim.io.nuscenes", "av2": "drivesim.io.av2",
-             "commonroad": "drivesim.io.commonroad"}
+             "commonroad": "drivesim.io.commonroad", **WAYMO_IMPORTERS}
 
 
 def cmd_import(args) -> int:
     from drivesim.io.scenario_file import save_scenario, scenario_hash
 
+    if args.source in WAYMO_IMPORTERS:
+        return cmd_import_waymo(args)
     module = importlib.import_module(IMPORTERS[args.source])
     t0 = time.perf_counter()
     try:
@@ -488,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("path", help="a file or folder of the source (nuscenes: the dataroot)")
     i.add_argument("--version", default="v1.0-mini", help="nuScenes version (nuscenes only)")
     i.add_argument("-o", "--out", default="out/scenarios", help="folder for the .npz scenario files")
+    add_import_arguments(i)
     i.set_defaults(func=cmd_import)
     r = sub.add_parser("realism", help="WOSAC-style realism of traffic models against real logs")
     r.add_argument("--model", default="replay,idm_mobil,constant_velocity",
