@@ -8,6 +8,7 @@ geometry; the hot loop only touches tensors.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -218,6 +219,18 @@ class MapBank:
         (seconds: a number, or [B] per scenario)."""
         group = torch.where(lane >= 0, self.lane_signal[lane.clamp(min=0)], torch.full_like(lane, -1))
         return self.group_red(group, map_idx, t)
+
+    def with_signal_offset(self, maps: list[RoadMap], steps: int) -> "MapBank":
+        """The same bank for `maps` (one per map, same geometry: e.g. logged scenes windowed from
+        log step `steps`) with the logged signal tables starting `steps` rows later."""
+        if len(maps) != len(self.maps):
+            raise ValueError(f"with_signal_offset: {len(maps)} maps for a bank of {len(self.maps)}")
+        rows = self.signal_table.shape[1]
+        src = torch.arange(rows, device=self.signal_table.device).unsqueeze(0) + steps  # [1, T]
+        src = torch.minimum(src, (self.map_signal_steps - 1).clamp(min=0).unsqueeze(1))  # [M, T]
+        table = self.signal_table.gather(1, src.unsqueeze(-1).expand(-1, -1, self.signal_table.shape[2]))
+        left = torch.where(self.map_signal_steps > 0, (self.map_signal_steps - steps).clamp(min=1), self.map_signal_steps)
+        return dataclasses.replace(self, maps=list(maps), signal_table=table, map_signal_steps=left)
 
     @staticmethod
     def build(maps: list[RoadMap], spacing: float = 2.0, resolution: float = 0.25, device="cpu") -> "MapBank":
