@@ -24,7 +24,8 @@ What is kept (`womd_scene` -> `build_scenario`, shared with the GPUDrive JSON im
 - signals: per step and per signalled lane, the logged state (`TrafficSignalLaneState`) mapped to
   red / yellow / green / unknown as MetaDrive and Waymax simplify them (arrow and flashing states
   included: STOP, ARROW_STOP -> red; CAUTION, ARROW_CAUTION, FLASHING_CAUTION -> yellow; GO,
-  ARROW_GO -> green; UNKNOWN, FLASHING_STOP -> unknown). They become the map's logged signal
+  ARROW_GO -> green; UNKNOWN, FLASHING_STOP -> unknown; an unknown run of at most 1 s between two
+  equal states takes that state, `fill_short_gaps`). They become the map's logged signal
   table (`map.signals.LoggedSignals`, [T, G]) that reactive agents, the expert and the realism
   traffic-light feature read.
 """
@@ -51,6 +52,8 @@ SOURCE = "womd"
 DT = 0.1  # s, WOMD's 10 Hz (also drivesim's step)
 SUFFIXES = (".tfrecord",)  # file names also match *.tfrecord-00000-of-01000 (WOMD's shard names)
 MPH = 0.44704  # m/s per mph
+MAX_SIGNAL_GAP = 10  # steps (1 s): shorter unknown runs inside one logged signal state take that state
+UNKNOWN = SIGNAL_CODES["unknown"]
 
 TRACK_TYPES = {1: AgentType.VEHICLE, 2: AgentType.PEDESTRIAN, 3: AgentType.CYCLIST, 4: AgentType.STATIC,
                0: AgentType.STATIC}  # scenario.proto Track.ObjectType (UNSET, OTHER: static objects)
@@ -401,8 +404,31 @@ def _signals(src: SourceScene, lanes: list[Lane], ids: list[int], origin) -> tup
     if not mapped:
         return None, meta
     state = np.array([[SIGNAL_CODES[x] for x in s["state"]] for _, s in mapped], np.int8).T  # [T, G]
+    meta["traffic_signal_gaps_filled"] = fill_short_gaps(state)
     stop = np.array([s["stop_point"] for _, s in mapped], float) - origin
     return LoggedSignals(state=state, lane=np.array([index[sid] for sid, _ in mapped], np.int64), stop_point=stop, dt=DT), meta
+
+
+def fill_short_gaps(state: np.ndarray, max_gap: int = MAX_SIGNAL_GAP) -> int:
+    """In place: a run of at most `max_gap` unknown steps between two equal known states of a
+    signal takes that state (a dropout of the detector, not a change of the light; a one-step
+    'unknown' inside a red phase would otherwise release stopped traffic for 0.1 s). Returns the
+    number of steps filled."""
+    filled = 0
+    for g in range(state.shape[1]):
+        col, t = state[:, g], 0
+        while t < len(col):
+            if col[t] != UNKNOWN:
+                t += 1
+                continue
+            end = t
+            while end < len(col) and col[end] == UNKNOWN:
+                end += 1
+            if 0 < t and end < len(col) and end - t <= max_gap and col[t - 1] == col[end]:
+                col[t:end] = col[end]
+                filled += end - t
+            t = end
+    return filled
 
 
 # ------------------------------------------------------------------------------ loading

@@ -196,3 +196,11 @@ def test_shared_scenario_bad_crc_is_an_error(real_file, tmp_path):
     bad.write_bytes(bytes(raw))
     with pytest.raises(ImportDataError, match=r"damaged\.tfrecord: record 0 .*bad data CRC"):
         womd.load(bad)
+
+
+def test_short_unknown_gaps_inside_a_state_are_filled():
+    R, G, U = SIGNAL_CODES["red"], SIGNAL_CODES["green"], SIGNAL_CODES["unknown"]
+    col = np.array([[U, R, R, U, R, U, U, G, U] + [U] * 12 + [G]], np.int8).T
+    filled = womd.fill_short_gaps(col)
+    assert col[:, 0].tolist()[:9] == [U, R, R, R, R, U, U, G, U] and filled == 1  # R?G and leading unknowns stay
+    assert (col[9:21, 0] == U).all()  # a 13-step gap is longer than 1 s: kept unknown
