@@ -18,7 +18,7 @@ import torch
 from scipy.ndimage import distance_transform_edt
 
 from drivesim.map.road import RoadMap
-from drivesim.map.signals import RED, stop_lines
+from drivesim.map.signals import signal_tables
 
 SDF_CLAMP = (-20.0, 40.0)  # m; covers the WOSAC distance-to-road-edge range
 MAX_SUCCESSORS = 4
@@ -281,7 +281,7 @@ class MapBank:
                 signal[starts[mi] + lid] = g
             if m.signal_group and m.signal_log is None:
                 map_signal[mi] = (*m.signal_timing, max(m.signal_group.values()) + 1)
-        table, steps, sdt, lines, line_group = _signal_tables(maps)
+        table, steps, sdt, lines, line_group = signal_tables(maps)
         ab = np.diff(lane_pts, axis=1, append=lane_pts[:, -1:])  # [NL, P, 2], zero on padding
         seglen = np.linalg.norm(ab, axis=-1)
         tangent = np.where(seglen[..., None] > 1e-9, ab / np.maximum(seglen, 1e-9)[..., None], [1.0, 0.0])
@@ -486,22 +486,3 @@ class MapBank:
         pick = lambda t: t.gather(1, best).squeeze(1)
         return pick(cand), pick(seg), pick(s), pick(d)
 
-
-def _signal_tables(maps: list[RoadMap]):
-    """Padded logged-signal tables (red [M, Tmax, Gmax], rows [M], dt [M]) and stop lines
-    ([M, S, 5] and their groups [M, S]) of the maps (map/signals.py)."""
-    logs = [m.signal_log for m in maps]
-    T = max([len(g.state) for g in logs if g is not None] + [1])
-    G = max([g.num_signals for g in logs if g is not None] + [1])
-    table = np.zeros((len(maps), T, G), bool)
-    steps, sdt = np.zeros(len(maps), np.int64), np.full(len(maps), 0.1)
-    for mi, g in enumerate(logs):
-        if g is not None:
-            table[mi, : len(g.state), : g.num_signals] = g.state == RED
-            steps[mi], sdt[mi] = len(g.state), g.dt
-    per_map = [stop_lines(m) for m in maps]
-    S = max([len(r) for r in per_map] + [1])
-    lines, group = np.zeros((len(maps), S, 5)), -np.ones((len(maps), S), np.int64)
-    for mi, r in enumerate(per_map):
-        lines[mi, : len(r)], group[mi, : len(r)] = r[:, :5], r[:, 5]
-    return table, steps, sdt, lines, group

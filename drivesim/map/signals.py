@@ -106,3 +106,23 @@ def stop_lines(road) -> np.ndarray:
             u = d / max(float(np.linalg.norm(d)), 1e-9)
             rows.append([cl[-1, 0], cl[-1, 1], u[0], u[1], road.lanes[lane_id].width / 2, g])
     return np.array(rows, float).reshape(-1, 6)
+
+
+def signal_tables(maps: list):
+    """Padded logged-signal tables (red [M, Tmax, Gmax], rows [M], dt [M]) and stop lines
+    ([M, S, 5] and their groups [M, S]) of RoadMaps, for MapBank."""
+    logs = [m.signal_log for m in maps]
+    T = max([len(g.state) for g in logs if g is not None] + [1])
+    G = max([g.num_signals for g in logs if g is not None] + [1])
+    table = np.zeros((len(maps), T, G), bool)
+    steps, sdt = np.zeros(len(maps), np.int64), np.full(len(maps), 0.1)
+    for mi, g in enumerate(logs):
+        if g is not None:
+            table[mi, : len(g.state), : g.num_signals] = g.state == RED
+            steps[mi], sdt[mi] = len(g.state), g.dt
+    per_map = [stop_lines(m) for m in maps]
+    S = max([len(r) for r in per_map] + [1])
+    lines, group = np.zeros((len(maps), S, 5)), -np.ones((len(maps), S), np.int64)
+    for mi, r in enumerate(per_map):
+        lines[mi, : len(r)], group[mi, : len(r)] = r[:, :5], r[:, 5]
+    return table, steps, sdt, lines, group
