@@ -43,6 +43,7 @@ import numpy as np
 from drivesim.behavior.scenario import Scenario
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.io.errors import ImportDataError, load_each
+from drivesim.io.womd_schema import decode_points, decode_states, scenario_class
 from drivesim.map.bank import MAX_SUCCESSORS
 from drivesim.map.linking import infer_links, route_from_path
 from drivesim.map.road import Lane, MapError, RoadMap
@@ -174,24 +175,22 @@ class SourceScene:
     extra: dict = field(default_factory=dict)  # more meta
 
 
-def _pts(points) -> np.ndarray:
-    return np.array([(p.x, p.y, p.z) for p in points], dtype=float).reshape(-1, 3)
-
-
 def womd_scene(msg, file: str) -> SourceScene:
-    """A decoded Scenario message -> SourceScene."""
+    """A Scenario message of the lazy schema (`scenario_class(lazy=True)`: states and points as
+    raw bytes) -> SourceScene."""
     T = len(msg.timestamps_seconds) or (len(msg.tracks[0].states) if msg.tracks else 0)
     N = len(msg.tracks)
     if N == 0 or T < 2:
         raise ImportDataError(f"{file}: scenario {msg.scenario_id!r} has {N} tracks and {T} steps (need >= 1 and >= 2)")
-    st = np.zeros((N, T, 8))
-    valid = np.zeros((N, T), bool)
-    for i, tr in enumerate(msg.tracks):
-        if len(tr.states) != T:
-            raise ImportDataError(f"{file}: track {tr.id} has {len(tr.states)} states, expected {T} (one per timestamp)")
-        st[i] = [(s.center_x, s.center_y, s.center_z, s.heading, s.velocity_x, s.velocity_y, s.length, s.width)
-                 for s in tr.states]
-        valid[i] = [s.valid for s in tr.states]
+    bad = [tr for tr in msg.tracks if len(tr.states) != T]
+    if bad:
+        raise ImportDataError(f"{file}: track {bad[0].id} has {len(bad[0].states)} states, expected {T} (one per timestamp)")
+    try:
+        raw = decode_states([b for tr in msg.tracks for b in tr.states]).reshape(N, T, 10)
+    except (ValueError, IndexError, struct.error) as e:
+        raise ImportDataError(f"{file}: a track state is not an ObjectState message ({e})") from e
+    # center x, y, z, heading, velocity x, y, length, width
+    st, valid = raw[..., [0, 1, 2, 6, 7, 8, 3, 4]], raw[..., 9] > 0
     unknown = sorted({t.object_type for t in msg.tracks} - set(TRACK_TYPES))
     if unknown:
         raise ImportDataError(f"{file}: unknown object_type {unknown} (scenario.proto knows 0-4)")
@@ -203,21 +202,10 @@ def womd_scene(msg, file: str) -> SourceScene:
         current_index=int(msg.current_time_index),
         extra={"difficulty": [int(r.difficulty) for r in msg.tracks_to_predict]},
     )
-    for f in msg.map_features:
-        if f.HasField("lane"):
-            ln = f.lane
-            sc.lanes.append({"id": int(f.id), "xyz": _pts(ln.polyline), "speed_mph": float(ln.speed_limit_mph),
-                             "bike": ln.type == 3, "interpolating": bool(ln.interpolating),
-                             "entry": list(ln.entry_lanes), "exit": list(ln.exit_lanes),
-                             "left": [n.feature_id for n in ln.left_neighbors], "right": [n.feature_id for n in ln.right_neighbors]})
-        elif f.HasField("road_edge"):
-            sc.road_edges.append(_pts(f.road_edge.polyline))
-        elif f.HasField("crosswalk"):
-            sc.crosswalks.append(_pts(f.crosswalk.polygon))
-        elif f.HasField("driveway") or f.HasField("speed_bump"):
-            sc.areas.append(_pts((f.driveway if f.HasField("driveway") else f.speed_bump).polygon))
-        elif f.HasField("stop_sign"):
-            sc.stop_signs.append(_pts([f.stop_sign.position])[0])
+    try:
+        _map_features(sc, msg)
+    except (ValueError, IndexError, struct.error) as e:
+        raise ImportDataError(f"{file}: a map point is not a MapPoint message ({e})") from e
     if msg.dynamic_map_states and len(msg.dynamic_map_states) != T:
         raise ImportDataError(f"{file}: {len(msg.dynamic_map_states)} dynamic map states for {T} steps")
     for t, dms in enumerate(msg.dynamic_map_states):
@@ -227,6 +215,25 @@ def womd_scene(msg, file: str) -> SourceScene:
             s = sc.signals.setdefault(int(ls.lane), {"state": ["unknown"] * T, "stop_point": [ls.stop_point.x, ls.stop_point.y]})
             s["state"][t] = SIGNAL_STATE[ls.state]
     return sc
+
+
+def _map_features(sc: SourceScene, msg) -> None:
+    """Lanes, road edges, crosswalks, drivable areas and stop signs of the message into sc."""
+    for f in msg.map_features:
+        if f.HasField("lane"):
+            ln = f.lane
+            sc.lanes.append({"id": int(f.id), "xyz": decode_points(ln.polyline), "speed_mph": float(ln.speed_limit_mph),
+                             "bike": ln.type == 3, "interpolating": bool(ln.interpolating),
+                             "entry": list(ln.entry_lanes), "exit": list(ln.exit_lanes),
+                             "left": [n.feature_id for n in ln.left_neighbors], "right": [n.feature_id for n in ln.right_neighbors]})
+        elif f.HasField("road_edge"):
+            sc.road_edges.append(decode_points(f.road_edge.polyline))
+        elif f.HasField("crosswalk"):
+            sc.crosswalks.append(decode_points(f.crosswalk.polygon))
+        elif f.HasField("driveway") or f.HasField("speed_bump"):
+            sc.areas.append(decode_points((f.driveway if f.HasField("driveway") else f.speed_bump).polygon))
+        elif f.HasField("stop_sign"):
+            sc.stop_signs.append(np.array([f.stop_sign.position.x, f.stop_sign.position.y, f.stop_sign.position.z]))
 
 
 def _median_size(lw: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -444,10 +451,8 @@ def load_file(path, config: ImportConfig | None = None) -> list[Scenario]:
     """Every Scenario record of one TFRecord file (ImportDataError names the file and record)."""
     from google.protobuf.message import DecodeError
 
-    from drivesim.io.womd_schema import scenario_class
-
     path, config = Path(path), config or ImportConfig()
-    cls, out = scenario_class(), []
+    cls, out = scenario_class(lazy=True), []
     for k, rec in enumerate(read_records(path, config.verify_crc)):
         msg = cls()
         try:

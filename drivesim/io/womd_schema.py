@@ -12,8 +12,10 @@ below (from the same protos).
 
 from __future__ import annotations
 
+import struct
 from functools import lru_cache
 
+import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 PACKAGE = "waymo.open_dataset"
@@ -92,24 +94,115 @@ SIGNAL_STATES = {0: "LANE_STATE_UNKNOWN", 1: "LANE_STATE_ARROW_STOP", 2: "LANE_S
 ROAD_EDGE_TYPES = {0: "TYPE_UNKNOWN", 1: "TYPE_ROAD_EDGE_BOUNDARY", 2: "TYPE_ROAD_EDGE_MEDIAN"}
 
 
-def file_descriptor() -> descriptor_pb2.FileDescriptorProto:
-    """The schema as a FileDescriptorProto (proto2, package waymo.open_dataset)."""
-    fd = descriptor_pb2.FileDescriptorProto(name="drivesim/womd_scenario_subset.proto", package=PACKAGE, syntax="proto2")
+LAZY = ("ObjectState", "MapPoint")  # repeated fields of these types stay raw bytes in the lazy schema
+
+
+def file_descriptor(lazy: bool = False) -> descriptor_pb2.FileDescriptorProto:
+    """The schema as a FileDescriptorProto (proto2, package waymo.open_dataset). `lazy`: repeated
+    ObjectState / MapPoint fields are declared `bytes` (the same wire type, length-delimited), so
+    the parser hands back each element's encoding for `decode_states` / `decode_points`."""
+    fd = descriptor_pb2.FileDescriptorProto(name=f"drivesim/womd_scenario_subset{'_lazy' * lazy}.proto",
+                                            package=PACKAGE, syntax="proto2")
     for name, fields in MESSAGES:
         m = fd.message_type.add(name=name)
         for fname, number, label, ftype, mtype in fields:
+            if lazy and label == REP and mtype in LAZY:
+                m.field.add(name=fname, number=number, label=label, type=F.TYPE_BYTES)
+                continue
             f = m.field.add(name=fname, number=number, label=label, type=ftype)
             if mtype is not None:
                 f.type_name = f".{PACKAGE}.{mtype}"
     return fd
 
 
-@lru_cache(maxsize=1)
-def scenario_class():
+@lru_cache(maxsize=2)
+def scenario_class(lazy: bool = False):
     """The message class of `waymo.open_dataset.Scenario` (the fields drivesim reads), built once,
-    in a private descriptor pool (so it never clashes with a generated Waymo module)."""
+    in a private descriptor pool (so it never clashes with a generated Waymo module). The lazy one
+    (for reading: the pure-Python protobuf runtime spends most of its time building the ~30,000
+    small state and point messages of a scenario) keeps those as bytes."""
     pool = descriptor_pool.DescriptorPool()
-    pool.Add(file_descriptor())
+    pool.Add(file_descriptor(lazy))
     desc = pool.FindMessageTypeByName(f"{PACKAGE}.Scenario")
     factory = message_factory.MessageFactory(pool)
     return factory.GetPrototype(desc)
+
+
+# ---------------------------------------------------------------------------- raw element decoding
+# ObjectState fields in column order (number, wire type: 1 = fixed64 double, 5 = fixed32 float, 0 = varint)
+STATE_FIELDS = ((2, 1), (3, 1), (4, 1), (5, 5), (6, 5), (7, 5), (8, 5), (9, 5), (10, 5), (11, 0))
+POINT_FIELDS = ((1, 1), (2, 1), (3, 1))  # MapPoint x, y, z
+
+
+def _canonical(fields) -> tuple[bytes, np.dtype]:
+    """The encoding of a message with every field set once in number order (bool as one byte):
+    its tag bytes and a numpy record dtype that reads it."""
+    tags, layout = b"", []
+    for k, (num, wire) in enumerate(fields):
+        tags += bytes([(num << 3) | wire])
+        layout += [(f"t{k}", "u1"), (f"v{k}", {1: "<f8", 5: "<f4", 0: "u1"}[wire])]
+    return tags, np.dtype(layout)
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    out = shift = 0
+    while True:
+        b = buf[pos]
+        out |= (b & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if b < 0x80:
+            return out, pos
+
+
+def _decode_one(buf: bytes, fields) -> list[float]:
+    """Any encoding of a message of fixed64 / fixed32 / varint fields (unknown fields skipped;
+    proto2 defaults 0 for absent ones; the last value of a repeated field wins, as protobuf)."""
+    col = {num: k for k, (num, _) in enumerate(fields)}
+    out, pos = [0.0] * len(fields), 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        num, wire = key >> 3, key & 7
+        if wire == 1:
+            val, pos = struct.unpack_from("<d", buf, pos)[0], pos + 8
+        elif wire == 5:
+            val, pos = struct.unpack_from("<f", buf, pos)[0], pos + 4
+        elif wire == 0:
+            val, pos = _varint(buf, pos)
+        elif wire == 2:
+            n, pos = _varint(buf, pos)
+            pos, val = pos + n, None
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if num in col and val is not None:
+            out[col[num]] = float(val)
+    if pos != len(buf):
+        raise ValueError("truncated message")
+    return out
+
+
+def _decode_all(items, fields) -> np.ndarray:
+    """[N, F] float64 values of N encoded messages: one numpy read when every element has the
+    canonical layout (what Waymo's writer produces), else element by element."""
+    tags, dtype = _canonical(fields)
+    if not len(items):
+        return np.zeros((0, len(fields)))
+    blob = b"".join(items)
+    if len(blob) == dtype.itemsize * len(items):
+        rec = np.frombuffer(blob, dtype=dtype)
+        if all((rec[f"t{k}"] == t).all() for k, t in enumerate(tags)):
+            return np.stack([rec[f"v{k}"].astype(float) for k in range(len(fields))], axis=1)
+    try:
+        return np.array([_decode_one(bytes(b), fields) for b in items], float).reshape(-1, len(fields))
+    except (struct.error, IndexError) as e:
+        raise ValueError(f"truncated message ({e})") from e
+
+
+def decode_states(items) -> np.ndarray:
+    """[N, 10] ObjectState values: center_x, center_y, center_z, length, width, height, heading,
+    velocity_x, velocity_y, valid (0/1)."""
+    return _decode_all(items, STATE_FIELDS)
+
+
+def decode_points(items) -> np.ndarray:
+    """[N, 3] MapPoint x, y, z."""
+    return _decode_all(items, POINT_FIELDS)

@@ -204,3 +204,27 @@ def test_short_unknown_gaps_inside_a_state_are_filled():
     filled = womd.fill_short_gaps(col)
     assert col[:, 0].tolist()[:9] == [U, R, R, R, R, U, U, G, U] and filled == 1  # R?G and leading unknowns stay
     assert (col[9:21, 0] == U).all()  # a 13-step gap is longer than 1 s: kept unknown
+
+
+def test_lazy_decoding_matches_protobuf_messages():
+    """The fast path (one numpy read of canonical encodings) and the element-by-element fallback
+    (fields missing, out of order, unknown fields) give what protobuf's own messages hold."""
+    from drivesim.io.womd_schema import decode_points, decode_states
+
+    full = scenario_class()()
+    full.ParseFromString(hand_scenario())
+    lazy = scenario_class(lazy=True)()
+    lazy.ParseFromString(hand_scenario())
+    states = decode_states(lazy.tracks[0].states)
+    ref = [(s.center_x, s.center_y, s.center_z, s.length, s.width, s.height, s.heading, s.velocity_x, s.velocity_y, s.valid)
+           for s in full.tracks[0].states]
+    assert np.allclose(states, np.array(ref, float))
+    odd = full.tracks[0].states[3]
+    odd.ClearField("center_z")  # a missing field: not the canonical layout
+    mixed = [s.SerializeToString() for s in full.tracks[0].states[:5]] + [b"\x09" + bytes(8) + b"\x98\x06\x07"]
+    got = decode_states(mixed)  # the last: center_x = 0 (as a wrong field 1) and an unknown varint field 99
+    assert got[3, 2] == 0.0 and np.allclose(got[3, [0, 1]], [ref[3][0], ref[3][1]]) and (got[5] == 0).all()
+    pts = decode_points(lazy.map_features[0].lane.polyline)
+    assert np.allclose(pts, [(p.x, p.y, p.z) for p in full.map_features[0].lane.polyline])
+    with pytest.raises(ValueError):
+        decode_states([b"\x11\x00"])  # truncated double
