@@ -228,3 +228,17 @@ def test_lazy_decoding_matches_protobuf_messages():
     assert np.allclose(pts, [(p.x, p.y, p.z) for p in full.map_features[0].lane.polyline])
     with pytest.raises(ValueError):
         decode_states([b"\x11\x00"])  # truncated double
+
+
+def test_import_folder_lists_skipped_files_and_exits_non_zero(tmp_path, capsys):
+    from drivesim.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    womd.write_records(src / "a.tfrecord", [hand_scenario()])
+    womd.write_records(src / "b.tfrecord", [b"garbage"])
+    assert main(["import", "womd", str(src), "-o", str(tmp_path / "out"), "--workers", "1"]) == 1
+    out = capsys.readouterr()
+    assert "imported 1 scenario(s) from 1 womd file(s)" in out.out and "skipped 1 file(s)" in out.out
+    assert "b.tfrecord: record 0 is not a Waymo Scenario" in out.err
+    assert (tmp_path / "out" / "womd_hand0001.npz").is_file()
