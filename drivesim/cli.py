@@ -19,6 +19,7 @@ import torch
 import drivesim
 from drivesim.behavior.logs import TRAFFIC_MODES
 from drivesim.cli_events import add_commands as add_event_commands
+from drivesim.cli_import import IMPORTERS as WAYMO_IMPORTERS, add_import_arguments, cmd_import as cmd_import_waymo
 from drivesim.cli_options import (EXIT_CODES_HELP, EXIT_FAILED, EXPERT_NAME, add_allow_errors, add_results_arguments, check_policies,
                                    finish, import_with_errors, output_dir, policy_hash, positive_int, previous_results,
                                    report_skipped, resumed_rows, skipped_files, user_policy)
@@ -298,12 +299,14 @@ def make_runner(args):
 
 
 IMPORTERS = {"scenarionet": "drivesim.io.scenarionet", "nuscenes": "drivesim.io.nuscenes", "av2": "drivesim.io.av2",
-             "commonroad": "drivesim.io.commonroad"}
+             "commonroad": "drivesim.io.commonroad", **WAYMO_IMPORTERS}
 
 
 def cmd_import(args) -> int:
     from drivesim.io.scenario_file import save_scenario, scenario_hash
 
+    if args.source in WAYMO_IMPORTERS:
+        return cmd_import_waymo(args)
     module = importlib.import_module(IMPORTERS[args.source])
     t0 = time.perf_counter()
     out = output_dir(args.out)
@@ -528,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--version", default="v1.0-mini", help="nuScenes version (nuscenes only)")
     i.add_argument("-o", "--out", default="out/scenarios", help="folder for the .npz scenario files")
     add_allow_errors(i)
+    add_import_arguments(i)
     i.set_defaults(func=cmd_import)
     r = sub.add_parser("realism", help="WOSAC-style realism of traffic models against real logs")
     r.add_argument("--model", default="replay,idm_mobil,constant_velocity",

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 
@@ -79,4 +80,7 @@ def window(scenario: Scenario, start: int, steps: int, keep_all: bool = False) -
     out.script_accel = out.script_lane = out.script_lat_speed = None
     out.duration = steps * scenario.dt
     out.meta = {**scenario.meta, "window": [int(start), int(steps)]}
+    if scenario.road.signal_log is not None and start > 0:  # logged signal states follow the window
+        sig = scenario.road.signal_log
+        out.road = dataclasses.replace(scenario.road, signal_log=dataclasses.replace(sig, state=sig.state[min(start, len(sig.state) - 1):]))
     return out

@@ -17,6 +17,7 @@ import shapely
 
 from drivesim.behavior.scenario import AGENT_FIELDS, Scenario, ScenarioError
 from drivesim.map.road import Lane, MapError, RoadMap
+from drivesim.map.signals import LoggedSignals
 
 FORMAT = "drivesim-scenario/1"
 SET_SUFFIX = ".set.npz"  # scenario sets (io/scenario_set.py): many scenarios, maps stored once
@@ -41,7 +42,16 @@ def _map_arrays(road: RoadMap) -> dict[str, np.ndarray]:
         "map_succ": np.array([j for s in succ for j in s], dtype=np.int64), "map_succ_len": np.array([len(s) for s in succ]),
         "map_drivable": np.frombuffer(shapely.to_wkb(road.drivable), dtype=np.uint8),
         "map_signal": np.array(sorted(road.signal_group.items()), dtype=np.int64).reshape(-1, 2),
+        **_signal_log_arrays(road.signal_log),
     }
+
+
+def _signal_log_arrays(log: LoggedSignals | None) -> dict[str, np.ndarray]:
+    """Logged signal states (map/signals.py), only on maps that have them."""
+    if log is None:
+        return {}
+    return {"map_signal_log": log.state, "map_signal_log_lane": log.lane, "map_signal_log_stop": log.stop_point,
+            "map_signal_log_dt": np.array([log.dt])}
 
 
 def _arrays(s: Scenario) -> dict[str, np.ndarray]:
@@ -130,8 +140,10 @@ def _road(a: dict, h: dict) -> RoadMap:
              for p, w, v, sj, le, ri, kind, de in zip(pts, a["map_lane_width"], a["map_lane_speed"], succ, a["map_lane_left"],
                                                       a["map_lane_right"], h["lane_kinds"], a["map_lane_dead_end"])]
     timing = tuple(h["signal_timing"]) if h["signal_timing"] else None
+    log = LoggedSignals(a["map_signal_log"], a["map_signal_log_lane"], a["map_signal_log_stop"],
+                        float(a["map_signal_log_dt"][0])) if "map_signal_log" in a else None
     return RoadMap(h["map_name"], lanes, drivable=shapely.from_wkb(a["map_drivable"].tobytes()),
-                   signal_group={int(k): int(v) for k, v in a["map_signal"]}, signal_timing=timing)
+                   signal_group={int(k): int(v) for k, v in a["map_signal"]}, signal_timing=timing, signal_log=log)
 
 
 def load_scenarios(path) -> tuple[list[Scenario], list[str]]:
@@ -145,6 +157,9 @@ def load_scenarios(path) -> tuple[list[Scenario], list[str]]:
 
         loaded = load_set(path)
         return loaded.scenarios, loaded.errors
+    source = _source_format(path)
+    if source is not None:  # real logs in their own format: imported on the fly
+        return _import_source(source, path)
     files = sorted(p for p in path.glob("*.npz") if not p.name.endswith(SET_SUFFIX)) if path.is_dir() else [path]
     if not files:
         raise ScenarioFileError(f"{path}: no scenario files (*.npz) here")
@@ -155,3 +170,29 @@ def load_scenarios(path) -> tuple[list[Scenario], list[str]]:
         except ScenarioFileError as exc:
             errors.append(str(exc))
     return scenarios, errors
+
+
+def _source_format(path: Path) -> str | None:
+    """'womd' for a TFRecord file (or a folder of them, without scenario files), 'gpudrive' for a
+    JSON scene (or such a folder), else None."""
+    from drivesim.io import gpudrive, womd
+
+    if path.is_file():
+        return "womd" if womd.is_womd_file(path) else "gpudrive" if path.suffix == ".json" else None
+    if any(path.glob("*.npz")):
+        return None
+    return "womd" if womd.source_files(path) else "gpudrive" if gpudrive.source_files(path) else None
+
+
+def _import_source(source: str, path: Path) -> tuple[list[Scenario], list[str]]:
+    """(scenarios, errors) of a WOMD / GPUDrive file or folder; a bad file is an error line."""
+    import importlib
+
+    from drivesim.io.errors import ImportDataError
+
+    module = importlib.import_module(f"drivesim.io.{source}")
+    try:
+        scenarios = module.load(path)
+    except ImportDataError as exc:
+        raise ScenarioFileError(str(exc)) from None
+    return scenarios, list(module.last_errors)

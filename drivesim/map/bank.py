@@ -8,6 +8,7 @@ geometry; the hot loop only touches tensors.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ import torch
 from scipy.ndimage import distance_transform_edt
 
 from drivesim.map.road import RoadMap
+from drivesim.map.signals import signal_tables
 
 SDF_CLAMP = (-20.0, 40.0)  # m; covers the WOSAC distance-to-road-edge range
 MAX_SUCCESSORS = 4
@@ -181,10 +183,16 @@ class MapBank:
     map_chunk_start: torch.Tensor  # [M] int64
     map_num_chunks: torch.Tensor  # [M] int64
     map_signal: torch.Tensor  # [M, 3] (green s, all-red s, groups); groups 0 when unsignalised
+    signal_table: torch.Tensor  # [M, Tmax, Gmax] bool: logged signal red per step (map/signals.py), False padding
+    map_signal_steps: torch.Tensor  # [M] int64 rows of each map's logged table (0: cyclic or none)
+    map_signal_dt: torch.Tensor  # [M] s per logged row
+    stop_line: torch.Tensor  # [M, S, 5] signal stop lines (x, y, ux, uy, half width), zero padding
+    stop_group: torch.Tensor  # [M, S] int64 signal group of each stop line (-1: padding)
 
-    def signal_stop(self, lane: torch.Tensor, map_idx: torch.Tensor, t) -> torch.Tensor:
-        """True where the stop line at the end of `lane` ([B, ...], map_idx [B]) is red at time t
-        (seconds: a number, or [B] per scenario)."""
+    def group_red(self, group: torch.Tensor, map_idx: torch.Tensor, t) -> torch.Tensor:
+        """True where signal `group` ([B, ...] int64, -1: none) of each scenario's map (map_idx [B])
+        is red at time t (seconds: a number, or [B]): the logged state of that step on maps with a
+        signal table (map/signals.py; the last row after the log ends), else the cycle."""
         sig = self.map_signal[map_idx]  # [B, 3]
         cycle = (sig[:, 0] + sig[:, 1]) * sig[:, 2]
         t = torch.as_tensor(t, dtype=cycle.dtype, device=cycle.device).expand_as(cycle)
@@ -192,10 +200,37 @@ class MapBank:
         slot = sig[:, 0] + sig[:, 1]
         current = torch.floor(phase / slot.clamp(min=1e-6))
         in_green = torch.remainder(phase, slot.clamp(min=1e-6)) < sig[:, 0]
-        group = self.lane_signal[lane.clamp(min=0)].float()
-        extra = (1,) * (lane.dim() - 1)
-        green = (group == current.view(-1, *extra)) & in_green.view(-1, *extra)
-        return (group >= 0) & (lane >= 0) & ~green
+        extra = (1,) * (group.dim() - 1)
+        green = (group.float() == current.view(-1, *extra)) & in_green.view(-1, *extra)
+        red = (group >= 0) & ~green
+        steps = self.map_signal_steps[map_idx]  # [B] rows of the logged table, 0: cyclic
+        if bool((steps > 0).any()):
+            k = torch.round(t / self.map_signal_dt[map_idx].clamp(min=1e-6)).long()
+            k = torch.minimum(k.clamp(min=0), (steps - 1).clamp(min=0))  # [B]
+            G = self.signal_table.shape[2]
+            row = self.signal_table[map_idx, k]  # [B, G]
+            flat = group.clamp(0, max(G - 1, 0)).reshape(len(map_idx), -1)
+            logged = row.gather(1, flat).view_as(group) & (group >= 0) & (group < G)
+            red = torch.where((steps > 0).view(-1, *extra), logged, red)
+        return red
+
+    def signal_stop(self, lane: torch.Tensor, map_idx: torch.Tensor, t) -> torch.Tensor:
+        """True where the stop line at the end of `lane` ([B, ...], map_idx [B]) is red at time t
+        (seconds: a number, or [B] per scenario)."""
+        group = torch.where(lane >= 0, self.lane_signal[lane.clamp(min=0)], torch.full_like(lane, -1))
+        return self.group_red(group, map_idx, t)
+
+    def with_signal_offset(self, maps: list[RoadMap], steps: int) -> "MapBank":
+        """The same bank for `maps` (one per map, same geometry: e.g. logged scenes windowed from
+        log step `steps`) with the logged signal tables starting `steps` rows later."""
+        if len(maps) != len(self.maps):
+            raise ValueError(f"with_signal_offset: {len(maps)} maps for a bank of {len(self.maps)}")
+        rows = self.signal_table.shape[1]
+        src = torch.arange(rows, device=self.signal_table.device).unsqueeze(0) + steps  # [1, T]
+        src = torch.minimum(src, (self.map_signal_steps - 1).clamp(min=0).unsqueeze(1))  # [M, T]
+        table = self.signal_table.gather(1, src.unsqueeze(-1).expand(-1, -1, self.signal_table.shape[2]))
+        left = torch.where(self.map_signal_steps > 0, (self.map_signal_steps - steps).clamp(min=1), self.map_signal_steps)
+        return dataclasses.replace(self, maps=list(maps), signal_table=table, map_signal_steps=left)
 
     @staticmethod
     def build(maps: list[RoadMap], spacing: float = 2.0, resolution: float = 0.25, device="cpu") -> "MapBank":
@@ -244,8 +279,9 @@ class MapBank:
         for mi, m in enumerate(maps):
             for lid, g in m.signal_group.items():
                 signal[starts[mi] + lid] = g
-            if m.signal_group:
+            if m.signal_group and m.signal_log is None:
                 map_signal[mi] = (*m.signal_timing, max(m.signal_group.values()) + 1)
+        table, steps, sdt, lines, line_group = signal_tables(maps)
         ab = np.diff(lane_pts, axis=1, append=lane_pts[:, -1:])  # [NL, P, 2], zero on padding
         seglen = np.linalg.norm(ab, axis=-1)
         tangent = np.where(seglen[..., None] > 1e-9, ab / np.maximum(seglen, 1e-9)[..., None], [1.0, 0.0])
@@ -296,6 +332,11 @@ class MapBank:
             map_chunk_start=t(np.cumsum(np.concatenate([[0], chunk_count]))[:-1], torch.int64),
             map_num_chunks=t(chunk_count, torch.int64),
             map_signal=t(map_signal),
+            signal_table=t(table, torch.bool),
+            map_signal_steps=t(steps, torch.int64),
+            map_signal_dt=t(sdt),
+            stop_line=t(lines),
+            stop_group=t(line_group, torch.int64),
         )
 
     # ------------------------------------------------------------------ queries
@@ -444,3 +485,4 @@ class MapBank:
         best = score.argmin(dim=1, keepdim=True)
         pick = lambda t: t.gather(1, best).squeeze(1)
         return pick(cand), pick(seg), pick(s), pick(d)
+

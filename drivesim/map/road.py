@@ -13,6 +13,8 @@ import shapely
 from shapely.geometry import LineString, MultiPolygon, Polygon
 from shapely.ops import unary_union
 
+from drivesim.map.signals import LoggedSignals
+
 
 class MapError(ValueError):
     """A road map is malformed (bad geometry, dangling links)."""
@@ -45,9 +47,13 @@ class RoadMap:
     extra_drivable: list[Polygon] = field(default_factory=list)  # e.g. junction boxes
     signal_group: dict[int, int] = field(default_factory=dict)  # lane -> group; the lane ends at a stop line
     signal_timing: tuple[float, float] | None = None  # (green s, all-red s); groups get green in turn
+    signal_log: LoggedSignals | None = None  # logged per-step states (groups = its signals); replaces the cycle
 
     def signal_green(self, group: int, t: float) -> bool:
-        """Is `group` green at time t? Groups 0..G-1 take turns: green, then all-red."""
+        """Is `group` green (not red) at time t? Logged signals: the logged state of that step.
+        Cyclic: groups 0..G-1 take turns: green, then all-red."""
+        if self.signal_log is not None:
+            return not self.signal_log.red(group, t)
         green, red = self.signal_timing
         groups = max(self.signal_group.values()) + 1
         phase = t % (groups * (green + red))
@@ -66,8 +72,12 @@ class RoadMap:
         if self.drivable.is_empty or not self.drivable.is_valid:
             reason = shapely.is_valid_reason(self.drivable)
             raise MapError(f"map {self.name!r}: drivable area is empty or invalid ({reason})")
-        if self.signal_group and self.signal_timing is None:
-            raise MapError(f"map {self.name!r}: signal groups need signal_timing (green s, all-red s)")
+        if self.signal_group and self.signal_timing is None and self.signal_log is None:
+            raise MapError(f"map {self.name!r}: signal groups need signal_timing (green s, all-red s) or a signal_log")
+        if self.signal_log is not None:
+            G, n = self.signal_log.num_signals, len(self.lanes)
+            if any(not 0 <= g < G for g in self.signal_group.values()) or any(not 0 <= l < n for l in self.signal_log.lane):
+                raise MapError(f"map {self.name!r}: signal groups must index the {G} logged signals, their lanes the {n} lanes")
 
     def validate_lanes(self) -> None:
         if not self.lanes:

@@ -35,8 +35,12 @@ Features, and where they differ from the WOSAC code:
   define TTC that way.
 - distance to road edge: MapBank signed distance (positive off the drivable area) of the box
   centre (WOSAC: of the most off-road corner); offroad: a corner > `offroad_threshold` (0 m).
-- traffic-light violation: always 0 (signal states are not checked yet), so its likelihood is
-  (R + c) / (R + 2c) = 0.99997 for R = 32: 0.05 of the meta-metric comes for free.
+- traffic-light violation: a vehicle whose centre crosses a red stop line between two steps
+  (`red_light_violations`: forward across the line, within the lane's half width of the stop
+  point, heading within 60 deg of the lane's): the stop lines and their states come from the map
+  bank, logged per-step states on real maps (map/signals.py), the cycle on procedural ones
+  (WOSAC: crossing the stop point of a red-lit lane the agent is on). Vehicles only, as WOSAC
+  scores it; other agents read 0.
 
 Speed: per chunk of frames, one bmm scores all agent pairs for the two candidate tests (both
 are quadratic forms in the other's position) and only the few candidate pairs get exact
@@ -136,9 +140,10 @@ class RealismConfig:
 
 # ---------------------------------------------------------------------------------- features
 def features(traj: dict, bank, map_idx: torch.Tensor, agent_type: torch.Tensor | None = None,
-             config: RealismConfig = RealismConfig()) -> dict[str, torch.Tensor]:
+             config: RealismConfig = RealismConfig(), start_step: int = 0) -> dict[str, torch.Tensor]:
     """Realism features {name: [T, B, A]} of a trajectory (dict of [T, B, A] tensors), NaN where
-    undefined. map_idx [B]; agent_type [B, A] is not needed while traffic-light violation is 0."""
+    undefined. map_idx [B]; agent_type [B, A] (None: every agent counts as a vehicle for the
+    traffic-light feature); `start_step`: the scenario step of the trajectory's first step (signals)."""
     valid = traj["valid"].bool()
     x, y, yaw, speed, length, width = _finite(traj, valid)
     v1 = valid & _shift(valid, 1)
@@ -150,7 +155,8 @@ def features(traj: dict, bank, map_idx: torch.Tensor, agent_type: torch.Tensor |
         "speed": (speed, valid), "accel": (_diff(speed) / config.dt, v1), "angular_speed": (omega, v1),
         "angular_accel": (_diff(omega) / config.dt, v2), "distance_to_object": (dist, valid),
         "collision": ((dist <= 0).to(x.dtype), valid), "ttc": (ttc, valid), "distance_to_road_edge": (edge, valid),
-        "offroad": (offroad, valid), "traffic_light_violation": (torch.zeros_like(x), valid),
+        "offroad": (offroad, valid),
+        "traffic_light_violation": (red_light_violations(x, y, yaw, v1, bank, map_idx, agent_type, start_step, config.dt), valid),
     }
     return {name: torch.where(ok, v, torch.full_like(v, math.nan)) for name, (v, ok) in values.items()}
 
@@ -172,6 +178,31 @@ def _shift(v: torch.Tensor, k: int) -> torch.Tensor:
 def _diff(v: torch.Tensor) -> torch.Tensor:
     """Backward difference along time (0 at the first step, masked by the callers)."""
     return v - _shift(v, 1)
+
+
+def red_light_violations(x, y, yaw, v1, bank, map_idx, agent_type=None, start_step: int = 0, dt: float = 0.1,
+                         max_angle: float = math.radians(60)) -> torch.Tensor:
+    """[T, B, A] 1.0 where a vehicle valid at t and t-1 (v1) crossed a stop line that is red at
+    step t: its centre goes from behind the line (along < 0) to on or past it, within the line's
+    half width, heading within max_angle of the lane. Stop lines: `MapBank.stop_line` [M, S, 5]
+    and their signals `stop_group`, states from `MapBank.group_red` at (start_step + t) * dt."""
+    T, B, A = x.shape
+    out = torch.zeros_like(x)
+    groups = bank.stop_group[map_idx]  # [B, S]
+    if groups.numel() == 0 or not bool((groups >= 0).any()) or T < 2:
+        return out
+    line = bank.stop_line[map_idx].to(x.dtype)  # [B, S, 5]
+    red = torch.stack([bank.group_red(groups, map_idx, (start_step + t) * dt) for t in range(T)])  # [T, B, S]
+    ox, oy, ux, uy, hw = (line[..., k].unsqueeze(0).unsqueeze(2) for k in range(5))  # [1, B, 1, S]
+    px, py = x.unsqueeze(-1) - ox, y.unsqueeze(-1) - oy  # [T, B, A, S]
+    along, lat = px * ux + py * uy, py * ux - px * uy
+    before = torch.cat([torch.zeros_like(along[:1]), along[:-1]])
+    aligned = (yaw.unsqueeze(-1) - torch.atan2(uy, ux)).cos() > math.cos(max_angle)
+    crossed = (before < 0) & (along >= 0) & (lat.abs() <= hw) & aligned & v1.unsqueeze(-1)
+    hit = (crossed & red.unsqueeze(2) & (groups >= 0).view(1, B, 1, -1)).any(-1)  # [T, B, A]
+    if agent_type is not None:
+        hit = hit & (agent_type == int(AgentType.VEHICLE)).unsqueeze(0)
+    return hit.to(x.dtype)
 
 
 def map_features(x, y, yaw, length, width, valid, bank, map_idx, threshold: float = 0.0):
@@ -462,7 +493,7 @@ def realism_score(sim_rollouts: list[dict], log_traj: dict, bank, map_idx: torch
     future = lambda feats: {k: v[config.history_steps - cut:] for k, v in feats.items()}
     cache = {}  # the same rollout object passed several times (a deterministic model) is computed once
     feats = lambda traj: cache.get(id(traj)) or cache.setdefault(
-        id(traj), future(features(window(traj), bank, map_idx, agent_type, config)))
+        id(traj), future(features(window(traj), bank, map_idx, agent_type, config, start_step=cut)))
     log_f = feats(log_traj)
     per_rollout = [feats(r) for r in sim_rollouts]
     sim_f = {k: torch.stack([f[k] for f in per_rollout]) for k in log_f}

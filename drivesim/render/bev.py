@@ -72,7 +72,7 @@ def _stop_lines(road: RoadMap) -> tuple[list[np.ndarray], list[int]]:
 
 def signal_colors(road: RoadMap, groups: list[int], t: float | None) -> list[str]:
     """Stop-line colours for the signal groups at time t (dark grey when t is None)."""
-    if t is None or road.signal_timing is None:
+    if t is None or (road.signal_timing is None and road.signal_log is None):
         return [SIGNAL_COLORS[None]] * len(groups)
     return [SIGNAL_COLORS[bool(road.signal_green(g, t))] for g in groups]
 

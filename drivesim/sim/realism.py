@@ -56,7 +56,7 @@ def realism(scenarios: list[Scenario], model: str, config: RealismConfig | None 
             behavior = LearnedTraffic.load(device=device)
         rollouts = _stochastic_rollouts(sim_scen, logged, log_traj, start, cfg.n_rollouts, behavior, device)
     else:
-        batch = ScenarioBatch.build(sim_scen, bank=logged.bank, device=device)
+        batch = ScenarioBatch.build(sim_scen, bank=_sim_bank(logged, usable, sim_scen, start), device=device)
         res = rollout(batch, ConstantVelocity(), record=True)  # the ego replays its log: the policy is not used
         rollouts = [_with_history(res.trajectory, log_traj, start, device)] * cfg.n_rollouts
     table, meta, feats = realism_score(rollouts, log_traj, logged.bank, logged.map_idx,
@@ -65,6 +65,15 @@ def realism(scenarios: list[Scenario], model: str, config: RealismConfig | None 
     rows.insert(0, "scenario", [s.name for s in usable])
     rows["meta_metric"] = meta.cpu().numpy()
     return RealismResult(rows, skipped, feats)
+
+
+def _sim_bank(logged: ScenarioBatch, usable: list[Scenario], sim_scen: list[Scenario], start: int):
+    """The logged batch's bank for the windowed scenarios: the same one, unless a map replays
+    logged signals (their windows carry tables shifted by `start`: behavior.logs.window)."""
+    if all(s.road is w.road for s, w in zip(usable, sim_scen)):
+        return logged.bank
+    new = {id(s.road): w.road for s, w in zip(usable, sim_scen)}
+    return logged.bank.with_signal_offset([new.get(id(m), m) for m in logged.bank.maps], start)
 
 
 def _with_history(trajectory: dict, log_traj: dict, start: int, device) -> dict:
@@ -85,7 +94,7 @@ def _stochastic_rollouts(sim_scen: list[Scenario], logged: ScenarioBatch, log_tr
             c = copy.copy(s)
             c.seed = r
             copies.append(c)
-    batch = ScenarioBatch.build(copies, bank=logged.bank, device=device)
+    batch = ScenarioBatch.build(copies, bank=_sim_bank(logged, logged.scenarios, sim_scen, start), device=device)
     res = rollout(batch, ConstantVelocity(), record=True, behavior=behavior)
     S = len(sim_scen)
     return [_with_history({k: v[:, r * S:(r + 1) * S] for k, v in res.trajectory.items()}, log_traj, start, device)
