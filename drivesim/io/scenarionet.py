@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from shapely.geometry import LineString, Polygon, box
-from shapely.ops import polygonize, unary_union
+from shapely.geometry import Polygon
 
 from drivesim.behavior.scenario import Scenario
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.io.errors import ImportDataError, load_each
 from drivesim.map.bank import MAX_SUCCESSORS
+from drivesim.map.drivable_area import drivable_area_parts
 from drivesim.map.linking import infer_links, route_from_path
 from drivesim.map.road import Lane, RoadMap
 
@@ -82,8 +82,8 @@ class ImportConfig:
     default_speed_limit: float = 13.9  # m/s (urban 50 km/h) where the source has none
     min_lane_length: float = 0.5  # m, shorter lanes are dropped
     # "lanes": union of the lane polygons (buffered centerlines where a lane has none); "source": plus the
-    # inside of closed road-edge rings near the lanes (ScenarioNet's nuScenes `boundary_*` lines outline
-    # nuScenes' drivable area, junctions included)
+    # even-odd fill of the closed road-edge rings near the lanes (ScenarioNet's nuScenes `boundary_*` lines
+    # are the outlines and holes of nuScenes' drivable area, junctions included; see map.drivable_area)
     drivable: str = "source"
 
     def __post_init__(self):
@@ -341,9 +341,7 @@ def _build_road(raw: dict, file: str, dataset: str, origin: np.ndarray, agent_xy
     n_source = _source_links(lanes, [f for _, f, *_ in lines], {fid: i for i, fid in enumerate(ids)})
     infer_links(lanes)  # fills only what the source left empty
     capped = _cap_successors(lanes)
-    drivable, note = _drivable(lanes, polys), "union of lane polygons (source; buffered centerline without one)"
-    if config.drivable == "source":
-        drivable, note = _source_drivable(feats, origin, drivable, note)
+    drivable, note = _drivable(feats, origin, lanes, polys, config.drivable == "source")
     try:
         road = RoadMap(name, lanes, drivable=drivable)
     except ValueError as e:
@@ -471,31 +469,25 @@ def _cap_successors(lanes: list[Lane]) -> int:
     return capped
 
 
-def _drivable(lanes: list[Lane], polys: list):
-    """Union of the source's lane polygons and, for lanes without one, the buffered centerline;
-    grown and shrunk by 5 cm to close slivers between neighbours (as RoadMap's default)."""
-    parts = [(p if p is not None else lane.polygon()).buffer(0.05) for lane, p in zip(lanes, polys)]
-    return unary_union(parts).buffer(-0.05).buffer(0)
-
-
-def _source_drivable(feats: dict, origin: np.ndarray, lane_area, note: str):
-    """Lane area plus the inside of the source's closed road-edge rings (ROAD_EDGE_* lines and
-    ScenarioNet-nuScenes `boundary_*` lines) within 10 m of the lane area; rings nest (holes in
-    outlines), so faces combine by symmetric difference. Without closed rings: the lane area."""
-    rings = []
+def _road_edges(feats: dict, origin: np.ndarray) -> list[np.ndarray]:
+    """Road-edge polylines [P, 2] minus origin: ROAD_EDGE_* features and ScenarioNet-nuScenes
+    `boundary_*` lines (closed rings: the outlines and holes of nuScenes' drivable_area polygons)."""
+    edges = []
     for fid, f in feats.items():
         if isinstance(f, dict) and (str(f.get("type", "")).startswith("ROAD_EDGE") or str(fid).startswith("boundary_")):
             pl = np.asarray(f.get("polyline"), dtype=float)
-            if pl.ndim == 2 and len(pl) >= 4 and np.allclose(pl[0, :2], pl[-1, :2], atol=1e-3):
-                rings.append(LineString(pl[:, :2] - origin))
-    x0, y0, x1, y1 = lane_area.bounds
-    clip, area = box(x0 - 10, y0 - 10, x1 + 10, y1 + 10), None
-    for face in sorted(polygonize(rings), key=lambda p: -p.area):
-        if face.intersects(clip):
-            area = face.intersection(clip) if area is None else area.symmetric_difference(face.intersection(clip))
-    if area is None:
-        return lane_area, note + "; no closed road-edge ring near the lanes"
-    return unary_union([area, lane_area]).buffer(0), note + f" and the inside of {len(rings)} closed road-edge rings (source)"
+            if pl.ndim == 2 and pl.shape[1] >= 2 and len(pl) >= 2:
+                edges.append(pl[:, :2] - origin)
+    return edges
+
+
+def _drivable(feats: dict, origin: np.ndarray, lanes: list[Lane], polys: list, source: bool):
+    """(drivable area, note) from `map.drivable_area`: the lane polygons (buffered centerlines for
+    lanes without one) and, with `source`, the even-odd fill of the closed road-edge rings near them."""
+    bare = [lane for lane, p in zip(lanes, polys) if p is None]
+    edges = _road_edges(feats, origin) if source else []
+    area, summary = drivable_area_parts(polys, edges, [l.centerline for l in bare], [l.width for l in bare])
+    return area, summary["note"] + ("" if not source or summary["rings"] else "; no closed road-edge ring near the lanes")
 
 
 def _traffic_lights(dms: dict, lane_ids: list[str], ag: dict, file: str) -> tuple[dict, int]:
