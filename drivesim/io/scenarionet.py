@@ -328,20 +328,20 @@ def _build_road(raw: dict, file: str, dataset: str, origin: np.ndarray, agent_xy
     if not isinstance(feats, dict):
         raise ImportDataError(f"{file}: 'map_features' must be a dict, got {type(feats).__name__}")
     ftypes = [str(f.get("type")) if isinstance(f, dict) else "?" for f in feats.values()]
-    lines, degenerate, cropped = _lane_lines(feats, ftypes, file, origin, agent_xy, config)
+    lines, degenerate, cropped = _lane_lines(feats, ftypes, file, origin, agent_xy, config, dataset != "nuscenes")
     lanes, polys, sourced_speed = [], [], 0
-    for fid, f, pl, length in lines:
+    for fid, f, pl, length, z in lines:
         width, poly = _lane_width(f, length, origin, config)
         vmax, sourced = _speed_limit(f, dataset, config)
         kind = "connector" if LANE_KINDS[f["type"]] == "connector" or (dataset == "nuscenes" and poly is None) else "lane"
-        lanes.append(Lane(pl, width=width, speed_limit=vmax, kind=kind))
+        lanes.append(Lane(pl, width=width, speed_limit=vmax, kind=kind, z=z))
         polys.append(poly)
         sourced_speed += sourced
     ids = [fid for fid, *_ in lines]
     n_source = _source_links(lanes, [f for _, f, *_ in lines], {fid: i for i, fid in enumerate(ids)})
     infer_links(lanes)  # fills only what the source left empty
     capped = _cap_successors(lanes)
-    drivable, note = _drivable(feats, origin, lanes, polys, config.drivable == "source")
+    drivable, note, drivable_summary = _drivable(feats, origin, lanes, polys, config.drivable == "source")
     try:
         road = RoadMap(name, lanes, drivable=drivable)
     except ValueError as e:
@@ -352,17 +352,19 @@ def _build_road(raw: dict, file: str, dataset: str, origin: np.ndarray, agent_xy
         "map_feature_counts": _count(ftypes), "lanes": len(lanes), "lanes_degenerate": degenerate,
         "lanes_cropped": cropped, "crop_margin": config.crop_margin, "lane_links_source": n_source,
         "lane_links_inferred": n_links - n_source, "successors_capped": capped,
-        "lane_width_from_polygon": sum(p is not None for p in polys),
+        "lane_width_from_polygon": sum(p is not None for p in polys), "lanes_with_z": sum(l.z is not None for l in lanes),
         "speed_limit": "source" if not n_default else
         f"default {config.default_speed_limit} m/s (urban) on {n_default} of {len(lanes)} lanes",
         "road_edges": sum(t.startswith("ROAD_EDGE") for t in ftypes), "drivable": note,
+        "drivable_summary": drivable_summary,
     }
     return road, ids, meta
 
 
-def _lane_lines(feats: dict, ftypes: list[str], file: str, origin, agent_xy, config: ImportConfig):
-    """[(id, feature, centerline [P, 2] minus origin, length)] of the usable lanes near the agents,
-    and the numbers of degenerate and cropped lanes."""
+def _lane_lines(feats: dict, ftypes: list[str], file: str, origin, agent_xy, config: ImportConfig, has_z: bool):
+    """[(id, feature, centerline [P, 2] minus origin, length, z [P] or None)] of the usable lanes
+    near the agents, and the numbers of degenerate and cropped lanes. `has_z`: the polylines' third
+    column is the height (Waymo and the other datasets ScenarioNet converts; not nuScenes)."""
     cand = [(str(fid), f) for (fid, f), t in zip(feats.items(), ftypes) if t in LANE_KINDS]
     if not cand:
         raise ImportDataError(f"{file}: the map has no lanes (feature types: {_count(ftypes) or 'none'})")
@@ -371,11 +373,13 @@ def _lane_lines(feats: dict, ftypes: list[str], file: str, origin, agent_xy, con
         pl = np.asarray(f.get("polyline"), dtype=float)  # nuScenes: [P, 3] with the lane heading (not z) third
         if pl.ndim != 2 or pl.shape[1] < 2:
             raise ImportDataError(f"{file}: lane {fid!r} polyline has shape {pl.shape}, expected [P, 2 or 3]")
+        z = pl[:, 2] if pl.shape[1] >= 3 and has_z else None
         pl = pl[:, :2] - origin
-        pl = pl[np.concatenate([[True], np.linalg.norm(np.diff(pl, axis=0), axis=1) > 1e-3])] if len(pl) else pl
+        keep = np.concatenate([[True], np.linalg.norm(np.diff(pl, axis=0), axis=1) > 1e-3]) if len(pl) else slice(None)
+        pl, z = pl[keep], (z[keep] if z is not None else None)
         length = float(np.linalg.norm(np.diff(pl, axis=0), axis=1).sum()) if len(pl) > 1 else 0.0
         if len(pl) >= 2 and np.isfinite(pl).all() and length >= config.min_lane_length:
-            lines.append((fid, f, pl, length))
+            lines.append((fid, f, pl, length, z if z is not None and np.isfinite(z).all() else None))
     if not lines:
         raise ImportDataError(f"{file}: all {len(cand)} lanes are degenerate (< 2 points or < {config.min_lane_length} m)")
     degenerate, n = len(cand) - len(lines), len(lines)
@@ -482,12 +486,13 @@ def _road_edges(feats: dict, origin: np.ndarray) -> list[np.ndarray]:
 
 
 def _drivable(feats: dict, origin: np.ndarray, lanes: list[Lane], polys: list, source: bool):
-    """(drivable area, note) from `map.drivable_area`: the lane polygons (buffered centerlines for
+    """(drivable area, note, summary m^2 / counts) from `map.drivable_area`: the lane polygons (buffered centerlines for
     lanes without one) and, with `source`, the even-odd fill of the closed road-edge rings near them."""
     bare = [lane for lane, p in zip(lanes, polys) if p is None]
     edges = _road_edges(feats, origin) if source else []
     area, summary = drivable_area_parts(polys, edges, [l.centerline for l in bare], [l.width for l in bare])
-    return area, summary["note"] + ("" if not source or summary["rings"] else "; no closed road-edge ring near the lanes")
+    note = summary["note"] + ("" if not source or summary["rings"] else "; no closed road-edge ring near the lanes")
+    return area, note, {k: summary[k] for k in ("lane_area", "area", "rings", "open_edges")}
 
 
 def _traffic_lights(dms: dict, lane_ids: list[str], ag: dict, file: str) -> tuple[dict, int]:

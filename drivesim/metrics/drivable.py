@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from drivesim.map.bank import SDF_CLAMP
@@ -79,3 +80,36 @@ def direction_score(max_oncoming: torch.Tensor, cfg: DrivableConfig = DrivableCo
     one = torch.ones_like(max_oncoming)
     return torch.where(max_oncoming <= cfg.direction_comply, one,
                        torch.where(max_oncoming <= cfg.direction_violate, 0.5 * one, 0.0 * one))
+
+
+def log_corner_distance(scenario, resolution: float = 0.25) -> torch.Tensor:
+    """Largest signed corner distance [A, T+1] (m, positive off the drivable area) of every logged
+    box of a scenario (`log` [A, T+1, 4], `length`/`width` [A]), read from the MapBank raster
+    of its road as the DAC reads the ego's (`max_corner_distance`)."""
+    from drivesim.core.geometry import box_corners
+    from drivesim.map.bank import MapBank
+
+    bank = MapBank.build([scenario.road], resolution=resolution)
+    log = torch.as_tensor(scenario.log, dtype=torch.float32)
+    size = lambda v: torch.as_tensor(v, dtype=torch.float32)[:, None].expand(log.shape[:2])
+    corners = box_corners(log[..., 0], log[..., 1], log[..., 2], size(scenario.length), size(scenario.width))
+    return max_corner_distance(bank, torch.zeros(1, dtype=torch.long), corners.reshape(1, -1, 4, 2)).reshape(log.shape[:2])
+
+
+def log_drivable_summary(scenario, moving_speed: float = 2.0, tolerance: float = DrivableConfig.dac_tolerance) -> dict:
+    """Share of logged steps whose box is on the drivable area (no corner more than `tolerance`
+    off, the DAC test) for the ego, all vehicles but the ego, and those vehicles while moving
+    (speed > moving_speed m/s: parked cars stand in lots and driveways off the lanes). Also the
+    ego's DAC (1: compliant over the whole log) and its worst corner distance (m)."""
+    from drivesim.core.types import AgentType
+
+    dist = log_corner_distance(scenario).numpy()  # [A, T+1]
+    valid = np.asarray(scenario.log_valid, bool)
+    on = dist <= tolerance
+    vehicle = (np.asarray(scenario.agent_type) == int(AgentType.VEHICLE))[:, None] & valid
+    vehicle[0] = False
+    moving = vehicle & (np.asarray(scenario.log)[..., 3] > moving_speed)
+    share = lambda m: float(on[m].mean()) if m.any() else float("nan")
+    return {"ego_on": share(valid & (np.arange(len(valid)) == 0)[:, None]), "vehicle_on": share(vehicle),
+            "moving_vehicle_on": share(moving), "vehicle_steps": int(vehicle.sum()), "moving_steps": int(moving.sum()),
+            "ego_dac": float(not (dist[0][valid[0]] > tolerance).any()), "ego_max_offroad": float(dist[0][valid[0]].max())}
