@@ -15,8 +15,9 @@ and builds one scenario per scene, at dt = 0.1 s from the scene's first keyframe
   the lanes and lane connectors near the scene, discretized with the devkit's arcline-path
   utilities, successors from `get_outgoing_lane_ids`, left/right neighbours inferred from geometry,
   drivable area: `map.drivable_area` of the `drivable_area` polygons (holes kept) and the lanes.
-  Without it (the default of a bare nuScenes download) a warning names the missing file and the scenario gets an approximate map: one 3.5 m
-  corridor lane along the logged ego path (`meta['map'] = 'approximate (no map expansion)'`).
+  Without it (the default of a bare nuScenes download) a warning names the missing file and the
+  scenario gets an approximate map: one 3.5 m corridor lane along the logged ego path
+  (`meta['map'] = 'approximate (no map expansion)'`).
   nuScenes maps carry no speed limits: every lane gets 13.9 m/s (urban).
 
 Coordinates are the nuScenes global frame minus the ego's first position (`meta['origin']`).
