@@ -4,8 +4,9 @@
 
 One row per scene (ScenarioNet nuScenes, AV2 motion, CommonRoad; WOMD importers when present):
 drivable area m^2, lane-polygon union m^2 and their ratio, closed road-edge rings used, the share
-of ego / vehicle / moving-vehicle (> 2 m/s) logged steps on the drivable area (no box corner more
-than 0.3 m off, the DAC test on the MapBank raster), the ego's DAC and worst corner distance.
+of ego / vehicle / moving-vehicle (> 2 m/s; all, and those inside the map's extent) logged steps on
+the drivable area (no box corner more than 0.3 m off, the DAC test on the MapBank raster), the ego's
+DAC and worst corner distance (m, negative: inside).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main(argv: list[str]) -> int:
         warnings.simplefilter("ignore")
         rows = drivable_table_rows(data)
     cols = ("scene", "drivable_m2", "lane_union_m2", "ratio", "rings", "ego_on", "vehicle_on", "moving_vehicle_on",
-            "ego_dac", "ego_max_offroad")
+            "moving_in_map_on", "ego_dac", "ego_max_offroad")
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) and c.endswith("_on") else

@@ -40,12 +40,13 @@ def lane_union_area(scenario) -> float:
     return float(unary_union([lane.polygon() for lane in scenario.road.lanes]).area)
 
 
-def scene_row(scenario) -> dict:
+def scene_row(scenario, bank=None) -> dict:
+    """{scene, drivable_m2, lane_union_m2, ratio, rings, and `log_drivable_summary`'s keys}."""
     lane = lane_union_area(scenario)
     area = float(scenario.road.drivable.area)
     rings = (scenario.meta.get("drivable_summary") or {}).get("rings", 0)
     return {"scene": scenario.name, "drivable_m2": area, "lane_union_m2": lane, "ratio": area / max(lane, 1e-9),
-            "rings": rings, **log_drivable_summary(scenario)}
+            "rings": rings, **log_drivable_summary(scenario, bank)}
 
 
 def drivable_table_rows(data_dir) -> list[dict]:
