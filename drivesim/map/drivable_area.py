@@ -141,6 +141,7 @@ def drivable_area_parts(lane_polygons: Iterable = (), road_edges: Iterable = (),
                         config: DrivableAreaConfig | None = None) -> tuple[Polygon | MultiPolygon, dict]:
     """`drivable_area` and a summary {lane_area, area, rings, open_edges, areas, note} (m^2, counts)."""
     cfg = config or DrivableAreaConfig()
+    lane_polygons, road_edges, areas = list(lane_polygons), list(road_edges), list(areas)  # iterables read twice
     lanes = lane_area(lane_polygons, lane_centerlines, widths, cfg.sliver)
     if lanes.is_empty:
         raise ValueError("drivable_area: no lane polygon or centerline to build the drivable area from")
