@@ -15,9 +15,9 @@ One builder for every importer (ScenarioNet, nuScenes devkit, AV2, CommonRoad, W
   rule is the one the OGC/shapely polygon model and the Waymax/nuPlan map rasters use for shells
   with holes; `polygonize` is not (its faces carry their holes, so combining faces fills blocks);
 - open road edges (Waymo ROAD_EDGE_* polylines) cannot be filled; with `edge_gap` > 0 the lane area
-  grows by up to that many metres towards them without crossing one (shoulders, the curb side of
-  a parking lane): the band around the lanes is cut along the edges and a piece is kept where at
-  least `min_lane_share` of it is lane area.
+  grows by up to that many metres towards them without crossing one (shoulders, the kerb side of
+  a parking lane): a grid cell (`edge_cell`) is added when the shortest way from its centre to the
+  lanes crosses no edge (`edge_band`; the result follows an edge to within half a cell).
 
 Heights: this is a 2D footprint; points may be [P, 3] (x, y, z), z is ignored here (lanes keep
 their own z, see `Lane.z`). Every input is already in the scene frame (minus the origin).
@@ -40,14 +40,14 @@ class DrivableAreaConfig:
     ring_margin: float = 10.0  # m, the even-odd fill of closed rings is clipped to the lane bounds grown by this
     ring_tolerance: float = 1e-3  # m, a road edge is a closed ring when its ends are this close
     edge_gap: float = 0.0  # m, growth of the lane area towards open road edges (0: open edges unused)
-    min_lane_share: float = 0.25  # share of lane area a piece of the edge band needs to be kept
+    edge_cell: float = 0.25  # m, grid on which the growth tests that the way back to the lanes crosses no edge
     min_piece_area: float = 0.5  # m^2, smaller polygons of the result are dropped (slivers of the fill)
 
     def __post_init__(self):
         if self.sliver < 0 or self.ring_margin < 0 or self.edge_gap < 0 or self.ring_tolerance < 0:
             raise ValueError(f"DrivableAreaConfig: distances must be >= 0, got {self}")
-        if not 0.0 <= self.min_lane_share <= 1.0:
-            raise ValueError(f"DrivableAreaConfig.min_lane_share must lie in [0, 1], got {self.min_lane_share}")
+        if not self.edge_cell > 0:
+            raise ValueError(f"DrivableAreaConfig.edge_cell must be positive, got {self.edge_cell}")
 
 
 def polygons_only(geom) -> Polygon | MultiPolygon:
@@ -113,20 +113,48 @@ def even_odd_fill(rings: Iterable, clip=None) -> Polygon | MultiPolygon:
     return polygons_only(filled.intersection(clip)) if clip is not None else filled
 
 
-def edge_band(lanes, open_edges: Sequence, gap: float, min_lane_share: float) -> Polygon | MultiPolygon:
-    """Parts of the lane area grown by `gap` that lie on the lanes' side of the open road edges:
-    the band is cut along the edges and a piece is kept when >= min_lane_share of it is lane."""
+def _runs(mask: np.ndarray):
+    """(row, first column, last column + 1) of each run of True along the rows of mask [H, W]."""
+    pad = np.zeros((mask.shape[0], 1), bool)
+    d = np.diff(np.concatenate([pad, mask, pad], axis=1).astype(np.int8), axis=1)
+    r0, c0 = np.nonzero(d == 1)
+    _, c1 = np.nonzero(d == -1)  # same row-major order as the starts
+    return r0, c0, c1
+
+
+def edge_band(lanes, open_edges: Sequence, gap: float, cell: float = 0.25) -> Polygon | MultiPolygon:
+    """The lane area grown by up to `gap` m where the way back to the lanes crosses no open road
+    edge: a `cell` m grid cell of the growth ring is kept when the line from its centre to the
+    nearest lane-boundary point (boundary sampled every `cell` m) crosses no edge. The result follows
+    an edge to within half a cell (on either side); an opening in an edge (a driveway mouth) lets the
+    growth through only where a cell sees the lanes."""
+    from scipy.spatial import cKDTree
+
     if gap <= 0 or not open_edges or lanes.is_empty:
         return Polygon()
     band = lanes.buffer(gap)
-    cuts = [LineString(e) for e in open_edges if len(e) >= 2]
-    cuts = [c for c in cuts if c.intersects(band)]
-    if not cuts:
+    edges = unary_union([LineString(e) for e in open_edges if len(e) >= 2])
+    if not edges.intersects(band):
         return band
-    pieces = polygonize(unary_union([band.boundary, *cuts]))
-    keep = [p for p in pieces if band.contains(p.representative_point())
-            and p.intersection(lanes).area >= min_lane_share * p.area]
-    return unary_union(keep) if keep else Polygon()
+    ring = band.difference(lanes)
+    x0, y0, x1, y1 = ring.bounds
+    xs, ys = np.arange(x0 + 0.5 * cell, x1, cell), np.arange(y0 + 0.5 * cell, y1, cell)
+    gx, gy = np.meshgrid(xs, ys)  # [H, W]
+    reach = ring.buffer(0.75 * cell)
+    shapely.prepare(reach)
+    near = shapely.contains_xy(reach, gx, gy)  # cells that touch the ring
+    pts = np.stack([gx[near], gy[near]], axis=1)
+    boundary = shapely.get_coordinates(shapely.segmentize(lanes.boundary, cell))
+    _, k = cKDTree(boundary).query(pts)
+    shapely.prepare(edges)
+    seen = np.zeros_like(near)
+    seen[near] = ~shapely.intersects(edges, shapely.linestrings(np.stack([pts, boundary[k]], axis=1)))
+    if not seen.any():
+        return Polygon()
+    r, c0, c1 = _runs(seen)  # one box per run of kept cells along a row
+    e = 1e-6  # boxes of neighbouring rows overlap a hair and merge
+    boxes = shapely.box(x0 + c0 * cell - e, y0 + r * cell - e, x0 + c1 * cell + e, y0 + (r + 1) * cell + e)
+    return polygons_only(shapely.union_all(boxes).intersection(ring))
 
 
 def _drop_small(geom, min_area: float):
@@ -152,7 +180,7 @@ def drivable_area_parts(lane_polygons: Iterable = (), road_edges: Iterable = (),
     x0, y0, x1, y1 = lanes.bounds
     m = cfg.ring_margin
     fill = even_odd_fill(rings, box(x0 - m, y0 - m, x1 + m, y1 + m)) if rings else Polygon()
-    band = edge_band(lanes, open_edges, cfg.edge_gap, cfg.min_lane_share)
+    band = edge_band(lanes, open_edges, cfg.edge_gap, cfg.edge_cell)
     parts = [g.buffer(cfg.sliver) for g in (lanes, fill, band, *src) if not g.is_empty]
     out = polygons_only(unary_union(parts).buffer(-cfg.sliver))
     out = _drop_small(out if out.is_valid else polygons_only(shapely.make_valid(out)), cfg.min_piece_area)

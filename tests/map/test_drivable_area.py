@@ -81,8 +81,18 @@ def test_open_edges_bound_the_growth_of_the_lane_area():
     plain = drivable_area(road_edges=[curb], lane_centerlines=[lane], widths=[3.5])
     grown = drivable_area(road_edges=[curb], lane_centerlines=[lane], widths=[3.5], config=DrivableAreaConfig(edge_gap=2.0))
     assert plain.area == pytest.approx(350, rel=2e-3)  # open edges unused by default
-    assert grown.contains(Point(50, 2.9)) and not grown.contains(Point(50, 3.1))  # up to the curb
+    assert grown.contains(Point(50, 2.85)) and not grown.contains(Point(50, 3.15))  # up to the curb (half a cell)
     assert grown.contains(Point(50, -3.5)) and not grown.contains(Point(50, -4.0))  # 2 m on the open side
+
+
+def test_growth_passes_an_opening_in_an_edge_only_where_it_sees_the_lanes():
+    # a kerb 1 m beside the lane's edge with a 4 m opening (a driveway mouth) at x in [48, 52]
+    lane = np.array([[0.0, 0.0], [100.0, 0.0]])
+    kerb = [np.array([[-10.0, -2.75], [48.0, -2.75]]), np.array([[52.0, -2.75], [110.0, -2.75]])]
+    area = drivable_area(road_edges=kerb, lane_centerlines=[lane], widths=[3.5], config=DrivableAreaConfig(edge_gap=3.0))
+    assert area.contains(Point(20, -2.5)) and not area.contains(Point(20, -3.1))  # kerb holds
+    assert area.contains(Point(50, -4.5))  # through the opening
+    assert not area.contains(Point(46, -4.5)) and not area.contains(Point(30, -3.5))  # behind the kerb
 
 
 def test_no_lane_geometry_is_an_error():
@@ -122,3 +132,31 @@ def test_scenarionet_block_inside_boundary_rings_is_off_road(tmp_path):
     assert not sc.road.drivable.contains(centre)
     assert sc.road.drivable.area == pytest.approx(100**2 - 80**2, rel=1e-2)
     assert sc.road.drivable.contains(Point(95 - 5, 50 - 5))
+
+
+def _waymo_like() -> dict:
+    """A Waymo-style ScenarioNet dict: one 3.2 m lane along +x (widths, no polygon), open road edges
+    1.4 m beyond its left side and 0.9 m beyond its right side, a driveway off the right edge."""
+    T = 11
+    pos = np.stack([np.linspace(10, 20, T), np.zeros(T), np.zeros(T)], 1)
+    ego = {"type": "VEHICLE", "metadata": {"type": "VEHICLE"}, "state": {
+        "position": pos, "heading": np.zeros(T), "velocity": np.tile([1.0, 0.0], (T, 1)), "valid": np.ones(T, bool),
+        "length": np.full(T, 4.5), "width": np.full(T, 1.9)}}
+    line = lambda y: np.stack([np.linspace(0, 100, 11), np.full(11, y), np.zeros(11)], 1)
+    feats = {"1": {"type": "LANE_SURFACE_STREET", "polyline": line(0.0), "width": np.full((11, 2), 1.6)},
+             "2": {"type": "ROAD_EDGE_BOUNDARY", "polyline": line(3.0)},
+             "3": {"type": "ROAD_EDGE_BOUNDARY", "polyline": line(-2.5)},
+             "4": {"type": "DRIVEWAY", "polygon": np.array([[40.0, -2.5], [46.0, -2.5], [46.0, -12.0], [40.0, -12.0]])}}
+    return {"id": "w", "length": T, "tracks": {"ego": ego}, "map_features": feats, "dynamic_map_states": {},
+            "metadata": {"dataset": "waymo", "scenario_id": "edges", "sdc_id": "ego", "ts": np.arange(T) * 0.1}}
+
+
+def test_scenarionet_waymo_lanes_grow_to_the_open_road_edges():
+    cfg = scenarionet.ImportConfig(crop_margin=None)
+    area = scenarionet.convert(_waymo_like(), "w.pkl", cfg).road.drivable  # ego starts at x = 10
+    inside = lambda x, y: area.contains(Point(x - 10, y))
+    assert inside(50, 2.85) and not inside(50, 3.15)  # up to the left edge (within half a 0.25 m cell), not across
+    assert inside(20, -2.35) and not inside(20, -2.65)  # up to the right edge
+    assert inside(43, -10.0)  # the driveway
+    lanes_only = scenarionet.convert(_waymo_like(), "w.pkl", scenarionet.ImportConfig(crop_margin=None, edge_gap=0.0))
+    assert not lanes_only.road.drivable.contains(Point(40, 2.9)) and lanes_only.road.drivable.contains(Point(33, -10.0))
