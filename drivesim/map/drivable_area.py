@@ -11,13 +11,15 @@ One builder for every importer (ScenarioNet, nuScenes devkit, AV2, CommonRoad, W
 - closed road-edge rings (a polyline whose ends meet, e.g. ScenarioNet-nuScenes `boundary_*` lines,
   the outlines and holes of nuScenes' drivable_area polygons) are filled by the even-odd rule: a
   point is drivable when an odd number of rings encloses it, so a city block (a hole ring inside the
-  road outline) stays off-road. Only the fill near the lanes is kept (`ring_margin`). The even-odd
-  rule is the one the OGC/shapely polygon model and the Waymax/nuPlan map rasters use for shells
-  with holes; `polygonize` is not (its faces carry their holes, so combining faces fills blocks);
+  road outline) stays off-road. Only the fill near the lanes is kept (`ring_margin`). For rings
+  that are shells and holes this is the OGC polygon (a shell minus its holes); `polygonize` faces
+  are not to be combined by symmetric difference (each face already carries its holes, so the
+  combination filled whole blocks: issue 15);
 - open road edges (Waymo ROAD_EDGE_* polylines) cannot be filled; with `edge_gap` > 0 the lane area
   grows by up to that many metres towards them without crossing one (shoulders, the kerb side of
-  a parking lane): a grid cell (`edge_cell`) is added when the shortest way from its centre to the
-  lanes crosses no edge (`edge_band`; the result follows an edge to within half a cell).
+  a parking lane): a grid cell (`edge_cell`) is added when the line from its centre to the nearest
+  lane-boundary point crosses no edge (`edge_band`; the result follows an edge to within half a
+  cell). Where no edge is in the way the lanes grow by the whole `edge_gap`.
 
 Heights: this is a 2D footprint; points may be [P, 3] (x, y, z), z is ignored here (lanes keep
 their own z, see `Lane.z`). Every input is already in the scene frame (minus the origin).
@@ -31,7 +33,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import shapely
 from shapely.geometry import LineString, MultiPolygon, Polygon, box
-from shapely.ops import polygonize, unary_union
+from shapely.ops import unary_union
 
 
 @dataclass(frozen=True)
