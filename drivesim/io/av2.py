@@ -17,6 +17,9 @@ Choices (all recorded in `Scenario.meta`):
   kind 'connector'. AV2's left/right neighbour ids may name an opposite-direction lane: only
   same-direction neighbours are kept; missing links are then inferred from geometry.
 - AV2 maps carry no speed limits: every lane gets 13.9 m/s (urban default).
+- Heights: a lane's z is the mean of its boundaries' z (resampled like the centreline). Drivable
+  area: `map.drivable_area` of the lane outlines (left boundary + reversed right boundary) and the
+  map's `drivable_areas` polygons.
 - All rows of a track are valid steps: AV2's `observed` column marks the 5 s history that
   forecasting models may see, not visibility, so it is ignored.
 """
@@ -30,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 from shapely.geometry import Polygon
-from shapely.ops import unary_union
 
 from drivesim.behavior.scenario import Scenario
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.io.errors import ImportDataError, load_each
+from drivesim.map.drivable_area import drivable_area_parts
 from drivesim.map.linking import count_links, infer_links, route_from_path
 from drivesim.map.road import Lane, RoadMap
 
@@ -226,6 +229,19 @@ def _points(raw, where: str) -> np.ndarray:
     return p
 
 
+def _heights(raw, xy: np.ndarray, n: int) -> np.ndarray | None:
+    """The boundary's z at n points equally spaced by arc length along its xy [P, 2]; None when a
+    point has no finite z."""
+    try:
+        z = np.array([float(q["z"]) for q in raw])
+    except (TypeError, KeyError, ValueError):
+        return None
+    if len(z) != len(xy) or not np.isfinite(z).all():
+        return None
+    s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))])
+    return np.interp(np.linspace(0.0, s[-1], n), s, z)
+
+
 def _resample_n(p: np.ndarray, n: int) -> np.ndarray:
     """n points equally spaced by arc length along polyline p [P, 2]."""
     s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(p, axis=0), axis=1))])
@@ -257,7 +273,7 @@ def _road(map_json: Path, origin: np.ndarray, name: str, include_bike_lanes: boo
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise ImportDataError(f"{map_json}: not an AV2 map JSON ({type(e).__name__}: {e})") from e
     keep_types = LANE_TYPES + (("BIKE",) if include_bike_lanes else ())
-    lanes, ids, raw, dropped = [], [], [], Counter()
+    lanes, ids, raw, outlines, dropped = [], [], [], [], Counter()
     for key, seg in segments.items():
         where = f"{map_json}: lane segment {key}"
         try:
@@ -267,15 +283,19 @@ def _road(map_json: Path, origin: np.ndarray, name: str, include_bike_lanes: boo
         if ltype not in keep_types:
             dropped[f"lane_type_{ltype}"] += 1
             continue
-        center, width = midline(_points(left_raw, where) - origin, _points(right_raw, where) - origin)
+        left, right = _points(left_raw, where) - origin, _points(right_raw, where) - origin
+        center, width = midline(left, right)
+        zl, zr = _heights(left_raw, left, len(center)), _heights(right_raw, right, len(center))
         lane = Lane(center, width=width, speed_limit=DEFAULT_SPEED_LIMIT,
-                    kind="connector" if seg.get("is_intersection") else "lane")
+                    kind="connector" if seg.get("is_intersection") else "lane",
+                    z=0.5 * (zl + zr) if zl is not None and zr is not None else None)
         if lane.length < 0.5 or width < 0.5:
             dropped["degenerate"] += 1
             continue
         lanes.append(lane)
         ids.append(int(seg.get("id", key)))
         raw.append(seg)
+        outlines.append(Polygon(np.concatenate([left, right[::-1]])))
     if not lanes:
         raise ImportDataError(f"{map_json}: the map has no usable lanes ({len(segments)} lane segments, kept types {keep_types})")
     opposite = _link(lanes, ids, raw)
@@ -286,12 +306,14 @@ def _road(map_json: Path, origin: np.ndarray, name: str, include_bike_lanes: boo
         pts = _points(area.get("area_boundary", []), f"{map_json}: drivable area {key}") - origin
         if len(pts) >= 3:
             polys.append(Polygon(pts).buffer(0))
-    drivable = unary_union(polys).buffer(0) if polys else None
-    road = RoadMap(name=name, lanes=lanes, drivable=drivable if drivable is not None and not drivable.is_empty else None)
+    drivable, summary = drivable_area_parts(outlines, areas=polys)  # lane outlines (left + right boundary) + drivable_areas
+    road = RoadMap(name=name, lanes=lanes, drivable=drivable)
     meta = {
         "num_lanes": len(lanes), "lane_segments": len(segments), "lanes_dropped": dict(dropped),
         "lane_ids": ids, "opposite_neighbours_dropped": opposite, "links_given": given, "links_inferred": added,
-        "drivable_source": "drivable_areas" if polys else "lane polygons",
+        "drivable_source": "drivable_areas" if polys else "lane polygons", "drivable": summary["note"],
+        "drivable_summary": {k: summary[k] for k in ("lane_area", "area", "rings", "open_edges")},
+        "lanes_with_z": sum(l.z is not None for l in lanes),
         "num_drivable_areas": len(polys), "num_pedestrian_crossings": len(data.get("pedestrian_crossings", {})),
         "speed_limit_source": f"default {DEFAULT_SPEED_LIMIT} m/s (urban; AV2 maps give no speed limits)",
     }

@@ -30,11 +30,11 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from shapely.ops import unary_union
 
 from drivesim.behavior.scenario import Scenario
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.io.errors import ImportDataError, load_each
+from drivesim.map.drivable_area import drivable_area_parts
 from drivesim.map.linking import count_links, infer_links, route_from_path
 from drivesim.map.road import Lane, RoadMap
 
@@ -332,9 +332,8 @@ def _road(network, origin: np.ndarray, name: str, file: Path) -> tuple[RoadMap, 
     limits = _speed_limits(network, kept, lanes)
     for lane, v in zip(lanes, limits):
         lane.speed_limit = v if v is not None else DEFAULT_SPEED_LIMIT
-    polys = [ll.polygon.shapely_object.buffer(0.05) for ll in kept]
-    drivable = unary_union(polys).buffer(-0.05).buffer(0)
-    road = RoadMap(name=name, lanes=lanes, drivable=drivable if not drivable.is_empty else None)
+    drivable, summary = drivable_area_parts([ll.polygon.shapely_object for ll in kept])  # lanelet polygons (2D maps)
+    road = RoadMap(name=name, lanes=lanes, drivable=drivable)
     n_default = sum(v is None for v in limits)
     meta = {
         "num_lanes": len(lanes), "num_lanelets": len(lanelets), "lanelets_dropped_degenerate": dropped, "lanelet_ids": ids,
@@ -342,6 +341,7 @@ def _road(network, origin: np.ndarray, name: str, file: Path) -> tuple[RoadMap, 
         "speed_limit_source": "MAX_SPEED traffic signs" if n_default == 0 else
         f"MAX_SPEED traffic signs; {n_default} of {len(lanes)} lanes without one get the default {DEFAULT_SPEED_LIMIT} m/s (urban)",
         "traffic_lights_ignored": len(network.traffic_lights), "drivable_source": "union of lanelet polygons",
+        "drivable_summary": {k: summary[k] for k in ("lane_area", "area", "rings", "open_edges")},
     }
     return road, meta
 

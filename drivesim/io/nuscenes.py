@@ -14,9 +14,10 @@ and builds one scenario per scene, at dt = 0.1 s from the scene's first keyframe
 - map: from the map expansion (`<dataroot>/maps/expansion/<location>.json`, v1.3) when present:
   the lanes and lane connectors near the scene, discretized with the devkit's arcline-path
   utilities, successors from `get_outgoing_lane_ids`, left/right neighbours inferred from geometry,
-  drivable area from the `drivable_area` polygons. Without it (the default of a bare nuScenes
-  download) a warning names the missing file and the scenario gets an approximate map: one 3.5 m
-  corridor lane along the logged ego path (`meta['map'] = 'approximate (no map expansion)'`).
+  drivable area: `map.drivable_area` of the `drivable_area` polygons (holes kept) and the lanes.
+  Without it (the default of a bare nuScenes download) a warning names the missing file and the
+  scenario gets an approximate map: one 3.5 m corridor lane along the logged ego path
+  (`meta['map'] = 'approximate (no map expansion)'`).
   nuScenes maps carry no speed limits: every lane gets 13.9 m/s (urban).
 
 Coordinates are the nuScenes global frame minus the ego's first position (`meta['origin']`).
@@ -39,6 +40,7 @@ from shapely.ops import unary_union
 from drivesim.behavior.scenario import Scenario
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.io.errors import ImportDataError
+from drivesim.map.drivable_area import drivable_area_parts
 from drivesim.map.linking import infer_links, route_from_path
 from drivesim.map.road import Lane, RoadMap
 
@@ -401,9 +403,12 @@ def _expansion_map(nmap, map_file: str, scene: str, origin: np.ndarray, pts_glob
     for tok, lane in zip(keep, lanes):
         lane.successors = [index[t] for t in nmap.get_outgoing_lane_ids(tok) if t in index]
     infer_links(lanes)  # left/right neighbours (and successors where the map gives none in the patch)
-    drivable = _drivable(nmap, lanes, origin)
+    source = _drivable(nmap, lanes, origin)
+    drivable, summary = drivable_area_parts(lane_centerlines=[l.centerline for l in lanes], widths=[l.width for l in lanes],
+                                            areas=[source] if source is not None else [])
     road = RoadMap(f"nuscenes/{scene}/{nmap.map_name}", lanes, drivable=drivable)
-    meta = {"map": f"nuScenes map expansion {nmap.version}", "num_lanes": len(lanes), "num_dropped_lanes": len(tokens) - len(lanes)}
+    meta = {"map": f"nuScenes map expansion {nmap.version}", "num_lanes": len(lanes), "num_dropped_lanes": len(tokens) - len(lanes),
+            "drivable": summary["note"], "drivable_summary": {k: summary[k] for k in ("lane_area", "area", "rings", "open_edges")}}
     return road, meta
 
 

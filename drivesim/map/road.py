@@ -30,6 +30,7 @@ class Lane:
     right: int = -1
     kind: str = "lane"  # lane | ramp | turn | connector
     dead_end: bool = False  # the lane ends without successor inside the map: traffic must leave it
+    z: np.ndarray | None = None  # [P] m height of each centerline point where the source has it (None: unknown)
 
     @property
     def length(self) -> float:
@@ -93,6 +94,8 @@ class RoadMap:
                 raise MapError(f"map {self.name!r} lane {i}: shorter than 0.5 m")
             if not lane.width > 0:
                 raise MapError(f"map {self.name!r} lane {i}: width must be positive")
+            if lane.z is not None and (np.shape(lane.z) != (cl.shape[0],) or not np.isfinite(lane.z).all()):
+                raise MapError(f"map {self.name!r} lane {i}: z must be [{cl.shape[0]}] finite heights, got {np.shape(lane.z)}")
             for link in [*lane.successors, lane.left, lane.right]:
                 if link != -1 and not 0 <= link < n:
                     raise MapError(f"map {self.name!r} lane {i}: link to missing lane {link}")

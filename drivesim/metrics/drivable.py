@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from drivesim.map.bank import SDF_CLAMP
@@ -79,3 +80,43 @@ def direction_score(max_oncoming: torch.Tensor, cfg: DrivableConfig = DrivableCo
     one = torch.ones_like(max_oncoming)
     return torch.where(max_oncoming <= cfg.direction_comply, one,
                        torch.where(max_oncoming <= cfg.direction_violate, 0.5 * one, 0.0 * one))
+
+
+def log_corner_distance(scenario, bank=None, resolution: float = 0.25) -> torch.Tensor:
+    """Largest signed corner distance [A, T+1] (m, positive off the drivable area) of every logged
+    box of a scenario (`log` [A, T+1, 4], `length`/`width` [A]), read from the MapBank raster of
+    its road (`bank`, else built at `resolution`) as the DAC reads the ego's (`max_corner_distance`)."""
+    from drivesim.core.geometry import box_corners
+    from drivesim.map.bank import MapBank
+
+    bank = bank if bank is not None else MapBank.build([scenario.road], resolution=resolution)
+    log = torch.as_tensor(scenario.log, dtype=torch.float32)
+    size = lambda v: torch.as_tensor(v, dtype=torch.float32)[:, None].expand(log.shape[:2])
+    corners = box_corners(log[..., 0], log[..., 1], log[..., 2], size(scenario.length), size(scenario.width))
+    return max_corner_distance(bank, torch.zeros(1, dtype=torch.long), corners.reshape(1, -1, 4, 2)).reshape(log.shape[:2])
+
+
+def log_drivable_summary(scenario, bank=None, moving_speed: float = 2.0,
+                         tolerance: float = DrivableConfig.dac_tolerance) -> dict:
+    """Share of logged steps whose box is on the drivable area (no corner more than `tolerance`
+    off, the DAC test) for the ego, all vehicles but the ego, those vehicles while moving (speed >
+    moving_speed m/s: parked cars stand in lots and driveways off the lanes), and the moving ones
+    with their centre inside the map's extent (the drivable area's bounding box: AV2 and WOMD maps
+    end near the ego, tracks do not). Also the ego's DAC (1: compliant over the whole log) and its
+    worst corner distance (m); `nan` where there are no such steps."""
+    from drivesim.core.types import AgentType
+
+    dist = log_corner_distance(scenario, bank).numpy()  # [A, T+1]
+    valid, log = np.asarray(scenario.log_valid, bool), np.asarray(scenario.log)
+    on = dist <= tolerance
+    vehicle = (np.asarray(scenario.agent_type) == int(AgentType.VEHICLE))[:, None] & valid
+    vehicle[0] = False
+    moving = vehicle & (log[..., 3] > moving_speed)
+    x0, y0, x1, y1 = scenario.road.drivable.bounds
+    in_map = (log[..., 0] >= x0) & (log[..., 0] <= x1) & (log[..., 1] >= y0) & (log[..., 1] <= y1)
+    share = lambda m: float(on[m].mean()) if m.any() else float("nan")
+    ego = valid & (np.arange(len(valid)) == 0)[:, None]
+    return {"ego_on": share(ego), "vehicle_on": share(vehicle), "moving_vehicle_on": share(moving),
+            "moving_in_map_on": share(moving & in_map), "vehicle_steps": int(vehicle.sum()),
+            "moving_steps": int(moving.sum()), "moving_outside_map_steps": int((moving & ~in_map).sum()),
+            "ego_dac": float(not (dist[0][valid[0]] > tolerance).any()), "ego_max_offroad": float(dist[0][valid[0]].max())}

@@ -130,7 +130,7 @@ def test_source_drivable_area_covers_the_lanes(folder, scenes):
     sc = scenes[_file("0916")]  # the default: drivable="source"
     lanes_only = scenarionet.load_file(folder / _file("0916"), scenarionet.ImportConfig(drivable="lanes")).road.drivable
     assert "road-edge rings" in sc.meta["drivable"]
-    assert sc.road.drivable.area > 1.5 * lanes_only.area
+    assert sc.road.drivable.area > 1.1 * lanes_only.area  # junctions and road beyond the lane polygons
     assert lanes_only.difference(sc.road.drivable).area < 1.0
 
 
