@@ -45,6 +45,7 @@ from drivesim.core.types import AgentType, ControlMode
 from drivesim.io.errors import ImportDataError, load_each
 from drivesim.io.womd_schema import decode_points, decode_states, scenario_class
 from drivesim.map.bank import MAX_SUCCESSORS
+from drivesim.map.drivable_area import DrivableAreaConfig, drivable_area
 from drivesim.map.linking import infer_links, route_from_path
 from drivesim.map.road import Lane, MapError, RoadMap
 from drivesim.map.signals import SIGNAL_CODES, LoggedSignals, stop_line_lanes
@@ -73,6 +74,7 @@ class ImportConfig:
     min_lane_length: float = 0.5  # m, shorter lanes are dropped
     crop_margin: float | None = 60.0  # m: keep lanes within this of a logged agent position; None: whole map
     verify_crc: bool = True
+    edge_gap: float = 1.5  # m, growth of the lanes towards open road edges (see map.drivable_area; as ScenarioNet's Waymo)
 
     def __post_init__(self):
         if not self.lane_width > 0 or not self.default_speed_limit > 0:
@@ -302,30 +304,31 @@ def _road(src: SourceScene, origin, agent_xy, config: ImportConfig, name: str):
         raise ImportDataError(f"{file}: the map has no lanes ({len(src.lanes)} lane features, bike lanes left out)")
     kept = []
     for l in cand:
-        p = l["xyz"][:, :2] - origin
-        p = p[np.concatenate([[True], np.linalg.norm(np.diff(p, axis=0), axis=1) > 1e-3])] if len(p) else p
-        if len(p) >= 2 and np.isfinite(p).all() and np.linalg.norm(np.diff(p, axis=0), axis=1).sum() >= config.min_lane_length:
-            kept.append((l, p))
+        xyz = l["xyz"]
+        xyz = xyz[np.concatenate([[True], np.linalg.norm(np.diff(xyz[:, :2], axis=0), axis=1) > 1e-3])] if len(xyz) else xyz
+        p = xyz[:, :2] - origin
+        if len(p) >= 2 and np.isfinite(xyz).all() and np.linalg.norm(np.diff(p, axis=0), axis=1).sum() >= config.min_lane_length:
+            kept.append((l, p, xyz[:, 2] if xyz.shape[1] > 2 else None))
     degenerate = len(cand) - len(kept)
     n_before = len(kept)
     if config.crop_margin is not None and kept:
         from scipy.spatial import cKDTree
 
         tree = cKDTree(agent_xy)
-        kept = [(l, p) for l, p in kept if np.isfinite(tree.query(p, distance_upper_bound=config.crop_margin)[0]).any()]
+        kept = [k for k in kept if np.isfinite(tree.query(k[1], distance_upper_bound=config.crop_margin)[0]).any()]
     if not kept:
         raise ImportDataError(f"{file}: no usable lane near the logged agents ({len(cand)} lanes, {degenerate} degenerate)")
     lanes = [Lane(p, width=config.lane_width,
                   speed_limit=l["speed_mph"] * MPH if l["speed_mph"] > 0 else config.default_speed_limit,
-                  kind="connector" if l["interpolating"] else "lane") for l, p in kept]
-    ids = [l["id"] for l, _ in kept]
-    n_source = _source_links(lanes, [l for l, _ in kept], {fid: i for i, fid in enumerate(ids)})
+                  kind="connector" if l["interpolating"] else "lane", z=z) for l, p, z in kept]
+    ids = [l["id"] for l, _, _ in kept]
+    n_source = _source_links(lanes, [l for l, _, _ in kept], {fid: i for i, fid in enumerate(ids)})
     inferred = infer_links(lanes)
     capped = _cap_successors(lanes)
     signals, sig_meta = _signals(src, lanes, ids, origin)
     group = stop_line_lanes(lanes, signals) if signals is not None else {}
     try:
-        road = RoadMap(name, lanes, drivable=_drivable(lanes, src, origin), signal_group=group, signal_log=signals)
+        road = RoadMap(name, lanes, drivable=_drivable(lanes, src, origin, config.edge_gap), signal_group=group, signal_log=signals)
     except (MapError, ValueError) as e:
         raise ImportDataError(f"{file}: bad map geometry ({e})") from e
     meta = {
@@ -333,7 +336,7 @@ def _road(src: SourceScene, origin, agent_xy, config: ImportConfig, name: str):
         "lanes_cropped": n_before - len(kept), "crop_margin": config.crop_margin, "lane_ids": ids,
         "lane_links_source": n_source, "lane_links_inferred": inferred, "successors_capped": capped,
         "lane_width": f"{config.lane_width} m (WOMD gives no lane width)",
-        "speed_limit_default_lanes": sum(l["speed_mph"] <= 0 for l, _ in kept),
+        "speed_limit_default_lanes": sum(l["speed_mph"] <= 0 for l, _, _ in kept),
         "road_edges": len(src.road_edges), "crosswalks": len(src.crosswalks), "stop_signs": len(src.stop_signs),
         "drivable_areas": len(src.areas),
         "crosswalk_polygons": [np.round(c[:, :2] - origin, 2).tolist() for c in src.crosswalks],
@@ -384,21 +387,13 @@ def _cap_successors(lanes: list[Lane]) -> int:
     return capped
 
 
-def _drivable(lanes: list[Lane], src: SourceScene, origin: np.ndarray):
-    """The drivable area: lanes (centrelines buffered by half the lane width), driveways and speed
-    bumps; WOMD road edges are open polylines, used through map.drivable_area when available.
-    One function so that the shared builder can replace it."""
+def _drivable(lanes: list[Lane], src: SourceScene, origin: np.ndarray, edge_gap: float):
+    """The drivable area (map.drivable_area): lanes (centrelines buffered by half the lane width),
+    driveways and speed bumps, grown up to `edge_gap` towards the open WOMD road edges."""
     areas = [a[:, :2] - origin for a in src.areas if len(a) >= 3]
-    try:
-        from drivesim.map.drivable_area import drivable_area
-    except ImportError:  # the shared builder is not on this branch: lane polygons and source areas
-        from shapely.geometry import Polygon
-        from shapely.ops import unary_union
-
-        parts = [l.polygon().buffer(0.05) for l in lanes] + [Polygon(a).buffer(0) for a in areas]
-        return unary_union(parts).buffer(-0.05).buffer(0)
     return drivable_area(lane_centerlines=[l.centerline for l in lanes], widths=[l.width for l in lanes],
-                         road_edges=[e[:, :2] - origin for e in src.road_edges if len(e) >= 2], areas=areas)
+                         road_edges=[e[:, :2] - origin for e in src.road_edges if len(e) >= 2], areas=areas,
+                         config=DrivableAreaConfig(edge_gap=edge_gap))
 
 
 def _signals(src: SourceScene, lanes: list[Lane], ids: list[int], origin) -> tuple[LoggedSignals | None, dict]:
