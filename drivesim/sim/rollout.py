@@ -18,10 +18,7 @@ from drivesim.behavior.scenario import ScenarioBatch
 from drivesim.core.state import SimState
 from drivesim.metrics.accumulator import MetricAccumulator, MetricConfig
 from drivesim.sim.observation import ObservationConfig, observe
-from drivesim.sim.policy import ACTION_HIGH, ACTION_LOW
-from drivesim.sim.simulator import SimConfig, Simulator
-
-ACTION_TOL = 1e-4
+from drivesim.sim.simulator import SimConfig, Simulator, action_problems
 
 
 @dataclass
@@ -34,25 +31,6 @@ class RolloutResult:
     wall_time: float = 0.0
     agent_steps: int = 0
     extra: dict = field(default_factory=dict)
-
-
-def check_actions(action, batch_size: int) -> list[str]:
-    """A reason per row ('' if the row's action is acceptable)."""
-    if not torch.is_tensor(action) or tuple(action.shape) != (batch_size, 2) or not action.is_floating_point():
-        shape = tuple(action.shape) if torch.is_tensor(action) else type(action).__name__
-        return [f"policy returned {shape}, expected a float tensor [{batch_size}, 2] (accel, steer)"] * batch_size
-    a = action.detach().cpu()
-    finite = torch.isfinite(a).all(dim=1)
-    inside = ((a >= ACTION_LOW - ACTION_TOL) & (a <= ACTION_HIGH + ACTION_TOL)).all(dim=1)
-    reasons = [""] * batch_size
-    for b in (~(finite & inside)).nonzero().flatten().tolist():  # messages for the bad rows only
-        row = a[b]
-        if not finite[b]:
-            reasons[b] = f"non-finite action {row.tolist()}"
-        else:
-            reasons[b] = (f"action {[round(v, 3) for v in row.tolist()]} outside the action space "
-                          f"accel [{ACTION_LOW[0]:g}, {ACTION_HIGH[0]:g}] m/s^2, steer [{ACTION_LOW[1]:g}, {ACTION_HIGH[1]:g}] rad")
-    return reasons
 
 
 def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None, metric_config: MetricConfig | None = None,
@@ -111,7 +89,7 @@ def _act(policy, state, batch, obs_config, cameras=None):
         action = policy.act(observe(state, batch, obs_config, cameras))
     except Exception as exc:  # a policy bug must not take the suite down: report it per row
         return torch.zeros(B, 2, device=batch.device), [f"policy {getattr(policy, 'name', policy)!r} raised {type(exc).__name__}: {exc}"] * B
-    reasons = check_actions(action, B)
+    reasons = action_problems(action, B)  # the check Simulator.step makes, per row, so that only bad rows fail
     if not torch.is_tensor(action) or tuple(action.shape) != (B, 2):
-        return torch.zeros(B, 2, device=batch.device), reasons
+        return torch.zeros(B, 2, device=batch.device), [f"policy returned {why.removeprefix('got ')}" for why in reasons]
     return torch.nan_to_num(action.float(), nan=0.0, posinf=0.0, neginf=0.0), reasons
