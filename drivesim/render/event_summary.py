@@ -54,7 +54,8 @@ def plot_event_set(scenarios: list[Scenario], table: pd.DataFrame, header: dict,
     grid = fig.add_gridspec(5, 4, hspace=0.55, wspace=0.3)
     for i, c in enumerate(knobs):
         ax = fig.add_subplot(grid[i // 4, i % 4])
-        ax.hist(table[c].replace([np.inf, -np.inf], np.nan).dropna(), bins=30, color="#4c72b0")
+        values = table[c].astype(float)  # boolean knobs (stalled's `reveal`) as 0/1: numpy cannot bin bools
+        ax.hist(values.replace([np.inf, -np.inf], np.nan).dropna(), bins=30, color="#4c72b0")
         ax.set_title(c.removeprefix("knob_"), fontsize=9)
     lab = labels(table)
     crit = "headway_at_event" if header.get("criticality") == "headway" else "ttc_at_event"
