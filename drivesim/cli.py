@@ -24,6 +24,8 @@ from drivesim.distributed import add_backend_arguments, backend_options
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 TRAFFIC_CHOICES = TRAFFIC_MODES
+TRAFFIC_HELP = ("how the background agents of logged scenarios move; default: the modes a generated set records, "
+                "reactive for raw imported logs; a generated event's agent keeps its own mode")
 
 
 def make_policy(name: str):
@@ -73,9 +75,9 @@ def load_scenarios(suite_path: str, limit: int | None = None):
 
 def logged_source(args):
     """Scenario files from `--scenarios` with `--traffic` applied: (scenarios, meta)."""
-    from drivesim.behavior.logs import with_traffic
     from drivesim.behavior.scenario import ScenarioError
     from drivesim.io.scenario_file import ScenarioFileError, load_scenarios as load_files
+    from drivesim.sim.events import apply_traffic
 
     try:
         scenarios, errors = load_files(args.scenarios)
@@ -84,11 +86,12 @@ def logged_source(args):
     for e in errors:
         print(f"warning: skipped {e}", file=sys.stderr)
     logged = [s for s in scenarios if s.log is not None]
-    try:
-        scenarios = [with_traffic(s, args.traffic) if s.log is not None else s for s in scenarios]
+    try:  # --traffic unset keeps the modes a generated set records; given, it changes background agents only
+        scenarios = [apply_traffic(s, args.traffic) for s in scenarios]
     except ScenarioError as exc:
         raise SystemExit(f"error: {exc}") from None
-    meta = {"scenarios_from": str(args.scenarios), "traffic": args.traffic if logged else "scripted/procedural",
+    kept = ",".join(sorted({str(s.meta.get("traffic")) for s in scenarios if s.log is not None}))
+    meta = {"scenarios_from": str(args.scenarios), "traffic": (args.traffic or kept) if logged else "scripted/procedural",
             "scenario_hashes": {s.name: s.meta.get("content_hash", "") for s in scenarios}, "load_errors": errors}
     return scenarios, meta
 
@@ -455,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="run one scenario in closed loop: metrics + BEV video")
     s.add_argument("--suite", default="tiny", help="suite YAML (path or name in scenarios/); default: tiny")
     s.add_argument("--scenarios", default=None, help="instead of a suite: scenario files (a .npz or a folder, e.g. from `import`)")
-    s.add_argument("--traffic", default="reactive", choices=TRAFFIC_CHOICES, help="how logged agents move (default reactive)")
+    s.add_argument("--traffic", default=None, choices=TRAFFIC_CHOICES, help=TRAFFIC_HELP)
     s.add_argument("--scenario", default="0", help="scenario name or index in the suite (default 0)")
     s.add_argument("--map", default=None, help="instead of a suite: a procedural scenario on this map type "
                    "(straight | curved | merge | intersection) with default traffic")
@@ -473,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="evaluate policies on a suite: CSV/JSON table, summary, HTML report")
     e.add_argument("--suite", default="nominal", help="suite YAML (path or name in scenarios/)")
     e.add_argument("--scenarios", default=None, help="instead of a suite: scenario files (a .npz or a folder, e.g. from `import`)")
-    e.add_argument("--traffic", default="reactive", choices=TRAFFIC_CHOICES, help="how logged agents move (default reactive)")
+    e.add_argument("--traffic", default=None, choices=TRAFFIC_CHOICES, help=TRAFFIC_HELP)
     e.add_argument("--policies", default="constant_velocity,idm,pdm_expert", help="comma-separated policy names, .pt checkpoints (e.g. policies/il_base.pt) or module:Class")
     e.add_argument("--limit", type=int, default=None, help="only the first N scenarios")
     e.add_argument("--batch-size", type=int, default=64, help="scenarios simulated together")

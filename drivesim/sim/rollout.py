@@ -30,7 +30,7 @@ class RolloutResult:
     trajectory: dict[str, np.ndarray] | None = None  # SimState fields [T+1, B, A] when recorded
     wall_time: float = 0.0
     agent_steps: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # trigger_step [B]: when a script waiting for the ego started (-1 never)
 
 
 def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None, metric_config: MetricConfig | None = None,
@@ -79,8 +79,9 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
     for v in metrics.values():
         v[failed.cpu().numpy()] = np.nan
     traj = {k: v.cpu().numpy() for k, v in SimState.stack_time(frames).items()} if record else None
+    extra = {"trigger_step": sim.triggers.fired_at().cpu().numpy()} if sim.triggers.any else {}  # sim/triggers.py
     return RolloutResult(batch.names, metrics, ["error" if f else "ok" for f in failed.tolist()], errors, traj,
-                         time.perf_counter() - t0, int(batch.valid.sum()) * state.step)
+                         time.perf_counter() - t0, int(batch.valid.sum()) * state.step, extra)
 
 
 def _act(policy, state, batch, obs_config, cameras=None):

@@ -37,6 +37,7 @@ from drivesim.core.types import ControlMode
 from drivesim.dynamics.bicycle import BicycleConfig, apply_limits
 from drivesim.dynamics.bicycle import step as bicycle_step
 from drivesim.sim.policy import ACTION_HIGH, ACTION_LOW
+from drivesim.sim.triggers import ScriptTriggers
 
 ACTION_TOL = 1e-4  # float slack on the action bounds (the dynamics clamp within it)
 
@@ -101,6 +102,10 @@ class Simulator:
         scripted = (batch.script_lane >= 0) | torch.isfinite(batch.script_accel)  # [B, A, T]
         first = scripted.to(torch.uint8).argmax(dim=-1)
         self.script_start = torch.where(scripted.any(dim=-1) & self.log_first, first, -1)  # [B, A] logged agents only
+        self.triggers = ScriptTriggers(batch)  # scripts started relative to the simulated ego (sim/triggers.py)
+        if self.triggers.any:  # ... whose agent leaves its log at the trigger's release step
+            self.script_start = torch.where(self.triggers.mask & self.log_first, self.triggers.release.unsqueeze(1),
+                                            self.script_start)
         self._frenet = (None, None)  # (state, Frenet of that state): the projection _track_lanes made
 
     @property
@@ -137,7 +142,9 @@ class Simulator:
         self._check_action(state, ego_action)
         cfg = self.config
         fr = self._frenet[1] if self._frenet[0] is state else None
-        dec = reactive_control(state, self.batch, cfg.reactive, fr) if self.needs_reactive else None
+        self.triggers.fire(state)  # scripts waiting for the simulated ego (none: nothing to do)
+        scripts = self.triggers.script_view(state)  # the batch itself unless a script waits for the ego
+        dec = reactive_control(state, scripts, cfg.reactive, fr) if self.needs_reactive else None
         reactive = self.is_reactive & state.released
         constant = self.is_cv & state.released
         replay = self.is_replay | (self.log_first & ~state.released)
@@ -187,7 +194,8 @@ class Simulator:
         and CONSTANT_VELOCITY agents are released once visible; HYBRID ones when the ego comes
         within hybrid_distance or hybrid_time_gap (at the ego's speed) of them; a logged agent
         with a script exactly when its script starts (a rare event rewriting a real agent's
-        future). Released agents stay released. t [B]: the rows' scenario step."""
+        future; with a trigger, sim/triggers.py, it then waits for the ego). Released agents stay
+        released. t [B]: the rows' scenario step."""
         cfg = self.config
         if released is None:
             released = ~self.log_first
