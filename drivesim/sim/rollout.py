@@ -3,11 +3,23 @@
 A policy action that is not [B, 2], not finite, or outside the action space fails the rows it
 concerns (named in the error with the step and the values); those rows brake to a stop and
 their metrics are NaN. A policy that raises fails every row still running. Other rows go on.
+
+Time limits (`step_timeout`, `scenario_timeout` in seconds, 0 = off): a policy call (`reset` or
+`act`) that takes longer than `step_timeout`, or a rollout still running after `scenario_timeout`,
+fails every row still running with a "timed out" reason, and the rollout stops. The watchdog is
+SIGALRM (`signal.setitimer`) in the main thread: it interrupts Python-level hangs (`while True`,
+`time.sleep`, waiting on I/O or a lock); C code that never returns to the interpreter (a hung
+extension holding the GIL) cannot be interrupted in-process: the Ray backend's task deadline
+(distributed/ray_backend.py) kills such a worker. Off the main thread (or without SIGALRM) only
+the between-step check of `scenario_timeout` applies.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,15 +45,43 @@ class RolloutResult:
     extra: dict = field(default_factory=dict)  # trigger_step [B]: when a script waiting for the ego started (-1 never)
 
 
+class PolicyTimeout(BaseException):
+    """A policy call ran past its time limit (a BaseException, so that a policy's own
+    `except Exception` cannot swallow it)."""
+
+
+@contextmanager
+def time_limit(seconds: float, what: str):
+    """Raise PolicyTimeout in this (main) thread if the block runs longer than `seconds`
+    (inf or <= 0: no limit; a no-op off the main thread or where SIGALRM does not exist)."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable or not 0 < seconds < float("inf"):
+        yield
+        return
+
+    def expired(signum, frame):
+        raise PolicyTimeout(f"{what} timed out after {seconds:.3g} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None, metric_config: MetricConfig | None = None,
             obs_config: ObservationConfig | None = None, expert_progress: torch.Tensor | None = None, record: bool = False,
-            show_progress: bool = False, policy_every: int = 1, behavior=None, cameras=None) -> RolloutResult:
+            show_progress: bool = False, policy_every: int = 1, behavior=None, cameras=None,
+            step_timeout: float = 0.0, scenario_timeout: float = 0.0) -> RolloutResult:
     """Run `policy` on every scenario of `batch` for its duration; return metrics and status.
 
     The policy acts every `policy_every` simulation steps and its action is held in between
     (simulation and policy rates are separate). `behavior` drives the LEARNED agents
     (`Simulator(batch, behavior=...)`). `cameras`: a renderer (state, batch) -> [B, C, H, W, 3]
     whose images the policy reads as `obs.cameras` (rendered only when it does).
+    `step_timeout` / `scenario_timeout`: time limits in seconds (0 = off; module docstring).
     """
     if policy_every < 1:
         raise ValueError(f"policy_every must be >= 1, got {policy_every}")
@@ -49,18 +89,36 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
     sim = Simulator(batch, sim_config, behavior=behavior)
     obs_config = obs_config or ObservationConfig()
     state = sim.reset()
-    policy.reset(batch)
     B = batch.batch_size
-    acc = MetricAccumulator(batch, metric_config or MetricConfig())
+    name = getattr(policy, "name", policy)
+    deadline = t0 + scenario_timeout if scenario_timeout > 0 else float("inf")
+    over = f"timed out: scenario time limit of {scenario_timeout:g} s exceeded (--scenario-timeout)"
+
+    def limit() -> tuple[float, str | None]:
+        """(seconds the next policy call may take, the reason to give if it does not return; None: the step limit's)"""
+        left = deadline - time.perf_counter()
+        return (step_timeout, None) if 0 < step_timeout <= left else (left, over)
+
     errors = [""] * B
     failed = torch.zeros(B, dtype=torch.bool, device=batch.device)
+    seconds, why = limit()
+    try:
+        with time_limit(seconds, f"policy {name!r}: reset"):
+            policy.reset(batch)
+    except PolicyTimeout as exc:
+        errors, failed = [f"scenario {n!r}, step 0: {why or exc}" for n in batch.names], torch.ones_like(failed)
+    acc = MetricAccumulator(batch, metric_config or MetricConfig())
     acc.update(state, ~failed)
     done = torch.zeros_like(failed)
     frames = [state] if record else None
     brake = torch.tensor([-4.0, 0.0], device=batch.device)
     for t in tqdm(range(batch.max_steps), desc=getattr(policy, "name", "policy"), disable=not show_progress, leave=False):
-        if t % policy_every == 0:
-            action, reasons = _act(policy, state, batch, obs_config, cameras)
+        if t == 0 and bool(failed.all()):  # its reset timed out
+            break
+        if time.perf_counter() > deadline:
+            reasons = [over] * B
+        elif t % policy_every == 0:
+            action, reasons = _act(policy, state, batch, obs_config, cameras, *limit())
         else:
             reasons = [""] * B
         for b, why in enumerate(reasons):
@@ -84,10 +142,15 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
                          time.perf_counter() - t0, int(batch.valid.sum()) * state.step, extra)
 
 
-def _act(policy, state, batch, obs_config, cameras=None):
+def _act(policy, state, batch, obs_config, cameras=None, seconds: float = float("inf"), over: str | None = None):
+    """(action [B, 2], reason per row); `seconds`: time limit of the call, `over`: the reason
+    when it is the scenario's limit that ran out (else the step limit's)."""
     B = batch.batch_size
     try:
-        action = policy.act(observe(state, batch, obs_config, cameras))
+        with time_limit(seconds, f"policy {getattr(policy, 'name', policy)!r}: act"):
+            action = policy.act(observe(state, batch, obs_config, cameras))
+    except PolicyTimeout as exc:
+        return torch.zeros(B, 2, device=batch.device), [over or f"{exc} (--step-timeout)"] * B
     except Exception as exc:  # a policy bug must not take the suite down: report it per row
         return torch.zeros(B, 2, device=batch.device), [f"policy {getattr(policy, 'name', policy)!r} raised {type(exc).__name__}: {exc}"] * B
     reasons = action_problems(action, B)  # the check Simulator.step makes, per row, so that only bad rows fail
