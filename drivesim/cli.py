@@ -240,7 +240,13 @@ def evaluate_and_write(scenarios, policy_specs: str, meta: dict, out: Path, args
     expert = next((p for p in policies if p.name == "pdm_expert"), None) or make_policy("pdm_expert")
     runner = make_runner(args)
     t0 = time.perf_counter()
-    cfg = EvalConfig(batch_size=args.batch_size, device=args.device, policy_every=args.policy_every)
+    limits = {k: getattr(args, k, None) for k in ("step_timeout", "scenario_timeout")}  # None: EvalConfig's default
+    cfg = EvalConfig(batch_size=args.batch_size, device=args.device, policy_every=args.policy_every,
+                     **{k: v for k, v in limits.items() if v is not None})
+    try:
+        cfg.validate_config()
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.jsonl", "w") as stream:  # each job's rows as they arrive (kept if the run is cut off)
         def on_rows(rows):
@@ -482,6 +488,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=64, help="scenarios simulated together")
     e.add_argument("--no-video", action="store_true", help="skip the BEV video")
     e.add_argument("--policy-every", type=int, default=1, help="simulation steps (0.1 s) per policy decision (default 1)")
+    e.add_argument("--step-timeout", type=float, default=None, metavar="S",
+                   help="seconds one policy call may take, else its scenarios are error rows 'timed out' and the rest runs "
+                        "on (default 60; 0 = off, for debugging)")
+    e.add_argument("--scenario-timeout", type=float, default=None, metavar="S",
+                   help="seconds one rollout (a --batch-size chunk of scenarios) may take (default 1800; 0 = off)")
     add_backend_arguments(e, "jobs (one policy on one --batch-size chunk of scenarios) run as Ray tasks; same results "
                              "as local")
     e.add_argument("-o", "--out", default="out/evaluate")
