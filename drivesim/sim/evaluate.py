@@ -30,6 +30,7 @@ class EvalConfig:
     # past either gets error rows "timed out" for those scenarios and the evaluation goes on (sim/rollout.py)
     step_timeout: float = 60.0
     scenario_timeout: float = 1800.0
+    seed: int = 0  # stochastic policies get per-scenario seeds derived from it and the scenario's name (sim/rollout.py)
 
     def validate_config(self, where: str = "evaluate") -> None:
         for name in ("step_timeout", "scenario_timeout"):
@@ -83,7 +84,7 @@ def _run_isolated(chunk, bank, policy, cfg, expert, record) -> list[tuple[Scenar
     ep = None if torch.isnan(ep).all() else ep
     every = getattr(policy, "policy_every", None) or cfg.policy_every
     res = rollout(batch, policy, sim_config=cfg.sim, expert_progress=ep, record=record, policy_every=every,
-                  step_timeout=cfg.step_timeout, scenario_timeout=cfg.scenario_timeout)
+                  step_timeout=cfg.step_timeout, scenario_timeout=cfg.scenario_timeout, seed=cfg.seed)
     raised = all(st == "error" and "raised" in er for st, er in zip(res.status, res.errors))
     timed_out = all(st == "error" and "timed out" in er for st, er in zip(res.status, res.errors))
     if not (raised or timed_out) or len(chunk) == 1:

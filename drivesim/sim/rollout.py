@@ -4,6 +4,14 @@ A policy action that is not [B, 2], not finite, or outside the action space fail
 concerns (named in the error with the step and the values); those rows brake to a stop and
 their metrics are NaN. A policy that raises fails every row still running. Other rows go on.
 
+Seeds: `rollout(..., seed=S)` gives each scenario its own seed, `scenario_seeds(S, names)`,
+derived from S and the scenario's name only (so neither the batch size, the order nor the
+backend changes it), and hands them to a policy whose `reset` takes them:
+`policy.reset(batch, seeds=[int per scenario])` (a policy whose `reset(batch)` takes no `seeds`
+is reset as before). A stochastic policy seeds one generator per row from them and draws per
+row, so its rows are reproducible. The evaluator passes `EvalConfig.seed` (nuPlan and NAVSIM
+seed their workers the same way).
+
 Time limits (`step_timeout`, `scenario_timeout` in seconds, 0 = off): a policy call (`reset` or
 `act`) that takes longer than `step_timeout`, or a rollout still running after `scenario_timeout`,
 fails every row still running with a "timed out" reason, and the rollout stops. The watchdog is
@@ -16,6 +24,8 @@ the between-step check of `scenario_timeout` applies.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import signal
 import threading
 import time
@@ -71,17 +81,31 @@ def time_limit(seconds: float, what: str):
         signal.signal(signal.SIGALRM, previous)
 
 
+def scenario_seeds(seed: int, names: list[str]) -> list[int]:
+    """A 63-bit seed per scenario from the evaluation seed and the scenario's name (sha256)."""
+    return [int.from_bytes(hashlib.sha256(f"{int(seed)}/{n}".encode()).digest()[:8], "little") >> 1 for n in names]
+
+
+def _takes_seeds(policy) -> bool:
+    try:
+        params = inspect.signature(policy.reset).parameters.values()
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return any(p.name == "seeds" or p.kind == inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None, metric_config: MetricConfig | None = None,
             obs_config: ObservationConfig | None = None, expert_progress: torch.Tensor | None = None, record: bool = False,
             show_progress: bool = False, policy_every: int = 1, behavior=None, cameras=None,
-            step_timeout: float = 0.0, scenario_timeout: float = 0.0) -> RolloutResult:
+            step_timeout: float = 0.0, scenario_timeout: float = 0.0, seed: int | None = None) -> RolloutResult:
     """Run `policy` on every scenario of `batch` for its duration; return metrics and status.
 
     The policy acts every `policy_every` simulation steps and its action is held in between
     (simulation and policy rates are separate). `behavior` drives the LEARNED agents
     (`Simulator(batch, behavior=...)`). `cameras`: a renderer (state, batch) -> [B, C, H, W, 3]
     whose images the policy reads as `obs.cameras` (rendered only when it does).
-    `step_timeout` / `scenario_timeout`: time limits in seconds (0 = off; module docstring).
+    `step_timeout` / `scenario_timeout`: time limits in seconds (0 = off); `seed`: the seed the
+    per-scenario seeds of a stochastic policy derive from (module docstring).
     """
     if policy_every < 1:
         raise ValueError(f"policy_every must be >= 1, got {policy_every}")
@@ -104,7 +128,10 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
     seconds, why = limit()
     try:
         with time_limit(seconds, f"policy {name!r}: reset"):
-            policy.reset(batch)
+            if seed is not None and _takes_seeds(policy):
+                policy.reset(batch, seeds=scenario_seeds(seed, batch.names))
+            else:
+                policy.reset(batch)
     except PolicyTimeout as exc:
         errors, failed = [f"scenario {n!r}, step 0: {why or exc}" for n in batch.names], torch.ones_like(failed)
     acc = MetricAccumulator(batch, metric_config or MetricConfig())

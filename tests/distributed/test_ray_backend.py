@@ -122,6 +122,15 @@ class Unkillable(ConstantVelocity):
         time.sleep(1e9)
 
 
+def test_a_random_policy_gives_the_same_rows_on_ray(cluster, tiny):
+    """Per-scenario seeds (sim/rollout.scenario_seeds) do not depend on the backend or batch size."""
+    from tests.sim.test_seeds import RandomAccel
+
+    local = evaluate(tiny, [RandomAccel()], config=EvalConfig(batch_size=4), show_progress=False)
+    remote = evaluate(tiny, [RandomAccel()], config=EvalConfig(batch_size=1), show_progress=False, runner=RayRunner())
+    pd.testing.assert_frame_equal(local.results, remote.results)
+
+
 def test_an_unreachable_cluster_is_a_clear_error():
     with pytest.raises(ClusterError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
         connect("127.0.0.1:1")
