@@ -28,44 +28,69 @@ the event did not happen for it. One triggered agent per scenario; a row whose c
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.behavior.scenario import ScenarioBatch, ScenarioError
 from drivesim.core.state import SimState
 from drivesim.sim.observation import route_position
 
 MIN_CLOSING = 0.3  # m/s: a closing speed below this is no cut-in
 
 
+KEYS = {"agent": int, "start": int, "span": int, "accel": float, "ttc": float, "min_gap": float, "lane_width": float}
+
+
+def _spec(scenario, num_agents: int) -> dict | None:
+    """The checked trigger of a scenario (None without one); a malformed one is a ScenarioError
+    naming the scenario and the field."""
+    p = scenario.meta.get("script_trigger") if isinstance(scenario.meta, dict) else None
+    if p is None:
+        return None
+    where = f"scenario {scenario.name!r}: meta.script_trigger"
+    if not isinstance(p, dict):
+        raise ScenarioError(f"{where}: expected a mapping, got {type(p).__name__}")
+    out = {}
+    for key, kind in KEYS.items():
+        value = p.get(key, 3.5 if key == "lane_width" else None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ScenarioError(f"{where}.{key}: expected a finite number, got {value!r}")
+        out[key] = kind(value)
+    if not 0 < out["agent"] < num_agents or out["span"] < 1 or out["ttc"] < 0:
+        raise ScenarioError(f"{where}: agent must be 1..{num_agents - 1}, span >= 1 step, ttc >= 0; got {p}")
+    window = p.get("window", [out["start"], 10**9])
+    if not (isinstance(window, (list, tuple)) and len(window) == 2 and all(isinstance(w, int) for w in window)):
+        raise ScenarioError(f"{where}.window: expected [first step, last step], got {window!r}")
+    release = p.get("release", out["start"])
+    if not isinstance(release, int):
+        raise ScenarioError(f"{where}.release: expected a step, got {release!r}")
+    return {**out, "window": list(window), "release": release}
+
+
 class ScriptTriggers:
     """The triggers of a batch: [B] tensors, agent -1 where a row has none."""
 
     def __init__(self, batch: ScenarioBatch):
-        specs = [s.meta.get("script_trigger") if isinstance(s.meta, dict) else None for s in batch.scenarios]
-        self.any = any(isinstance(p, dict) for p in specs)
+        specs = [_spec(s, s.num_agents) for s in batch.scenarios]
+        self.any = any(p is not None for p in specs)
         self.batch = batch
         if not self.any:
             return
         dev = batch.device
-        A = batch.valid.shape[1]
-        get = lambda key, default: [float(p[key]) if isinstance(p, dict) else default for p in specs]
-        self.agent = torch.tensor([int(p["agent"]) if isinstance(p, dict) and 0 < int(p["agent"]) < A else -1 for p in specs],
-                                  device=dev)
-        self.start = torch.tensor(get("start", 0), dtype=torch.long, device=dev)
-        self.release = torch.tensor([int(p.get("release", p["start"])) if isinstance(p, dict) else -1 for p in specs],
-                                    dtype=torch.long, device=dev)
-        self.span = torch.tensor(get("span", 1), dtype=torch.float32, device=dev) * batch.dt
-        self.accel = torch.tensor(get("accel", 0.0), dtype=torch.float32, device=dev)
-        self.ttc = torch.tensor(get("ttc", 0.0), dtype=torch.float32, device=dev)
-        self.min_gap = torch.tensor(get("min_gap", 0.0), dtype=torch.float32, device=dev)
-        windows = [p.get("window", [0, 10**9]) if isinstance(p, dict) else [0, -1] for p in specs]
-        self.lo = torch.tensor([int(w[0]) for w in windows], dtype=torch.long, device=dev)
-        self.hi = torch.tensor([int(w[1]) for w in windows], dtype=torch.long, device=dev)
+        none = {"agent": -1, "start": 0, "release": -1, "span": 1, "accel": 0.0, "ttc": 0.0, "min_gap": 0.0,
+                "lane_width": 3.5, "window": [0, -1]}
+        specs = [p or none for p in specs]
+        col = lambda key, dtype: torch.tensor([p[key] for p in specs], dtype=dtype, device=dev)
+        self.agent, self.start, self.release = col("agent", torch.long), col("start", torch.long), col("release", torch.long)
+        self.span = col("span", torch.float32) * batch.dt
+        self.accel, self.ttc, self.min_gap = col("accel", torch.float32), col("ttc", torch.float32), col("min_gap", torch.float32)
+        self.lo = torch.tensor([p["window"][0] for p in specs], dtype=torch.long, device=dev)
+        self.hi = torch.tensor([p["window"][1] for p in specs], dtype=torch.long, device=dev)
         self.mask = torch.zeros_like(batch.valid)  # [B, A] the triggered agents
         rows = (self.agent >= 0).nonzero().flatten()
         self.mask[rows, self.agent[rows]] = True
-        self.half_lane = torch.tensor(get("lane_width", 3.5), dtype=torch.float32, device=dev) / 2
+        self.half_lane = col("lane_width", torch.float32) / 2
         self.shift = torch.zeros_like(self.start)  # [B] steps the script runs late (set when it fires)
         self.fired = torch.zeros_like(self.agent, dtype=torch.bool)  # [B]
         self.lane = torch.full_like(self.agent, -1)  # [B] the route lane it cuts into (set when it fires)

@@ -92,3 +92,11 @@ def test_no_reaction_label_holds_for_constant_velocity_in_closed_loop(cut_ins):
     collided = ev.results.set_index("scenario").loc[t["scenario"], "collision_any"].to_numpy() > 0
     assert t["no_reaction_collision"].any()
     np.testing.assert_array_equal(collided, t["no_reaction_collision"].to_numpy())
+
+
+def test_malformed_trigger_is_an_error_row_naming_the_field():
+    s = logged_scene()
+    s.meta = {"script_trigger": {"agent": 1, "start": 10, "span": 5, "accel": 0.0, "ttc": "soon", "min_gap": 1.0}}
+    ev = evaluate([s], [ConstantVelocity()], show_progress=False)
+    assert ev.results.status[0] == "error"
+    assert "'synthetic': meta.script_trigger.ttc: expected a finite number, got 'soon'" in ev.results.error[0]
