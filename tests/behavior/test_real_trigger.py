@@ -100,3 +100,21 @@ def test_malformed_trigger_is_an_error_row_naming_the_field():
     ev = evaluate([s], [ConstantVelocity()], show_progress=False)
     assert ev.results.status[0] == "error"
     assert "'synthetic': meta.script_trigger.ttc: expected a finite number, got 'soon'" in ev.results.error[0]
+
+
+@pytest.mark.slow
+def test_generate_counts_and_names_only_scenes_that_gave_none():
+    from drivesim.cli_events import real_set_counts
+
+    good, empty = logged_scene(), logged_scene()
+    empty.name = "no-neighbour"
+    empty.log = empty.log.copy()
+    empty.log[1, :, 1] = -1.8  # the vehicle beside the route moves into the ego's lane, behind nobody
+    empty.log[1, :, 0] -= 200.0
+    empty.x, empty.y = empty.log[:, 0, 0].copy(), empty.log[:, 0, 1].copy()
+    es = generate_real_set([good, empty], 2, seed=0, label=FAST, show_progress=False)
+    h = es.header
+    assert h["n"] == 1 and h["requested"] == 2 and h["skipped_scenes"] == ["no-neighbour"]
+    assert h["attempts"] == {"synthetic": {"tried": 1, "made": 1}, "no-neighbour": {"tried": 1, "made": 0}}
+    text = real_set_counts(h)
+    assert "made 1 of 2 requested" in text and "no-neighbour 0/1" in text and "synthetic" not in text.splitlines()[-1]
