@@ -30,6 +30,8 @@ from drivesim.distributed import add_backend_arguments, backend_options
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 TRAFFIC_CHOICES = TRAFFIC_MODES
+TRAFFIC_HELP = ("how the background agents of logged scenarios move; default: the modes a generated set records, "
+                "reactive for raw imported logs; a generated event's agent keeps its own mode")
 
 
 def make_policy(name: str):
@@ -80,9 +82,9 @@ def load_scenarios(suite_path: str, limit: int | None = None):
 
 def logged_source(args):
     """Scenario files from `--scenarios` with `--traffic` applied: (scenarios, meta)."""
-    from drivesim.behavior.logs import with_traffic
     from drivesim.behavior.scenario import ScenarioError
     from drivesim.io.scenario_file import ScenarioFileError, load_scenarios as load_files
+    from drivesim.sim.events import apply_traffic
 
     try:
         scenarios, errors = load_files(args.scenarios)
@@ -90,11 +92,12 @@ def logged_source(args):
         raise SystemExit(f"error: {exc}") from None
     report_skipped(errors, args.scenarios)
     logged = [s for s in scenarios if s.log is not None]
-    try:
-        scenarios = [with_traffic(s, args.traffic) if s.log is not None else s for s in scenarios]
+    try:  # --traffic unset keeps the modes a generated set records; given, it changes background agents only
+        scenarios = [apply_traffic(s, args.traffic) for s in scenarios]
     except ScenarioError as exc:
         raise SystemExit(f"error: {exc}") from None
-    meta = {"scenarios_from": str(args.scenarios), "traffic": args.traffic if logged else "scripted/procedural",
+    kept = ",".join(sorted({str(s.meta.get("traffic")) for s in scenarios if s.log is not None}))
+    meta = {"scenarios_from": str(args.scenarios), "traffic": (args.traffic or kept) if logged else "scripted/procedural",
             "scenario_hashes": {s.name: s.meta.get("content_hash", "") for s in scenarios}, "load_errors": errors}
     return scenarios, meta
 
@@ -267,7 +270,13 @@ def evaluate_and_write(scenarios, policy_specs: str, meta: dict, out: Path, args
     policies = [make_policy(p) for p in specs]
     check_policies(specs, policies)
     expert = next((p for s, p in zip(specs, policies) if s == EXPERT_NAME), None) or make_policy(EXPERT_NAME)
-    cfg = EvalConfig(batch_size=args.batch_size, device=args.device, policy_every=args.policy_every)
+    limits = {k: getattr(args, k, None) for k in ("step_timeout", "scenario_timeout")}  # None: EvalConfig's default
+    cfg = EvalConfig(batch_size=args.batch_size, device=args.device, policy_every=args.policy_every,
+                     **{k: v for k, v in limits.items() if v is not None})
+    try:
+        cfg.validate_config()
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     pairs = [(EXPERT_NAME, expert)] + [(s, p) for s, p in zip(specs, policies) if p is not expert]
     tags = {p.name: {"suite_hash": meta.get("suite_hash") or meta.get("set_hash", ""), "seed": meta.get("seed"),
                      "policy_hash": policy_hash(s, p, cfg.policy_every)} for s, p in pairs}
@@ -495,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="run one scenario in closed loop: metrics + BEV video")
     s.add_argument("--suite", default="tiny", help="suite YAML (path or name in scenarios/); default: tiny")
     s.add_argument("--scenarios", default=None, help="instead of a suite: scenario files (a .npz or a folder, e.g. from `import`)")
-    s.add_argument("--traffic", default="reactive", choices=TRAFFIC_CHOICES, help="how logged agents move (default reactive)")
+    s.add_argument("--traffic", default=None, choices=TRAFFIC_CHOICES, help=TRAFFIC_HELP)
     s.add_argument("--scenario", default="0", help="scenario name or index in the suite (default 0)")
     s.add_argument("--map", default=None, help="instead of a suite: a procedural scenario on this map type "
                    "(straight | curved | merge | intersection) with default traffic")
@@ -514,12 +523,17 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EXIT_CODES_HELP)
     e.add_argument("--suite", default="nominal", help="suite YAML (path or name in scenarios/)")
     e.add_argument("--scenarios", default=None, help="instead of a suite: scenario files (a .npz or a folder, e.g. from `import`)")
-    e.add_argument("--traffic", default="reactive", choices=TRAFFIC_CHOICES, help="how logged agents move (default reactive)")
+    e.add_argument("--traffic", default=None, choices=TRAFFIC_CHOICES, help=TRAFFIC_HELP)
     e.add_argument("--policies", default="constant_velocity,idm,pdm_expert", help="comma-separated policy names, .pt checkpoints (e.g. policies/il_base.pt) or module:Class")
     e.add_argument("--limit", type=positive_int, default=None, help="only the first N scenarios (N >= 1)")
     e.add_argument("--batch-size", type=positive_int, default=64, help="scenarios simulated together")
     e.add_argument("--no-video", action="store_true", help="skip the BEV video")
     e.add_argument("--policy-every", type=positive_int, default=1, help="simulation steps (0.1 s) per policy decision (default 1)")
+    e.add_argument("--step-timeout", type=float, default=None, metavar="S",
+                   help="seconds one policy call may take, else its scenarios are error rows 'timed out' and the rest runs "
+                        "on (default 60; 0 = off, for debugging)")
+    e.add_argument("--scenario-timeout", type=float, default=None, metavar="S",
+                   help="seconds one rollout (a --batch-size chunk of scenarios) may take (default 1800; 0 = off)")
     add_backend_arguments(e, "jobs (one policy on one --batch-size chunk of scenarios) run as Ray tasks; same results "
                              "as local")
     e.add_argument("-o", "--out", default="out/evaluate")

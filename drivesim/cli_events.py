@@ -81,8 +81,7 @@ def cmd_generate(args) -> int:
             es = generate_real_set(scenes, args.n, seed=args.seed, config=config, label=label)
         except ValueError as exc:
             raise SystemExit(f"error: {exc}") from None
-        if es.header["skipped_scenes"]:
-            print(f"scenes with no vehicle that can cut in: {', '.join(es.header['skipped_scenes'])}")
+        print(real_set_counts(es.header))
     else:
         es = generate_set(args.event, args.n, seed=args.seed, config=config, label=label)
     out = set_path(args.out)
@@ -98,6 +97,19 @@ def cmd_generate(args) -> int:
     if errors:
         print(f"{len(errors)} scene file(s) in {args.scenes} could not be read (listed above)")
     return finish(args, skipped=len(errors))
+
+
+def real_set_counts(header: dict) -> str:
+    """How many real cut-ins were made of the requested number, and why fewer."""
+    n, made = header["requested"], header["n"]
+    lines = [f"made {made} of {n} requested cut-ins in {len(header['attempts'])} scenes"]
+    if made < n:
+        short = {k: v for k, v in header["attempts"].items() if v["made"] < v["tried"]}
+        lines.append(f"{n - made} attempts found no vehicle that can cut in (next to the ego's route, ahead, slower) "
+                     "with their sampled knobs: " + ", ".join(f"{k} {v['made']}/{v['tried']}" for k, v in short.items()))
+    if header["skipped_scenes"]:
+        lines.append(f"scenes with no vehicle that can cut in: {', '.join(header['skipped_scenes'])}")
+    return "\n".join(lines)
 
 
 def cmd_mine(args) -> int:

@@ -10,7 +10,13 @@ gives the same results (the same jobs run the same code, see `sim/evaluate.py`).
   (one policy on one chunk of scenarios, run by the batched simulator), the map bank and each
   policy put in the object store once, results yielded as tasks finish. A worker process that
   dies is retried by Ray (`max_retries`); a job's result is taken once, so nothing is lost or
-  counted twice; a scenario that raises is an error row with its reason (`run_chunk`).
+  counted twice; a scenario that raises is an error row with its reason (`run_chunk`). Time
+  limits: inside the task the rollout's own watchdog (`EvalConfig.step_timeout`,
+  `scenario_timeout`) turns a Python-level hang into "timed out" rows; as a backstop for a hang
+  it cannot interrupt (C code holding the GIL), a task still running `job_deadline` seconds
+  after it was started is cancelled with its worker killed (`ray.cancel(force=True)`; Ray starts
+  a fresh worker for the next task) and its scenarios become "timed out" rows. At most as many
+  tasks as the cluster has CPUs are in flight, so that a task's clock starts when it can run.
 - `RolloutActors` (used by `train_rl(..., backend="ray")`) holds the RL rows in `workers` actors,
   each a contiguous slice of the rows; the learner stays in the driver and sends weights and the
   pre-drawn action noise each update, so a seed gives the same update as the local backend.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -113,9 +120,12 @@ def _remote_chunk():
 class RayRunner:
     """An evaluation runner (see `sim.evaluate.evaluate`) that runs each job as a Ray task."""
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, max_retries: int = DEFAULT_RETRIES):
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, max_retries: int = DEFAULT_RETRIES,
+                 max_in_flight: int | None = None, grace: float = 60.0):
         self.ray = connect(address, num_cpus)
         self.max_retries = max_retries
+        self.max_in_flight = max_in_flight  # tasks running at once (default: the cluster's CPUs)
+        self.grace = grace  # s added to a task's deadline (job_deadline)
 
     def __call__(self, jobs, bank, cfg, expert):
         ray = self.ray
@@ -126,21 +136,45 @@ class RayRunner:
             if id(policy) not in policy_refs:
                 policy_refs[id(policy)] = ray.put(policy)
         where = {id(road): i for i, road in enumerate(bank.maps)}
-        pending = {run_job.remote(chunk, [where[id(s.road)] for s in chunk], bank_ref, policy_refs[id(policy)], cfg,
-                                  expert_ref): i
-                   for i, (policy, chunk) in enumerate(jobs)}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+        slots = self.max_in_flight or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        todo, pending = list(range(len(jobs))), {}  # ref -> (job index, start time)
+
+        def submit(i):
+            policy, chunk = jobs[i]
+            ref = run_job.remote(chunk, [where[id(s.road)] for s in chunk], bank_ref, policy_refs[id(policy)], cfg, expert_ref)
+            pending[ref] = (i, time.monotonic())
+
+        while todo or pending:
+            while todo and len(pending) < slots:
+                submit(todo.pop(0))
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
-                i = pending.pop(ref)
+                i, _ = pending.pop(ref)
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # retries used up, or the job itself failed
-                    policy, chunk = jobs[i]
-                    result = [({"policy": policy.name, "scenario": s.name, "map": s.road.name, "status": "error",
-                                "error": f"Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"}, None)
-                              for s in chunk]
+                    result = _error_rows(jobs[i], f"Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
                 yield i, result
+            for ref, (i, started) in list(pending.items()):
+                limit = job_deadline(cfg, len(jobs[i][1]), self.grace)
+                if ref not in ready and limit and time.monotonic() - started > limit:
+                    ray.cancel(ref, force=True)  # kills the worker process; Ray starts a new one for the next task
+                    del pending[ref]
+                    yield i, _error_rows(jobs[i], f"timed out: the Ray task ran past its deadline of {limit:g} s and was "
+                                                  "cancelled (its worker killed); see --step-timeout / --scenario-timeout")
+
+
+def job_deadline(cfg, n: int, grace: float = 60.0) -> float:
+    """Seconds a task of `n` scenarios may run before the driver cancels it (0 = never, when
+    `scenario_timeout` is off): the rollout's own limit for the chunk and for its one-by-one
+    retries, plus `grace` to start."""
+    return (n + 1) * cfg.scenario_timeout + grace if cfg.scenario_timeout > 0 else 0.0
+
+
+def _error_rows(job, why: str) -> list:
+    policy, chunk = job
+    return [({"policy": policy.name, "scenario": s.name, "map": s.road.name, "status": "error", "error": why}, None)
+            for s in chunk]
 
 
 class _RolloutWorker:

@@ -54,7 +54,8 @@ def plot_event_set(scenarios: list[Scenario], table: pd.DataFrame, header: dict,
     grid = fig.add_gridspec(5, 4, hspace=0.55, wspace=0.3)
     for i, c in enumerate(knobs):
         ax = fig.add_subplot(grid[i // 4, i % 4])
-        ax.hist(table[c].replace([np.inf, -np.inf], np.nan).dropna(), bins=30, color="#4c72b0")
+        values = table[c].astype(float)  # boolean knobs (stalled's `reveal`) as 0/1: numpy cannot bin bools
+        ax.hist(values.replace([np.inf, -np.inf], np.nan).dropna(), bins=30, color="#4c72b0")
         ax.set_title(c.removeprefix("knob_"), fontsize=9)
     lab = labels(table)
     crit = "headway_at_event" if header.get("criticality") == "headway" else "ttc_at_event"
@@ -70,13 +71,13 @@ def plot_event_set(scenarios: list[Scenario], table: pd.DataFrame, header: dict,
     ax.set_ylabel(crit.replace("_", " ") + " (s)")
     ax.legend(fontsize=6)
     ax = fig.add_subplot(grid[2, 1])
-    ax.hist(table["required_decel"].replace([np.inf], 20.0).clip(upper=20), bins=30, color="#8172b2")
+    ax.hist(table["required_decel"].replace([np.inf], 20.0).clip(upper=20).dropna(), bins=30, color="#8172b2")  # NaN: no event
     if bound:
         ax.axvline(bound["max_brake"], color="k", ls="--", lw=1)
     ax.set_title("required deceleration (m/s², inf → 20)", fontsize=9)
     if "expert_min_ttc" in table:
         ax = fig.add_subplot(grid[2, 2])
-        ax.hist(table["expert_min_ttc"], bins=30, color="#55a868")
+        ax.hist(table["expert_min_ttc"].replace([np.inf, -np.inf], np.nan).dropna(), bins=30, color="#55a868")
         ax.set_title("expert: minimum TTC (s)", fontsize=9)
     ax = fig.add_subplot(grid[2, 3])
     ax.axis("off")

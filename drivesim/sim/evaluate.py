@@ -14,7 +14,7 @@ from drivesim.behavior.scenario import Scenario, ScenarioBatch, ScenarioError
 from drivesim.map.bank import MapBank
 from drivesim.map.road import MapError
 from drivesim.sim.observation import route_position
-from drivesim.sim.rollout import RolloutResult, rollout
+from drivesim.sim.rollout import PolicyTimeout, RolloutResult, rollout
 from drivesim.sim.simulator import SimConfig
 
 
@@ -26,6 +26,17 @@ class EvalConfig:
     policy_every: int = 1  # simulation steps per policy decision (a policy with its own `policy_every`, e.g. an RL
     # checkpoint trained at that rate, is run at its own)
     sim: SimConfig = field(default_factory=SimConfig)
+    # time limits (s; 0 = off, for debugging): one policy call, and one rollout of a chunk of scenarios; a policy
+    # past either gets error rows "timed out" for those scenarios and the evaluation goes on (sim/rollout.py)
+    step_timeout: float = 60.0
+    scenario_timeout: float = 1800.0
+    seed: int = 0  # stochastic policies get per-scenario seeds derived from it and the scenario's name (sim/rollout.py)
+
+    def validate_config(self, where: str = "evaluate") -> None:
+        for name in ("step_timeout", "scenario_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"{where}: {name} must be a number of seconds >= 0 (0 = off), got {value!r}")
 
 
 @dataclass
@@ -72,12 +83,18 @@ def _run_isolated(chunk, bank, policy, cfg, expert, record) -> list[tuple[Scenar
     ep = torch.where(torch.isfinite(logged), logged, ep)
     ep = None if torch.isnan(ep).all() else ep
     every = getattr(policy, "policy_every", None) or cfg.policy_every
-    res = rollout(batch, policy, sim_config=cfg.sim, expert_progress=ep, record=record, policy_every=every)
+    res = rollout(batch, policy, sim_config=cfg.sim, expert_progress=ep, record=record, policy_every=every,
+                  step_timeout=cfg.step_timeout, scenario_timeout=cfg.scenario_timeout, seed=cfg.seed)
     raised = all(st == "error" and "raised" in er for st, er in zip(res.status, res.errors))
-    if not raised or len(chunk) == 1:
+    timed_out = all(st == "error" and "timed out" in er for st, er in zip(res.status, res.errors))
+    if not (raised or timed_out) or len(chunk) == 1:
         return [(s, res, b) for b, s in enumerate(chunk)]
-    out = []
-    for s in chunk:
+    out = _run_isolated(chunk[:1], bank, policy, cfg, expert, record)
+    if timed_out and "timed out" in out[0][1].errors[0]:  # it hangs alone too: do not wait on each scenario again
+        note = f" (timed out on the chunk of {len(chunk)} scenarios and alone on {chunk[0].name!r}: not retried)"
+        res.errors = [e + note for e in res.errors]
+        return out + [(s, res, b) for b, s in enumerate(chunk) if b > 0]
+    for s in chunk[1:]:
         out += _run_isolated([s], bank, policy, cfg, expert, record)
     return out
 
@@ -88,7 +105,7 @@ def run_chunk(chunk: list[Scenario], bank, policy, cfg: EvalConfig, expert: dict
     policy: that is caught per step) becomes an error row with the reason; the others still run."""
     try:
         results = _run_isolated(chunk, bank, policy, cfg, expert, cfg.keep_failure_trajectories)
-    except Exception as exc:  # noqa: BLE001 - isolate the scenario that raises, report the rest
+    except (Exception, PolicyTimeout) as exc:  # noqa: BLE001 - isolate the scenario that raises, report the rest
         if len(chunk) > 1:
             return [r for s in chunk for r in run_chunk([s], bank, policy, cfg, expert)]
         return [({"policy": policy.name, "scenario": chunk[0].name, "map": chunk[0].road.name, "status": "error",
@@ -128,6 +145,7 @@ def evaluate(scenarios: list[Scenario], policies: list, expert=None, config: Eva
     files that could not be read: a row with status 'skipped' per policy. `tags` ({policy name:
     fields}) are added to each row of that policy (e.g. suite hash, policy hash, seed)."""
     cfg = config or EvalConfig()
+    cfg.validate_config()
     runner = runner or local_runner
     bad = _validate(scenarios)
     good = [s for s in scenarios if s.name not in bad]

@@ -32,8 +32,9 @@ import torch
 from tqdm.auto import tqdm
 
 from drivesim.behavior.events import GENERATOR_VERSION, build_event, event_type, sample_params, scenario_name
-from drivesim.behavior.events.real import RealCutInConfig, real_cut_in
+from drivesim.behavior.events.real import RealCutInConfig, real_cut_in, retime
 from drivesim.behavior.events.common import closing_distance, required_decel
+from drivesim.behavior.logs import with_traffic
 from drivesim.behavior.scenario import Scenario, ScenarioBatch
 from drivesim.core.config import config_to_dict
 from drivesim.core.types import ControlMode
@@ -44,6 +45,7 @@ from drivesim.sim.observation import route_points_at, route_position
 from drivesim.sim.policy import ConstantVelocity
 from drivesim.sim.rollout import rollout
 
+DEFAULT_LOG_TRAFFIC = "reactive"  # traffic of a raw imported log that records no mode of its own
 MIN_PER_WORKER = 100  # smaller sets run in one process (spawning one costs about 2 s)
 TRACKED = 3  # agents recorded per scenario in the measuring passes: the ego and up to two event agents
 
@@ -69,14 +71,15 @@ class EventSet:
 
 
 def _run(scenarios: list[Scenario], policy, cfg: LabelConfig, record: bool, every: int = 1, desc: str = ""):
-    """Metrics [N] and, when `record`, the first TRACKED agents' trajectory [T+1, N, TRACKED]."""
+    """Metrics [N] (with `trigger_step`, sim/triggers.py) and, when `record`, the first TRACKED
+    agents' trajectory [T+1, N, TRACKED]."""
     bank = MapBank.build(list({id(s.road): s.road for s in scenarios}.values()), device=cfg.device)
     metrics, trajs = [], []
     chunks = [scenarios[i : i + cfg.batch_size] for i in range(0, len(scenarios), cfg.batch_size)]
     for chunk in tqdm(chunks, desc=desc, disable=not desc or len(chunks) < 2, leave=False):
         batch = ScenarioBatch.build(chunk, bank=bank, device=cfg.device)
         res = rollout(batch, policy, record=record, policy_every=every)
-        metrics.append(pd.DataFrame(res.metrics))
+        metrics.append(pd.DataFrame({**res.metrics, "trigger_step": res.extra.get("trigger_step", np.full(len(chunk), -1))}))
         if record:
             trajs.append(_route_frame(batch, {k: v[:, :, :TRACKED] for k, v in res.trajectory.items()}))
     out = pd.concat(metrics, ignore_index=True)
@@ -224,14 +227,11 @@ def label_params(event: str, params: list[dict], config, seed: int, start: int, 
 
 
 def _no_reaction(s: Scenario) -> Scenario:
-    """The scenario with an ego that does not react: a logged ego replays its log (the
-    ConstantVelocity policy drives the others straight on)."""
-    if s.log is None or not s.log_valid[0].all():
-        return s
-    out = copy.copy(s)
-    out.mode = np.asarray(s.mode).copy()
-    out.mode[0] = int(ControlMode.REPLAY)
-    return out
+    """The scenario with an ego that does not react: the ConstantVelocity policy keeps its speed
+    and heading. A logged ego is driven by that policy too (not replayed: the human in the log
+    reacts), so the label `no_reaction_collision` is what `evaluate --policies constant_velocity`
+    gets on the set, events triggered relative to the simulated ego included."""
+    return s
 
 
 def label_scenarios(scenarios: list[Scenario], bound, label: LabelConfig, show_progress: bool = False):
@@ -295,35 +295,87 @@ def generate_set(event: str, n: int, seed: int = 0, config=None, label: LabelCon
 
 def generate_real_set(scenes: list[Scenario], n: int, seed: int = 0, config: RealCutInConfig | None = None,
                       label: LabelConfig | None = None, show_progress: bool = True) -> EventSet:
-    """`n` cut-ins rewritten into real scenes (scene i % len(scenes) for scenario i), measured and
-    labelled. Scenes without a vehicle that can cut in are skipped and named in the header."""
+    """Up to `n` cut-ins rewritten into real scenes (attempt i on scene i % len(scenes), with its
+    own knobs), measured and labelled. An attempt whose knobs find no vehicle that can cut in
+    makes nothing; the header records the attempts and cut-ins per scene (`attempts`) and names
+    the scenes that gave none (`skipped_scenes`)."""
     config = config or RealCutInConfig()
     config.validate_config()
     label = label or LabelConfig()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    scenarios, params, index, skipped = [], [], [], set()
+    scenarios, params, index, sources = [], [], [], []
+    tried: dict[str, int] = {}  # scene -> attempts, and -> cut-ins made
+    made_in: dict[str, int] = {}
     for i in range(n):
         scene = scenes[i % len(scenes)]
+        tried[scene.name] = tried.get(scene.name, 0) + 1
         made = real_cut_in(scene, config, np.random.default_rng([seed, i]), scenario_name("real-cut-in", seed, i))
         if made is None:
-            skipped.add(scene.name)
             continue
-        s, p = made
-        s.meta.update({"event": "real-cut-in", "version": GENERATOR_VERSION, "index": i, "params": p})
-        scenarios.append(s)
-        params.append(p)
+        made_in[scene.name] = made_in.get(scene.name, 0) + 1
+        scenarios.append(made[0])
+        params.append(made[1])
         index.append(i)
+        sources.append(scene)
+    skipped = sorted(name for name in tried if name not in made_in)  # scenes that gave no cut-in at all
     if not scenarios:
-        raise ValueError(f"no scene has a vehicle that can cut in (next to the ego's route, ahead, slower): {sorted(skipped)}")
+        raise ValueError(f"no scene has a vehicle that can cut in (next to the ego's route, ahead, slower): {skipped}")
+    scenarios, params = _calibrate_real(scenarios, params, sources, index, config, label)
     table, times = label_scenarios(scenarios, config.bound, label, show_progress)
     times["total_s"] = round(time.perf_counter() - t0, 3)
     header = {"generator": "real-cut-in", "generator_version": GENERATOR_VERSION, "seed": seed, "n": len(scenarios),
               "config": config_to_dict(config), "label_config": config_to_dict(label), "criticality": "ttc",
               "timings": times, "sources": sorted({s.meta["source_scene"] for s in scenarios}),
               "source_hashes": {sc.name: sc.meta.get("content_hash", "") for sc in scenes},
-              "skipped_scenes": sorted(skipped)}
+              "skipped_scenes": skipped, "requested": n,
+              "attempts": {name: {"tried": k, "made": made_in.get(name, 0)} for name, k in tried.items()}}
     return _assemble("real-cut-in", scenarios, params, table, header, index)
+
+
+def apply_traffic(scenario: Scenario, mode: str | None) -> Scenario:
+    """`scenario` with the background traffic mode `mode` (`evaluate --traffic`).
+
+    None keeps the modes a scenario records (a generated set's `meta['traffic']`, e.g. a real
+    cut-in's hybrid traffic); a raw imported log, which records none, gets DEFAULT_LOG_TRAFFIC.
+    A given mode changes the background agents only: a generated event's agent
+    (`meta['event_agent']`) keeps its own mode, so its script still runs (replay would turn the
+    cutter back into its log). Scenarios without a log are returned unchanged."""
+    if scenario.log is None or scenario.log_valid is None:
+        return scenario
+    if mode is None:
+        if scenario.meta.get("traffic") is not None:
+            return scenario
+        mode = DEFAULT_LOG_TRAFFIC
+    out = with_traffic(scenario, mode)
+    agent = scenario.meta.get("event_agent") if scenario.meta.get("event") else None
+    if agent is not None and 0 < int(agent) < scenario.num_agents:
+        out.mode[int(agent)] = int(np.asarray(scenario.mode)[int(agent)])
+    return out
+
+
+def _calibrate_real(scenarios, params, sources, index, config, label, rounds: int = 3):
+    """Measure how many steps each real cut-in's lane change takes from its trigger to the ego's
+    lane (a constant-velocity ego) and rebuild it with that figure, so that the trigger's TTC
+    prediction holds at the crossing; a few rounds, since braking after the crossing changes the
+    lane change a little. Returns (scenarios, params) with the meta filled in."""
+    scenarios, params = list(scenarios), list(params)
+    todo = list(range(len(scenarios)))
+    for _ in range(rounds):
+        if not todo:
+            break
+        m, traj = _run([scenarios[j] for j in todo], ConstantVelocity(), label, record=True)
+        k, fired = event_steps([scenarios[j] for j in todo], traj), m["trigger_step"].to_numpy()
+        again = []
+        for i, j in enumerate(todo):
+            delay = int(k[i] - fired[i])
+            if fired[i] >= 0 and delay > 0 and delay != params[j]["cross"] - params[j]["start"]:
+                scenarios[j], params[j] = retime(sources[j], params[j], delay, config, scenarios[j].name)
+                again.append(j)
+        todo = again
+    for j, (s, p) in enumerate(zip(scenarios, params)):
+        s.meta.update({"event": "real-cut-in", "version": GENERATOR_VERSION, "index": index[j], "params": p})
+    return scenarios, params
 
 
 def _assemble(event, scenarios, params, table, header, index) -> EventSet:

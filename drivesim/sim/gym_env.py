@@ -4,7 +4,8 @@ Observations are the ego-centric vector observation as a dict of numpy arrays; a
 (acceleration m/s^2, steering rad) per sub-environment. Reward: route progress of the step in
 units of (speed limit × dt), so ~1 per step at the speed limit; an episode terminates on any
 ego collision or on leaving the drivable area (0.3 m tolerance), with no reward for that step,
-and is truncated at the scenario's duration. Finished sub-environments reset on the next step
+and is truncated at the scenario's duration. Actions outside `action_space` or not finite raise
+`simulator.ActionError` (never clipped silently). Finished sub-environments reset on the next step
 (gymnasium's NEXT_STEP autoreset mode); each keeps its own clock (`SimState.clock`), so signal
 phases, scripted events and logs restart with it.
 """
@@ -24,7 +25,7 @@ from drivesim.metrics.collisions import ego_overlaps
 from drivesim.metrics.drivable import max_corner_distance
 from drivesim.sim.observation import (AGENT_FEATURES, EGO_FEATURES, LANE_FEATURES, ObservationConfig, observe,
                                       route_position)
-from drivesim.sim.policy import ACTION_HIGH, ACTION_LOW, clip_action
+from drivesim.sim.policy import ACTION_HIGH, ACTION_LOW
 from drivesim.sim.simulator import SimConfig, Simulator
 
 OFFROAD_TOLERANCE = 0.3  # m, as the DAC metric
@@ -64,9 +65,9 @@ class DriveVectorEnv(gym.vector.VectorEnv):
 
     def step(self, actions):
         a = torch.as_tensor(np.asarray(actions), dtype=torch.float32, device=self.batch.device)
-        if a.shape != (self.num_envs, 2) or not torch.isfinite(a).all():
-            raise ValueError(f"actions must be finite [{self.num_envs}, 2], got shape {tuple(a.shape)}")
-        a = clip_action(a)
+        # Simulator.step checks the actions (finite, inside action_space) and raises ActionError naming the
+        # scenario and step; it never clips: an agent whose samples can leave the box clips them itself
+        # (e.g. gymnasium.wrappers.vector.ClipAction)
         restart = torch.as_tensor(self._done, device=a.device)
         s_before, _ = route_position(self.batch, self.state.xy[:, 0])
         nxt = self.sim.step(self.state, a)

@@ -15,6 +15,12 @@ the same snapshot as everyone else; its actions go through the same limits and b
 the reactive agents'. On a log they follow it until they first appear, like REACTIVE agents.
 They move freely: their lane is re-located when they drift off it, and they never leave the map
 at a lane end. A scenario with LEARNED agents and no behaviour model is an error.
+
+The ego action is checked here, in `step`, for every caller (rollout, gym env, trainers, the
+Python API): it must be a float tensor [B, 2], finite, with accel in [-8, 4] m/s^2 and steer in
+[-0.6, 0.6] rad (`sim.policy.ACTION_LOW/HIGH`, ACTION_TOL of float slack). Anything else raises
+`ActionError` naming the scenario, its step and the values; the simulator never clips silently (a
+policy that wants clipping calls `sim.policy.clip_action` itself, as the built-in ones do).
 """
 
 from __future__ import annotations
@@ -30,6 +36,36 @@ from drivesim.core.state import SimState
 from drivesim.core.types import ControlMode
 from drivesim.dynamics.bicycle import BicycleConfig, apply_limits
 from drivesim.dynamics.bicycle import step as bicycle_step
+from drivesim.sim.policy import ACTION_HIGH, ACTION_LOW
+from drivesim.sim.triggers import ScriptTriggers
+
+ACTION_TOL = 1e-4  # float slack on the action bounds (the dynamics clamp within it)
+
+
+class ActionError(ValueError):
+    """An ego action that is not a finite float [B, 2] inside the action space."""
+
+
+def action_problems(action, batch_size: int) -> list[str]:
+    """A reason per row ('' where the row's action is acceptable): one vectorized check, Python
+    only for the bad rows' messages."""
+    if not torch.is_tensor(action) or tuple(action.shape) != (batch_size, 2) or not action.is_floating_point():
+        shape = tuple(action.shape) if torch.is_tensor(action) else type(action).__name__
+        return [f"got {shape}, expected a float tensor [{batch_size}, 2] (accel, steer)"] * batch_size
+    low, high = ACTION_LOW.to(action.device) - ACTION_TOL, ACTION_HIGH.to(action.device) + ACTION_TOL
+    ok = ((action >= low) & (action <= high)).all(dim=1)  # NaN and inf compare False
+    reasons = [""] * batch_size
+    if bool(ok.all()):
+        return reasons
+    a = action.detach().cpu()
+    for b in (~ok).nonzero().flatten().tolist():  # messages for the bad rows only
+        row = a[b]
+        if not bool(torch.isfinite(row).all()):
+            reasons[b] = f"non-finite action {row.tolist()}"
+        else:
+            reasons[b] = (f"action {[round(v, 3) for v in row.tolist()]} outside the action space "
+                          f"accel [{ACTION_LOW[0]:g}, {ACTION_HIGH[0]:g}] m/s^2, steer [{ACTION_LOW[1]:g}, {ACTION_HIGH[1]:g}] rad")
+    return reasons
 
 
 @dataclass(frozen=True)
@@ -66,6 +102,10 @@ class Simulator:
         scripted = (batch.script_lane >= 0) | torch.isfinite(batch.script_accel)  # [B, A, T]
         first = scripted.to(torch.uint8).argmax(dim=-1)
         self.script_start = torch.where(scripted.any(dim=-1) & self.log_first, first, -1)  # [B, A] logged agents only
+        self.triggers = ScriptTriggers(batch)  # scripts started relative to the simulated ego (sim/triggers.py)
+        if self.triggers.any:  # ... whose agent leaves its log at the trigger's release step
+            self.script_start = torch.where(self.triggers.mask & self.log_first, self.triggers.release.unsqueeze(1),
+                                            self.script_start)
         self._frenet = (None, None)  # (state, Frenet of that state): the projection _track_lanes made
 
     @property
@@ -97,10 +137,14 @@ class Simulator:
         )
 
     def step(self, state: SimState, ego_action: torch.Tensor) -> SimState:
-        """Advance every scenario by dt. ego_action [B, 2] must be finite (checked by the rollout)."""
+        """Advance every scenario by dt. ego_action [B, 2] (accel, steer) must be finite and inside
+        the action space, else `ActionError` (see the module docstring); it is never clipped."""
+        self._check_action(state, ego_action)
         cfg = self.config
         fr = self._frenet[1] if self._frenet[0] is state else None
-        dec = reactive_control(state, self.batch, cfg.reactive, fr) if self.needs_reactive else None
+        self.triggers.fire(state)  # scripts waiting for the simulated ego (none: nothing to do)
+        scripts = self.triggers.script_view(state)  # the batch itself unless a script waits for the ego
+        dec = reactive_control(state, scripts, cfg.reactive, fr) if self.needs_reactive else None
         reactive = self.is_reactive & state.released
         constant = self.is_cv & state.released
         replay = self.is_replay | (self.log_first & ~state.released)
@@ -136,12 +180,22 @@ class Simulator:
                                                            state.lane_change_step))
         return self._track_lanes(moved)
 
+    def _check_action(self, state: SimState, action) -> None:
+        reasons = action_problems(action, self.batch.batch_size)
+        bad = [(b, why) for b, why in enumerate(reasons) if why]
+        if bad:
+            steps = state.row_step.tolist()
+            rows = "; ".join(f"scenario {self.batch.names[b]!r}, step {steps[b]}: {why}" for b, why in bad[:3])
+            more = f" (and {len(bad) - 3} more rows)" if len(bad) > 3 else ""
+            raise ActionError(f"Simulator.step: {rows}{more}")
+
     def _release(self, released, valid, xy, speed, t):
         """[B, A] bool: agents driven by their controller rather than their log. Logged REACTIVE
         and CONSTANT_VELOCITY agents are released once visible; HYBRID ones when the ego comes
         within hybrid_distance or hybrid_time_gap (at the ego's speed) of them; a logged agent
         with a script exactly when its script starts (a rare event rewriting a real agent's
-        future). Released agents stay released. t [B]: the rows' scenario step."""
+        future; with a trigger, sim/triggers.py, it then waits for the ego). Released agents stay
+        released. t [B]: the rows' scenario step."""
         cfg = self.config
         if released is None:
             released = ~self.log_first

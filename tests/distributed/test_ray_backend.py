@@ -91,6 +91,46 @@ def test_a_scenario_that_raises_is_a_failed_row_and_the_others_run(cluster, tiny
     assert (rows.drop(bad)["status"] == "ok").all() and rows.drop(bad)["pdms"].notna().all()
 
 
+def test_hanging_policies_time_out_on_ray_and_the_rest_runs(cluster, tiny):
+    """In a Ray task the rollout's watchdog turns busy loops and sleeps into 'timed out' rows; a
+    hang it cannot interrupt (SIGALRM blocked, as C code holding the GIL would be) is cancelled
+    by the driver past the task deadline, its worker killed, and the next tasks still run."""
+    from tests.sim.test_timeouts import BusyLoop, Sleeps
+
+    two = tiny[:2]
+    cfg = EvalConfig(batch_size=2, step_timeout=0.5, scenario_timeout=1.0)
+    ev = evaluate(two, [BusyLoop(), Sleeps(), Unkillable(), ConstantVelocity()], config=cfg, show_progress=False,
+                  runner=RayRunner(grace=3.0, max_in_flight=2))
+    rows = ev.results.set_index(["policy", "scenario"]).sort_index()
+    for name in ("busy_loop", "sleeps", "unkillable"):
+        r = rows.loc[name]
+        assert (r.status == "error").all() and r.error.str.contains("timed out").all(), r.error
+    assert rows.loc["unkillable"].error.str.contains("cancelled").all()
+    assert (rows.loc["constant_velocity"].status == "ok").all() and len(ev.results) == 8
+
+
+class Unkillable(ConstantVelocity):
+    """Blocks SIGALRM and sleeps: only the Ray driver's task deadline can stop it."""
+
+    name = "unkillable"
+
+    def act(self, obs):
+        import signal
+        import time
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(1e9)
+
+
+def test_a_random_policy_gives_the_same_rows_on_ray(cluster, tiny):
+    """Per-scenario seeds (sim/rollout.scenario_seeds) do not depend on the backend or batch size."""
+    from tests.sim.test_seeds import RandomAccel
+
+    local = evaluate(tiny, [RandomAccel()], config=EvalConfig(batch_size=4), show_progress=False)
+    remote = evaluate(tiny, [RandomAccel()], config=EvalConfig(batch_size=1), show_progress=False, runner=RayRunner())
+    pd.testing.assert_frame_equal(local.results, remote.results)
+
+
 def test_an_unreachable_cluster_is_a_clear_error():
     with pytest.raises(ClusterError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
         connect("127.0.0.1:1")

@@ -44,3 +44,16 @@ def test_truncation_at_duration():
     env.reset()
     truncs = [env.step(np.zeros((1, 2), np.float32))[3][0] for _ in range(30)]
     assert truncs[29] and not any(truncs[:29])
+
+
+def test_out_of_range_or_nan_action_raises_not_clipped():
+    import pytest
+
+    from drivesim.sim.simulator import ActionError
+
+    env = DriveVectorEnv(scenarios())
+    env.reset()
+    for bad in ([5.0, 0.0], [0.0, 1.0], [float("nan"), 0.0]):
+        with pytest.raises(ActionError, match="'blocked', step 0"):
+            env.step(np.array([[0.0, 0.0], bad], np.float32))
+    env.step(np.array([[4.0, 0.6], [-8.0, -0.6]], np.float32))  # the bounds themselves are inside

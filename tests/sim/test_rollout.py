@@ -124,3 +124,35 @@ def test_evaluate_runs_a_policy_at_its_own_decision_rate(tiny):
     evaluate(tiny[:1], [own, default], config=EvalConfig(keep_failure_trajectories=False), show_progress=False)
     steps = ScenarioBatch.build(tiny[:1]).max_steps
     assert default.calls == steps and own.calls == steps // 5
+
+
+@pytest.mark.parametrize("value, cause", [((float("nan"), 0.0), "non-finite"), ((30.0, 0.0), "outside the action space"),
+                                          ((0.0, -2.0), "outside the action space"), ((float("inf"), 0.0), "non-finite")])
+def test_simulator_step_rejects_bad_actions_for_every_caller(tiny, value, cause):
+    """Called directly (Python API, trainers), Simulator.step neither clamps an out-of-range action
+    nor turns a NaN action into a NaN state: it raises, naming the scenario, step and values."""
+    from drivesim.sim.simulator import ActionError, Simulator
+
+    batch = ScenarioBatch.build(tiny[:2])
+    sim = Simulator(batch)
+    state = sim.step(sim.reset(), torch.zeros(2, 2))
+    action = torch.zeros(2, 2)
+    action[1] = torch.tensor(value)
+    with pytest.raises(ActionError, match=cause) as info:
+        sim.step(state, action)
+    assert repr(tiny[1].name) in str(info.value) and "step 1" in str(info.value) and tiny[0].name not in str(info.value)
+    with pytest.raises(ActionError, match="expected a float tensor"):
+        sim.step(state, torch.zeros(2, 3))
+
+
+def test_action_check_keeps_valid_rollouts_and_bounds_exact(tiny):
+    """Actions at the bounds pass; valid rollouts are unchanged by the check (same as two runs)."""
+    from drivesim.sim.policy import ACTION_HIGH, ACTION_LOW
+    from drivesim.sim.simulator import Simulator
+
+    batch = ScenarioBatch.build(tiny[:2])
+    sim = Simulator(batch)
+    state = sim.step(sim.reset(), torch.stack([ACTION_LOW, ACTION_HIGH]))
+    assert torch.isfinite(state.x).all()
+    a, b = rollout(batch, IDMLaneKeeping(), record=True), rollout(batch, IDMLaneKeeping(), record=True)
+    assert all(np.array_equal(a.trajectory[k], b.trajectory[k]) for k in a.trajectory)

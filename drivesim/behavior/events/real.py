@@ -2,10 +2,13 @@
 cut-in through the same scripted-agent hook as the procedural generator.
 
 Candidates are (vehicle, start step) pairs where the vehicle moves in the ego's direction in the
-lane next to the route, ahead of the logged ego. Predicting with the logged ego and the cutter
-holding its speed, the candidate whose TTC at the crossing is nearest the sampled target is
-chosen. The cutter replays its log until the start step, then (released by its script) changes
-lane at the sampled lateral speed, changes speed evenly to a sampled fraction of the ego's speed
+lane next to the route, ahead of the ego. Predicting with an ego that keeps its initial speed (the
+no-reaction ego of the labels) and the cutter changing speed as its script says, the candidate whose TTC at the crossing is nearest the sampled target is
+chosen. The cutter replays its log until it is beside the route (the run of steps before the
+planned start where it is), then follows its lane at the speed it will cut in at until the situation it was planned for arises with the simulated ego (the
+predicted TTC at the crossing reaches the sampled target: sim/triggers.py; in closed loop the ego
+is not where the log was, so a script run at a fixed step would meet nobody), then changes lane
+at the sampled lateral speed, changes speed evenly to a sampled fraction of the ego's speed
 by the crossing (real neighbours are seldom slower than the ego on their own) and brakes after it. The rest
 of the scene keeps its logged traffic in the chosen traffic mode. The realized TTC is measured
 by simulation (sim/events.label_scenarios), not assumed.
@@ -83,7 +86,10 @@ def candidates(scene: Scenario, lat_speed: float, slow_to: float, cfg: RealCutIn
     T = log.shape[1] - 1
     poly = route_polyline(scene)
     s_e, d_e, h_e = project(poly, log[0, :, :2])
-    v_e = log[0, :, 3] * np.cos(log[0, :, 2] - h_e)
+    # the ego that does not react (ConstantVelocity, the no-reaction label): its start speed along
+    # the route from its first logged state; the closed-loop trigger re-times the cut-in to any other ego
+    v_e = np.full(T + 1, log[0, 0, 3] * np.cos(log[0, 0, 2] - h_e[0]))
+    s_e = s_e[0] + v_e * scene.dt * np.arange(T + 1)
     after = int(round(cfg.after / scene.dt))
     out = []
     for a in range(1, scene.num_agents):
@@ -133,7 +139,36 @@ def real_cut_in(scene: Scenario, cfg: RealCutInConfig, rng: np.random.Generator,
          "cutter_brake": brake, "brake_duration": cfg.brake_duration, "bound_gap": bound_gap,
          "bound_ttc": bound_gap / c["rel_speed"]}
     del p["ttc"]
+    return retime(scene, p, c["cross"] - c["start"], cfg, name)
+
+
+def retime(scene: Scenario, p: dict, delay: int, cfg: RealCutInConfig, name: str):
+    """(scenario, params) of the cut-in `p` with a lane change that takes `delay` steps from its
+    start to the ego's lane (measured by simulation: sim/events.generate_real_set calibrates it)."""
+    p = {**p, "cross": int(p["start"] + max(int(delay), 1))}
+    # the trigger may fire from the first step of the cutter's log beside the route (around the planned
+    # start) while the script (and `after` s) still fits the scene
+    T = scene.log.shape[1] - 1
+    p["window"] = [release_step(scene, p), int(max(p["start"], T - (p["cross"] - p["start"]) - round(cfg.after / scene.dt)))]
     return _rewrite(scene, p, cfg, name), p
+
+
+def release_step(scene: Scenario, p: dict) -> int:
+    """The first step of the run of steps up to the planned start where the cutter's log is in a
+    position to cut in (moving in the ego's direction in the lane beside the route, on the same
+    side): from there it leaves its log and waits for the ego (an ego faster than the logged
+    one reaches it earlier)."""
+    log, ok = scene.log, scene.log_valid
+    a, t0 = p["agent"], p["start"]
+    s_a, d_a, h_a = project(route_polyline(scene), log[a, : t0 + 1, :2])
+    side = 1.0 if p["side"] == "left" else -1.0
+    w = p["lane_width"]
+    fits = (ok[a, : t0 + 1] & (log[a, : t0 + 1, 3] >= 2.0) & (np.abs(np.angle(np.exp(1j * (log[a, : t0 + 1, 2] - h_a)))) <= 0.3)
+            & (0.6 * w < side * d_a) & (side * d_a < 1.5 * w))
+    lo = t0
+    while lo - 1 >= 1 and fits[lo - 1]:
+        lo -= 1
+    return int(lo)
 
 
 def _rewrite(scene: Scenario, p: dict, cfg: RealCutInConfig, name: str) -> Scenario:
@@ -146,11 +181,14 @@ def _rewrite(scene: Scenario, p: dict, cfg: RealCutInConfig, name: str) -> Scena
         setattr(out, f, np.asarray(getattr(s, f))[order].copy())
     out.log, out.log_valid = s.log[order].copy(), s.log_valid[order].copy()
     out.mode[1] = int(ControlMode.REACTIVE)
-    out.desired_speed[1] = p["cutter_speed"]
+    out.desired_speed[1] = min(p["cutter_speed"], p["logged_speed"])  # waiting for the ego, never faster than its log
     A, T = out.num_agents, out.num_steps
     acc, lane, lat = np.full((A, T), np.nan), -np.ones((A, T), np.int64), np.full((A, T), np.nan)
     t0, tx = p["start"], p["cross"]
-    acc[1, t0:tx] = p["approach_accel"]
+    # from t0 the cutter follows its lane at its desired speed (IDM: the speed it cuts in at) until the
+    # trigger fires; it holds the speed it has then through the lane change (the trigger's prediction)
+    # and brakes after the crossing
+    acc[1, t0:tx] = 0.0
     acc[1, tx : tx + int(round(p["brake_duration"] / s.dt))] = -p["cutter_brake"]
     lane[1, t0 : tx + 20] = p["target_lane"]
     lat[1, t0 : tx + 20] = p["lat_speed"]
@@ -158,5 +196,9 @@ def _rewrite(scene: Scenario, p: dict, cfg: RealCutInConfig, name: str) -> Scena
     out.name = name
     out.meta = {**s.meta, "generator": "real-cut-in", "source_scene": scene.name, "event_agent": 1,
                 "source_agent": int(a), "trigger": "enter", "target_step": tx, "script_start": t0,
-                "lane_width": p["lane_width"], "lead_brake": p["cutter_brake"], "lead_duration": p["brake_duration"]}
+                "lane_width": p["lane_width"], "lead_brake": p["cutter_brake"], "lead_duration": p["brake_duration"],
+                # started relative to the simulated ego, not at step t0 (see sim/triggers.py)
+                "script_trigger": {"agent": 1, "start": int(t0), "span": int(tx - t0), "accel": 0.0, "release": p["window"][0],
+                                   "ttc": float(p["target_ttc"]), "min_gap": float(cfg.min_gap), "window": p["window"],
+                                   "lane_width": float(p["lane_width"])}}
     return out
