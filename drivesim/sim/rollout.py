@@ -33,7 +33,7 @@ class RolloutResult:
     trajectory: dict[str, np.ndarray] | None = None  # SimState fields [T+1, B, A] when recorded
     wall_time: float = 0.0
     agent_steps: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # "held_back": [B] logged agents whose appearance waited for a free place
 
 
 def check_actions(action, batch_size: int) -> list[str]:
@@ -102,7 +102,8 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
         v[failed.cpu().numpy()] = np.nan
     traj = {k: v.cpu().numpy() for k, v in SimState.stack_time(frames).items()} if record else None
     return RolloutResult(batch.names, metrics, ["error" if f else "ok" for f in failed.tolist()], errors, traj,
-                         time.perf_counter() - t0, int(batch.valid.sum()) * state.step)
+                         time.perf_counter() - t0, int(batch.valid.sum()) * state.step,
+                         extra={"held_back": sim.held_back.sum(dim=1).cpu().tolist()})  # logged agents held back at appearance, per row
 
 
 def _act(policy, state, batch, obs_config, cameras=None):
