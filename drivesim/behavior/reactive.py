@@ -16,6 +16,7 @@ import torch
 from drivesim.behavior.idm import FAR, IDMConfig, MOBILConfig, idm_accel
 from drivesim.behavior.neighbours import LaneIndex, build_index
 from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.behavior.yielding import YieldConfig, yield_gap
 from drivesim.core.geometry import to_local
 from drivesim.core.state import SimState
 from drivesim.dynamics.bicycle import WHEELBASE_RATIO
@@ -32,6 +33,7 @@ class ReactiveConfig:
     encroach_range: float = 15.0  # m: agents this close ahead in the local frame are obstacles ...
     encroach_time: float = 2.0  # s: ... or this many seconds ahead at the agent's speed
     stop_decel: float = 3.0  # m/s^2: stop for a red light only if it can be done at this decel
+    yielding: YieldConfig = field(default_factory=YieldConfig)  # at crossing and merging lanes (yielding.py)
 
 
 @dataclass
@@ -128,6 +130,9 @@ def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch
     j3, s3, f3 = idx.neighbour(nxt, torch.full_like(fr.s, -1e5), me, ahead=True)
     merging = build_index([nxt], [rem], [lanes.on_lane & (nxt >= 0) & (rem < cfg.merge_horizon)], -0.5 * state.length)
     j4, r4, f4 = merging.neighbour(nxt, rem, me, ahead=False)
+    # the agent nearer the joint leads only if it also gets there first (a crawling one yields instead, yielding.py)
+    v_min = cfg.yielding.min_speed
+    f4 = f4 & (r4 / _gather(state.speed, j4).clamp(min=v_min) <= rem / state.speed.clamp(min=v_min) + cfg.yielding.time_margin)
     lon, lat = _ego_in_own_frame(state)
     reach = torch.clamp(state.speed * cfg.encroach_time, min=cfg.encroach_range)
     near = (lon > 0) & (lon < reach) & (lat.abs() < 0.5 * (state.width + state.width[:, :1]) + 0.2) & state.valid[:, :1]
@@ -153,15 +158,17 @@ def _ego_in_own_frame(state: SimState):
 
 
 def _stop_line_gap(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch, cfg: ReactiveConfig, t: float):
-    """Gap to a virtual stopped obstacle at the lane end ([B, A], FAR if none): a dead end, or a
-    red light the agent can still stop for."""
+    """Gap to a virtual stopped obstacle at the lane end ([B, A], FAR if none): a dead end, a
+    stub (no successor, other lanes ahead: a T-junction), or a red light the agent can still stop
+    for; and the mask of agents stopping for red."""
     bank = batch.bank
     lane = state.lane.clamp(min=0)
     rem = bank.lane_len[lane] - fr.s - 0.5 * state.length
     red = bank.signal_stop(state.lane, batch.map_idx, t)
     can_stop = rem > state.speed**2 / (2 * cfg.stop_decel)
-    stop = (red & can_stop) | (bank.lane_dead_end[lane] & (nxt < 0))
-    return torch.where(stop & (state.lane >= 0), rem.clamp(min=0.0), torch.full_like(rem, FAR))
+    stop = (red & can_stop) | ((bank.lane_dead_end[lane] | bank.lane_stub[lane]) & (nxt < 0))
+    on = state.lane >= 0
+    return torch.where(stop & on, rem.clamp(min=0.0), torch.full_like(rem, FAR)), red & can_stop & on
 
 
 def desired_speed(state: SimState, batch: ScenarioBatch) -> torch.Tensor:
@@ -176,12 +183,14 @@ def desired_speed(state: SimState, batch: ScenarioBatch) -> torch.Tensor:
 
 
 def longitudinal(state, fr, nxt, batch, cfg: ReactiveConfig, t: float, lanes: Lanes | None = None):
-    """IDM acceleration [B, A] behind the leader or the stop line, and the desired speeds."""
+    """IDM acceleration [B, A] behind the leader, the stop line or the point where it yields, and
+    the desired speeds."""
     lanes = lanes if lanes is not None else lane_index(state, fr, batch)
     gap, lead = leaders(state, fr, nxt, batch, cfg, lanes)
     v = state.speed
     v_lead = (_gather(v, lead) * torch.cos(_gather(state.yaw, lead) - state.yaw)).clamp(min=0)
-    stop = _stop_line_gap(state, fr, nxt, batch, cfg, t)
+    stop, red = _stop_line_gap(state, fr, nxt, batch, cfg, t)
+    stop = torch.minimum(stop, yield_gap(state, fr, nxt, batch, cfg.yielding, red))
     use_stop = stop < gap
     gap = torch.where(use_stop, stop, torch.where(torch.isfinite(gap), gap, torch.full_like(gap, FAR)))
     v_lead = torch.where(use_stop, torch.zeros_like(v_lead), v_lead)

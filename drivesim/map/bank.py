@@ -16,6 +16,7 @@ import shapely
 import torch
 from scipy.ndimage import distance_transform_edt
 
+from drivesim.map.conflicts import build_conflicts
 from drivesim.map.road import RoadMap
 
 SDF_CLAMP = (-20.0, 40.0)  # m; covers the WOSAC distance-to-road-edge range
@@ -181,6 +182,9 @@ class MapBank:
     map_chunk_start: torch.Tensor  # [M] int64
     map_num_chunks: torch.Tensor  # [M] int64
     map_signal: torch.Tensor  # [M, 3] (green s, all-red s, groups); groups 0 when unsignalised
+    conflict_lane: torch.Tensor  # [NL, K] int64 lane crossing or merging with this one (-1 pad), see conflicts.py
+    conflict_s: torch.Tensor  # [NL, K, 4] per conflict zone: entry and exit s on this lane, entry and exit s on the other
+    lane_stub: torch.Tensor  # [NL] bool: no successor and other lanes ahead of its end (traffic stops there)
 
     def signal_stop(self, lane: torch.Tensor, map_idx: torch.Tensor, t) -> torch.Tensor:
         """True where the stop line at the end of `lane` ([B, ...], map_idx [B]) is red at time t
@@ -266,6 +270,7 @@ class MapBank:
                 chunk_lane.append(gid)
                 chunk_count[lane_map[gid]] += 1
         t = lambda a, dt=torch.float32: torch.as_tensor(np.asarray(a), dtype=dt, device=device)
+        conf = build_conflicts(maps)
         return MapBank(
             maps=list(maps),
             lane_pts=t(lane_pts),
@@ -296,6 +301,9 @@ class MapBank:
             map_chunk_start=t(np.cumsum(np.concatenate([[0], chunk_count]))[:-1], torch.int64),
             map_num_chunks=t(chunk_count, torch.int64),
             map_signal=t(map_signal),
+            conflict_lane=t(conf.other, torch.int64),
+            conflict_s=t(conf.zone),
+            lane_stub=t(conf.stub, torch.bool),
         )
 
     # ------------------------------------------------------------------ queries
