@@ -62,8 +62,11 @@ def leaders_reference(state, fr: Frenet, nxt, batch, cfg: ReactiveConfig):
                     if (j != i and valid[b][j] and lane[b][j] >= 0 and on_j and nx[b][j] == nx[b][i] and rj < cfg.merge_horizon
                             and rj + 0.5 * length[b][j] < rem):
                         cands.append((rem - rj, j))
-                if cands:
-                    best = min(best, min(dd - half(j) for dd, j in cands))
+                if cands:  # the nearest of them, if it reaches the joint first (reactive.leaders)
+                    dd, j = min(cands, key=lambda c: c[0] - 0.5 * length[b][c[1]])
+                    vm = cfg.yielding.min_speed
+                    if (rem - dd) / max(v[b][j], vm) <= rem / max(v[b][i], vm) + cfg.yielding.time_margin:
+                        best = min(best, dd - half(j))
             if i > 0 and valid[b][0]:
                 dx, dy = x[b][0] - x[b][i], y[b][0] - y[b][i]
                 lon = dx * math.cos(yaw[b][i]) + dy * math.sin(yaw[b][i])
