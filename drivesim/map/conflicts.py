@@ -84,7 +84,7 @@ def map_conflicts(lanes: list[Lane]) -> tuple[list[list[tuple]], np.ndarray]:
             out[j].append((lo_j, hi_j, i, float(s_pts[i][a]), float(s_pts[i][b])))
     for row in out:
         row.sort()
-    return out, _stubs(lanes, lines, np.array([p[-1] for p in pts]))
+    return out, _stubs(lanes, lines, pts)
 
 
 def _continues(lanes, lines, i, j, lo_i, hi_i, lo_j, hi_j) -> bool:
@@ -100,9 +100,10 @@ def _linked(lanes: list[Lane], i: int, j: int) -> bool:
     return j in a.successors or i in b.successors or j in (a.left, a.right) or i in (b.left, b.right)
 
 
-def _stubs(lanes: list[Lane], lines: list[LineString], ends: np.ndarray) -> np.ndarray:
+def _stubs(lanes: list[Lane], lines: list[LineString], pts: list[np.ndarray]) -> np.ndarray:
+    """[L] bool: lanes without successor with another lane's points (pts, SAMPLE apart) ahead of their end."""
     stub = np.zeros(len(lanes), bool)
-    pts = [np.asarray(l.centerline, float) for l in lanes]
+    ends = np.array([p[-1] for p in pts])
     for i, lane in enumerate(lanes):
         if lane.successors:
             continue
