@@ -33,6 +33,7 @@ class ReactiveConfig:
     encroach_range: float = 15.0  # m: agents this close ahead in the local frame are obstacles ...
     encroach_time: float = 2.0  # s: ... or this many seconds ahead at the agent's speed
     stop_decel: float = 3.0  # m/s^2: stop for a red light only if it can be done at this decel
+    off_lane_min_speed: float = 0.5  # m/s: an agent off its lane is an obstacle ahead only when faster than this
     yielding: YieldConfig = field(default_factory=YieldConfig)  # at crossing and merging lanes (yielding.py)
 
 
@@ -119,7 +120,8 @@ def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch
     (if it would close the gap before its body clears that lane at `lat_speed`);
     the first agent on the successor it will take (when its own lane is clear ahead); the agent
     closer to a shared successor on another lane joining it (within `merge_horizon` of the
-    joint); the ego when it is right ahead in the agent's own frame (whatever the lanes).
+    joint); the ego when it is right ahead in the agent's own frame (whatever the lanes), and so
+    any agent when one of the two is off its lane (`_off_lane_ahead`).
     """
     bank, idx = batch.bank, lanes.index
     me = agent_index_like(state.lane)
@@ -141,13 +143,42 @@ def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch
     overlap = fr.d.abs() + 0.5 * state.width - 0.5 * bank.lane_width[state.lane.clamp(min=0)]
     closing = (state.speed - _gather(state.speed, j2)).clamp(min=0) * overlap.clamp(min=0) / cfg.lat_speed
     f2 = f2 & (s2 - lanes.side_s - 0.5 * (state.length + _gather(state.length, j2)) < closing + cfg.idm.min_gap + 2.0)
+    j6, lon6 = _off_lane_ahead(state, lanes.on_lane, cfg)
     dist = torch.stack([torch.where(f1, s1 - fr.s, inf), torch.where(f2, s2 - lanes.side_s, inf),
                         torch.where(f3 & ~f1 & (nxt >= 0), rem + s3, inf), torch.where(f4 & (rem < cfg.merge_horizon), rem - r4, inf),
-                        torch.where(near, lon, inf)], dim=-1)  # [B, A, 5]
-    who = torch.stack([j1, j2, j3, j4, torch.zeros_like(j1)], dim=-1)
+                        torch.where(near, lon, inf), lon6], dim=-1)  # [B, A, 6]
+    who = torch.stack([j1, j2, j3, j4, torch.zeros_like(j1), j6], dim=-1)
     gap = dist - 0.5 * (state.length.unsqueeze(-1) + state.length.gather(1, who.flatten(1)).view_as(who))
     gap, k = gap.min(dim=-1)
     return gap, who.gather(-1, k.unsqueeze(-1)).squeeze(-1)
+
+
+def _off_lane_ahead(state: SimState, on_lane: torch.Tensor, cfg: ReactiveConfig):
+    """The nearest agent right ahead in each agent's own frame ([B, A] index, centre distance,
+    inf when none), as for the ego, among the pairs the lane index cannot see: the other agent is
+    off its lane and moving (drifting, crossing, a walking pedestrian) or the agent itself is. Only rows with such an
+    agent (besides the ego) are computed, as [R, A, A] pairs."""
+    B, A = state.x.shape
+    who, out = torch.zeros_like(state.lane), torch.full_like(state.x, math.inf)
+    off = state.valid & ~on_lane
+    off[:, 0] = False  # the ego has its own test (leaders)
+    rows = off.any(dim=1).nonzero().flatten()
+    if rows.numel() == 0:
+        return who, out
+    x, y, yaw, v = state.x[rows], state.y[rows], state.yaw[rows], state.speed[rows]  # [R, A]
+    w, valid, o = state.width[rows], state.valid[rows], off[rows]
+    dx, dy = x.unsqueeze(1) - x.unsqueeze(2), y.unsqueeze(1) - y.unsqueeze(2)  # [R, i, j]: j seen from i
+    c, s = torch.cos(yaw).unsqueeze(2), torch.sin(yaw).unsqueeze(2)
+    lon, lat = dx * c + dy * s, dy * c - dx * s
+    reach = torch.clamp(v * cfg.encroach_time, min=cfg.encroach_range).unsqueeze(2)
+    moving = o & (v > cfg.off_lane_min_speed)  # still objects beside the lane (cones, parked cars) are passed
+    pair = valid.unsqueeze(1) & valid.unsqueeze(2) & (moving.unsqueeze(1) | o.unsqueeze(2)) & ~torch.eye(A, dtype=torch.bool, device=x.device)
+    pair[:, :, 0] = False
+    pair[:, 0, :] = False  # nor is the ego's own leader needed
+    ahead = pair & (lon > 0) & (lon < reach) & (lat.abs() < 0.5 * (w.unsqueeze(1) + w.unsqueeze(2)) + 0.2)
+    lon = torch.where(ahead, lon, torch.full_like(lon, math.inf))
+    best, j = lon.min(dim=2)
+    return who.index_put((rows,), j), out.index_put((rows,), best)
 
 
 def _ego_in_own_frame(state: SimState):
