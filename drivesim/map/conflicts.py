@@ -129,7 +129,7 @@ def build_conflicts(maps) -> ConflictTable:
         per_lane += [[(a, b, off + o, c, d) for a, b, o, c, d in r[:MAX_CONFLICTS]] for r in rows]
         stubs.append(stub)
         off += len(m.lanes)
-    K = max([len(r) for r in per_lane] + [1])
+    K = max([len(r) for r in per_lane] + [0])  # 0: no conflicts anywhere, yielding costs nothing
     other = -np.ones((len(per_lane), K), np.int64)
     zone = np.zeros((len(per_lane), K, 4))
     for i, r in enumerate(per_lane):
