@@ -1,6 +1,5 @@
 """Reactive agents yield at lane conflicts and stop at lane ends with no way on (issue 15 item 7)."""
 
-import dataclasses
 import math
 
 import numpy as np

@@ -2,15 +2,13 @@
 logged agents never appear inside a simulated one, and the ego takes no at-fault collision.
 
 Until `--policy log` exists the ego is put in replay mode (`with_traffic(..., ego="replay")`).
-Two scenes still fail the collision bar (xfail, reasons below); tools: the per-scene table in
-the report of this change.
+Two scenes still fail the collision bar (xfail, with the reason found for each).
 """
 
 from __future__ import annotations
 
 import functools
 
-import numpy as np
 import pytest
 import torch
 
@@ -74,7 +72,6 @@ def test_logged_agents_never_appear_inside_a_simulated_one(data_dir, scene):
     simulated = batch.init["mode"][0] == ControlMode.REACTIVE
     simulated[0] = True
     box = lambda t, idx: tuple(tr[k][t, idx] for k in ("x", "y", "yaw", "length", "width"))
-    appeared = 0
     for t in range(1, tr["x"].shape[0]):
         new = (tr["valid"][t] & ~tr["valid"][t - 1] & simulated).nonzero().flatten()
         others = (tr["valid"][t] & simulated).nonzero().flatten()
@@ -82,7 +79,6 @@ def test_logged_agents_never_appear_inside_a_simulated_one(data_dir, scene):
             rest = others[others != i]
             hit = boxes_overlap(tuple(v.unsqueeze(0) for v in box(t, torch.tensor([i]))), box(t, rest)).flatten()
             assert not bool(hit.any()), f"{scene}: agent {i} appears at step {t} inside agent(s) {rest[hit].tolist()}"
-            appeared += 1
     assert isinstance(result.extra["held_back"][0], int)
 
 
