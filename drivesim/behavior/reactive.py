@@ -16,6 +16,7 @@ import torch
 from drivesim.behavior.idm import FAR, IDMConfig, MOBILConfig, idm_accel
 from drivesim.behavior.neighbours import LaneIndex, build_index
 from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.behavior.yielding import YieldConfig, yield_gap
 from drivesim.core.geometry import to_local
 from drivesim.core.state import SimState
 from drivesim.dynamics.bicycle import WHEELBASE_RATIO
@@ -32,6 +33,8 @@ class ReactiveConfig:
     encroach_range: float = 15.0  # m: agents this close ahead in the local frame are obstacles ...
     encroach_time: float = 2.0  # s: ... or this many seconds ahead at the agent's speed
     stop_decel: float = 3.0  # m/s^2: stop for a red light only if it can be done at this decel
+    off_lane_min_speed: float = 0.5  # m/s: an agent off its lane is an obstacle ahead only when faster than this
+    yielding: YieldConfig = field(default_factory=YieldConfig)  # at crossing and merging lanes (yielding.py)
 
 
 @dataclass
@@ -117,7 +120,8 @@ def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch
     (if it would close the gap before its body clears that lane at `lat_speed`);
     the first agent on the successor it will take (when its own lane is clear ahead); the agent
     closer to a shared successor on another lane joining it (within `merge_horizon` of the
-    joint); the ego when it is right ahead in the agent's own frame (whatever the lanes).
+    joint); the ego when it is right ahead in the agent's own frame (whatever the lanes), and so
+    any agent when one of the two is off its lane (`_off_lane_ahead`).
     """
     bank, idx = batch.bank, lanes.index
     me = agent_index_like(state.lane)
@@ -128,6 +132,9 @@ def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch
     j3, s3, f3 = idx.neighbour(nxt, torch.full_like(fr.s, -1e5), me, ahead=True)
     merging = build_index([nxt], [rem], [lanes.on_lane & (nxt >= 0) & (rem < cfg.merge_horizon)], -0.5 * state.length)
     j4, r4, f4 = merging.neighbour(nxt, rem, me, ahead=False)
+    # the agent nearer the joint leads only if it also gets there first (a crawling one yields instead, yielding.py)
+    v_min = cfg.yielding.min_speed
+    f4 = f4 & (r4 / _gather(state.speed, j4).clamp(min=v_min) <= rem / state.speed.clamp(min=v_min) + cfg.yielding.time_margin)
     lon, lat = _ego_in_own_frame(state)
     reach = torch.clamp(state.speed * cfg.encroach_time, min=cfg.encroach_range)
     near = (lon > 0) & (lon < reach) & (lat.abs() < 0.5 * (state.width + state.width[:, :1]) + 0.2) & state.valid[:, :1]
@@ -136,13 +143,42 @@ def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch
     overlap = fr.d.abs() + 0.5 * state.width - 0.5 * bank.lane_width[state.lane.clamp(min=0)]
     closing = (state.speed - _gather(state.speed, j2)).clamp(min=0) * overlap.clamp(min=0) / cfg.lat_speed
     f2 = f2 & (s2 - lanes.side_s - 0.5 * (state.length + _gather(state.length, j2)) < closing + cfg.idm.min_gap + 2.0)
+    j6, lon6 = _off_lane_ahead(state, lanes.on_lane, cfg)
     dist = torch.stack([torch.where(f1, s1 - fr.s, inf), torch.where(f2, s2 - lanes.side_s, inf),
                         torch.where(f3 & ~f1 & (nxt >= 0), rem + s3, inf), torch.where(f4 & (rem < cfg.merge_horizon), rem - r4, inf),
-                        torch.where(near, lon, inf)], dim=-1)  # [B, A, 5]
-    who = torch.stack([j1, j2, j3, j4, torch.zeros_like(j1)], dim=-1)
+                        torch.where(near, lon, inf), lon6], dim=-1)  # [B, A, 6]
+    who = torch.stack([j1, j2, j3, j4, torch.zeros_like(j1), j6], dim=-1)
     gap = dist - 0.5 * (state.length.unsqueeze(-1) + state.length.gather(1, who.flatten(1)).view_as(who))
     gap, k = gap.min(dim=-1)
     return gap, who.gather(-1, k.unsqueeze(-1)).squeeze(-1)
+
+
+def _off_lane_ahead(state: SimState, on_lane: torch.Tensor, cfg: ReactiveConfig):
+    """The nearest agent right ahead in each agent's own frame ([B, A] index, centre distance,
+    inf when none), as for the ego, among the pairs the lane index cannot see: the other agent is
+    off its lane and moving (drifting, crossing, a walking pedestrian) or the agent itself is. Only rows with such an
+    agent (besides the ego) are computed, as [R, A, A] pairs."""
+    B, A = state.x.shape
+    who, out = torch.zeros_like(state.lane), torch.full_like(state.x, math.inf)
+    off = state.valid & ~on_lane
+    off[:, 0] = False  # the ego has its own test (leaders)
+    rows = off.any(dim=1).nonzero().flatten()
+    if rows.numel() == 0:
+        return who, out
+    x, y, yaw, v = state.x[rows], state.y[rows], state.yaw[rows], state.speed[rows]  # [R, A]
+    w, valid, o = state.width[rows], state.valid[rows], off[rows]
+    dx, dy = x.unsqueeze(1) - x.unsqueeze(2), y.unsqueeze(1) - y.unsqueeze(2)  # [R, i, j]: j seen from i
+    c, s = torch.cos(yaw).unsqueeze(2), torch.sin(yaw).unsqueeze(2)
+    lon, lat = dx * c + dy * s, dy * c - dx * s
+    reach = torch.clamp(v * cfg.encroach_time, min=cfg.encroach_range).unsqueeze(2)
+    moving = o & (v > cfg.off_lane_min_speed)  # still objects beside the lane (cones, parked cars) are passed
+    pair = valid.unsqueeze(1) & valid.unsqueeze(2) & (moving.unsqueeze(1) | o.unsqueeze(2)) & ~torch.eye(A, dtype=torch.bool, device=x.device)
+    pair[:, :, 0] = False
+    pair[:, 0, :] = False  # nor is the ego's own leader needed
+    ahead = pair & (lon > 0) & (lon < reach) & (lat.abs() < 0.5 * (w.unsqueeze(1) + w.unsqueeze(2)) + 0.2)
+    lon = torch.where(ahead, lon, torch.full_like(lon, math.inf))
+    best, j = lon.min(dim=2)
+    return who.index_put((rows,), j), out.index_put((rows,), best)
 
 
 def _ego_in_own_frame(state: SimState):
@@ -153,15 +189,17 @@ def _ego_in_own_frame(state: SimState):
 
 
 def _stop_line_gap(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch, cfg: ReactiveConfig, t: float):
-    """Gap to a virtual stopped obstacle at the lane end ([B, A], FAR if none): a dead end, or a
-    red light the agent can still stop for."""
+    """Gap to a virtual stopped obstacle at the lane end ([B, A], FAR if none): a dead end, a
+    stub (no successor, other lanes ahead: a T-junction), or a red light the agent can still stop
+    for; and the mask of agents stopping for red."""
     bank = batch.bank
     lane = state.lane.clamp(min=0)
     rem = bank.lane_len[lane] - fr.s - 0.5 * state.length
     red = bank.signal_stop(state.lane, batch.map_idx, t)
     can_stop = rem > state.speed**2 / (2 * cfg.stop_decel)
-    stop = (red & can_stop) | (bank.lane_dead_end[lane] & (nxt < 0))
-    return torch.where(stop & (state.lane >= 0), rem.clamp(min=0.0), torch.full_like(rem, FAR))
+    stop = (red & can_stop) | ((bank.lane_dead_end[lane] | bank.lane_stub[lane]) & (nxt < 0))
+    on = state.lane >= 0
+    return torch.where(stop & on, rem.clamp(min=0.0), torch.full_like(rem, FAR)), red & can_stop & on
 
 
 def desired_speed(state: SimState, batch: ScenarioBatch) -> torch.Tensor:
@@ -176,12 +214,14 @@ def desired_speed(state: SimState, batch: ScenarioBatch) -> torch.Tensor:
 
 
 def longitudinal(state, fr, nxt, batch, cfg: ReactiveConfig, t: float, lanes: Lanes | None = None):
-    """IDM acceleration [B, A] behind the leader or the stop line, and the desired speeds."""
+    """IDM acceleration [B, A] behind the leader, the stop line or the point where it yields, and
+    the desired speeds."""
     lanes = lanes if lanes is not None else lane_index(state, fr, batch)
     gap, lead = leaders(state, fr, nxt, batch, cfg, lanes)
     v = state.speed
     v_lead = (_gather(v, lead) * torch.cos(_gather(state.yaw, lead) - state.yaw)).clamp(min=0)
-    stop = _stop_line_gap(state, fr, nxt, batch, cfg, t)
+    stop, red = _stop_line_gap(state, fr, nxt, batch, cfg, t)
+    stop = torch.minimum(stop, yield_gap(state, fr, nxt, batch, cfg.yielding, red))
     use_stop = stop < gap
     gap = torch.where(use_stop, stop, torch.where(torch.isfinite(gap), gap, torch.full_like(gap, FAR)))
     v_lead = torch.where(use_stop, torch.zeros_like(v_lead), v_lead)

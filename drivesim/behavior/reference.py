@@ -62,15 +62,22 @@ def leaders_reference(state, fr: Frenet, nxt, batch, cfg: ReactiveConfig):
                     if (j != i and valid[b][j] and lane[b][j] >= 0 and on_j and nx[b][j] == nx[b][i] and rj < cfg.merge_horizon
                             and rj + 0.5 * length[b][j] < rem):
                         cands.append((rem - rj, j))
-                if cands:
-                    best = min(best, min(dd - half(j) for dd, j in cands))
-            if i > 0 and valid[b][0]:
-                dx, dy = x[b][0] - x[b][i], y[b][0] - y[b][i]
+                if cands:  # the nearest of them, if it reaches the joint first (reactive.leaders)
+                    dd, j = min(cands, key=lambda c: c[0] - 0.5 * length[b][c[1]])
+                    vm = cfg.yielding.min_speed
+                    if (rem - dd) / max(v[b][j], vm) <= rem / max(v[b][i], vm) + cfg.yielding.time_margin:
+                        best = min(best, dd - half(j))
+            on_lane = lambda j: lane[b][j] >= 0 and abs(d[b][j]) < 0.5 * W[lane[b][j]] + 0.5 * width[b][j]
+            for j in range(A):  # the ego, and any agent when it or agent i is off its lane
+                moving_off = not on_lane(j) and v[b][j] > cfg.off_lane_min_speed
+                if j == i or not valid[b][j] or not (j == 0 or (i > 0 and valid[b][i] and (not on_lane(i) or moving_off))):
+                    continue
+                dx, dy = x[b][j] - x[b][i], y[b][j] - y[b][i]
                 lon = dx * math.cos(yaw[b][i]) + dy * math.sin(yaw[b][i])
                 lat = dy * math.cos(yaw[b][i]) - dx * math.sin(yaw[b][i])
                 reach = max(v[b][i] * cfg.encroach_time, cfg.encroach_range)
-                if 0 < lon < reach and abs(lat) < 0.5 * (width[b][i] + width[b][0]) + 0.2:
-                    best = min(best, lon - half(0))
+                if 0 < lon < reach and abs(lat) < 0.5 * (width[b][i] + width[b][j]) + 0.2:
+                    best = min(best, lon - half(j))
             row.append(best)
         out.append(row)
     return out

@@ -17,6 +17,7 @@ import shapely
 import torch
 from scipy.ndimage import distance_transform_edt
 
+from drivesim.map.conflicts import build_conflicts
 from drivesim.map.road import RoadMap
 from drivesim.map.signals import signal_tables
 
@@ -188,6 +189,9 @@ class MapBank:
     map_signal_dt: torch.Tensor  # [M] s per logged row
     stop_line: torch.Tensor  # [M, S, 5] signal stop lines (x, y, ux, uy, half width), zero padding
     stop_group: torch.Tensor  # [M, S] int64 signal group of each stop line (-1: padding)
+    conflict_lane: torch.Tensor  # [NL, K] int64 lane crossing or merging with this one (-1 pad), see conflicts.py
+    conflict_s: torch.Tensor  # [NL, K, 4] per conflict zone: entry and exit s on this lane, entry and exit s on the other
+    lane_stub: torch.Tensor  # [NL] bool: no successor and other lanes ahead of its end (traffic stops there)
 
     def group_red(self, group: torch.Tensor, map_idx: torch.Tensor, t) -> torch.Tensor:
         """True where signal `group` ([B, ...] int64, -1: none) of each scenario's map (map_idx [B])
@@ -302,6 +306,7 @@ class MapBank:
                 chunk_lane.append(gid)
                 chunk_count[lane_map[gid]] += 1
         t = lambda a, dt=torch.float32: torch.as_tensor(np.asarray(a), dtype=dt, device=device)
+        conf = build_conflicts(maps)
         return MapBank(
             maps=list(maps),
             lane_pts=t(lane_pts),
@@ -337,6 +342,9 @@ class MapBank:
             map_signal_dt=t(sdt),
             stop_line=t(lines),
             stop_group=t(line_group, torch.int64),
+            conflict_lane=t(conf.other, torch.int64),
+            conflict_s=t(conf.zone),
+            lane_stub=t(conf.stub, torch.bool),
         )
 
     # ------------------------------------------------------------------ queries

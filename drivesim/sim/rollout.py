@@ -52,7 +52,7 @@ class RolloutResult:
     trajectory: dict[str, np.ndarray] | None = None  # SimState fields [T+1, B, A] when recorded
     wall_time: float = 0.0
     agent_steps: int = 0
-    extra: dict = field(default_factory=dict)  # trigger_step [B]: when a script waiting for the ego started (-1 never)
+    extra: dict = field(default_factory=dict)  # per row [B]: trigger_step (when a script waiting for the ego started, -1 never), held_back (logged agents whose appearance waited for a free place)
 
 
 class PolicyTimeout(BaseException):
@@ -164,7 +164,9 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
     for v in metrics.values():
         v[failed.cpu().numpy()] = np.nan
     traj = {k: v.cpu().numpy() for k, v in SimState.stack_time(frames).items()} if record else None
-    extra = {"trigger_step": sim.triggers.fired_at().cpu().numpy()} if sim.triggers.any else {}  # sim/triggers.py
+    extra = {"held_back": sim.held_back.sum(dim=1).cpu().tolist()}  # logged agents held back at appearance, per row
+    if sim.triggers.any:  # sim/triggers.py
+        extra["trigger_step"] = sim.triggers.fired_at().cpu().numpy()
     return RolloutResult(batch.names, metrics, ["error" if f else "ok" for f in failed.tolist()], errors, traj,
                          time.perf_counter() - t0, int(batch.valid.sum()) * state.step, extra)
 

@@ -5,7 +5,10 @@ next one. The ego (agent 0) follows the policy's action [B, 2] = (accel m/s^2, s
 log when its mode is REPLAY. REACTIVE agents follow IDM/MOBIL/pure pursuit; REPLAY agents their
 log; CONSTANT_VELOCITY agents keep speed and heading; STATIC agents stay. On a log, REACTIVE
 agents follow their log until they first appear, HYBRID ones until the ego comes close; from
-then on they are reactive (`SimState.released`).
+then on they are reactive (`SimState.released`). A logged agent whose first appearance would
+overlap a simulated agent (the ego or one already released from its log) is held back: it stays
+invisible, on its log, until its logged box is free (`Simulator.held_back` marks those agents;
+`rollout` reports their count per scenario as `RolloutResult.extra["held_back"]`).
 
 LEARNED agents take accel and steer [B, A] from a behaviour model handed in as
 `Simulator(batch, config, behavior=model)` (e.g. `drivesim.behavior.learned.LearnedTraffic`):
@@ -32,6 +35,7 @@ import torch
 from drivesim.behavior.control import reactive_control
 from drivesim.behavior.reactive import Frenet, ReactiveConfig, next_lanes
 from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.geometry import boxes_overlap
 from drivesim.core.state import SimState
 from drivesim.core.types import ControlMode
 from drivesim.dynamics.bicycle import BicycleConfig, apply_limits
@@ -107,6 +111,7 @@ class Simulator:
             self.script_start = torch.where(self.triggers.mask & self.log_first, self.triggers.release.unsqueeze(1),
                                             self.script_start)
         self._frenet = (None, None)  # (state, Frenet of that state): the projection _track_lanes made
+        self.held_back = torch.zeros_like(self.is_ego)  # [B, A] agents whose appearance was held back (reset clears it)
 
     @property
     def dt(self) -> float:
@@ -127,6 +132,7 @@ class Simulator:
         if self.behavior is not None:
             self.behavior.reset(b)
         from_log = self.is_replay | self.log_first  # visible only where their log is at the start
+        self.held_back = torch.zeros_like(self.is_ego)
         valid = b.valid & (~from_log | b.log_valid[:, :, 0])
         return SimState(
             x=init["x"].clone(), y=init["y"].clone(), yaw=init["yaw"].clone(), speed=init["speed"].clone(),
@@ -168,6 +174,7 @@ class Simulator:
         valid = state.valid
         if bool(replay.any()):
             x, y, yaw, speed, accel_eff, valid = self._replay(state, replay, x, y, yaw, speed, accel_eff, valid)
+            valid = self._hold_back(state, valid, x, y, yaw)
         if dec is not None:
             lane, seg = torch.where(reactive, dec.lane, state.lane), torch.where(reactive, dec.seg, state.seg)
             changed = dec.changed & reactive
@@ -204,6 +211,27 @@ class Simulator:
         trigger = torch.where(self.is_hybrid, near & valid[:, :1], torch.ones_like(near))
         trigger = torch.where(self.script_start >= 0, t.unsqueeze(1) >= self.script_start, trigger)
         return released | (self.log_first & valid & trigger)
+
+    def _hold_back(self, state, valid, x, y, yaw):
+        """valid [B, A] with logged agents that would appear this step inside a simulated agent
+        (the ego, or an agent already off its log) kept invisible; they stay on their (hidden) log
+        and appear at the first step where their logged box is free. Only the newly appearing
+        agents are tested, each against the A agents of its row."""
+        appear = self.log_first & ~state.released & ~state.valid & valid  # [B, A]
+        if not bool(appear.any()):
+            return valid
+        on_log = self.is_replay | (self.log_first & ~state.released)
+        simulated = valid & (~on_log | self.is_ego) & ~appear  # [B, A]
+        rows, cols = appear.nonzero(as_tuple=True)  # N newly appearing agents
+        box = lambda r, c: (x[r, c], y[r, c], yaw[r, c], state.length[r, c], state.width[r, c])
+        new = tuple(v.unsqueeze(1) for v in box(rows, cols))  # [N, 1]
+        hits = boxes_overlap(new, box(rows, slice(None))) & simulated[rows]  # [N, A]
+        blocked = hits.any(dim=1)
+        if not bool(blocked.any()):
+            return valid
+        rows, cols = rows[blocked], cols[blocked]
+        self.held_back = self.held_back.index_put((rows, cols), torch.ones_like(rows, dtype=torch.bool))
+        return valid.index_put((rows, cols), torch.zeros_like(rows, dtype=torch.bool))
 
     def _replay(self, state, rep, x, y, yaw, speed, accel, valid):
         T1, A = self.batch.log.shape[2], self.batch.log.shape[1]

@@ -1,0 +1,66 @@
+"""Logged agents that would appear inside a simulated agent are held back until their place is
+free (issue 15 item 7), and the rollout counts them."""
+
+import numpy as np
+import torch
+
+from drivesim.behavior.logs import with_traffic
+from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.geometry import boxes_overlap
+from drivesim.map import build_map
+from drivesim.sim.rollout import rollout
+from drivesim.sim.simulator import Simulator
+from tests.helpers import make_scenario
+
+
+def spawn_scenario():
+    """The simulated ego drives at 10 m/s; agent 1 appears in the log at step 10 at x = 12 m,
+    where the ego's box then is (the log's ego was elsewhere), and creeps on at 1 m/s."""
+    road = build_map("straight", lanes=1, lanes_back=0)
+    sc = make_scenario(road, [{"x": 0, "y": -1.8, "speed": 10}, {"x": 12, "y": -1.8, "speed": 1}], duration=4, name="spawn")
+    t = np.arange(sc.num_steps + 1) * sc.dt
+    ego = np.stack([-50 + 0 * t, np.full_like(t, -1.8), 0 * t, 0 * t], -1)
+    other = np.stack([11 + 1.0 * t, np.full_like(t, -1.8), 0 * t, np.full_like(t, 1.0)], -1)
+    sc.log, sc.log_valid = np.stack([ego, other]), np.ones((2, len(t)), bool)
+    sc.log_valid[1, :10] = False
+    return with_traffic(sc, "reactive")
+
+
+def boxes(s, i):
+    return tuple(v[0, i] for v in (s.x, s.y, s.yaw, s.length, s.width))
+
+
+def test_appearing_agent_waits_until_its_logged_place_is_free():
+    batch = ScenarioBatch.build([spawn_scenario()])
+    sim = Simulator(batch)
+    states = [sim.reset()]
+    for _ in range(30):
+        states.append(sim.step(states[-1], torch.zeros(1, 2)))
+    visible = [bool(s.valid[0, 1]) for s in states]
+    first = visible.index(True)
+    assert first > 10  # on the log it appears at step 10, inside the ego
+    assert not any(bool(boxes_overlap(boxes(s, 0), boxes(s, 1))) and bool(s.valid[0, 1]) for s in states)
+    # it appears where its log has it at that step, on the first step that is free
+    assert abs(float(states[first].x[0, 1]) - batch.log[0, 1, first, 0]) < 1e-4
+    assert bool(sim.held_back[0, 1]) and not bool(sim.held_back[0, 0])
+    prev = states[first - 1]
+    free_before = not bool(boxes_overlap(boxes(prev, 0), tuple(torch.as_tensor(v) for v in (
+        batch.log[0, 1, first - 1, 0], batch.log[0, 1, first - 1, 1], batch.log[0, 1, first - 1, 2], prev.length[0, 1], prev.width[0, 1]))))
+    assert not free_before  # it was held exactly while its place was taken
+
+
+def test_rollout_reports_held_back_agents():
+    class Coast:
+        name = "coast"
+
+        def reset(self, batch):
+            pass
+
+        def act(self, obs):
+            return torch.zeros(2, 2)
+
+    free = spawn_scenario()
+    free.log = free.log.copy()
+    free.log[1, :, 0] += 60.0  # appears far ahead of the ego: nothing to hold back
+    result = rollout(ScenarioBatch.build([spawn_scenario(), free]), Coast())
+    assert result.extra["held_back"] == [1, 0]
