@@ -21,7 +21,7 @@ import numpy as np
 import shapely
 from shapely.geometry import LineString
 
-from drivesim.map.road import Lane
+from drivesim.map.road import Lane, same_level, z_along
 
 MAX_CONFLICTS = 16  # per lane; the nearest to the lane start are kept
 CONFLICT_DIST = 2.5  # m: centrelines closer than this carry vehicles whose bodies overlap (two ~2 m wide cars)
@@ -59,7 +59,8 @@ def map_conflicts(lanes: list[Lane]) -> tuple[list[list[tuple]], np.ndarray]:
     A zone is a stretch of a lane whose points lie within CONFLICT_DIST of another lane's
     centreline (a crossing, a merge, or lanes that pass close in a junction), with the stretch of
     the other lane it faces; lane pairs one after the other or side by side are left out, and so
-    is the shared start of two lanes that leave from one point."""
+    is the shared start of two lanes that leave from one point, and lanes at different heights
+    (a bridge over the road it crosses: map/linking.same_level)."""
     lines = [LineString(np.asarray(l.centerline, float)) for l in lanes]
     s_pts = [np.append(np.arange(0.0, line.length, SAMPLE), line.length) for line in lines]
     pts = [shapely.get_coordinates(shapely.line_interpolate_point(line, s)) for line, s in zip(lines, s_pts)]
@@ -80,6 +81,9 @@ def map_conflicts(lanes: list[Lane]) -> tuple[list[list[tuple]], np.ndarray]:
                 continue  # both leave from one point: they diverge, they do not cross
             if _continues(lanes, lines, i, j, s_pts[i][a], s_pts[i][b], lo_j, hi_j):
                 continue
+            mid = pts[i][(a + b) // 2]
+            if not same_level(z_along(lanes[i], mid), z_along(lanes[j], mid)):
+                continue  # an overpass over the road below (map.road.MAX_HEIGHT_GAP)
             out[i].append((float(s_pts[i][a]), float(s_pts[i][b]), j, lo_j, hi_j))
             out[j].append((lo_j, hi_j, i, float(s_pts[i][a]), float(s_pts[i][b])))
     for row in out:

@@ -3,8 +3,8 @@
 Real maps often lack links (ScenarioNet's nuScenes lanes carry none). `infer_links` adds
 successors (an end meets a start, headings agree) and same-direction left/right neighbours
 (side by side, about a lane width apart); `route_from_path` turns a logged ego path into a lane
-sequence that follows successors, as `Scenario.route` requires; `lane_conflicts` lists the lanes
-that cross or merge (conflict points for yielding).
+sequence that follows successors, as `Scenario.route` requires (the lanes that cross or merge
+are found in map/conflicts.py, with the same height test).
 
 Heights: where lanes carry z (`Lane.z`: WOMD, Waymo ScenarioNet, AV2), ends are joined, lanes are
 neighbours and crossings are conflicts only when their heights at that point differ by less than
@@ -17,35 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from drivesim.map.bank import resample_polyline
-from drivesim.map.road import Lane
-
-# m: lanes whose heights differ by more than this at a joint or crossing are on different levels.
-# A bridge clears at least 4.3-4.9 m (AASHTO, US; 4.5-4.7 m in Europe); a 1.5 m joint gap at a 10 %
-# grade climbs 0.15 m, so 2 m separates levels without splitting one road on a slope.
-MAX_HEIGHT_GAP = 2.0
-
-
-def _z_at(lane: Lane, k: int) -> float:
-    """Height of centerline point k (NaN without z)."""
-    return float(np.asarray(lane.z, float)[k]) if lane.z is not None else np.nan
-
-
-def _z_along(lane: Lane, xy: np.ndarray) -> float:
-    """Height of the lane where xy projects on its centerline, linear along the segment (NaN without z)."""
-    if lane.z is None:
-        return np.nan
-    p, z = np.asarray(lane.centerline, float), np.asarray(lane.z, float)
-    a, ab = p[:-1], np.diff(p, axis=0)
-    t = np.clip(((xy - a) * ab).sum(-1) / np.maximum((ab**2).sum(-1), 1e-12), 0.0, 1.0)  # [S]
-    k = int(np.linalg.norm(a + t[:, None] * ab - xy, axis=1).argmin())
-    return float(z[k] + t[k] * (z[k + 1] - z[k]))
-
-
-def same_level(z_a, z_b, max_gap: float = MAX_HEIGHT_GAP):
-    """True where two heights are within max_gap, or where either is unknown (NaN)."""
-    z_a, z_b = np.asarray(z_a, float), np.asarray(z_b, float)
-    return ~(np.abs(z_a - z_b) > max_gap)  # NaN compares False: unknown heights never split
-
+from drivesim.map.road import MAX_HEIGHT_GAP, Lane, same_level, z_along, z_at
 
 def _heading(p: np.ndarray) -> float:
     d = p[-1] - p[-2] if len(p) > 1 else np.array([1.0, 0.0])
@@ -75,7 +47,7 @@ def infer_links(lanes: list[Lane], max_gap: float = 1.5, max_angle: float = np.r
     h_end = np.array([_heading(l.centerline) for l in lanes])
     gap = np.linalg.norm(ends[:, None] - starts[None], axis=-1)  # [i, j]: end of i to start of j
     ok = (gap < max_gap) & (_angle_diff(h_end[:, None], h_start[None]) < max_angle)
-    z_end, z_start = np.array([_z_at(l, -1) for l in lanes]), np.array([_z_at(l, 0) for l in lanes])
+    z_end, z_start = np.array([z_at(l, -1) for l in lanes]), np.array([z_at(l, 0) for l in lanes])
     ok &= same_level(z_end[:, None], z_start[None], max_height_gap)
     np.fill_diagonal(ok, False)
     for i, lane in enumerate(lanes):
@@ -91,7 +63,7 @@ def _infer_neighbours(lanes: list[Lane], overwrite: bool, max_height_gap: float 
         p = resample_polyline(np.asarray(l.centerline, float), 1.0)
         k = len(p) // 2
         mids.append(p[k])
-        zs.append(_z_along(l, p[k]))
+        zs.append(z_along(l, p[k]))
         heads.append(np.arctan2(*(p[min(k + 1, len(p) - 1)] - p[max(k - 1, 0)])[::-1]))
     mids, heads = np.array(mids), np.array(heads)
     width = np.array([l.width for l in lanes])
@@ -110,36 +82,6 @@ def _infer_neighbours(lanes: list[Lane], overwrite: bool, max_height_gap: float 
             j = int(np.argmin(cand))
             if np.isfinite(cand[j]) and (overwrite or getattr(lane, side) < 0):
                 setattr(lane, side, j)
-
-
-def lane_conflicts(lanes: list[Lane], merge_gap: float = 1.0, max_height_gap: float = MAX_HEIGHT_GAP) -> list[tuple]:
-    """Conflict points of a map: [(i, j, kind, x, y)] with i < j, kind "cross" where the two
-    centerlines intersect away from a joint of one into the other, "merge" where their ends meet
-    (within merge_gap m) and neither is the other's successor. Pairs whose heights differ by more
-    than max_height_gap at the point (an overpass over the road below) are no conflict."""
-    from shapely.geometry import LineString
-
-    lines = [LineString(np.asarray(l.centerline, float)) for l in lanes]
-    ends = np.array([l.centerline[-1] for l in lanes], float)
-    out = []
-    for i in range(len(lanes)):
-        for j in range(i + 1, len(lanes)):
-            linked = j in lanes[i].successors or i in lanes[j].successors
-            if not linked and np.linalg.norm(ends[i] - ends[j]) < merge_gap:
-                p = 0.5 * (ends[i] + ends[j])
-                if same_level(_z_at(lanes[i], -1), _z_at(lanes[j], -1), max_height_gap):
-                    out.append((i, j, "merge", float(p[0]), float(p[1])))
-                continue
-            if linked or not lines[i].intersects(lines[j]):
-                continue
-            hit = lines[i].intersection(lines[j])
-            pts = [hit] if hit.geom_type == "Point" else [g for g in getattr(hit, "geoms", []) if g.geom_type == "Point"]
-            for q in pts:
-                xy = np.array([q.x, q.y])
-                if same_level(_z_along(lanes[i], xy), _z_along(lanes[j], xy), max_height_gap):
-                    out.append((i, j, "cross", float(q.x), float(q.y)))
-                    break
-    return out
 
 
 def _nearest_lane(lanes: list[Lane], xy: np.ndarray, yaw: np.ndarray, heading_weight: float = 4.0) -> np.ndarray:

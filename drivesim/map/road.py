@@ -99,3 +99,31 @@ class RoadMap:
             for link in [*lane.successors, lane.left, lane.right]:
                 if link != -1 and not 0 <= link < n:
                     raise MapError(f"map {self.name!r} lane {i}: link to missing lane {link}")
+
+
+# m: lanes whose heights differ by more than this at a joint or crossing are on different levels.
+# A bridge clears at least 4.3-4.9 m (AASHTO, US; 4.5-4.7 m in Europe); a 1.5 m joint gap at a 10 %
+# grade climbs 0.15 m, so 2 m separates levels without splitting one road on a slope.
+MAX_HEIGHT_GAP = 2.0
+
+
+def z_at(lane: Lane, k: int) -> float:
+    """Height of centerline point k (NaN without z)."""
+    return float(np.asarray(lane.z, float)[k]) if lane.z is not None else np.nan
+
+
+def z_along(lane: Lane, xy: np.ndarray) -> float:
+    """Height of the lane where xy projects on its centerline, linear along the segment (NaN without z)."""
+    if lane.z is None:
+        return np.nan
+    p, z = np.asarray(lane.centerline, float), np.asarray(lane.z, float)
+    a, ab = p[:-1], np.diff(p, axis=0)
+    t = np.clip(((xy - a) * ab).sum(-1) / np.maximum((ab**2).sum(-1), 1e-12), 0.0, 1.0)  # [S]
+    k = int(np.linalg.norm(a + t[:, None] * ab - xy, axis=1).argmin())
+    return float(z[k] + t[k] * (z[k + 1] - z[k]))
+
+
+def same_level(z_a, z_b, max_gap: float = MAX_HEIGHT_GAP):
+    """True where two heights are within max_gap, or where either is unknown (NaN)."""
+    z_a, z_b = np.asarray(z_a, float), np.asarray(z_b, float)
+    return ~(np.abs(z_a - z_b) > max_gap)  # NaN compares False: unknown heights never split

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivesim.map.linking import infer_links, lane_conflicts, same_level
+from drivesim.map.conflicts import map_conflicts
+from drivesim.map.linking import infer_links
+from drivesim.map.road import same_level
 from drivesim.map.road import Lane, MapError, RoadMap
 
 
@@ -37,11 +39,11 @@ def test_bridge_is_not_linked_to_the_road_below():
 def test_bridge_crossing_is_no_conflict():
     lanes = _bridge()
     infer_links(lanes)
-    assert not [c for c in lane_conflicts(lanes) if {c[0], c[1]} == {0, 3}]
+    assert not [z for z in map_conflicts(lanes)[0][0] if z[2] == 3]
     flat = _bridge(heights=False)
     infer_links(flat)
-    crossing = [c for c in lane_conflicts(flat) if {c[0], c[1]} == {0, 3}]
-    assert len(crossing) == 1 and crossing[0][2] == "cross" and crossing[0][3:] == pytest.approx((0.0, 0.0))
+    crossing = [z for z in map_conflicts(flat)[0][0] if z[2] == 3]  # (s_in, s_out, other, ...) on the deck
+    assert len(crossing) == 1 and crossing[0][0] < 50.0 < crossing[0][1]  # around the crossing at x = 0
 
 
 def test_ramp_on_a_grade_is_still_linked_and_merges_are_conflicts():
@@ -51,7 +53,8 @@ def test_ramp_on_a_grade_is_still_linked_and_merges_are_conflicts():
     lanes = [ramp, deck, main]
     infer_links(lanes)
     assert lanes[0].successors == [1] and lanes[2].successors == [1]
-    assert [(i, j, k) for i, j, k, *_ in lane_conflicts(lanes)] == [(0, 2, "merge")]
+    zones = map_conflicts(lanes)[0]
+    assert [z[2] for z in zones[0]] == [2] and [z[2] for z in zones[2]] == [0] and not zones[1]  # ramp and main merge
 
 
 def test_height_helpers_and_validation():
