@@ -231,8 +231,13 @@ def cmd_evaluate(args) -> int:
 
 def evaluate_and_write(scenarios, policy_specs: str, meta: dict, out: Path, args) -> None:
     """Evaluate the comma-separated policies (the expert first, as progress reference) and write the outputs."""
+    from drivesim.behavior.scenario import ScenarioError, check_unique_names
     from drivesim.sim.evaluate import EvalConfig, evaluate
 
+    try:  # rows are told apart by scenario name: duplicates are an error before anything runs
+        check_unique_names(scenarios)
+    except ScenarioError as exc:
+        raise SystemExit(f"error: {exc}") from None
     policies = [make_policy(p) for p in policy_specs.split(",") if p]
     expert = next((p for p in policies if p.name == "pdm_expert"), None) or make_policy("pdm_expert")
     runner = make_runner(args)

@@ -16,6 +16,7 @@ import numpy as np
 import shapely
 
 from drivesim.behavior.scenario import AGENT_FIELDS, Scenario, ScenarioError
+from drivesim.core.safe_io import atomic_save
 from drivesim.map.road import Lane, MapError, RoadMap
 
 FORMAT = "drivesim-scenario/1"
@@ -83,8 +84,9 @@ def save_scenario(s: Scenario, path) -> Path:
     arrays, header = _arrays(s), _header(s)
     header["content_hash"] = _digest(arrays, header)
     path = Path(path)
+    path = path if path.name.endswith(".npz") else path.with_name(path.name + ".npz")  # as numpy names it
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, header=np.array(json.dumps(header, default=str)), **arrays)
+    atomic_save(path, lambda f: np.savez_compressed(f, header=np.array(json.dumps(header, default=str)), **arrays))
     return path
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from drivesim.behavior.scenario import Scenario, ScenarioError
+from drivesim.core.safe_io import atomic_save
 from drivesim.io.scenario_file import (BOOKKEEPING, SET_SUFFIX, ScenarioFileError, _arrays, _digest, _header, _road,
                                        _scenario)
 from drivesim.map.road import MapError
@@ -73,8 +74,9 @@ def save_set(scenarios: list[Scenario], table: pd.DataFrame, header: dict, path)
     head["set_hash"] = _set_hash(hashes, table_json, {k: v for k, v in head.items() if k != "set_hash"})
     path = set_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, set_header=np.array(json.dumps(head, default=str)),
-                        set_entries=np.array(json.dumps(entries, default=str)), set_table=np.array(table_json), **arrays)
+    atomic_save(path, lambda f: np.savez_compressed(f, set_header=np.array(json.dumps(head, default=str)),
+                                                   set_entries=np.array(json.dumps(entries, default=str)),
+                                                   set_table=np.array(table_json), **arrays))
     return path, head["set_hash"]
 
 
