@@ -68,7 +68,9 @@ class Scenario:
         Like Waymax's validity masks: a logged step of a non-ego agent with a non-finite value is
         made invalid at that step (counted in `meta["log_masked_steps"]`), and values at invalid
         steps are set to 0 so that no NaN reaches the simulator. The ego's log must be finite
-        wherever it is valid: its log is the progress reference, so a NaN there is an error."""
+        wherever it is valid: its log is the progress reference, so a NaN there is an error. In a
+        logged scenario the ego must also start on its route (hand-made test scenarios without a
+        log may park the ego anywhere)."""
         if self.error is not None:
             raise ScenarioError(f"scenario {self.name!r}: {self.error}")
         A = self.num_agents
@@ -96,8 +98,9 @@ class Scenario:
                 raise ScenarioError(f"{where}: route lane {b} does not follow lane {a} (successors {self.road.lanes[a].successors})")
         if (np.asarray(self.desired_speed) < 0).any():
             raise ScenarioError(f"{where}: desired speeds must be non-negative")
-        self._validate_ego_on_route(where)
         self._validate_log(where)
+        if self.log is not None:  # logged data (imports, scenario files): its route was derived from the data
+            self._validate_ego_on_route(where)
         self._validate_scripts(where)
 
     def _validate_ego_on_route(self, where: str) -> None:
@@ -124,18 +127,19 @@ class Scenario:
         if self.log_valid is None or np.asarray(self.log_valid).shape != (A, T + 1):
             shape = None if self.log_valid is None else np.asarray(self.log_valid).shape
             raise ScenarioError(f"{where}: log_valid must be [{A}, {T + 1}] beside the log, got {shape}")
-        log = np.asarray(self.log, dtype=float)
-        valid = np.asarray(self.log_valid).astype(bool)
+        valid = np.asarray(self.log_valid)
+        if not (valid.dtype == bool or (valid.dtype.kind in "iu" and np.isin(valid, (0, 1)).all())):
+            raise ScenarioError(f"{where}: field 'log_valid' must be boolean, got {valid.dtype}")
+        log, valid = np.asarray(self.log, dtype=float), valid.astype(bool)
         finite = np.isfinite(log).all(axis=-1)  # [A, T+1]
         bad_ego = np.flatnonzero(valid[0] & ~finite[0])
         if bad_ego.size:
             raise ScenarioError(f"{where}: field 'log' of the ego (agent 0) is non-finite at {bad_ego.size} valid step(s) "
                                 f"(first: step {bad_ego[0]}); the ego log must be finite wherever log_valid is True")
         masked = int((valid & ~finite).sum())
-        if masked or not finite.all():
-            valid = valid & finite
-            self.log = np.where(valid[..., None] | np.isfinite(log), log, 0.0)
-            self.log_valid = valid
+        self.log_valid = valid & finite
+        if not finite.all():
+            self.log = np.where(np.isfinite(log), log, 0.0)  # only at invalid steps now
             self.meta = {**self.meta, "log_masked_steps": int(self.meta.get("log_masked_steps", 0)) + masked}
 
     def _validate_scripts(self, where: str) -> None:
