@@ -152,6 +152,8 @@ def pick_scenario(args):
     if not pick:
         names = ", ".join(s.name for s in scenarios[:10])
         raise SystemExit(f"error: no scenario {args.scenario!r} in {where} (index or name; e.g. {names})")
+    if pick[0].error is not None:  # a suite scenario that could not be built (io/suite.py: failed_scenario)
+        raise SystemExit(f"error: scenario {pick[0].name!r}: {pick[0].error}")
     return pick[0]
 
 

@@ -137,7 +137,8 @@ class Scenario:
             raise ScenarioError(f"{where}: field 'log' of the ego (agent 0) is non-finite at {bad_ego.size} valid step(s) "
                                 f"(first: step {bad_ego[0]}); the ego log must be finite wherever log_valid is True")
         masked = int((valid & ~finite).sum())
-        self.log_valid = valid & finite
+        if masked or np.asarray(self.log_valid).dtype != bool:  # else keep the caller's arrays as they are
+            self.log_valid = valid & finite
         if not finite.all():
             self.log = np.where(np.isfinite(log), log, 0.0)  # only at invalid steps now
             self.meta = {**self.meta, "log_masked_steps": int(self.meta.get("log_masked_steps", 0)) + masked}
