@@ -68,9 +68,9 @@ class Scenario:
         Like Waymax's validity masks: a logged step of a non-ego agent with a non-finite value is
         made invalid at that step (counted in `meta["log_masked_steps"]`), and values at invalid
         steps are set to 0 so that no NaN reaches the simulator. The ego's log must be finite
-        wherever it is valid: its log is the progress reference, so a NaN there is an error. In a
-        logged scenario the ego must also start on its route (hand-made test scenarios without a
-        log may park the ego anywhere)."""
+        wherever it is valid: its log is the progress reference, so a NaN there is an error. An ego
+        with a log must also start on its route (hand-made scenarios whose ego has no log may park
+        it anywhere, as tests do)."""
         if self.error is not None:
             raise ScenarioError(f"scenario {self.name!r}: {self.error}")
         A = self.num_agents
@@ -99,7 +99,7 @@ class Scenario:
         if (np.asarray(self.desired_speed) < 0).any():
             raise ScenarioError(f"{where}: desired speeds must be non-negative")
         self._validate_log(where)
-        if self.log is not None:  # logged data (imports, scenario files): its route was derived from the data
+        if self.log is not None and self.log_valid[0].any():  # a logged ego (imports): its route was derived from its log
             self._validate_ego_on_route(where)
         self._validate_scripts(where)
 

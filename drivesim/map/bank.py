@@ -24,7 +24,7 @@ COARSE = 8  # full-lane searches look at every 8th point first, then the segment
 CHUNK = 6  # points per lane piece in observations (10 m at 2 m spacing)
 RESOLUTION = 0.25  # m per cell of the drivable-area rasters (MapBank.build's default)
 SDF_MARGIN = 6.0  # m of raster around the drivable area
-MAX_RASTER_CELLS = 16_000_000  # per map (1 km^2 at 0.25 m): building one takes ~60 bytes a cell, so <= ~1 GB
+MAX_RASTER_CELLS = 8_000_000  # per map (0.5 km^2 at 0.25 m): building one peaks at ~270 bytes a cell, so <= ~2.2 GB
 
 
 def resample_polyline(points: np.ndarray, spacing: float) -> np.ndarray:

@@ -90,7 +90,7 @@ class CurvedRoad:
     lanes_back: int = 2
     lane_width: float = 3.6
     speed_limit: float = 20.0
-    RANGES: ClassVar[dict] = {**BASE_RANGES, "length": (50.0, 1500.0), "radius": (30.0, 1000.0), "angle_deg": (-180.0, 180.0)}
+    RANGES: ClassVar[dict] = {**BASE_RANGES, "length": (50.0, 1000.0), "radius": (30.0, 500.0), "angle_deg": (-180.0, 180.0)}
 
     def build(self) -> RoadMap:
         _check_lanes(self.lanes, "lanes")
@@ -181,7 +181,7 @@ class Intersection:
     green: float = 10.0  # s of green per arm
     all_red: float = 2.0  # s between arms
     corner: float = 8.0  # m of junction beyond the widest arm: sets the turning radii
-    RANGES: ClassVar[dict] = {"arm_length": (20.0, 400.0), "lanes_in": (2, 3), "lanes_out": (1, 3), "lane_width": LANE_WIDTH,
+    RANGES: ClassVar[dict] = {"arm_length": (20.0, 300.0), "lanes_in": (2, 3), "lanes_out": (1, 3), "lane_width": LANE_WIDTH,
                               "speed_limit": SPEED_LIMIT, "green": (1.0, 120.0), "all_red": (0.0, 30.0),
                               "corner": (0.0, 50.0)}
 

@@ -39,7 +39,7 @@ def suite(tmp_path, body: str, top: str = "duration: 2.0") -> Path:
     ("duration: 2.0", "- {map: curved, count: 1, map_params: {angle_deg: .nan}}\n",
      r"groups\[0\].map_params.angle_deg: got nan; allowed: a finite number"),
     ("duration: 2.0", "- {map: curved, count: 1, map_params: {radius: 1.0e+9}}\n",
-     r"groups\[0\].map_params.radius: got 1000000000.0; allowed: 30 <= radius <= 1000"),
+     r"groups\[0\].map_params.radius: got 1000000000.0; allowed: 30 <= radius <= 500"),
     ("duration: 2.0", "- {map: straight, count: 1, map_params: {length: 1.0e+9}}\n",
      r"groups\[0\].map_params.length: got 1000000000.0; allowed: 50 <= length <= 5000"),
     ("duration: 2.0", "- {map: straight, count: 1, map_params: {length: -400}}\n",
@@ -50,8 +50,8 @@ def suite(tmp_path, body: str, top: str = "duration: 2.0") -> Path:
     ("duration: 2.0", "- {map: straight, count: 1, ego: {speed: 1.0e+6}}\n", r"groups\[0\].ego.speed: got 1000000.0; allowed: 0 <= speed <= 70"),
     ("duration: 2.0", "- {map: straight, count: 1, ego: {start_s: [0, .nan]}}\n", r"groups\[0\].ego.start_s: got \(0.0, nan\)"),
     ("duration: 2.0", "- {map: intersection, count: 1, map_params: {green: .inf}}\n", r"groups\[0\].map_params.green: got inf"),
-    ("duration: 2.0", "- {map: curved, count: 1, map_params: {length: 1500, radius: 1000, angle_deg: 90}}\n",
-     r"groups\[0\].map_params: map 'curved' is too large: .* allowed: 16M cells"),
+    ("duration: 2.0", "- {map: curved, count: 1, map_params: {length: 1000, radius: 500, angle_deg: 180}}\n",
+     r"groups\[0\].map_params: map 'curved' is too large: .* allowed: 8M cells"),
 ])
 def test_unbounded_and_non_finite_values_are_suite_errors(tmp_path, top, body, expected):
     path = suite(tmp_path, body, top)
