@@ -175,6 +175,8 @@ def pick_scenario(args):
         names = ", ".join(s.name for s in scenarios[:10])
         unread = f"; {len(errors)} file(s) there could not be read (listed above)" if errors else ""
         raise SystemExit(f"error: no scenario {args.scenario!r} in {where} (index or name; e.g. {names}){unread}")
+    if pick[0].error is not None:  # a suite scenario that could not be built (io/suite.py: failed_scenario)
+        raise SystemExit(f"error: scenario {pick[0].name!r}: {pick[0].error}")
     return pick[0], errors
 
 
@@ -263,8 +265,14 @@ def cmd_evaluate(args) -> int:
 def evaluate_and_write(scenarios, policy_specs: str, meta: dict, out: Path, args, skipped: dict | None = None):
     """Evaluate the comma-separated policies (the expert first, as progress reference), write the
     outputs and return the Evaluation. Rows stream to results.jsonl as they finish."""
+    from drivesim.behavior.scenario import ScenarioError, check_unique_names
     from drivesim.io.results import RowStream
     from drivesim.sim.evaluate import EvalConfig, evaluate
+
+    try:  # rows are told apart by scenario name: duplicates are an error before anything runs
+        check_unique_names(scenarios)
+    except ScenarioError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
     specs = [p for p in policy_specs.split(",") if p]
     policies = [make_policy(p) for p in specs]

@@ -11,12 +11,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from shapely.geometry import LineString, Point
 
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.map.bank import MapBank, curve_speed, resample_polyline
-from drivesim.map.road import RoadMap
+from drivesim.map.road import Lane, RoadMap
 
 AGENT_FIELDS = ("x", "y", "yaw", "speed", "length", "width", "agent_type", "mode", "desired_speed")
+MAX_EGO_OFF_ROUTE = 10.0  # m: an ego farther than this from its route at t=0 is not on the road it is scored on
+MAX_STEPS = 6000  # simulation steps per scenario (10 min at 0.1 s): bounds the [A, T] arrays
+MIN_ROUTE_AHEAD = 1.0  # m of route the ego must have ahead of it at t=0 (at or past its end, progress is 0 by construction)
 
 
 class ScenarioError(ValueError):
@@ -48,6 +52,7 @@ class Scenario:
     script_lat_speed: np.ndarray | None = None  # [A, T] m/s cap on lateral speed while changing lane, NaN = default
     seed: int = 0
     meta: dict = field(default_factory=dict)
+    error: str | None = None  # why the scenario could not be built (failed_scenario); validate() raises it
 
     @property
     def num_steps(self) -> int:
@@ -58,7 +63,17 @@ class Scenario:
         return len(self.x)
 
     def validate(self) -> None:
-        A, T = self.num_agents, self.num_steps
+        """Check every field (ScenarioError naming the scenario and the field) and mask bad log steps.
+
+        Like Waymax's validity masks: a logged step of a non-ego agent with a non-finite value is
+        made invalid at that step (counted in `meta["log_masked_steps"]`), and values at invalid
+        steps are set to 0 so that no NaN reaches the simulator. The ego's log must be finite
+        wherever it is valid: its log is the progress reference, so a NaN there is an error. An ego
+        with a log must also start on its route (hand-made scenarios whose ego has no log may park
+        it anywhere, as tests do)."""
+        if self.error is not None:
+            raise ScenarioError(f"scenario {self.name!r}: {self.error}")
+        A = self.num_agents
         where = f"scenario {self.name!r}"
         for f in AGENT_FIELDS:
             v = np.asarray(getattr(self, f))
@@ -74,8 +89,8 @@ class Scenario:
             raise ScenarioError(f"{where}: unknown agent type in {np.unique(self.agent_type)}")
         if (self.length <= 0).any() or (self.width <= 0).any() or (self.speed < 0).any():
             raise ScenarioError(f"{where}: lengths and widths must be positive and speeds non-negative")
-        if not 0 < self.dt <= 1 or T < 1:
-            raise ScenarioError(f"{where}: need 0 < dt <= 1 s and at least one step (duration {self.duration}, dt {self.dt})")
+        if not (np.isfinite(self.duration) and np.isfinite(self.dt) and 0 < self.dt <= 1 and 1 <= self.num_steps <= MAX_STEPS):
+            raise ScenarioError(f"{where}: need 0 < dt <= 1 s and 1..{MAX_STEPS} steps (duration {self.duration}, dt {self.dt})")
         if not self.route or any(not 0 <= r < len(self.road.lanes) for r in self.route):
             raise ScenarioError(f"{where}: route {self.route} must name lanes 0..{len(self.road.lanes) - 1}")
         for a, b in zip(self.route, self.route[1:]):
@@ -83,15 +98,95 @@ class Scenario:
                 raise ScenarioError(f"{where}: route lane {b} does not follow lane {a} (successors {self.road.lanes[a].successors})")
         if (np.asarray(self.desired_speed) < 0).any():
             raise ScenarioError(f"{where}: desired speeds must be non-negative")
+        self._validate_log(where)
+        if self.log is not None and self.log_valid[0].any():  # a logged ego (imports): its route was derived from its log
+            self._validate_ego_on_route(where)
+        self._validate_scripts(where)
+
+    def _validate_ego_on_route(self, where: str) -> None:
+        """The ego starts on its route (within MAX_EGO_OFF_ROUTE) with MIN_ROUTE_AHEAD of it left."""
+        line = LineString(route_polyline(self))
+        ego = Point(float(self.x[0]), float(self.y[0]))
+        off, s = line.distance(ego), line.project(ego)
+        if off > MAX_EGO_OFF_ROUTE:
+            raise ScenarioError(f"{where}: field 'x'/'y' of the ego ({ego.x:.1f}, {ego.y:.1f}) is {off:.1f} m from its "
+                                f"route (lanes {self.route}); allowed: within {MAX_EGO_OFF_ROUTE:g} m")
+        if line.length - s < MIN_ROUTE_AHEAD:
+            raise ScenarioError(f"{where}: the ego starts {line.length - s:.1f} m before the end of its route "
+                                f"(route length {line.length:.1f} m); need at least {MIN_ROUTE_AHEAD:g} m ahead")
+
+    def _validate_log(self, where: str) -> None:
+        A, T = self.num_agents, self.num_steps
         needs_log = np.isin(np.asarray(self.mode), [ControlMode.REPLAY, ControlMode.HYBRID]).any()
         if needs_log and (self.log is None or self.log_valid is None):
             raise ScenarioError(f"{where}: REPLAY and HYBRID agents need `log` and `log_valid`")
-        if self.log is not None and self.log.shape[:2] != (A, T + 1):
+        if self.log is None:
+            return
+        if self.log.shape != (A, T + 1, 4):
             raise ScenarioError(f"{where}: log must be [{A}, {T + 1}, 4], got {self.log.shape}")
+        if self.log_valid is None or np.asarray(self.log_valid).shape != (A, T + 1):
+            shape = None if self.log_valid is None else np.asarray(self.log_valid).shape
+            raise ScenarioError(f"{where}: log_valid must be [{A}, {T + 1}] beside the log, got {shape}")
+        valid = np.asarray(self.log_valid)
+        if not (valid.dtype == bool or (valid.dtype.kind in "iu" and np.isin(valid, (0, 1)).all())):
+            raise ScenarioError(f"{where}: field 'log_valid' must be boolean, got {valid.dtype}")
+        log, valid = np.asarray(self.log, dtype=float), valid.astype(bool)
+        finite = np.isfinite(log).all(axis=-1)  # [A, T+1]
+        bad_ego = np.flatnonzero(valid[0] & ~finite[0])
+        if bad_ego.size:
+            raise ScenarioError(f"{where}: field 'log' of the ego (agent 0) is non-finite at {bad_ego.size} valid step(s) "
+                                f"(first: step {bad_ego[0]}); the ego log must be finite wherever log_valid is True")
+        masked = int((valid & ~finite).sum())
+        if masked or np.asarray(self.log_valid).dtype != bool:  # else keep the caller's arrays as they are
+            self.log_valid = valid & finite
+        if not finite.all():
+            self.log = np.where(np.isfinite(log), log, 0.0)  # only at invalid steps now
+            self.meta = {**self.meta, "log_masked_steps": int(self.meta.get("log_masked_steps", 0)) + masked}
+
+    def _validate_scripts(self, where: str) -> None:
+        A, T = self.num_agents, self.num_steps
         for name in ("script_accel", "script_lane", "script_lat_speed"):
             v = getattr(self, name)
-            if v is not None and v.shape != (A, T):
+            if v is None:
+                continue
+            if v.shape != (A, T):
                 raise ScenarioError(f"{where}: {name} must be [{A}, {T}], got {v.shape}")
+            v = np.asarray(v, dtype=float)
+            if np.isinf(v).any() or (name == "script_lat_speed" and (v < 0).any()):
+                raise ScenarioError(f"{where}: field {name!r} has infinite or negative values (NaN means 'not scripted')")
+            if name == "script_lane" and ((v < -1) | (v >= len(self.road.lanes)) | np.isnan(v)).any():
+                raise ScenarioError(f"{where}: field 'script_lane' must name lanes 0..{len(self.road.lanes) - 1} or be -1")
+
+
+def check_unique_names(scenarios: list[Scenario]) -> None:
+    """ScenarioError naming every duplicated scenario name and the files it came from: the rows
+    of one evaluation are told apart by scenario name."""
+    files: dict[str, list[str]] = {}
+    for s in scenarios:
+        files.setdefault(s.name, []).append(str(s.meta.get("scenario_file", "<in memory>")))
+    dups = {n: f for n, f in files.items() if len(f) > 1}
+    if dups:
+        listed = "; ".join(f"{n!r} in {', '.join(f)}" for n, f in sorted(dups.items()))
+        raise ScenarioError(f"duplicate scenario names in one evaluation (rows could not be told apart): {listed}")
+
+
+def failed_scenario(name: str, error: str, meta: dict | None = None) -> Scenario:
+    """A scenario that could not be built (e.g. its map): it carries `error`, and `validate()`
+    raises it, so an evaluation reports it as an error row while the other scenarios run."""
+    return Scenario(name=name, road=_placeholder_road(), x=np.zeros(1), y=np.zeros(1), yaw=np.zeros(1), speed=np.zeros(1),
+                    length=np.ones(1), width=np.ones(1), agent_type=np.zeros(1, np.int64),
+                    mode=np.full(1, int(ControlMode.POLICY)), desired_speed=np.zeros(1), route=[0], error=error,
+                    meta=dict(meta or {}))
+
+
+_PLACEHOLDER: list[RoadMap] = []
+
+
+def _placeholder_road() -> RoadMap:
+    """One 10 m lane, the road of every failed scenario (never simulated)."""
+    if not _PLACEHOLDER:
+        _PLACEHOLDER.append(RoadMap("unbuilt", [Lane(np.array([[0.0, 0.0], [10.0, 0.0]]))]))
+    return _PLACEHOLDER[0]
 
 
 @dataclass

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import shapely
 
 from drivesim.behavior.scenario import AGENT_FIELDS, Scenario, ScenarioError
+from drivesim.core.safe_io import atomic_save
 from drivesim.map.road import Lane, MapError, RoadMap
 from drivesim.map.signals import LoggedSignals
 
@@ -23,6 +26,10 @@ FORMAT = "drivesim-scenario/1"
 SET_SUFFIX = ".set.npz"  # scenario sets (io/scenario_set.py): many scenarios, maps stored once
 OPTIONAL = ("log", "log_valid", "script_accel", "script_lane", "script_lat_speed")
 BOOKKEEPING = ("content_hash", "scenario_file")  # added to meta on load; not part of the content
+# what numpy raises on a damaged or foreign .npz (zip, zlib, npy header)
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, struct.error)
+# what rebuilding a scenario from arrays of the wrong dtype, shape or value raises (a file is data, not code)
+CONTENT_ERRORS = (KeyError, IndexError, TypeError, ValueError, OverflowError, shapely.errors.ShapelyError)
 
 
 class ScenarioFileError(ValueError):
@@ -93,8 +100,9 @@ def save_scenario(s: Scenario, path) -> Path:
     arrays, header = _arrays(s), _header(s)
     header["content_hash"] = _digest(arrays, header)
     path = Path(path)
+    path = path if path.name.endswith(".npz") else path.with_name(path.name + ".npz")  # as numpy names it
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, header=np.array(json.dumps(header, default=str)), **arrays)
+    atomic_save(path, lambda f: np.savez_compressed(f, header=np.array(json.dumps(header, default=str)), **arrays))
     return path
 
 
@@ -103,12 +111,14 @@ def load_scenario(path) -> Scenario:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ScenarioFileError(f"{path}: not a readable scenario file ({exc})") from None
+    except UNREADABLE as exc:
+        raise ScenarioFileError(f"{path}: not a readable scenario file ({type(exc).__name__}: {exc})") from None
     try:
         header = json.loads(str(arrays.pop("header")))
     except (KeyError, json.JSONDecodeError):
         raise ScenarioFileError(f"{path}: no scenario header (not written by drivesim?)") from None
+    if not isinstance(header, dict):
+        raise ScenarioFileError(f"{path}: the scenario header is not a mapping (not written by drivesim?)")
     if header.get("format") != FORMAT:
         raise ScenarioFileError(f"{path}: format {header.get('format')!r}, expected {FORMAT!r}")
     stored = header.pop("content_hash", None)
@@ -117,8 +127,10 @@ def load_scenario(path) -> Scenario:
     try:
         s = _scenario(arrays, header)
         s.validate()
-    except (KeyError, ScenarioError, MapError, ValueError) as exc:
+    except (ScenarioError, MapError) as exc:
         raise ScenarioFileError(f"{path}: {exc}") from None
+    except CONTENT_ERRORS as exc:  # arrays of the wrong kind, shape or value for their field
+        raise ScenarioFileError(f"{path}: malformed content ({type(exc).__name__}: {exc})") from None
     s.meta = {**s.meta, "content_hash": stored, "scenario_file": path.name}
     return s
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from drivesim.behavior.scenario import Scenario, ScenarioError
-from drivesim.io.scenario_file import (BOOKKEEPING, SET_SUFFIX, ScenarioFileError, _arrays, _digest, _header, _road,
-                                       _scenario)
+from drivesim.core.safe_io import atomic_save
+from drivesim.io.scenario_file import (BOOKKEEPING, CONTENT_ERRORS, SET_SUFFIX, UNREADABLE, ScenarioFileError, _arrays,
+                                       _digest, _header, _road, _scenario)
 from drivesim.map.road import MapError
 
 SET_FORMAT = "drivesim-scenario-set/1"
@@ -73,8 +73,9 @@ def save_set(scenarios: list[Scenario], table: pd.DataFrame, header: dict, path)
     head["set_hash"] = _set_hash(hashes, table_json, {k: v for k, v in head.items() if k != "set_hash"})
     path = set_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, set_header=np.array(json.dumps(head, default=str)),
-                        set_entries=np.array(json.dumps(entries, default=str)), set_table=np.array(table_json), **arrays)
+    atomic_save(path, lambda f: np.savez_compressed(f, set_header=np.array(json.dumps(head, default=str)),
+                                                   set_entries=np.array(json.dumps(entries, default=str)),
+                                                   set_table=np.array(table_json), **arrays))
     return path, head["set_hash"]
 
 
@@ -86,8 +87,10 @@ def load_set(path) -> LoadedSet:
         head = json.loads(str(stored.pop("set_header")))
         entries = json.loads(str(stored.pop("set_entries")))
         table_json = str(stored.pop("set_table"))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+    except UNREADABLE as exc:
         raise ScenarioFileError(f"{path}: not a readable scenario set ({type(exc).__name__}: {exc})") from None
+    if not isinstance(head, dict) or not isinstance(entries, list):
+        raise ScenarioFileError(f"{path}: the set header or scenario list is malformed (not written by drivesim?)")
     if head.get("format") != SET_FORMAT:
         raise ScenarioFileError(f"{path}: format {head.get('format')!r}, expected {SET_FORMAT!r}")
     hashes = [e["content_hash"] for e in entries]
@@ -112,8 +115,11 @@ def load_set(path) -> LoadedSet:
                 roads[e["map"]] = _road(a, h)
             s = _scenario(a, h, roads[e["map"]])
             s.validate()
-        except (KeyError, ScenarioError, MapError, ValueError) as exc:
+        except (ScenarioError, MapError) as exc:
             errors.append(f"{where}: {exc}")
+            continue
+        except CONTENT_ERRORS as exc:
+            errors.append(f"{where}: malformed content ({type(exc).__name__}: {exc})")
             continue
         s.meta = {**{k: v for k, v in s.meta.items() if k not in BOOKKEEPING}, "content_hash": e["content_hash"],
                   "scenario_file": path.name}

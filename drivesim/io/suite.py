@@ -21,8 +21,9 @@ from typing import Any, Mapping
 
 import numpy as np
 import yaml
+from shapely.geometry import LineString, Point
 
-from drivesim.behavior.scenario import Scenario
+from drivesim.behavior.scenario import Scenario, ScenarioError, failed_scenario
 from drivesim.behavior.traffic import EgoConfig, TrafficConfig, procedural_scenario
 from drivesim.core.config import (ConfigError, apply_overrides, check_type, describe, field_types, join_path,
                                   type_name, unknown_key_error)
@@ -39,6 +40,9 @@ NOT_IN_TRAFFIC = {
     "dt": "set `dt` at the top level of the suite",
 }
 MAX_COUNT = 100_000
+MAX_DURATION = 300.0  # s per scenario
+# bounds beyond TrafficConfig/EgoConfig.validate_config, so that every number has a range a road can have
+SECTION_RANGES = {"ego": {"speed": (0.0, 70.0), "start_s": (0.0, 5000.0), "length": (0.5, 30.0), "width": (0.3, 5.0)}}
 
 
 class SuiteError(ConfigError):
@@ -93,15 +97,34 @@ class Suite:
 def parse_range(value: Any, tp: Any, where: str) -> Any:
     """A fixed value of type `tp`, or `[lo, hi]` (both of type `tp`, lo <= hi) -> Uniform."""
     if not isinstance(value, (list, tuple)):
-        return check_type(value, tp, where)
+        return _finite(check_type(value, tp, where), where)
     if tp not in (int, float):
         raise ConfigError(f"{where}: expected {type_name(tp)}, got {describe(value)} (ranges [lo, hi] are for numbers only)")
     if len(value) != 2:
         raise ConfigError(f"{where}: expected a {type_name(tp)} or a range [lo, hi], got a list of {len(value)}")
-    lo, hi = (check_type(v, tp, join_path(where, k)) for k, v in enumerate(value))
+    lo, hi = (_finite(check_type(v, tp, join_path(where, k)), join_path(where, k)) for k, v in enumerate(value))
     if lo > hi:
         raise ConfigError(f"{where}: range [{lo}, {hi}] has lo > hi; expected [lo, hi] with lo <= hi")
     return Uniform(lo, hi)
+
+
+def _finite(value: Any, where: str) -> Any:
+    """`value`, unless it is (or holds) a non-finite float: `.nan`/`.inf` are never a road's number."""
+    numbers = value if isinstance(value, tuple) else (value,)
+    if any(isinstance(v, float) and not np.isfinite(v) for v in numbers):
+        raise ConfigError(f"{where}: got {value!r}; allowed: a finite number")
+    return value
+
+
+def _in_range(values: Mapping[str, Any], ranges: Mapping[str, tuple], where: str) -> None:
+    """Each value (a number, a Uniform or a (lo, hi) tuple) lies inside its [lo, hi] of `ranges`."""
+    for key, value in values.items():
+        if key not in ranges:
+            continue
+        lo, hi = ranges[key]
+        parts = (value.lo, value.hi) if isinstance(value, Uniform) else value if isinstance(value, tuple) else (value,)
+        if not all(lo <= v <= hi for v in parts):
+            raise ConfigError(f"{join_path(where, key)}: got {_plain(value)!r}; allowed: {lo:g} <= {key} <= {hi:g}")
 
 
 def _mapping(raw: Any, where: str) -> Mapping:
@@ -132,7 +155,7 @@ def _section(raw: Any, hints: dict[str, Any], where: str, forbidden: Mapping[str
             raise unknown_key_error(where, key, set(hints) - set(forbidden))
         tp = hints[key]
         if typing.get_origin(tp) is tuple:  # the field is itself a range: pass it through
-            out[key] = check_type(value, tp, join_path(where, key))
+            out[key] = _finite(check_type(value, tp, join_path(where, key)), join_path(where, key))
         else:
             out[key] = parse_range(value, tp, join_path(where, key))
     return out
@@ -155,6 +178,8 @@ def _parse_group(raw: Any, where: str) -> GroupSpec:
     map_params = _section(raw.get("map_params"), field_types(MAP_TYPES[kind]), join_path(where, "map_params"))
     traffic = _section(raw.get("traffic"), field_types(TrafficConfig), join_path(where, "traffic"), NOT_IN_TRAFFIC)
     ego = _section(raw.get("ego"), field_types(EgoConfig), join_path(where, "ego"))
+    _in_range(map_params, MAP_TYPES[kind].RANGES, join_path(where, "map_params"))  # before any map is built
+    _in_range(ego, SECTION_RANGES["ego"], join_path(where, "ego"))
     for hi in (False, True):  # ranges are monotone checks: validating both corners covers them
         apply_overrides(TrafficConfig(), _corner(traffic, hi), join_path(where, "traffic"))
         apply_overrides(EgoConfig(), _corner(ego, hi), join_path(where, "ego"))
@@ -180,8 +205,8 @@ def parse_suite(data: Any, source: str = "<dict>") -> Suite:
             raise ConfigError(f"seed: got {vals['seed']}; allowed: an integer >= 0")
         if not 0 < vals["dt"] <= 1:
             raise ConfigError(f"dt: got {vals['dt']}; allowed: 0 < dt <= 1")
-        if not vals["duration"] >= vals["dt"]:
-            raise ConfigError(f"duration: got {vals['duration']}; allowed: >= dt ({vals['dt']})")
+        if not vals["dt"] <= vals["duration"] <= MAX_DURATION:
+            raise ConfigError(f"duration: got {vals['duration']}; allowed: dt ({vals['dt']}) <= duration <= {MAX_DURATION:g} s")
         if not 2 <= vals["map_grid"] <= 100:
             raise ConfigError(f"map_grid: got {vals['map_grid']}; allowed: 2..100")
         groups = check_type(raw["groups"], list, "groups")
@@ -264,31 +289,52 @@ def _sample_all(values: Mapping[str, Any], rng: np.random.Generator, grid: int |
 
 
 def _build_one(suite: Suite, g: int, i: int, maps: dict, digest: str) -> Scenario:
+    """Scenario i of group g; one that cannot be built (its map, its traffic) is a `failed_scenario`
+    carrying the reason, which the evaluation reports as an error row while the rest runs."""
     group = suite.groups[g]
     where = f"{suite.source}: groups[{g}]"
+    name = f"{suite.name}/{g:02d}-{group.label}/{i:03d}"
     rng = np.random.default_rng([suite.seed, g, i, 1])
     params = _sample_all(group.map_params, rng, suite.map_grid)
+    meta = {"suite": {"name": suite.name, "hash": digest, "group": g, "index": i, "map_params": params}}
     key = (group.map, tuple(sorted(params.items())))
     if key not in maps:
         try:
             maps[key] = build_map(group.map, **params)
         except MapError as e:
-            raise SuiteError(f"{where}.map_params: {e} (sampled {params})") from None
-    road: RoadMap = maps[key]
+            maps[key] = f"{where}.map_params: {e} (sampled {params})"
+    road: RoadMap | str = maps[key]
+    if isinstance(road, str):  # this map could not be built: every scenario on it is an error row
+        return failed_scenario(name, road, meta)
     try:
         cfg = apply_overrides(TrafficConfig(), _sample_all(group.traffic, rng), f"groups[{g}].traffic")
         cfg = dataclasses.replace(cfg, ego=apply_overrides(EgoConfig(), _sample_all(group.ego, rng), f"groups[{g}].ego"),
                                   duration=suite.duration, dt=suite.dt)
         seed = scenario_seed(suite.seed, g, i)
-        scenario = procedural_scenario(road, cfg, seed, f"{suite.name}/{g:02d}-{group.label}/{i:03d}")
-    except ConfigError as e:
-        raise SuiteError(f"{where} scenario {i}: {e}") from None
-    scenario.meta["suite"] = {"name": suite.name, "hash": digest, "group": g, "index": i, "map_params": params}
+        scenario = procedural_scenario(road, cfg, seed, name)
+        _check_ego_start(scenario, cfg.ego, "ego")
+        scenario.validate()
+    except (ConfigError, ScenarioError, MapError) as e:
+        return failed_scenario(name, f"{where} scenario {i}: {e}", meta)
+    scenario.meta.update(meta)
     return scenario
 
 
+def _check_ego_start(scenario: Scenario, ego: EgoConfig, where: str) -> None:
+    """ConfigError when the ego's start_s lies past the end of its first route lane (the placement
+    stops it at the lane's end, where it would start with no road to score)."""
+    lane = scenario.road.lanes[scenario.route[0]]
+    line = LineString(lane.centerline)
+    ahead = line.length - line.project(Point(float(scenario.x[0]), float(scenario.y[0])))
+    if ahead <= ego.length / 2 + 0.05:
+        raise ConfigError(f"{where}.start_s: {list(ego.start_s)} is past the end of the ego's first route lane "
+                          f"(lane {scenario.route[0]}, {line.length:.1f} m); allowed: start_s < {line.length - ego.length / 2:.1f}")
+
+
 def build_scenarios(suite: Suite, progress: bool = True) -> list[Scenario]:
-    """All scenarios of the suite, in group order; identical maps are one shared RoadMap."""
+    """All scenarios of the suite, in group order; identical maps are one shared RoadMap. A
+    scenario that cannot be built is a `failed_scenario` (its `error` says why; `validate()`
+    raises it), so one bad map fails its scenarios, never the whole suite."""
     from tqdm.auto import tqdm
 
     maps: dict = {}

@@ -18,13 +18,16 @@ import torch
 from scipy.ndimage import distance_transform_edt
 
 from drivesim.map.conflicts import build_conflicts
-from drivesim.map.road import RoadMap
+from drivesim.map.road import MapError, RoadMap
 from drivesim.map.signals import signal_tables
 
 SDF_CLAMP = (-20.0, 40.0)  # m; covers the WOSAC distance-to-road-edge range
 MAX_SUCCESSORS = 4
 COARSE = 8  # full-lane searches look at every 8th point first, then the segments near the best
 CHUNK = 6  # points per lane piece in observations (10 m at 2 m spacing)
+RESOLUTION = 0.25  # m per cell of the drivable-area rasters (MapBank.build's default)
+SDF_MARGIN = 6.0  # m of raster around the drivable area
+MAX_RASTER_CELLS = 8_000_000  # per map (0.5 km^2 at 0.25 m): building one peaks at ~270 bytes a cell, so <= ~2.2 GB
 
 
 def resample_polyline(points: np.ndarray, spacing: float) -> np.ndarray:
@@ -58,7 +61,22 @@ def curve_speed(points: np.ndarray, lookahead: float = 30.0) -> np.ndarray:
     return np.minimum.reduce([padded[k : k + len(vmax)] for k in range(ahead + 1)])
 
 
-def signed_distance_raster(drivable, resolution: float, margin: float = 6.0):
+def raster_shape(drivable, resolution: float, margin: float = SDF_MARGIN) -> tuple[int, int]:
+    """(h, w) cells of the signed-distance raster of `drivable`."""
+    x0, y0, x1, y1 = drivable.bounds
+    return int(math.ceil((y1 - y0 + 2 * margin) / resolution)), int(math.ceil((x1 - x0 + 2 * margin) / resolution))
+
+
+def check_raster_size(road: RoadMap, resolution: float = RESOLUTION) -> None:
+    """MapError when the map's raster would exceed MAX_RASTER_CELLS (checked before any is built)."""
+    h, w = raster_shape(road.drivable, resolution)
+    if h * w > MAX_RASTER_CELLS:
+        x0, y0, x1, y1 = road.drivable.bounds
+        raise MapError(f"map {road.name!r} is too large: {x1 - x0:.0f} m x {y1 - y0:.0f} m needs a {w} x {h} raster "
+                       f"at {resolution} m ({h * w / 1e6:.0f}M cells); allowed: {MAX_RASTER_CELLS / 1e6:.0f}M cells")
+
+
+def signed_distance_raster(drivable, resolution: float, margin: float = SDF_MARGIN):
     """Signed distance to the drivable-area boundary at cell centres (positive outside)."""
     x0, y0, x1, y1 = drivable.bounds
     x0, y0 = x0 - margin, y0 - margin
@@ -237,7 +255,9 @@ class MapBank:
         return dataclasses.replace(self, maps=list(maps), signal_table=table, map_signal_steps=left)
 
     @staticmethod
-    def build(maps: list[RoadMap], spacing: float = 2.0, resolution: float = 0.25, device="cpu") -> "MapBank":
+    def build(maps: list[RoadMap], spacing: float = 2.0, resolution: float = RESOLUTION, device="cpu") -> "MapBank":
+        for m in maps:  # memory is bounded before anything is built
+            check_raster_size(m, resolution)
         lanes = [lane for m in maps for lane in m.lanes]
         starts = np.cumsum([0] + [len(m.lanes) for m in maps])[:-1]
         pts = [resample_polyline(np.asarray(l.centerline, float), spacing) for l in lanes]

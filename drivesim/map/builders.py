@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import numpy as np
 from shapely.geometry import Polygon
 
+from drivesim.map.bank import check_raster_size
 from drivesim.map.road import Lane, MapError, RoadMap
 
 
@@ -43,6 +45,17 @@ def _carriageway(ref: np.ndarray, n_fwd: int, n_bwd: int, width: float, speed: f
     return lanes, fwd, bwd
 
 
+# ranges a road can have, shared by the builders: every parameter is checked (finite, inside its
+# range) before anything is built, so that a typo cannot ask for a 1e9 m road
+LENGTH = (50.0, 5000.0)  # m
+LANES = (1, 5)
+LANES_BACK = (0, 5)
+LANE_WIDTH = (2.5, 5.0)  # m
+SPEED_LIMIT = (1.0, 70.0)  # m/s
+BASE_RANGES = {"length": LENGTH, "lanes": LANES, "lanes_back": LANES_BACK, "lane_width": LANE_WIDTH,
+               "speed_limit": SPEED_LIMIT}
+
+
 def _check_lanes(n: int, what: str) -> None:
     if not 1 <= n <= 5:
         raise MapError(f"{what} must be between 1 and 5, got {n}")
@@ -57,6 +70,7 @@ class StraightRoad:
     lanes_back: int = 2
     lane_width: float = 3.6
     speed_limit: float = 25.0
+    RANGES: ClassVar[dict] = BASE_RANGES
 
     def build(self) -> RoadMap:
         _check_lanes(self.lanes, "lanes")
@@ -76,6 +90,7 @@ class CurvedRoad:
     lanes_back: int = 2
     lane_width: float = 3.6
     speed_limit: float = 20.0
+    RANGES: ClassVar[dict] = {**BASE_RANGES, "length": (50.0, 1000.0), "radius": (30.0, 500.0), "angle_deg": (-180.0, 180.0)}
 
     def build(self) -> RoadMap:
         _check_lanes(self.lanes, "lanes")
@@ -92,6 +107,7 @@ class CurvedRoad:
         end, heading = arc[-1], ang
         pts.append((end + np.outer(np.linspace(0, straight, 10)[1:], [math.cos(heading), math.sin(heading)])))
         ref = np.concatenate(pts)
+        ref = ref[np.r_[True, np.linalg.norm(np.diff(ref, axis=0), axis=1) > 1e-9]]  # angle 0: the arc is one point
         lanes, _, _ = _carriageway(ref, self.lanes, self.lanes_back, self.lane_width, self.speed_limit)
         return RoadMap("curved", lanes)
 
@@ -113,6 +129,8 @@ class OnRampMerge:
     merge_start: float = 180.0
     merge_length: float = 120.0
     ramp_length: float = 120.0
+    RANGES: ClassVar[dict] = {**BASE_RANGES, "length": (100.0, 5000.0), "merge_start": (10.0, 4900.0),
+                              "merge_length": (20.0, 1000.0), "ramp_length": (20.0, 1000.0)}
 
     def build(self) -> RoadMap:
         _check_lanes(self.lanes, "lanes")
@@ -163,6 +181,9 @@ class Intersection:
     green: float = 10.0  # s of green per arm
     all_red: float = 2.0  # s between arms
     corner: float = 8.0  # m of junction beyond the widest arm: sets the turning radii
+    RANGES: ClassVar[dict] = {"arm_length": (20.0, 300.0), "lanes_in": (2, 3), "lanes_out": (1, 3), "lane_width": LANE_WIDTH,
+                              "speed_limit": SPEED_LIMIT, "green": (1.0, 120.0), "all_red": (0.0, 30.0),
+                              "corner": (0.0, 50.0)}
 
     def build(self) -> RoadMap:
         if not 2 <= self.lanes_in <= 3 or not 1 <= self.lanes_out <= 3:
@@ -234,4 +255,23 @@ def build_map(map_type: str, **params) -> RoadMap:
     unknown = set(params) - known
     if unknown:
         raise MapError(f"unknown parameter(s) {sorted(unknown)} for map type {map_type!r}; known: {sorted(known)}")
-    return cls(**params).build()
+    for key, value in params.items():
+        check_param(map_type, key, value)
+    road = cls(**params).build()
+    check_raster_size(road)
+    return road
+
+
+def param_range(map_type: str, key: str) -> tuple[float, float]:
+    """The allowed [lo, hi] of a builder parameter (inclusive)."""
+    return MAP_TYPES[map_type].RANGES[key]
+
+
+def check_param(map_type: str, key: str, value) -> None:
+    """MapError unless `value` is a finite number of the field's type inside its range."""
+    lo, hi = param_range(map_type, key)
+    integer = isinstance(lo, int)
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value) or not lo <= value <= hi:
+        raise MapError(f"map type {map_type!r}: {key} = {value!r}; allowed: {kind} in [{lo:g}, {hi:g}]")

@@ -16,6 +16,10 @@ from shapely.ops import unary_union
 from drivesim.map.signals import LoggedSignals
 
 
+MAX_LANE_WIDTH = 20.0  # m (a lane polygon of an importer may be wide; a NaN or a 1e9 is not a lane)
+MAX_SPEED_LIMIT = 100.0  # m/s (360 km/h): a finite, positive limit is required; NaN or 0 would blame the policy
+
+
 class MapError(ValueError):
     """A road map is malformed (bad geometry, dangling links)."""
 
@@ -92,8 +96,11 @@ class RoadMap:
                 raise MapError(f"map {self.name!r} lane {i}: centerline has non-finite points")
             if lane.length < 0.5:
                 raise MapError(f"map {self.name!r} lane {i}: shorter than 0.5 m")
-            if not lane.width > 0:
-                raise MapError(f"map {self.name!r} lane {i}: width must be positive")
+            if not 0 < lane.width <= MAX_LANE_WIDTH:
+                raise MapError(f"map {self.name!r} lane {i}: field 'width' is {lane.width}; allowed: 0 < width <= {MAX_LANE_WIDTH:g} m")
+            if not 0 < lane.speed_limit <= MAX_SPEED_LIMIT:
+                raise MapError(f"map {self.name!r} lane {i}: field 'speed_limit' is {lane.speed_limit}; "
+                               f"allowed: 0 < speed_limit <= {MAX_SPEED_LIMIT:g} m/s")
             if lane.z is not None and (np.shape(lane.z) != (cl.shape[0],) or not np.isfinite(lane.z).all()):
                 raise MapError(f"map {self.name!r} lane {i}: z must be [{cl.shape[0]}] finite heights, got {np.shape(lane.z)}")
             for link in [*lane.successors, lane.left, lane.right]:

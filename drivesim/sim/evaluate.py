@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from drivesim.behavior.scenario import Scenario, ScenarioBatch, ScenarioError
+from drivesim.behavior.scenario import Scenario, ScenarioBatch, ScenarioError, check_unique_names
 from drivesim.map.bank import MapBank
 from drivesim.map.road import MapError
 from drivesim.sim.observation import route_position
@@ -47,6 +47,7 @@ class Evaluation:
 
 
 def _validate(scenarios: list[Scenario]) -> dict[str, str]:
+    check_unique_names(scenarios)
     bad = {}
     for s in scenarios:
         try:

@@ -36,7 +36,7 @@ def test_unknown_map_type_and_parameter_are_clear_errors():
         build_map("roundabout")
     with pytest.raises(MapError, match="unknown parameter"):
         build_map("straight", lane=3)
-    with pytest.raises(MapError, match="between 1 and 5"):
+    with pytest.raises(MapError, match=r"lanes = 7; allowed: an integer in \[1, 5\]"):
         build_map("straight", lanes=7)
 
 
