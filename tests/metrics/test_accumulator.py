@@ -97,8 +97,10 @@ def test_leaving_the_road_fails_dac(road):
 
 def test_comfort_jerk_violation(road):
     t = np.arange(41) * 0.1
-    accel = np.where(t < 2.0, 0.0, -3.5)  # an abrupt step into (allowed) braking
-    speed = 15.0 + np.concatenate([[0.0], np.cumsum(accel[:-1] * 0.1)])
+    # an abrupt switch from (allowed) acceleration into (allowed) braking: 4.6 m/s^2 in one step
+    # is a longitudinal jerk above 4.13 m/s^3 even through nuPlan's 15-sample Savitzky-Golay filter
+    accel = np.where(t < 2.0, 1.6, -3.0)
+    speed = 10.0 + np.concatenate([[0.0], np.cumsum(accel[:-1] * 0.1)])
     x = 50 + np.concatenate([[0.0], np.cumsum(0.5 * (speed[1:] + speed[:-1]) * 0.1)])
     ego = np.stack([x, np.full_like(x, LANE0), np.zeros_like(x), speed], axis=1)
     m = episode(road, [ego])
