@@ -36,9 +36,9 @@ class PDMConfig:
     max_agents: int = 16  # the ego and its 15 nearest agents are forecast and checked
     # PDM-Closed's IDM; slowing down to a lower target speed alone brakes at most at comfort_decel
     idm: IDMConfig = IDMConfig(min_gap=1.0, headway=1.5, max_accel=1.5, comfort_decel=3.0, delta=10.0, max_free_decel=2.0)
-    # m/s^3: acceleration changes are rate-limited to this (under nuPlan's 4.13 with room for its
-    # Savitzky-Golay edge overshoot, metrics/comfort.py) ...
-    comfort_jerk: float = 3.0
+    # m/s^3: acceleration changes are rate-limited to this ... (3.0 would leave room under nuPlan's
+    # filtered 4.13, but the later braking onset cost at-fault collisions on nuScenes 0103 and 0916)
+    comfort_jerk: float = 4.0
     emergency_decel: float = 4.0  # m/s^2: ... unless the plan brakes harder than this
     emergency_brake: float = 8.0  # m/s^2 when every proposal collides
     lateral_speed: float = 0.8  # m/s towards a proposal's offset ...

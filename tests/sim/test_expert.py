@@ -13,7 +13,9 @@ def test_expert_stops_behind_stalled_car_and_scores_well_on_free_road():
     road = build_map("straight", lanes=1, lanes_back=0)
     stalled = make_scenario(road, [{"x": 5, "y": -1.8, "speed": 12}, {"x": 90, "y": -1.8, "mode": ControlMode.STATIC}],
                             duration=15, name="stalled")
-    free = make_scenario(road, [{"x": 5, "y": -1.8, "speed": 12}], duration=15, name="free")
+    # 12 s: the free run ends before the expert brakes for the end of the road (nuPlan's
+    # Savitzky-Golay jerk at the last sample reads that 4 m/s^3 braking ramp as 4.35 > 4.13)
+    free = make_scenario(road, [{"x": 5, "y": -1.8, "speed": 12}], duration=12, name="free")
     res = rollout(ScenarioBatch.build([stalled, free]), PDMClosed(), record=True)
     tr = {k: torch.tensor(v) for k, v in res.trajectory.items()}
     for t in range(tr["x"].shape[0]):
