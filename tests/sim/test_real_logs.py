@@ -116,12 +116,11 @@ def test_a_frozen_ego_on_a_real_scene_is_no_success(scenes):
 EXPERT_SHORT = {
     "scenarionet/scene-0061": "79 % of the log: it stops for a pedestrian standing on the route centreline that the human "
                               "passed 1-1.5 m to the side (only the centreline proposal is used)",
-    "scenarionet/scene-0103": "72 %: blocked behind reactive traffic",
+    "scenarionet/scene-0103": "73 %: held up by reactive traffic (the replayed log itself takes 2 at-fault collisions there)",
     "scenarionet/scene-0796": "37 %: reactive cross traffic on lane 111 crawls across its path and never yields (item 7)",
-    "scenarionet/scene-0916": "an at-fault collision with a reactive vehicle (sensitive to the planner's jerk limit)",
-    "commonroad/USA_Lanker-1_1_T-1": "76 %",
-    "commonroad/USA_Peach-4_8_T-1": "46 %: waits for an oncoming car before a left turn, 6 s scene",
-    "commonroad/USA_US101-3_3_T-1": "59 %: 3 s scene, IDM a_max 1.5 behind a leader the human closed up on",
+    "commonroad/USA_Lanker-1_1_T-1": "75 %: 4 s scene, IDM a_max 1.5 m/s^2 while the human accelerated harder",
+    "commonroad/USA_Peach-4_8_T-1": "48 %: waits for an oncoming car before a left turn, 6 s scene",
+    "commonroad/USA_US101-3_3_T-1": "64 %: 3 s scene, IDM a_max 1.5 m/s^2 behind a leader the human closed up on",
 }
 SHARED = ["scenarionet/scene-0061", "scenarionet/scene-0103", "scenarionet/scene-0553", "scenarionet/scene-0655",
           "scenarionet/scene-0757", "scenarionet/scene-0796", "scenarionet/scene-0916", "scenarionet/scene-1077",
