@@ -49,8 +49,7 @@ class MetricConfig:
 
         if self.ttc.step <= 0 or self.ttc.horizon <= self.ttc.step:
             raise ConfigError(f"{where}.ttc: need 0 < step < horizon, got step {self.ttc.step}, horizon {self.ttc.horizon}")
-        if self.comfort.window < 1:
-            raise ConfigError(f"{where}.comfort.window: must be >= 1, got {self.comfort.window}")
+        self.comfort.validate_config(f"{where}.comfort")
         if min(self.route_window) < 0 or sum(self.route_window) < 1:
             raise ConfigError(f"{where}.route_window: need non-negative (behind, ahead), got {self.route_window}")
 
@@ -184,7 +183,10 @@ class MetricAccumulator:
         out["nuplan_score"] = nuplan_score(self._at_fault, out["drivable_area_compliance"], out["making_progress"],
                                            out["driving_direction"], out["ego_progress"], out["ttc"], out["speed_limit"],
                                            out["comfort"], cfg.collision_thresholds)
-        out["success"] = ((out["collision_any"] == 0) & (out["drivable_area_compliance"] > 0)).float()
+        # WorldEngine success, and nuPlan's making-progress condition (a policy that never moves
+        # is no success, however safe)
+        out["success"] = ((out["collision_any"] == 0) & (out["drivable_area_compliance"] > 0)
+                          & (out["making_progress"] > 0)).float()
         out["steps"] = n.float()
         return out
 
@@ -209,8 +211,26 @@ class MetricAccumulator:
         else:
             given = torch.isfinite(expert_progress.to(progress))
         expert = torch.where(given, expert_progress.to(progress) if expert_progress is not None else progress, progress)
+        # no one is scored past the end of the route (the rollout stops counting there): a
+        # reference that went further (a log longer than its route) is capped where scoring stops
+        rest = (self._route_len - self._ego_half - 1.0 - s0).clamp(min=0.0)
+        expert = torch.where(given, torch.minimum(expert, rest), expert)
         ratio = nuplan_progress_ratio(progress, expert, self.cfg.min_progress)
-        completion = (s1 / self._route_len.clamp(min=1e-3)).clamp(0, 1)
-        return {"progress": progress, "route_completion": completion, "expert_progress": expert, "progress_ratio": ratio,
-                "ego_progress": ratio.clamp(max=1.0), "making_progress": (ratio >= self.cfg.making_progress_ratio).float(),
-                "navsim_ep": navsim_ep(progress, expert, self.cfg.navsim_min_progress), "expert_given": given}
+        completion = self._route_completion(progress, rest, expert, given)
+        making = (ratio >= self.cfg.making_progress_ratio).float()
+        return {"progress": progress, "route_completion": completion, "expert_progress": expert,
+                "progress_ratio": ratio.clamp(max=1.0), "progress_ratio_raw": ratio, "ego_progress": ratio.clamp(max=1.0),
+                "making_progress": making, "navsim_ep": navsim_ep(progress, expert, self.cfg.navsim_min_progress),
+                "expert_given": given}
+
+    def _route_completion(self, progress, rest, expert, given) -> torch.Tensor:
+        """Share [B] in [0, 1] of the reference progress the ego covered. The reference is the
+        expert progress where one is given (on a log: the logged ego's progress along the same
+        route; else the expert planner's run): min(1, max(p, 0) / p_ref), and 1 when the
+        reference is under `min_progress` (2 m: nothing to cover, e.g. a log that waits at a red
+        light throughout). Without a reference it is the share of the route ahead of the start
+        (up to where the rollout stops scoring, the front 1 m from the route's end); rest [B] m."""
+        p = progress.clamp(min=0.0)
+        ref = torch.where(given, expert, rest.clamp(min=self.cfg.min_progress))
+        share = (p / ref.clamp(min=1e-6)).clamp(0.0, 1.0)
+        return torch.where(given & (expert < self.cfg.min_progress), torch.ones_like(share), share)

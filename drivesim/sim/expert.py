@@ -36,10 +36,17 @@ class PDMConfig:
     max_agents: int = 16  # the ego and its 15 nearest agents are forecast and checked
     # PDM-Closed's IDM; slowing down to a lower target speed alone brakes at most at comfort_decel
     idm: IDMConfig = IDMConfig(min_gap=1.0, headway=1.5, max_accel=1.5, comfort_decel=3.0, delta=10.0, max_free_decel=2.0)
-    comfort_jerk: float = 4.0  # m/s^3: acceleration changes are rate-limited to this ...
+    # m/s^3: acceleration changes are rate-limited to this ... (3.0 would leave room under nuPlan's
+    # filtered 4.13, but the later braking onset cost at-fault collisions on nuScenes 0103 and 0916)
+    comfort_jerk: float = 4.0
     emergency_decel: float = 4.0  # m/s^2: ... unless the plan brakes harder than this
     emergency_brake: float = 8.0  # m/s^2 when every proposal collides
-    lateral_speed: float = 0.8  # m/s towards a proposal's offset
+    lateral_speed: float = 0.8  # m/s towards a proposal's offset ...
+    # ... and at most this many metres sideways per metre driven (about 3 deg off the route): near
+    # standstill a proposal must not slide sideways (its heading would turn across the road, a corner
+    # would leave it, every proposal would fail DAC and the planner would freeze off the centreline);
+    # the box turns about its centre, so at 3 deg the rear corner of a 4.5 m car swings out 0.11 m
+    lateral_slope: float = 0.05
     lookahead: float = 0.8  # s along the chosen proposal for pure pursuit
     corridor_margin: float = 0.3  # m added to half widths when deciding who is in the path ...
     anticipation: float = 2.0  # s: ... now or this soon (by the lateral forecast)
@@ -92,12 +99,8 @@ class PDMClosed:
         dev = state.device
         v_target = limit.unsqueeze(1) * torch.tensor(cfg.speed_fractions, device=dev).repeat_interleave(len(cfg.offsets)).unsqueeze(0)
         offset = torch.tensor(cfg.offsets, device=dev).repeat(len(cfg.speed_fractions)).unsqueeze(0).expand(B, K)
-        s, v = self._idm_rollout(state, batch, s0, d0, offset, v_target, fs, fd)  # [B, K, T+1]
+        s, v, d = self._idm_rollout(state, batch, s0, d0, offset, v_target, fs, fd)  # [B, K, T+1]
         t = torch.arange(T + 1, device=dev) * cfg.dt
-        # towards the offset at a constant lateral speed: replanning keeps the motion going (a
-        # smooth ramp restarted at every replan would start from zero lateral speed each time)
-        to_go = offset.unsqueeze(-1) - d0[:, None, None]
-        d = d0[:, None, None] + to_go.sign() * torch.minimum(to_go.abs(), cfg.lateral_speed * t)  # [B, K, T+1]
         xy = self._route_frame_to_world(batch, s, d)
         yaw = torch.atan2(torch.diff(xy[..., 1], dim=-1), torch.diff(xy[..., 0], dim=-1))
         yaw = torch.cat([yaw, yaw[..., -1:]], dim=-1)
@@ -133,8 +136,19 @@ class PDMClosed:
         fd = self._lateral(d, state.speed * torch.sin(rel), width, t)
         return fs, fd
 
+    def _toward_offset(self, d0, offset, s, s0, t: float):
+        """[B, K] lateral position of the proposals at time t: from d0 towards the offset at
+        `lateral_speed` and at most `lateral_slope` m per m driven (s - s0), whichever is less;
+        replanning keeps the motion going (a smooth ramp restarted at every replan would start
+        from zero lateral speed each time)."""
+        cfg = self.config
+        to_go = offset - d0.unsqueeze(1)
+        room = torch.minimum(torch.full_like(s, cfg.lateral_speed * t), cfg.lateral_slope * (s - s0.unsqueeze(1)).clamp(min=0))
+        return d0.unsqueeze(1) + to_go.sign() * torch.minimum(to_go.abs(), room)
+
     def _idm_rollout(self, state, batch, s0, d0, offset, v_target, fs, fd):
-        """Integrate IDM along the route for each proposal against the in-corridor forecast agents."""
+        """Integrate IDM along the route for each proposal against the forecast agents in its
+        corridor (around where the proposal is at that step); returns s, v, d [B, K, T+1]."""
         cfg = self.config
         B, K = offset.shape
         s = s0.unsqueeze(1).expand(B, K).clone()
@@ -142,14 +156,15 @@ class PDMClosed:
         half_e, len_e = 0.5 * state.width[:, 0], state.length[:, 0]
         others = state.valid.clone()
         others[:, 0] = False
-        ss, vs = [s], [v]
+        d = d0.unsqueeze(1).expand(B, K).clone()
+        ss, vs, ds = [s], [v], [d]
         stop_s = self._stop_line(state, batch, s0)  # [B]
         reach = (half_e.unsqueeze(1) + 0.5 * state.width).unsqueeze(1) + cfg.corridor_margin  # [B, 1, A]
         look = int(round(cfg.anticipation / cfg.dt))
         for i in range(cfg.horizon):
             # in the corridor now, or about to be (a cut-in is a leader before it crosses the line)
-            d_now = fd[:, i].unsqueeze(1) - offset.unsqueeze(-1)  # [B, K, A]
-            d_soon = fd[:, min(i + look, cfg.horizon)].unsqueeze(1) - offset.unsqueeze(-1)
+            d_now = fd[:, i].unsqueeze(1) - d.unsqueeze(-1)  # [B, K, A]
+            d_soon = fd[:, min(i + look, cfg.horizon)].unsqueeze(1) - d.unsqueeze(-1)
             inside = ((d_now.abs() < reach) | (d_soon.abs() < reach)) & others.unsqueeze(1)
             ahead = fs[:, i].unsqueeze(1) - s.unsqueeze(-1)
             gap = ahead - 0.5 * (len_e.unsqueeze(1) + state.length).unsqueeze(1)
@@ -168,9 +183,11 @@ class PDMClosed:
             v_new = (v + a * cfg.dt).clamp(min=0)
             s = s + 0.5 * (v + v_new) * cfg.dt
             v = v_new
+            d = self._toward_offset(d0, offset, s, s0, (i + 1) * cfg.dt)
             ss.append(s)
             vs.append(v)
-        return torch.stack(ss, -1), torch.stack(vs, -1)
+            ds.append(d)
+        return torch.stack(ss, -1), torch.stack(vs, -1), torch.stack(ds, -1)
 
     def _stop_line(self, state, batch, s0):
         """Route arc length of a red stop line at the end of the ego's current lane (FAR if none)."""

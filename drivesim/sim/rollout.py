@@ -110,6 +110,8 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
     if policy_every < 1:
         raise ValueError(f"policy_every must be >= 1, got {policy_every}")
     t0 = time.perf_counter()
+    if hasattr(policy, "prepare_batch"):  # e.g. the log policy: the ego replays its log
+        batch = policy.prepare_batch(batch)
     sim = Simulator(batch, sim_config, behavior=behavior)
     obs_config = obs_config or ObservationConfig()
     state = sim.reset()

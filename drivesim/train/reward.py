@@ -90,7 +90,7 @@ def ttc_factor(ttc: torch.Tensor, cfg: RewardConfig) -> torch.Tensor:
 def comfort_excess(yaw: torch.Tensor, speed: torch.Tensor, valid: torch.Tensor, dt: float, cfg: ComfortConfig) -> torch.Tensor:
     """[B] worst relative excess over the nuPlan comfort bounds at the last sample of yaw, speed
     [T, B] (0 within bounds, 1 at twice a bound)."""
-    sig = comfort_signals(yaw, speed, dt, valid, cfg.window)
+    sig = comfort_signals(yaw, speed, dt, valid, cfg)
     bounds = {"lon_accel": (cfg.min_lon_accel, cfg.max_lon_accel), "lat_accel": (-cfg.max_abs_lat_accel, cfg.max_abs_lat_accel),
               "jerk": (-cfg.max_abs_jerk, cfg.max_abs_jerk), "lon_jerk": (-cfg.max_abs_lon_jerk, cfg.max_abs_lon_jerk),
               "yaw_accel": (-cfg.max_abs_yaw_accel, cfg.max_abs_yaw_accel),

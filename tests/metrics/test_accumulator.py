@@ -97,8 +97,10 @@ def test_leaving_the_road_fails_dac(road):
 
 def test_comfort_jerk_violation(road):
     t = np.arange(41) * 0.1
-    accel = np.where(t < 2.0, 0.0, -3.5)  # an abrupt step into (allowed) braking
-    speed = 15.0 + np.concatenate([[0.0], np.cumsum(accel[:-1] * 0.1)])
+    # an abrupt switch from (allowed) acceleration into (allowed) braking: 4.6 m/s^2 in one step
+    # is a longitudinal jerk above 4.13 m/s^3 even through nuPlan's 15-sample Savitzky-Golay filter
+    accel = np.where(t < 2.0, 1.6, -3.0)
+    speed = 10.0 + np.concatenate([[0.0], np.cumsum(accel[:-1] * 0.1)])
     x = 50 + np.concatenate([[0.0], np.cumsum(0.5 * (speed[1:] + speed[:-1]) * 0.1)])
     ego = np.stack([x, np.full_like(x, LANE0), np.zeros_like(x), speed], axis=1)
     m = episode(road, [ego])
@@ -201,3 +203,31 @@ def test_same_metrics_on_gpu(road):
         cpu, gpu = episode(road, tracks), episode(road, tracks, device="cuda")
         for k in cpu:
             assert cpu[k] == pytest.approx(gpu[k], abs=1e-4), k
+
+
+def test_a_frozen_ego_is_no_success_and_completes_nothing(road):
+    """A policy that never moves scored success 1 (no collision, on the road): success now needs
+    nuPlan's making progress (ratio >= 0.2 of the expert's), and route_completion is ~0."""
+    frozen = constant_velocity(50, LANE0, 0.0, 0.0, 30)
+    m = episode(road, [frozen], expert=30.0)
+    assert m["collision_any"] == 0 and m["drivable_area_compliance"] == 1
+    assert m["making_progress"] == 0 and m["success"] == 0.0
+    assert m["route_completion"] == pytest.approx(0.0, abs=1e-3)
+    half = episode(road, [constant_velocity(50, LANE0, 0.0, 5.0, 30)], expert=30.0)  # 15 m of 30
+    assert half["success"] == 1.0 and half["route_completion"] == pytest.approx(0.5, abs=1e-3)
+    alone = episode(road, [frozen])  # no reference: the share of the route ahead (400 m road)
+    assert alone["route_completion"] == pytest.approx(0.0, abs=1e-3) and alone["expert_given"] == 0
+
+
+def test_progress_ratio_is_capped_and_the_raw_ratio_kept(road):
+    fast = episode(road, [constant_velocity(50, LANE0, 0.0, 10.0, 30)], expert=15.0)  # 30 m of 15
+    assert fast["progress_ratio"] == 1.0 and fast["progress_ratio_raw"] == pytest.approx(2.0, abs=1e-3)
+    assert fast["ego_progress"] == fast["progress_ratio"] and fast["route_completion"] == 1.0
+
+
+def test_reference_progress_is_capped_where_scoring_stops(road):
+    """A reference (e.g. a log) that went past the end of the route cannot be matched: the
+    rollout stops scoring at the route's end, so the reference is capped there."""
+    ego = constant_velocity(380, LANE0, 0.0, 10.0, 30)  # the 400 m route ends after ~16 m (front 1 m short)
+    m = episode(road, [ego], expert=30.0)
+    assert m["expert_progress"] < 20.0 and m["progress_ratio"] == 1.0
