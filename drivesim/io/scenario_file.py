@@ -50,7 +50,17 @@ def _map_arrays(road: RoadMap) -> dict[str, np.ndarray]:
         "map_drivable": np.frombuffer(shapely.to_wkb(road.drivable), dtype=np.uint8),
         "map_signal": np.array(sorted(road.signal_group.items()), dtype=np.int64).reshape(-1, 2),
         **_signal_log_arrays(road.signal_log),
+        **_height_arrays(lanes),
     }
+
+
+def _height_arrays(lanes) -> dict[str, np.ndarray]:
+    """Lane heights [sum P] (NaN for a lane without z), only on maps where some lane has them, so the
+    files (and content hashes) of flat maps are unchanged."""
+    if all(l.z is None for l in lanes):
+        return {}
+    return {"map_lane_z": np.concatenate([np.full(len(l.centerline), np.nan) if l.z is None else np.asarray(l.z, float)
+                                          for l in lanes])}
 
 
 def _signal_log_arrays(log: LoggedSignals | None) -> dict[str, np.ndarray]:
@@ -151,6 +161,9 @@ def _road(a: dict, h: dict) -> RoadMap:
     lanes = [Lane(p, float(w), float(v), [int(j) for j in sj], int(le), int(ri), kind, bool(de))
              for p, w, v, sj, le, ri, kind, de in zip(pts, a["map_lane_width"], a["map_lane_speed"], succ, a["map_lane_left"],
                                                       a["map_lane_right"], h["lane_kinds"], a["map_lane_dead_end"])]
+    if "map_lane_z" in a:
+        for lane, z in zip(lanes, np.split(a["map_lane_z"], ends[:-1])):
+            lane.z = None if np.isnan(z).all() else z
     timing = tuple(h["signal_timing"]) if h["signal_timing"] else None
     log = LoggedSignals(a["map_signal_log"], a["map_signal_log_lane"], a["map_signal_log_stop"],
                         float(a["map_signal_log_dt"][0])) if "map_signal_log" in a else None

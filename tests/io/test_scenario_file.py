@@ -46,3 +46,14 @@ def test_edited_content_fails_the_hash(tmp_path, scenario):
     np.savez_compressed(tmp_path / "edited.npz", **arrays)
     with pytest.raises(ScenarioFileError, match="hash mismatch"):
         load_scenario(tmp_path / "edited.npz")
+
+
+def test_lane_heights_survive_a_round_trip(tmp_path):
+    """Heights (issue 15: overpasses) are saved where a source has them; flat lanes stay None."""
+    sc = procedural_scenario(build_map("intersection"), TrafficConfig(density=1.0), seed=1, name="x/heights")
+    lanes = sc.road.lanes
+    lanes[0].z = np.linspace(0.0, 6.0, len(lanes[0].centerline))
+    back = load_scenario(save_scenario(sc, tmp_path / "z.npz"))
+    assert np.allclose(back.road.lanes[0].z, lanes[0].z)
+    assert all(l.z is None for l in back.road.lanes[1:])
+    assert scenario_hash(back) == scenario_hash(sc)
