@@ -33,7 +33,7 @@ from drivesim.core.types import AgentType, ControlMode
 from drivesim.io.errors import ImportDataError, load_each
 from drivesim.map.bank import MAX_SUCCESSORS
 from drivesim.map.drivable_area import DrivableAreaConfig, drivable_area_parts
-from drivesim.map.linking import infer_links, route_from_path
+from drivesim.map.linking import apply_source_links, cap_successors, infer_links, route_from_path
 from drivesim.map.road import Lane, RoadMap
 
 SOURCE = "scenarionet"
@@ -330,9 +330,11 @@ def _build_road(raw: dict, file: str, dataset: str, origin: np.ndarray, agent_xy
         polys.append(poly)
         sourced_speed += sourced
     ids = [fid for fid, *_ in lines]
-    n_source = _source_links(lanes, [f for _, f, *_ in lines], {fid: i for i, fid in enumerate(ids)})
+    index = {fid: i for i, fid in enumerate(ids)}
+    n_source = apply_source_links(lanes, *([[index[x] for x in _ids(f.get(k)) if x in index] for _, f, *_ in lines]
+                                           for k in ("exit_lanes", "entry_lanes", "left_neighbor", "right_neighbor")))
     infer_links(lanes)  # fills only what the source left empty
-    capped = _cap_successors(lanes)
+    capped = cap_successors(lanes, MAX_SUCCESSORS)
     drivable, note, drivable_summary = _drivable(feats, origin, lanes, polys, config)
     try:
         road = RoadMap(name, lanes, drivable=drivable)
@@ -422,47 +424,6 @@ def _ids(v) -> list[str]:
     if v is None:
         return []
     return [str(x["feature_id"]) if isinstance(x, dict) else str(x) for x in np.asarray(v, dtype=object).reshape(-1)]
-
-
-def _mid_pose(cl: np.ndarray):
-    k = len(cl) // 2
-    d = cl[min(k + 1, len(cl) - 1)] - cl[max(k - 1, 0)]
-    return cl[k], np.arctan2(d[1], d[0])
-
-
-def _source_links(lanes: list[Lane], feats: list[dict], index: dict[str, int]) -> int:
-    """Successors from exit (and entry) lanes; left/right from the neighbour lists, keeping the
-    first listed lane that lies on that side with the same direction. Returns the link count."""
-    poses = [_mid_pose(l.centerline) for l in lanes]
-    n = 0
-    for i, f in enumerate(feats):
-        lanes[i].successors += [index[s] for s in _ids(f.get("exit_lanes")) if s in index]
-        for j in (index[s] for s in _ids(f.get("entry_lanes")) if s in index):
-            lanes[j].successors.append(i)
-        (p, h) = poses[i]
-        for side, sign in (("left", 1), ("right", -1)):
-            for j in (index[s] for s in _ids(f.get(f"{side}_neighbor")) if s in index and index[s] != i):
-                rel = poses[j][0] - p
-                lat = rel[1] * np.cos(h) - rel[0] * np.sin(h)
-                if abs((poses[j][1] - h + np.pi) % (2 * np.pi) - np.pi) < np.radians(30) and np.sign(lat) == sign:
-                    setattr(lanes[i], side, j)
-                    n += 1
-                    break
-    for i, lane in enumerate(lanes):
-        lane.successors = sorted(set(lane.successors) - {i})
-        n += len(lane.successors)
-    return n
-
-
-def _cap_successors(lanes: list[Lane]) -> int:
-    """Keep at most MAX_SUCCESSORS (the MapBank limit) per lane, the closest joints first."""
-    capped = 0
-    for lane in lanes:
-        if len(lane.successors) > MAX_SUCCESSORS:
-            gap = [np.linalg.norm(lanes[j].centerline[0] - lane.centerline[-1]) for j in lane.successors]
-            lane.successors = [lane.successors[k] for k in np.argsort(gap, kind="stable")[:MAX_SUCCESSORS]]
-            capped += 1
-    return capped
 
 
 def _road_edges(feats: dict, origin: np.ndarray) -> list[np.ndarray]:

@@ -46,7 +46,7 @@ from drivesim.io.errors import ImportDataError, load_each
 from drivesim.io.womd_schema import decode_points, decode_states, scenario_class
 from drivesim.map.bank import MAX_SUCCESSORS
 from drivesim.map.drivable_area import DrivableAreaConfig, drivable_area
-from drivesim.map.linking import infer_links, route_from_path
+from drivesim.map.linking import apply_source_links, cap_successors, infer_links, route_from_path
 from drivesim.map.road import Lane, MapError, RoadMap
 from drivesim.map.signals import SIGNAL_CODES, LoggedSignals, stop_line_lanes
 
@@ -322,9 +322,12 @@ def _road(src: SourceScene, origin, agent_xy, config: ImportConfig, name: str):
                   speed_limit=l["speed_mph"] * MPH if l["speed_mph"] > 0 else config.default_speed_limit,
                   kind="connector" if l["interpolating"] else "lane", z=z) for l, p, z in kept]
     ids = [l["id"] for l, _, _ in kept]
-    n_source = _source_links(lanes, [l for l, _, _ in kept], {fid: i for i, fid in enumerate(ids)})
+    index = {fid: i for i, fid in enumerate(ids)}
+    feats = [l for l, _, _ in kept]
+    n_source = apply_source_links(lanes, *([[index[x] for x in f[k] if x in index] for f in feats]
+                                           for k in ("exit", "entry", "left", "right")))
     inferred = infer_links(lanes)
-    capped = _cap_successors(lanes)
+    capped = cap_successors(lanes, MAX_SUCCESSORS)
     signals, sig_meta = _signals(src, lanes, ids, origin)
     group = stop_line_lanes(lanes, signals) if signals is not None else {}
     try:
@@ -344,47 +347,6 @@ def _road(src: SourceScene, origin, agent_xy, config: ImportConfig, name: str):
         **sig_meta,
     }
     return road, ids, meta
-
-
-def _mid_pose(p: np.ndarray):
-    k = len(p) // 2
-    d = p[min(k + 1, len(p) - 1)] - p[max(k - 1, 0)]
-    return p[k], float(np.arctan2(d[1], d[0]))
-
-
-def _source_links(lanes: list[Lane], feats: list[dict], index: dict) -> int:
-    """Successors from exit lanes (and the entry lanes of the successor); left/right from the first
-    listed neighbour on that side with the same direction (within 30 deg). Returns the link count."""
-    poses = [_mid_pose(l.centerline) for l in lanes]
-    n = 0
-    for i, f in enumerate(feats):
-        lanes[i].successors += [index[s] for s in f["exit"] if s in index]
-        for j in (index[s] for s in f["entry"] if s in index):
-            lanes[j].successors.append(i)
-        p, h = poses[i]
-        for side, sign in (("left", 1), ("right", -1)):
-            for j in (index[s] for s in f[side] if s in index and index[s] != i):
-                rel = poses[j][0] - p
-                lat = rel[1] * np.cos(h) - rel[0] * np.sin(h)
-                if abs((poses[j][1] - h + np.pi) % (2 * np.pi) - np.pi) < np.radians(30) and np.sign(lat) == sign:
-                    setattr(lanes[i], side, j)
-                    n += 1
-                    break
-    for i, lane in enumerate(lanes):
-        lane.successors = sorted(set(lane.successors) - {i})
-        n += len(lane.successors)
-    return n
-
-
-def _cap_successors(lanes: list[Lane]) -> int:
-    """At most MAX_SUCCESSORS (the MapBank limit) per lane, the closest joints first."""
-    capped = 0
-    for lane in lanes:
-        if len(lane.successors) > MAX_SUCCESSORS:
-            gap = [np.linalg.norm(lanes[j].centerline[0] - lane.centerline[-1]) for j in lane.successors]
-            lane.successors = [lane.successors[k] for k in np.argsort(gap, kind="stable")[:MAX_SUCCESSORS]]
-            capped += 1
-    return capped
 
 
 def _drivable(lanes: list[Lane], src: SourceScene, origin: np.ndarray, edge_gap: float):

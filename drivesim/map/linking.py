@@ -137,3 +137,46 @@ def _covers(line: np.ndarray, point: np.ndarray) -> bool:
     """Does the start of the polyline lie behind (or at) the point along the polyline?"""
     d = line[1] - line[0]
     return float(np.dot(point - line[0], d)) >= 0.0
+
+
+def apply_source_links(lanes: list[Lane], exits, entries, lefts, rights) -> int:
+    """Links a source lists (WOMD / ScenarioNet), per lane i as lane indices: successors from its
+    exit lanes and from the lanes listing it as an entry; left/right from the first listed
+    neighbour that lies on that side with the same direction (within 30 deg). Returns the count."""
+    poses = [_mid_pose(l.centerline) for l in lanes]
+    n = 0
+    for i in range(len(lanes)):
+        lanes[i].successors += list(exits[i])
+        for j in entries[i]:
+            lanes[j].successors.append(i)
+        p, h = poses[i]
+        for side, sign, listed in (("left", 1, lefts[i]), ("right", -1, rights[i])):
+            for j in (j for j in listed if j != i):
+                rel = poses[j][0] - p
+                lat = rel[1] * np.cos(h) - rel[0] * np.sin(h)
+                if abs((poses[j][1] - h + np.pi) % (2 * np.pi) - np.pi) < np.radians(30) and np.sign(lat) == sign:
+                    setattr(lanes[i], side, j)
+                    n += 1
+                    break
+    for i, lane in enumerate(lanes):
+        lane.successors = sorted(set(lane.successors) - {i})
+        n += len(lane.successors)
+    return n
+
+
+def cap_successors(lanes: list[Lane], max_successors: int) -> int:
+    """At most `max_successors` (the MapBank limit) per lane, the closest joints first; returns
+    how many lanes were capped."""
+    capped = 0
+    for lane in lanes:
+        if len(lane.successors) > max_successors:
+            gap = [np.linalg.norm(lanes[j].centerline[0] - lane.centerline[-1]) for j in lane.successors]
+            lane.successors = [lane.successors[k] for k in np.argsort(gap, kind="stable")[:max_successors]]
+            capped += 1
+    return capped
+
+
+def _mid_pose(cl: np.ndarray) -> tuple[np.ndarray, float]:
+    k = len(cl) // 2
+    d = cl[min(k + 1, len(cl) - 1)] - cl[max(k - 1, 0)]
+    return cl[k], float(np.arctan2(d[1], d[0]))

@@ -168,10 +168,7 @@ def real_file(data_dir):
 
 @pytest.mark.data
 def test_shared_scenario_decodes(real_file):
-    t0 = time.perf_counter()
-    (sc,) = womd.load(real_file)
-    seconds = time.perf_counter() - t0
-    assert seconds < 3.0, f"importing one WOMD scenario took {seconds:.1f} s"
+    (sc,) = womd.load(real_file)  # its import time is measured by tools/bench_import.py, not here
     assert sc.name == "womd/637f20cafde22ff8" and sc.num_agents == 83 and sc.num_steps == 90  # 91 logged steps
     assert sc.meta["sdc_track_index"] == 82 and sc.meta["track_ids"][0] == sc.meta["sdc_track_id"]
     assert sc.log_valid.shape == (83, 91) and sc.log_valid[0].all()
