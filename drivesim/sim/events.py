@@ -19,7 +19,6 @@ alone is not enough).
 
 from __future__ import annotations
 
-import copy
 import math
 import multiprocessing
 import time
@@ -37,7 +36,6 @@ from drivesim.behavior.events.common import closing_distance, required_decel
 from drivesim.behavior.logs import with_traffic
 from drivesim.behavior.scenario import Scenario, ScenarioBatch
 from drivesim.core.config import config_to_dict
-from drivesim.core.types import ControlMode
 from drivesim.dynamics.bicycle import kinematically_feasible
 from drivesim.map.bank import MapBank
 from drivesim.sim.expert import PDMClosed, PDMConfig

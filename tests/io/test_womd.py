@@ -4,7 +4,6 @@ on a hand-made scenario and on the shared real one (DRIVESIM_DATA/womd_tfrecord)
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
