@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/drivesim demo --out out/demo
+	$(BIN)/drivesim demo --out out/demo --overwrite  # a demo always starts afresh
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 tests

@@ -52,10 +52,11 @@ class ConstantVelocity:
 
 class IDMLaneKeeping:
     """IDM behind whatever is ahead on the route (agents, red lights) and pure pursuit on the
-    route lanes; never changes lane. The same code that drives reactive traffic. Its desired
-    speed is the speed limit of the lane it is on (capped for the curves ahead, as for reactive
-    agents), not the scenario's `desired_speed` of agent 0 (an importer sets that to the logged
-    ego's top speed, 1 m/s on a log that crawls); off every lane, the route's highest limit."""
+    route lanes; never changes lane. The same code that drives reactive traffic. On a logged
+    scene its desired speed is the speed limit of the lane it is on (capped for the curves ahead,
+    as for reactive agents), not the scenario's `desired_speed` of agent 0 (an importer sets that
+    to the logged ego's top speed, 1 m/s on a log that crawls); a generated or procedural scenario
+    keeps the ego speed it was made with (an event's ego-speed knob)."""
 
     name = "idm"
 
@@ -80,12 +81,14 @@ class IDMLaneKeeping:
 
 
 def ego_at_speed_limit(batch):
-    """The batch with agent 0's desired speed [B] set to the highest speed limit on its route
-    lanes (`desired_speed` caps it further to the current lane's limit and the curves ahead)."""
+    """The batch with agent 0's desired speed [B] set, on rows whose ego has a log (imported
+    scenes), to the highest speed limit on its route lanes (`desired_speed` caps it further to the
+    current lane's limit and the curves ahead); other rows keep theirs."""
     lanes = batch.route_lanes  # [B, R], -1 pad
     limits = batch.bank.lane_speed[lanes.clamp(min=0)].masked_fill(lanes < 0, 0.0)
+    logged = batch.log_valid[:, 0].any(dim=1)  # [B]
     desired = batch.init["desired_speed"].clone()
-    desired[:, 0] = limits.amax(dim=1)
+    desired[:, 0] = torch.where(logged, limits.amax(dim=1), desired[:, 0])
     return dataclasses.replace(batch, init={**batch.init, "desired_speed": desired})
 
 
