@@ -26,11 +26,10 @@ metrics); `load_scene` returns the background `Gaussians` (ids -1) for `render`.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +37,6 @@ import torch.nn.functional as F
 from drivesim.core.config import config_from_dict
 from drivesim.io.pandaset import PandaSetSequence, box_corners
 from drivesim.render.gaussians import Gaussians
-from drivesim.render.reconstruct_artifact import load_scene  # noqa: F401  (the artifact's loader, here too)
 
 PIXEL_CENTRE = 0.5  # the rasterizer samples pixel j at j + 0.5 (gsplat); PandaSet K puts it at j
 
@@ -293,7 +291,7 @@ class FitResult:
     seconds: float
 
 
-def _render_views(g: Gaussians, seq: PandaSetSequence, cams, fidx, background, cam_to_world=None):
+def render_views(g: Gaussians, seq: PandaSetSequence, cams, fidx, background, cam_to_world=None):
     """RenderOutput of (camera, frame) pairs at the sequence's size; cam_to_world overrides poses."""
     from drivesim.render.rasterize import render
 
@@ -346,7 +344,7 @@ def fit(seq: PandaSetSequence, cfg: ReconConfig, masks: torch.Tensor | None = No
         opt.param_groups[0]["lr"] = cfg.lr_means * 0.1 ** frac
         pick = pairs[torch.randperm(len(pairs), generator=gen)[:cfg.batch]]
         cams, fidx = pick[:, 0], pick[:, 1]
-        out = _render_views(to_gaussians(raw), seq, cams, fidx, bg)
+        out = render_views(to_gaussians(raw), seq, cams, fidx, bg)
         rgb = out.rgb * gain[cams, None, None] + bias[cams, None, None]
         gt, valid = _images(seq, cams, fidx, device), valid_all[cams, fidx].to(device)
         v = valid.float()[..., None]
@@ -374,7 +372,7 @@ def evaluate(g: Gaussians, seq: PandaSetSequence, fitres: FitResult, masks: torc
     rows = []
     for i in range(0, len(pairs), batch):
         cams, fidx = (torch.tensor(x) for x in zip(*pairs[i:i + batch]))
-        out = _render_views(g, seq, cams, fidx, fitres.background)
+        out = render_views(g, seq, cams, fidx, fitres.background)
         rgb = (out.rgb * fitres.camera_gain[cams, None, None] + fitres.camera_bias[cams, None, None]).clamp(0, 1)
         gt, valid = _images(seq, cams, fidx, g.device), (~masks[cams, fidx]).to(g.device)
         cover = (out.alpha * valid).sum((1, 2)) / valid.sum((1, 2)).clamp_min(1)

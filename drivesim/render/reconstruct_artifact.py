@@ -124,10 +124,10 @@ def _figure(rows: list[list[torch.Tensor]], row_names, col_names, path, title: s
 
 
 def _corrected(g, seq, fitres, cams, fidx, cam_to_world=None) -> torch.Tensor:
-    from drivesim.render.reconstruct import _render_views
+    from drivesim.render.reconstruct import render_views
 
     with torch.no_grad():
-        out = _render_views(g, seq, cams, fidx, fitres.background, cam_to_world)
+        out = render_views(g, seq, cams, fidx, fitres.background, cam_to_world)
         return (out.rgb * fitres.camera_gain[cams, None, None] + fitres.camera_bias[cams, None, None]).clamp(0, 1)
 
 
