@@ -21,7 +21,7 @@ colour gain and bias (the cameras' exposures and white balances differ):
 Gaussian window, sigma 1.5, C1 = 0.01^2, C2 = 0.03^2, the SSIM map averaged over unmasked pixels;
 PSNR from the mean squared error over unmasked pixels), per image, then averaged per camera and
 overall. `save` writes scene.pt + card.json (content hash, frames, config, data hash, timings,
-metrics); `load_scene` returns the background `Gaussians` (ids -1) for `render`.
+metrics); `reconstruct_artifact.load_scene` returns the background `Gaussians` (ids -1) for `render`.
 """
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ def test_artifact_round_trip_deterministic_and_novel_views(tiny, tmp_path):
     card = art.save(tmp_path, ga, a, cfg, seq, metrics)
     assert card["held_out_frames"] == [33] and card["train_frames"] == [30, 31, 32]
     assert len(card["data_hash"]) == 64 and card["config"]["iters"] == 3
-    g = rc.load_scene(tmp_path)
+    g = art.load_scene(tmp_path)
     assert (g.ids == -1).all() and art.gaussians_hash(g) == card["content_hash"]
     vm = torch.linalg.inv(seq.cam_to_world[:, 0]).float()
     out = render(g, vm, seq.K, seq.width, seq.height)
