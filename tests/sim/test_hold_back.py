@@ -64,3 +64,15 @@ def test_rollout_reports_held_back_agents():
     free.log[1, :, 0] += 60.0  # appears far ahead of the ego: nothing to hold back
     result = rollout(ScenarioBatch.build([spawn_scenario(), free]), Coast())
     assert result.extra["held_back"] == [1, 0]
+
+
+def test_evaluate_rows_carry_the_held_back_count():
+    from drivesim.sim.evaluate import EvalConfig, evaluate
+    from drivesim.sim.policy import ConstantVelocity
+
+    free = spawn_scenario()
+    free.name = "free"
+    free.log = free.log.copy()
+    free.log[1, :, 0] += 60.0  # appears far ahead of the ego: nothing to hold back
+    res = evaluate([spawn_scenario(), free], [ConstantVelocity()], config=EvalConfig(batch_size=2), show_progress=False).results
+    assert res.set_index("scenario")["held_back"].to_dict() == {"spawn": 1, "free": 0}
