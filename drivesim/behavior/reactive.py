@@ -221,7 +221,8 @@ def longitudinal(state, fr, nxt, batch, cfg: ReactiveConfig, t: float, lanes: La
     v = state.speed
     v_lead = (_gather(v, lead) * torch.cos(_gather(state.yaw, lead) - state.yaw)).clamp(min=0)
     stop, red = _stop_line_gap(state, fr, nxt, batch, cfg, t)
-    stop = torch.minimum(stop, yield_gap(state, fr, nxt, batch, cfg.yielding, red))
+    nxt2 = torch.where(nxt >= 0, next_lanes(nxt, batch), -1)  # connectors in junctions are short: look one lane further
+    stop = torch.minimum(stop, yield_gap(state, fr, nxt, batch, cfg.yielding, red, nxt2))
     use_stop = stop < gap
     gap = torch.where(use_stop, stop, torch.where(torch.isfinite(gap), gap, torch.full_like(gap, FAR)))
     v_lead = torch.where(use_stop, torch.zeros_like(v_lead), v_lead)
