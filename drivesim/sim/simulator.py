@@ -167,7 +167,10 @@ class Simulator:
             accel, steer = torch.where(learned, l_accel, accel), torch.where(learned, l_steer, steer)
         accel[:, 0] = torch.where(self.is_policy[:, 0], ego_action[:, 0], accel[:, 0])
         steer[:, 0] = torch.where(self.is_policy[:, 0], ego_action[:, 1], steer[:, 0])
-        accel, steer = apply_limits(accel, steer, state.accel, state.steer, self.dt, cfg.dynamics)
+        # the jerk limit starts from an acceleration inside the actuator range: a replayed step (an agent's
+        # last one on its log) carries the log's speed change, 30 m/s^2 where a track's speed column jumps
+        prev_accel = state.accel.clamp(-cfg.dynamics.max_decel, cfg.dynamics.max_accel)
+        accel, steer = apply_limits(accel, steer, prev_accel, state.steer, self.dt, cfg.dynamics)
         x, y, yaw, speed, accel_eff = bicycle_step(state.x, state.y, state.yaw, state.speed, accel, steer,
                                                    state.length, self.dt, cfg.dynamics.max_speed)
         keep = ~(self.is_policy | reactive | constant | learned) | ~state.valid

@@ -99,3 +99,24 @@ def test_evaluate_rows_carry_the_held_back_count():
     free.log[1, :, 0] += 60.0  # appears far ahead of the ego: nothing to hold back
     res = evaluate([spawn_scenario(), free], [ConstantVelocity()], config=EvalConfig(batch_size=2), show_progress=False).results
     assert res.set_index("scenario")["held_back"].to_dict() == {"spawn": 1, "free": 0}
+
+
+def test_agent_released_after_a_logged_speed_jump_keeps_its_acceleration_in_range():
+    """Agent 1's log speed column reads 0 while it is invisible and 10 m/s when it appears (a
+    nuScenes track's jump): its replayed acceleration of 100 m/s^2 must not carry into its
+    reactive driving through the jerk limit (before, 1077's agent 40 went 10 -> 25 m/s in 0.7 s)."""
+    road = build_map("straight", lanes=1, lanes_back=0)
+    sc = make_scenario(road, [{"x": 0, "y": -1.8, "speed": 0}, {"x": 40, "y": -1.8, "speed": 10, "v0": 10}], duration=3, name="jump")
+    t = np.arange(sc.num_steps + 1) * sc.dt
+    ego = np.stack([0 * t, np.full_like(t, -1.8), 0 * t, 0 * t], -1)
+    other = np.stack([40 + 10.0 * t, np.full_like(t, -1.8), 0 * t, np.where(t < 0.95, 0.0, 10.0)], -1)
+    sc.log, sc.log_valid = np.stack([ego, other]), np.ones((2, len(t)), bool)
+    sc.log_valid[1, :10] = False
+    sim = Simulator(ScenarioBatch.build([with_traffic(sc, "reactive")]))
+    states = [sim.reset()]
+    for _ in range(20):
+        states.append(sim.step(states[-1], torch.zeros(1, 2)))
+    dyn = sim.config.dynamics
+    after = [s for s in states[11:] if bool(s.released[0, 1])]
+    assert after and all(-dyn.max_decel - 1e-4 <= float(s.accel[0, 1]) <= dyn.max_accel + 1e-4 for s in after)
+    assert max(float(s.speed[0, 1]) for s in after) < 11.0
