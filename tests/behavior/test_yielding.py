@@ -32,7 +32,8 @@ def crossing(d1: float, d2: float, mode2=ControlMode.REACTIVE):
 
 
 def run(sc, yielding=True, steps=60):
-    cfg = SimConfig(reactive=ReactiveConfig(yielding=YieldConfig(enabled=yielding)))
+    # yielding=False also drops the last-moment check for vehicles close ahead on other lanes (reactive._off_lane_ahead)
+    cfg = SimConfig(reactive=ReactiveConfig(yielding=YieldConfig(enabled=yielding), other_lane_range=8.0 if yielding else -math.inf))
     sim = Simulator(ScenarioBatch.build([sc]), cfg)
     states = [sim.reset()]
     for _ in range(steps):
@@ -127,3 +128,18 @@ def test_conflict_beyond_a_short_connector_is_seen_in_time():
     assert overlapped(free, 1, 2)
     states = run(sc)
     assert not overlapped(states, 1, 2)
+
+
+def test_vehicle_close_ahead_on_an_unlinked_lane_is_a_leader():
+    """Lanes 0 and 1 run side by side 1.6 m apart, not linked as neighbours (as nuScenes lanes
+    that overlap in a junction); agent 1 on lane 0 is already past the conflict entry and a
+    stopped vehicle sits on lane 1 in its path (0757: a car waiting across a crossing lane)."""
+    lanes = [Lane(np.array([[0.0, 0.0], [120.0, 0.0]])), Lane(np.array([[30.0, 1.6], [120.0, 1.6]]))]
+    road = RoadMap("apart", lanes)
+    agents = [{"x": 2.0, "y": 0.0, "speed": 0.0}, {"x": 40.0, "y": 0.0, "speed": 8.0, "v0": 8.0},
+              {"x": 70.0, "y": 1.6, "speed": 0.0, "v0": 0.0, "mode": ControlMode.CONSTANT_VELOCITY}]
+    sc = make_scenario(road, agents, duration=6.0, name="apart")
+    states = run(sc)
+    assert int(states[0].lane[0, 1]) == 0 and int(states[0].lane[0, 2]) == 1
+    assert not overlapped(states, 1, 2)
+    assert float(states[-1].speed[0, 1]) < 0.5  # it waits behind the stopped car
