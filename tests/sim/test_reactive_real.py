@@ -92,10 +92,7 @@ def test_replayed_ego_takes_no_at_fault_collision_in_reactive_traffic(data_dir, 
 
 
 STILL_OVERLAP = {  # two simulated agents overlap: known, left open (tools/reactive_overlaps.py prints each pair)
-    "nuscenes/0553": "two logged cars side by side on one wide lane both converge on its centre (steps 1-3)",
-    "nuscenes/0757": "a car stopped to yield with its body already across the crossing lane is hit by the crossing car",
-    "nuscenes/0796": "cross traffic on lane 147 at 10-11 m/s runs through cars queued on lane 111 in the junction",
-    "nuscenes/1077": "a held-back car appears after its hidden log jumps ahead at 24-30 m/s and rear-ends the queue",
+    "nuscenes/0553": "two logged cars start side by side on one wide lane (touching at step 1) and both converge on its centre (steps 1-3)",
     "nuscenes/0655": "the replayed ego drives into a reactive car off every lane (see STILL_COLLIDES)",
     "commonroad/USA_Peach-4_8_T-1": "the replayed ego meets the crossing agent in the junction (see STILL_COLLIDES)",
 }
