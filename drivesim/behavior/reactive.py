@@ -19,6 +19,7 @@ from drivesim.behavior.scenario import ScenarioBatch
 from drivesim.behavior.yielding import YieldConfig, yield_gap
 from drivesim.core.geometry import to_local
 from drivesim.core.state import SimState
+from drivesim.core.types import AgentType
 from drivesim.dynamics.bicycle import WHEELBASE_RATIO
 
 
@@ -34,6 +35,7 @@ class ReactiveConfig:
     encroach_time: float = 2.0  # s: ... or this many seconds ahead at the agent's speed
     stop_decel: float = 3.0  # m/s^2: stop for a red light only if it can be done at this decel
     off_lane_min_speed: float = 0.5  # m/s: an agent off its lane is an obstacle ahead only when faster than this
+    other_lane_range: float = 8.0  # m bumper gap: an agent on another lane right ahead in the own frame is a leader this close
     yielding: YieldConfig = field(default_factory=YieldConfig)  # at crossing and merging lanes (yielding.py)
 
 
@@ -156,29 +158,31 @@ def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch
 def _off_lane_ahead(state: SimState, on_lane: torch.Tensor, cfg: ReactiveConfig):
     """The nearest agent right ahead in each agent's own frame ([B, A] index, centre distance,
     inf when none), as for the ego, among the pairs the lane index cannot see: the other agent is
-    off its lane and moving (drifting, crossing, a walking pedestrian) or the agent itself is. Only rows with such an
-    agent (besides the ego) are computed, as [R, A, A] pairs."""
-    B, A = state.x.shape
-    who, out = torch.zeros_like(state.lane), torch.full_like(state.x, math.inf)
+    off its lane and moving (drifting, crossing, a walking pedestrian) or the agent itself is
+    (within `encroach_range` / `encroach_time`), or the two are on different lanes that the map
+    does not link (lanes that overlap or merge, a car already across a crossing lane), the other
+    is a vehicle or a moving road user, and it is within `other_lane_range` bumper to bumper. [B, A, A] pairs."""
     off = state.valid & ~on_lane
     off[:, 0] = False  # the ego has its own test (leaders)
-    rows = off.any(dim=1).nonzero().flatten()
-    if rows.numel() == 0:
-        return who, out
-    x, y, yaw, v = state.x[rows], state.y[rows], state.yaw[rows], state.speed[rows]  # [R, A]
-    w, valid, o = state.width[rows], state.valid[rows], off[rows]
-    dx, dy = x.unsqueeze(1) - x.unsqueeze(2), y.unsqueeze(1) - y.unsqueeze(2)  # [R, i, j]: j seen from i
+    x, y, yaw, v, w, valid = state.x, state.y, state.yaw, state.speed, state.width, state.valid  # [B, A]
+    A = x.shape[1]
+    dx, dy = x.unsqueeze(1) - x.unsqueeze(2), y.unsqueeze(1) - y.unsqueeze(2)  # [B, i, j]: j seen from i
     c, s = torch.cos(yaw).unsqueeze(2), torch.sin(yaw).unsqueeze(2)
     lon, lat = dx * c + dy * s, dy * c - dx * s
     reach = torch.clamp(v * cfg.encroach_time, min=cfg.encroach_range).unsqueeze(2)
-    moving = o & (v > cfg.off_lane_min_speed)  # still objects beside the lane (cones, parked cars) are passed
-    pair = valid.unsqueeze(1) & valid.unsqueeze(2) & (moving.unsqueeze(1) | o.unsqueeze(2)) & ~torch.eye(A, dtype=torch.bool, device=x.device)
+    moving = off & (v > cfg.off_lane_min_speed)  # still objects beside the lane (cones, parked cars) are passed
+    # on another lane: vehicles (a stopped one too) and moving road users; static objects at a lane's edge are passed
+    counts = (state.agent_type == AgentType.VEHICLE) | ((state.agent_type != AgentType.STATIC) & (v > cfg.off_lane_min_speed))
+    lanes_apart = on_lane.unsqueeze(2) & (on_lane & counts).unsqueeze(1) & (state.lane.unsqueeze(1) != state.lane.unsqueeze(2))
+    close = lon - 0.5 * (state.length.unsqueeze(1) + state.length.unsqueeze(2)) < cfg.other_lane_range
+    pair = valid.unsqueeze(1) & valid.unsqueeze(2) & ~torch.eye(A, dtype=torch.bool, device=x.device)
+    pair &= ((moving.unsqueeze(1) | off.unsqueeze(2)) & (lon < reach)) | (lanes_apart & close)
     pair[:, :, 0] = False
     pair[:, 0, :] = False  # nor is the ego's own leader needed
-    ahead = pair & (lon > 0) & (lon < reach) & (lat.abs() < 0.5 * (w.unsqueeze(1) + w.unsqueeze(2)) + 0.2)
+    ahead = pair & (lon > 0) & (lat.abs() < 0.5 * (w.unsqueeze(1) + w.unsqueeze(2)) + 0.2)
     lon = torch.where(ahead, lon, torch.full_like(lon, math.inf))
     best, j = lon.min(dim=2)
-    return who.index_put((rows,), j), out.index_put((rows,), best)
+    return j, best
 
 
 def _ego_in_own_frame(state: SimState):
@@ -221,7 +225,8 @@ def longitudinal(state, fr, nxt, batch, cfg: ReactiveConfig, t: float, lanes: La
     v = state.speed
     v_lead = (_gather(v, lead) * torch.cos(_gather(state.yaw, lead) - state.yaw)).clamp(min=0)
     stop, red = _stop_line_gap(state, fr, nxt, batch, cfg, t)
-    stop = torch.minimum(stop, yield_gap(state, fr, nxt, batch, cfg.yielding, red))
+    nxt2 = torch.where(nxt >= 0, next_lanes(nxt, batch), -1)  # connectors in junctions are short: look one lane further
+    stop = torch.minimum(stop, yield_gap(state, fr, nxt, batch, cfg.yielding, red, nxt2))
     use_stop = stop < gap
     gap = torch.where(use_stop, stop, torch.where(torch.isfinite(gap), gap, torch.full_like(gap, FAR)))
     v_lead = torch.where(use_stop, torch.zeros_like(v_lead), v_lead)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from drivesim.behavior.reactive import Frenet, ReactiveConfig
+from drivesim.core.types import AgentType
 
 
 def leaders_reference(state, fr: Frenet, nxt, batch, cfg: ReactiveConfig):
@@ -14,6 +15,7 @@ def leaders_reference(state, fr: Frenet, nxt, batch, cfg: ReactiveConfig):
     g = lambda t: t.tolist()
     lane, s, d, valid = g(state.lane), g(fr.s), g(fr.d), g(state.valid)
     x, y, yaw, v, length, width = g(state.x), g(state.y), g(state.yaw), g(state.speed), g(state.length), g(state.width)
+    kind = g(state.agent_type)
     nx = g(nxt)
     L, W = g(bank.lane_len), g(bank.lane_width)
     left, right = g(bank.lane_left), g(bank.lane_right)
@@ -68,15 +70,19 @@ def leaders_reference(state, fr: Frenet, nxt, batch, cfg: ReactiveConfig):
                     if (rem - dd) / max(v[b][j], vm) <= rem / max(v[b][i], vm) + cfg.yielding.time_margin:
                         best = min(best, dd - half(j))
             on_lane = lambda j: lane[b][j] >= 0 and abs(d[b][j]) < 0.5 * W[lane[b][j]] + 0.5 * width[b][j]
-            for j in range(A):  # the ego, and any agent when it or agent i is off its lane
-                moving_off = not on_lane(j) and v[b][j] > cfg.off_lane_min_speed
-                if j == i or not valid[b][j] or not (j == 0 or (i > 0 and valid[b][i] and (not on_lane(i) or moving_off))):
+            for j in range(A):  # the ego; any agent when it or agent i is off its lane; a vehicle on another lane close ahead
+                if j == i or not valid[b][j]:
                     continue
+                moving_off = not on_lane(j) and v[b][j] > cfg.off_lane_min_speed
+                counts = kind[b][j] == AgentType.VEHICLE or (kind[b][j] != AgentType.STATIC and v[b][j] > cfg.off_lane_min_speed)
+                apart = on_lane(i) and on_lane(j) and counts and lane[b][i] != lane[b][j]
                 dx, dy = x[b][j] - x[b][i], y[b][j] - y[b][i]
                 lon = dx * math.cos(yaw[b][i]) + dy * math.sin(yaw[b][i])
                 lat = dy * math.cos(yaw[b][i]) - dx * math.sin(yaw[b][i])
                 reach = max(v[b][i] * cfg.encroach_time, cfg.encroach_range)
-                if 0 < lon < reach and abs(lat) < 0.5 * (width[b][i] + width[b][j]) + 0.2:
+                by_reach = j == 0 or (i > 0 and valid[b][i] and (not on_lane(i) or moving_off))
+                by_lane = j > 0 and i > 0 and valid[b][i] and apart and lon - half(j) < cfg.other_lane_range
+                if (by_reach and lon < reach or by_lane) and lon > 0 and abs(lat) < 0.5 * (width[b][i] + width[b][j]) + 0.2:
                     best = min(best, lon - half(j))
             row.append(best)
         out.append(row)

@@ -15,7 +15,7 @@ An agent that can no longer stop before the zone at `commit_decel` goes on (it i
 unless the other agent is already in the zone.
 
 Conflicts come precomputed per map (map/conflicts.py: `MapBank.conflict_lane`, `conflict_s`).
-The step gathers each agent's next conflicts on its lane and on the successor it will take,
+The step gathers each agent's next conflicts on its lane and the next two lanes it will take,
 keeps those within `horizon` ([N] rows, N small), and compares each with the agents of its row
 ([N, A]); nothing loops over agents.
 """
@@ -38,30 +38,36 @@ class YieldConfig:
     max_wait: float = 10.0  # s: agents arriving later than this are not yielded to
     commit_decel: float = 4.0  # m/s^2: an agent that cannot stop before the zone at this decel goes on
     min_speed: float = 1.0  # m/s: floor on speeds in arrival-time estimates
+    stop_margin: float = 1.5  # m: a yielding agent stops this far before the zone (turning bodies sweep past its edge)
 
 
-def _path_conflicts(state, fr, nxt, bank):
-    """Conflict zones on each agent's path, [B, A, 2K] each: other lane, distances along the path
-    to the zone entry and exit, and the zone's entry and exit arc lengths on the other lane."""
-    lc, nc = state.lane.clamp(min=0), nxt.clamp(min=0)
+def _path_conflicts(state, fr, nxt, nxt2, bank):
+    """Conflict zones on each agent's path (its lane, the successor it will take and the one
+    after: junction connectors can be a metre long), [B, A, 3K] each: other lane, distances along
+    the path to the zone entry and exit, and the zone's entry and exit arc lengths on the other lane."""
+    lc, nc, n2 = state.lane.clamp(min=0), nxt.clamp(min=0), nxt2.clamp(min=0)
     on = (state.lane >= 0).unsqueeze(-1)
-    other = torch.cat([torch.where(on, bank.conflict_lane[lc], -1),
-                       torch.where(on & (nxt >= 0).unsqueeze(-1), bank.conflict_lane[nc], -1)], dim=-1)
-    zone = torch.cat([bank.conflict_s[lc], bank.conflict_s[nc]], dim=-2)  # [B, A, 2K, 4]
+    on2 = on & (nxt >= 0).unsqueeze(-1)
+    other = torch.cat([torch.where(on, bank.conflict_lane[lc], -1), torch.where(on2, bank.conflict_lane[nc], -1),
+                       torch.where(on2 & (nxt2 >= 0).unsqueeze(-1), bank.conflict_lane[n2], -1)], dim=-1)
+    zone = torch.cat([bank.conflict_s[lc], bank.conflict_s[nc], bank.conflict_s[n2]], dim=-2)  # [B, A, 3K, 4]
     K = bank.conflict_lane.shape[1]
     rem = bank.lane_len[lc] - fr.s
-    base = torch.cat([(-fr.s).unsqueeze(-1).expand(*fr.s.shape, K), rem.unsqueeze(-1).expand(*fr.s.shape, K)], dim=-1)
+    starts = (-fr.s, rem, rem + bank.lane_len[nc])  # where each lane starts along the path
+    base = torch.cat([v.unsqueeze(-1).expand(*fr.s.shape, K) for v in starts], dim=-1)
     return other, base + zone[..., 0], base + zone[..., 1], zone[..., 2], zone[..., 3]
 
 
-def yield_gap(state, fr, nxt, batch, cfg: YieldConfig, red_stop: torch.Tensor) -> torch.Tensor:
+def yield_gap(state, fr, nxt, batch, cfg: YieldConfig, red_stop: torch.Tensor, nxt2: torch.Tensor | None = None) -> torch.Tensor:
     """Bumper gap [B, A] to the entry of the first conflict zone where the agent must yield (FAR
-    where none). red_stop [B, A]: the agent will stop at the red light ending its lane."""
+    where none). red_stop [B, A]: the agent will stop at the red light ending its lane; nxt2 [B, A]:
+    the successor it takes after `nxt` (-1 none; None: not searched)."""
     bank = batch.bank
     out = torch.full_like(fr.s, FAR)
     if not cfg.enabled or bank.conflict_lane.shape[1] == 0:
         return out
-    other, d_in, d_out, m_in, m_out = _path_conflicts(state, fr, nxt, bank)
+    nxt2 = torch.full_like(nxt, -1) if nxt2 is None else nxt2
+    other, d_in, d_out, m_in, m_out = _path_conflicts(state, fr, nxt, nxt2, bank)
     half = 0.5 * state.length
     reach = torch.clamp(state.speed * 6.0, min=cfg.horizon).unsqueeze(-1)
     cand = (other >= 0) & (d_in - half.unsqueeze(-1) > 0) & (d_in < reach) & state.valid.unsqueeze(-1)
@@ -92,6 +98,6 @@ def yield_gap(state, fr, nxt, batch, cfg: YieldConfig, red_stop: torch.Tensor) -
     priority = ~reactive_j | inside_j | first
     can_stop = before_i > state.speed[b, a] ** 2 / (2 * cfg.commit_decel)
     must = present & overlap & priority & (can_stop.unsqueeze(1) | inside_j)
-    gap = torch.where(must.any(dim=1), before_i, torch.full_like(before_i, FAR))  # [N]
+    gap = torch.where(must.any(dim=1), (before_i - cfg.stop_margin).clamp(min=0), torch.full_like(before_i, FAR))  # [N]
     flat = out.view(-1).scatter_reduce(0, b * out.shape[1] + a, gap, reduce="amin")
     return flat.view_as(out)

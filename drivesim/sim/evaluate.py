@@ -115,6 +115,8 @@ def run_chunk(chunk: list[Scenario], bank, policy, cfg: EvalConfig, expert: dict
     for s, res, b in results:
         row = {"policy": policy.name, "scenario": s.name, "map": s.road.name, "status": res.status[b], "error": res.errors[b]}
         row.update({k: float(v[b]) for k, v in res.metrics.items()})
+        if "held_back" in res.extra:  # logged agents whose appearance waited for a free place (sim/simulator.py)
+            row["held_back"] = int(res.extra["held_back"][b])
         failed = res.status[b] == "error" or row.get("success", 1.0) < 1
         traj = {k: v[:, b : b + 1] for k, v in res.trajectory.items()} if res.trajectory is not None and failed else None
         out.append((row, traj))

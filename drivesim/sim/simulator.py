@@ -6,8 +6,8 @@ log when its mode is REPLAY. REACTIVE agents follow IDM/MOBIL/pure pursuit; REPL
 log; CONSTANT_VELOCITY agents keep speed and heading; STATIC agents stay. On a log, REACTIVE
 agents follow their log until they first appear, HYBRID ones until the ego comes close; from
 then on they are reactive (`SimState.released`). A logged agent whose first appearance would
-overlap a simulated agent (the ego or one already released from its log) is held back: it stays
-invisible, on its log, until its logged box is free (`Simulator.held_back` marks those agents;
+overlap a simulated agent (the ego or one already released from its log), or leave it no room to
+brake behind one, is held back: it stays invisible, on its log, until its logged place is free (`Simulator.held_back` marks those agents;
 `rollout` reports their count per scenario as `RolloutResult.extra["held_back"]`).
 
 LEARNED agents take accel and steer [B, A] from a behaviour model handed in as
@@ -78,6 +78,10 @@ class SimConfig:
     reactive: ReactiveConfig = field(default_factory=ReactiveConfig)
     hybrid_distance: float = 15.0  # m: a HYBRID agent leaves its log when the ego comes this close ...
     hybrid_time_gap: float = 2.0  # s: ... or this close in time at the ego's speed
+    # a logged agent appears only where its box, grown by these, is free of simulated agents (_hold_back)
+    appear_gap: float = 1.0  # m of free road ahead of an appearing agent, besides its braking room
+    appear_decel: float = 4.0  # m/s^2: braking room ahead = closing speed^2 / (2 appear_decel)
+    appear_margin: float = 0.25  # m free on each side
 
 
 class Simulator:
@@ -163,7 +167,10 @@ class Simulator:
             accel, steer = torch.where(learned, l_accel, accel), torch.where(learned, l_steer, steer)
         accel[:, 0] = torch.where(self.is_policy[:, 0], ego_action[:, 0], accel[:, 0])
         steer[:, 0] = torch.where(self.is_policy[:, 0], ego_action[:, 1], steer[:, 0])
-        accel, steer = apply_limits(accel, steer, state.accel, state.steer, self.dt, cfg.dynamics)
+        # the jerk limit starts from an acceleration inside the actuator range: a replayed step (an agent's
+        # last one on its log) carries the log's speed change, 30 m/s^2 where a track's speed column jumps
+        prev_accel = state.accel.clamp(-cfg.dynamics.max_decel, cfg.dynamics.max_accel)
+        accel, steer = apply_limits(accel, steer, prev_accel, state.steer, self.dt, cfg.dynamics)
         x, y, yaw, speed, accel_eff = bicycle_step(state.x, state.y, state.yaw, state.speed, accel, steer,
                                                    state.length, self.dt, cfg.dynamics.max_speed)
         keep = ~(self.is_policy | reactive | constant | learned) | ~state.valid
@@ -174,7 +181,7 @@ class Simulator:
         valid = state.valid
         if bool(replay.any()):
             x, y, yaw, speed, accel_eff, valid = self._replay(state, replay, x, y, yaw, speed, accel_eff, valid)
-            valid = self._hold_back(state, valid, x, y, yaw)
+            valid = self._hold_back(state, valid, x, y, yaw, speed)
         if dec is not None:
             lane, seg = torch.where(reactive, dec.lane, state.lane), torch.where(reactive, dec.seg, state.seg)
             changed = dec.changed & reactive
@@ -212,20 +219,34 @@ class Simulator:
         trigger = torch.where(self.script_start >= 0, t.unsqueeze(1) >= self.script_start, trigger)
         return released | (self.log_first & valid & trigger)
 
-    def _hold_back(self, state, valid, x, y, yaw):
-        """valid [B, A] with logged agents that would appear this step inside a simulated agent
-        (the ego, or an agent already off its log) kept invisible; they stay on their (hidden) log
-        and appear at the first step where their logged box is free. Only the newly appearing
-        agents are tested, each against the A agents of its row."""
+    def _hold_back(self, state, valid, x, y, yaw, speed):
+        """valid [B, A] with logged agents that would appear this step where a simulated agent
+        (the ego, or an agent already off its log) is kept invisible; they stay on their (hidden)
+        log and appear at the first step where their logged place is free. The place is the
+        logged box grown by `appear_margin` on each side and, ahead, a cone (rough logged headings)
+        as long as `appear_gap` plus the room to brake at `appear_decel` to the other agent's speed
+        along its heading: an agent must not appear closing in on a slower one it can no longer
+        avoid, as nuScenes' interpolated tracks make them do at up to 20 m/s. Only the newly appearing agents are tested, each against the A agents
+        of its row ([N, A] pairs)."""
+        cfg = self.config
         appear = self.log_first & ~state.released & ~state.valid & valid  # [B, A]
         if not bool(appear.any()):
             return valid
         on_log = self.is_replay | (self.log_first & ~state.released)
         simulated = valid & (~on_log | self.is_ego) & ~appear  # [B, A]
         rows, cols = appear.nonzero(as_tuple=True)  # N newly appearing agents
-        box = lambda r, c: (x[r, c], y[r, c], yaw[r, c], state.length[r, c], state.width[r, c])
-        new = tuple(v.unsqueeze(1) for v in box(rows, cols))  # [N, 1]
-        hits = boxes_overlap(new, box(rows, slice(None))) & simulated[rows]  # [N, A]
+        v_new, yaw_new = speed[rows, cols].unsqueeze(1), yaw[rows, cols].unsqueeze(1)  # [N, 1] as logged
+        v_other = state.speed[rows] * torch.cos(state.yaw[rows] - yaw_new)  # [N, A] along the new agent's heading
+        room = (v_new - v_other).clamp(min=0) ** 2 / (2 * cfg.appear_decel) + cfg.appear_gap  # [N, A]
+        length, width = state.length[rows], state.width[rows]  # [N, A]
+        new = (x[rows, cols].unsqueeze(1), y[rows, cols].unsqueeze(1), yaw_new, state.length[rows, cols].unsqueeze(1), state.width[rows, cols].unsqueeze(1) + 2 * cfg.appear_margin)
+        hits = boxes_overlap(new, (x[rows], y[rows], yaw[rows], length, width))
+        # ahead: a cone (lateral reach growing by half the distance) since logged headings at a first appearance are rough
+        dx, dy = x[rows] - new[0], y[rows] - new[1]
+        lon, lat = dx * torch.cos(yaw_new) + dy * torch.sin(yaw_new), dy * torch.cos(yaw_new) - dx * torch.sin(yaw_new)
+        bumper = lon - 0.5 * (new[3] + length)
+        hits |= (lon > 0) & (bumper < room) & (lat.abs() < 0.5 * (new[4] + width) + 0.5 * bumper.clamp(min=0))
+        hits &= simulated[rows]
         blocked = hits.any(dim=1)
         if not bool(blocked.any()):
             return valid

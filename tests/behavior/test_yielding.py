@@ -32,7 +32,8 @@ def crossing(d1: float, d2: float, mode2=ControlMode.REACTIVE):
 
 
 def run(sc, yielding=True, steps=60):
-    cfg = SimConfig(reactive=ReactiveConfig(yielding=YieldConfig(enabled=yielding)))
+    # yielding=False also drops the last-moment check for vehicles close ahead on other lanes (reactive._off_lane_ahead)
+    cfg = SimConfig(reactive=ReactiveConfig(yielding=YieldConfig(enabled=yielding), other_lane_range=8.0 if yielding else -math.inf))
     sim = Simulator(ScenarioBatch.build([sc]), cfg)
     states = [sim.reset()]
     for _ in range(steps):
@@ -104,3 +105,41 @@ def test_stub_lane_end_stops_traffic_and_a_border_end_lets_it_leave():
             assert float(last.x[0, 1]) + 0.5 * float(last.length[0, 1]) <= 50.5  # stopped at the lane end
         else:
             assert not bool(last.valid[0, 1])  # drove off the map's border and left
+
+
+def connector_crossing():
+    """Agent 1 (reactive, 12 m/s) drives lane 0 -> a 1 m connector (lane 1) -> lane 2, which a
+    constant-velocity agent 2 on lane 3 crosses at x = 60; both reach the crossing at about 4 s.
+    The conflict lies two lanes ahead of agent 1 until it is past the point where it could stop."""
+    lanes = [Lane(np.array([[0.0, 0.0], [40.0, 0.0]]), successors=[1]),
+             Lane(np.array([[40.0, 0.0], [41.0, 0.0]]), successors=[2], kind="connector"),
+             Lane(np.array([[41.0, 0.0], [80.0, 0.0]])),
+             Lane(np.array([[60.0, -45.0], [60.0, 45.0]]))]
+    road = RoadMap("connector", lanes)
+    agents = [{"x": 60.0, "y": 44.0, "yaw": math.pi / 2, "speed": 0.0},
+              {"x": 10.0, "y": 0.0, "speed": 12.0, "v0": 12.0},
+              {"x": 60.0, "y": -40.0, "yaw": math.pi / 2, "speed": 10.0, "v0": 10.0, "mode": ControlMode.CONSTANT_VELOCITY}]
+    return make_scenario(road, agents, duration=6.0, name="connector")
+
+
+def test_conflict_beyond_a_short_connector_is_seen_in_time():
+    sc = connector_crossing()
+    free = run(sc, yielding=False)
+    assert overlapped(free, 1, 2)
+    states = run(sc)
+    assert not overlapped(states, 1, 2)
+
+
+def test_vehicle_close_ahead_on_an_unlinked_lane_is_a_leader():
+    """Lanes 0 and 1 run side by side 1.6 m apart, not linked as neighbours (as nuScenes lanes
+    that overlap in a junction); agent 1 on lane 0 is already past the conflict entry and a
+    stopped vehicle sits on lane 1 in its path (0757: a car waiting across a crossing lane)."""
+    lanes = [Lane(np.array([[0.0, 0.0], [120.0, 0.0]])), Lane(np.array([[30.0, 1.6], [120.0, 1.6]]))]
+    road = RoadMap("apart", lanes)
+    agents = [{"x": 2.0, "y": 0.0, "speed": 0.0}, {"x": 40.0, "y": 0.0, "speed": 8.0, "v0": 8.0},
+              {"x": 70.0, "y": 1.6, "speed": 0.0, "v0": 0.0, "mode": ControlMode.CONSTANT_VELOCITY}]
+    sc = make_scenario(road, agents, duration=6.0, name="apart")
+    states = run(sc)
+    assert int(states[0].lane[0, 1]) == 0 and int(states[0].lane[0, 2]) == 1
+    assert not overlapped(states, 1, 2)
+    assert float(states[-1].speed[0, 1]) < 0.5  # it waits behind the stopped car

@@ -89,3 +89,27 @@ def test_replayed_ego_takes_no_at_fault_collision_in_reactive_traffic(data_dir, 
     _, result = replay_ego(data_dir, scene)
     at_fault = sum(float(result.metrics[f"collisions_{c}"][0]) for c in ("vru", "vehicle", "object"))
     assert at_fault == 0, f"{scene}: {at_fault:.0f} at-fault collision(s) of the replayed ego"
+
+
+STILL_OVERLAP = {  # two simulated agents overlap: known, left open (tools/reactive_overlaps.py prints each pair)
+    "nuscenes/0553": "two logged cars start side by side on one wide lane (touching at step 1) and both converge on its centre (steps 1-3)",
+    "nuscenes/0655": "the replayed ego drives into a reactive car off every lane (see STILL_COLLIDES)",
+    "commonroad/USA_Peach-4_8_T-1": "the replayed ego meets the crossing agent in the junction (see STILL_COLLIDES)",
+}
+
+
+@pytest.mark.parametrize("scene", [pytest.param(s, marks=pytest.mark.xfail(reason=STILL_OVERLAP[s], strict=False))
+                                   if s in STILL_OVERLAP else s for s in SCENES])
+def test_no_two_simulated_agents_overlap(data_dir, scene):
+    _path(data_dir, scene)
+    batch, result = replay_ego(data_dir, scene)
+    tr = {k: torch.as_tensor(v[:, 0]) for k, v in result.trajectory.items()}  # [T, A]
+    simulated = batch.init["mode"][0] == ControlMode.REACTIVE
+    simulated[0] = True
+    for t in range(1, tr["x"].shape[0]):
+        on = (tr["valid"][t] & simulated).nonzero().flatten()
+        box = tuple(tr[k][t, on] for k in ("x", "y", "yaw", "length", "width"))
+        hit = boxes_overlap(tuple(v.unsqueeze(1) for v in box), tuple(v.unsqueeze(0) for v in box))
+        hit &= ~torch.eye(len(on), dtype=torch.bool)
+        pairs = [(int(on[i]), int(on[j])) for i, j in hit.nonzero().tolist() if i < j]
+        assert not pairs, f"{scene}: simulated agents {pairs} overlap at step {t}"
