@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from drivesim.behavior.events import GENERATOR_VERSION, build_event, event_type, sample_params, scenario_name
-from drivesim.behavior.events.real import RealCutInConfig, real_cut_in, retime
+from drivesim.behavior.events.real import RealCutInConfig, plan_cut_in, retime
 from drivesim.behavior.events.common import closing_distance, required_decel
 from drivesim.behavior.logs import with_traffic
 from drivesim.behavior.scenario import Scenario, ScenarioBatch
@@ -42,11 +42,12 @@ from drivesim.dynamics.bicycle import kinematically_feasible
 from drivesim.map.bank import MapBank
 from drivesim.sim.expert import PDMClosed, PDMConfig
 from drivesim.sim.observation import route_points_at, route_position
-from drivesim.sim.policy import ConstantVelocity
+from drivesim.sim.policy import ConstantVelocity, LaneConstantSpeed
 from drivesim.sim.rollout import rollout
 
 DEFAULT_LOG_TRAFFIC = "reactive"  # traffic of a raw imported log that records no mode of its own
 MIN_PER_WORKER = 100  # smaller sets run in one process (spawning one costs about 2 s)
+REAL_NO_REACTION = LaneConstantSpeed  # the no-reaction ego of real-scene cut-ins (it keeps its lane on curves)
 TRACKED = 3  # agents recorded per scenario in the measuring passes: the ego and up to two event agents
 
 
@@ -227,22 +228,28 @@ def label_params(event: str, params: list[dict], config, seed: int, start: int, 
 
 
 def _no_reaction(s: Scenario) -> Scenario:
-    """The scenario with an ego that does not react: the ConstantVelocity policy keeps its speed
-    and heading. A logged ego is driven by that policy too (not replayed: the human in the log
-    reacts), so the label `no_reaction_collision` is what `evaluate --policies constant_velocity`
-    gets on the set, events triggered relative to the simulated ego included."""
+    """The scenario with an ego that does not react: the no-reaction policy (ConstantVelocity for
+    procedural sets, which keeps speed and heading; LaneConstantSpeed for real scenes, which keeps
+    speed and its route lane) drives it. A logged ego is driven by that policy too (not
+    replayed: the human in the log reacts), so the label `no_reaction_collision` is what
+    `evaluate --policies <no_reaction_policy>` gets on the set, events triggered relative to the
+    simulated ego included."""
     return s
 
 
-def label_scenarios(scenarios: list[Scenario], bound, label: LabelConfig, show_progress: bool = False):
-    """Passes 2 and 3 on built scenarios: (table of measurements and labels, timings)."""
+def label_scenarios(scenarios: list[Scenario], bound, label: LabelConfig, show_progress: bool = False,
+                    no_reaction=ConstantVelocity):
+    """Passes 2 and 3 on built scenarios: (table of measurements and labels, timings). The
+    no-reaction run uses the policy class `no_reaction` (its name is the `no_reaction_policy`
+    column: `evaluate --policies NAME` on the set gets `no_reaction_collision`)."""
     times = {}
     t1 = time.perf_counter()
-    m_none, traj = _run([_no_reaction(s) for s in scenarios], ConstantVelocity(), label, record=True,
+    m_none, traj = _run([_no_reaction(s) for s in scenarios], no_reaction(), label, record=True,
                         desc="no reaction" if show_progress else "")
     table = measure(scenarios, traj, bound)
     table["feasible"] = _feasible(traj, scenarios)
     table["no_reaction_collision"] = m_none["collision_any"].to_numpy() > 0
+    table["no_reaction_policy"] = no_reaction.name
     times["measure_s"] = time.perf_counter() - t1
     if label.expert_check:
         t2 = time.perf_counter()
@@ -296,9 +303,12 @@ def generate_set(event: str, n: int, seed: int = 0, config=None, label: LabelCon
 def generate_real_set(scenes: list[Scenario], n: int, seed: int = 0, config: RealCutInConfig | None = None,
                       label: LabelConfig | None = None, show_progress: bool = True) -> EventSet:
     """Up to `n` cut-ins rewritten into real scenes (attempt i on scene i % len(scenes), with its
-    own knobs), measured and labelled. An attempt whose knobs find no vehicle that can cut in
-    makes nothing; the header records the attempts and cut-ins per scene (`attempts`) and names
-    the scenes that gave none (`skipped_scenes`)."""
+    own knobs), measured and labelled. The cutter is a logged vehicle where one can cut in, else
+    a car inserted in a lane beside the route (`config.insert`). The no-reaction ego is
+    REAL_NO_REACTION (`lane_constant_speed`: it keeps its speed and its route lane), named in the
+    header and the table. An attempt that finds no cutter makes nothing; the header records
+    the attempts and cut-ins per scene (`attempts`) and names the scenes that gave none
+    (`skipped_scenes`)."""
     config = config or RealCutInConfig()
     config.validate_config()
     label = label or LabelConfig()
@@ -310,25 +320,29 @@ def generate_real_set(scenes: list[Scenario], n: int, seed: int = 0, config: Rea
     for i in range(n):
         scene = scenes[i % len(scenes)]
         tried[scene.name] = tried.get(scene.name, 0) + 1
-        made = real_cut_in(scene, config, np.random.default_rng([seed, i]), scenario_name("real-cut-in", seed, i))
-        if made is None:
+        planned = plan_cut_in(scene, config, np.random.default_rng([seed, i]))
+        if planned is None:
             continue
+        source, p = planned
+        made = retime(source, p, p["cross"] - p["start"], config, scenario_name("real-cut-in", seed, i))
         made_in[scene.name] = made_in.get(scene.name, 0) + 1
         scenarios.append(made[0])
         params.append(made[1])
         index.append(i)
-        sources.append(scene)
+        sources.append(source)
     skipped = sorted(name for name in tried if name not in made_in)  # scenes that gave no cut-in at all
     if not scenarios:
-        raise ValueError(f"no scene has a vehicle that can cut in (next to the ego's route, ahead, slower): {skipped}")
+        raise ValueError(f"no scene has a vehicle that can cut in, nor a lane beside the ego's route to insert one "
+                         f"(or the ego is too slow): {skipped}")
     scenarios, params = _calibrate_real(scenarios, params, sources, index, config, label)
-    table, times = label_scenarios(scenarios, config.bound, label, show_progress)
+    table, times = label_scenarios(scenarios, config.bound, label, show_progress, no_reaction=REAL_NO_REACTION)
     times["total_s"] = round(time.perf_counter() - t0, 3)
     header = {"generator": "real-cut-in", "generator_version": GENERATOR_VERSION, "seed": seed, "n": len(scenarios),
               "config": config_to_dict(config), "label_config": config_to_dict(label), "criticality": "ttc",
               "timings": times, "sources": sorted({s.meta["source_scene"] for s in scenarios}),
               "source_hashes": {sc.name: sc.meta.get("content_hash", "") for sc in scenes},
-              "skipped_scenes": skipped, "requested": n,
+              "skipped_scenes": skipped, "requested": n, "no_reaction_policy": REAL_NO_REACTION.name,
+              "inserted_cutters": sum(p["cutter"] == "inserted" for p in params),
               "attempts": {name: {"tried": k, "made": made_in.get(name, 0)} for name, k in tried.items()}}
     return _assemble("real-cut-in", scenarios, params, table, header, index)
 
@@ -356,7 +370,7 @@ def apply_traffic(scenario: Scenario, mode: str | None) -> Scenario:
 
 def _calibrate_real(scenarios, params, sources, index, config, label, rounds: int = 3):
     """Measure how many steps each real cut-in's lane change takes from its trigger to the ego's
-    lane (a constant-velocity ego) and rebuild it with that figure, so that the trigger's TTC
+    lane (the no-reaction ego REAL_NO_REACTION) and rebuild it with that figure, so that the trigger's TTC
     prediction holds at the crossing; a few rounds, since braking after the crossing changes the
     lane change a little. Returns (scenarios, params) with the meta filled in."""
     scenarios, params = list(scenarios), list(params)
@@ -364,7 +378,7 @@ def _calibrate_real(scenarios, params, sources, index, config, label, rounds: in
     for _ in range(rounds):
         if not todo:
             break
-        m, traj = _run([scenarios[j] for j in todo], ConstantVelocity(), label, record=True)
+        m, traj = _run([scenarios[j] for j in todo], REAL_NO_REACTION(), label, record=True)
         k, fired = event_steps([scenarios[j] for j in todo], traj), m["trigger_step"].to_numpy()
         again = []
         for i, j in enumerate(todo):
@@ -419,7 +433,8 @@ def outcome_table(table: pd.DataFrame) -> pd.DataFrame:
     the expert, so the comparison is fair)."""
     rows = []
     groups = {"avoidable by the bound": table["bound_avoidable"], "not avoidable by the bound": ~table["bound_avoidable"]}
-    runs = {"constant_velocity (no reaction)": "no_reaction_collision", "pdm_expert": "expert_collision"}
+    reference = str(table["no_reaction_policy"].iloc[0]) if "no_reaction_policy" in table and len(table) else ConstantVelocity.name
+    runs = {f"{reference} (no reaction)": "no_reaction_collision", "pdm_expert": "expert_collision"}
     for policy, col in runs.items():
         if col not in table:
             continue

@@ -1,0 +1,131 @@
+"""A synthetic cutter for real scenes where no logged vehicle can cut in.
+
+On most logged scenes no recorded vehicle is ever in a lane beside the ego's route, ahead of it
+and slower (on the 8 shared nuScenes scenes only 2 have one). Where the map has such a lane (a
+same-direction neighbour, or a junction connector running beside the route), a car is inserted
+into it: a new agent, sized and typed like a car, whose "log" drives along that lane at a
+constant speed (a fraction `slow_to` of the no-reaction ego's speed) from the step it appears,
+timed so that the ego planned against (constant speed along its route) comes up behind it while
+it is beside the route. It appears only where its box, for the whole of its track, stays clear
+of every logged agent. From then on it is an ordinary candidate of behavior/events/real.py: the
+cut-in script, trigger and labels are the same as for a logged cutter.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+
+from drivesim.behavior.events.common import project
+from drivesim.behavior.scenario import Scenario, route_polyline
+from drivesim.core.types import AgentType, ControlMode
+
+CAR_LENGTH, CAR_WIDTH = 4.6, 1.9  # m, a mid-size car
+MIN_EGO_SPEED = 2.0  # m/s: a slower (or stopped) no-reaction ego meets no cut-in
+LEAD = 2.5  # s of closing, beyond the target TTC and the lane change, between its appearance and the trigger
+MIN_STEP = 10  # the earliest step it may appear at (candidates start there)
+
+
+def _arc(c: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(c, axis=0), axis=1))])
+
+
+def adjacent_points(scene: Scenario, max_heading: float) -> list[tuple[int, np.ndarray]]:
+    """(lane, mask [P]) per non-route lane: its centreline points that lie beside the route (0.6 to
+    1.5 lane widths off it, moving within `max_heading` rad of its direction, inside its length)."""
+    poly = route_polyline(scene)
+    total = float(_arc(poly)[-1])
+    out = []
+    for i, lane in enumerate(scene.road.lanes):
+        c = np.asarray(lane.centerline, float)
+        if i in scene.route or len(c) < 2:
+            continue
+        s, d, h = project(poly, c)
+        heading = np.arctan2(np.gradient(c[:, 1]), np.gradient(c[:, 0]))
+        ok = ((np.abs(np.angle(np.exp(1j * (heading - h)))) < max_heading) & (0.6 * lane.width < np.abs(d))
+              & (np.abs(d) < 1.5 * lane.width) & (s > 1.0) & (s < total - 1.0))
+        if ok.sum() >= 2:
+            out.append((i, ok))
+    return out
+
+
+def _track(c: np.ndarray, u0: float, v: float, n: int, dt: float) -> np.ndarray:
+    """[n, 4] x, y, yaw, speed along polyline c from arc length u0 at speed v (straight on past its end)."""
+    u = _arc(c)
+    ext = np.concatenate([c, c[-1:] + (c[-1] - c[-2]) / max(np.linalg.norm(c[-1] - c[-2]), 1e-6) * 1e4])
+    ue = np.concatenate([u, [u[-1] + 1e4]])
+    q = u0 + v * dt * np.arange(n)
+    x, y = np.interp(q, ue, ext[:, 0]), np.interp(q, ue, ext[:, 1])
+    k = np.clip(np.searchsorted(ue, q, side="right") - 1, 0, len(ext) - 2)
+    yaw = np.arctan2(ext[k + 1, 1] - ext[k, 1], ext[k + 1, 0] - ext[k, 0])
+    return np.stack([x, y, yaw, np.full(n, v)], -1)
+
+
+def _clear(scene: Scenario, track: np.ndarray, t0: int) -> bool:
+    """The inserted box (track [n, 4] from step t0) keeps clear of every logged non-ego agent
+    (bounding circles: a conservative test)."""
+    log, ok = scene.log[1:, t0 : t0 + len(track)], scene.log_valid[1:, t0 : t0 + len(track)]
+    r = 0.5 * (np.hypot(scene.length[1:], scene.width[1:]) + math.hypot(CAR_LENGTH, CAR_WIDTH)) + 0.5  # [A-1]
+    dist = np.linalg.norm(log[..., :2] - track[None, :, :2], axis=-1)  # [A-1, n]
+    return not bool((ok & (dist < r[:, None])).any())
+
+
+def insert_cutter(scene: Scenario, slow_to: float, ttc: float, lat_speed: float, after: float,
+                  max_heading: float, rng: np.random.Generator) -> Scenario | None:
+    """`scene` with a car appended (its last agent) in a lane beside the route, or None when the
+    map has no such lane the no-reaction ego reaches in time, or none with a free place."""
+    if scene.log is None or scene.log_valid is None or not scene.log_valid[0, 0]:
+        return None
+    T, dt = scene.log.shape[1] - 1, scene.dt
+    poly = route_polyline(scene)
+    s_e, _, h_e = project(poly, scene.log[0, :1, :2])
+    v_e = float(scene.log[0, 0, 3] * math.cos(scene.log[0, 0, 2] - h_e[0]))  # the no-reaction ego's speed along the route
+    v_c = slow_to * v_e
+    if v_e < MIN_EGO_SPEED or v_c < 1.0:
+        return None
+    dv = v_e - v_c
+    last = T - int(round(after / dt))
+    adjacent = adjacent_points(scene, max_heading)
+    for j in rng.permutation(len(adjacent)):
+        i, ok = adjacent[j]
+        lane = scene.road.lanes[i]
+        c = np.asarray(lane.centerline, float)
+        u = _arc(c)
+        s, d, _ = project(poly, c)
+        for k in np.flatnonzero(ok):  # the first point beside the route that works
+            lateral = max(abs(d[k]) - lane.width / 2 - CAR_WIDTH / 2, 0.0) / lat_speed + 0.3  # s to the lane line
+            ahead = (ttc + lateral + LEAD) * dv + (CAR_LENGTH + scene.length[0]) / 2  # m ahead of the ego when it appears
+            t0 = int(math.ceil((s[k] - ahead - s_e[0]) / v_e / dt))
+            if t0 < MIN_STEP:
+                continue  # the ego is too close already: try further along
+            if t0 + int(math.ceil((ttc + lateral + LEAD + 1.0) / dt)) > last:
+                break  # the ego reaches it too late
+            track = _track(c, float(u[k]), v_c, T + 1 - t0, dt)
+            if _clear(scene, track[: int(round((lateral + LEAD + 0.5) / dt))], t0):  # up to the crossing, on its own lane
+                return _append(scene, track, t0, i)
+    return None
+
+
+def _append(scene: Scenario, track: np.ndarray, t0: int, lane: int) -> Scenario:
+    out = copy.copy(scene)
+    A, T1 = scene.num_agents, scene.log.shape[1]
+    log = np.zeros((1, T1, 4))
+    log[0, t0:] = track
+    log[0, :t0] = track[0]
+    valid = np.zeros((1, T1), bool)
+    valid[0, t0:] = True
+    out.log, out.log_valid = np.concatenate([scene.log, log]), np.concatenate([scene.log_valid, valid])
+    first = dict(x=track[0, 0], y=track[0, 1], yaw=track[0, 2], speed=track[0, 3], length=CAR_LENGTH, width=CAR_WIDTH,
+                 agent_type=int(AgentType.VEHICLE), mode=int(ControlMode.REPLAY), desired_speed=track[0, 3])
+    for f, v in first.items():
+        old = np.asarray(getattr(scene, f))
+        setattr(out, f, np.concatenate([old, np.asarray([v], dtype=old.dtype)]))
+    for f, empty in (("script_accel", np.nan), ("script_lane", -1), ("script_lat_speed", np.nan)):
+        table = getattr(scene, f)
+        if table is not None:
+            setattr(out, f, np.concatenate([table, np.full((1, table.shape[1]), empty, dtype=table.dtype)]))
+    out.meta = {**scene.meta, "inserted_cutter": {"agent": A, "lane": int(lane), "appears": int(t0),
+                                                   "speed": float(track[0, 3]), "length": CAR_LENGTH, "width": CAR_WIDTH}}
+    return out
