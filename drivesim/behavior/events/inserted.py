@@ -20,6 +20,7 @@ import numpy as np
 
 from drivesim.behavior.events.common import project
 from drivesim.behavior.scenario import Scenario, route_polyline
+from drivesim.map.bank import resample_polyline
 from drivesim.core.types import AgentType, ControlMode
 
 CAR_LENGTH, CAR_WIDTH = 4.6, 1.9  # m, a mid-size car
@@ -32,6 +33,11 @@ def _arc(c: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(c, axis=0), axis=1))])
 
 
+def _points(lane) -> np.ndarray:
+    """[P, 2] the lane's centreline every 2 m (a straight lane may have only its two ends)."""
+    return resample_polyline(np.asarray(lane.centerline, float), 2.0)
+
+
 def adjacent_points(scene: Scenario, max_heading: float) -> list[tuple[int, np.ndarray]]:
     """(lane, mask [P]) per non-route lane: its centreline points that lie beside the route (0.6 to
     1.5 lane widths off it, moving within `max_heading` rad of its direction, inside its length)."""
@@ -39,9 +45,9 @@ def adjacent_points(scene: Scenario, max_heading: float) -> list[tuple[int, np.n
     total = float(_arc(poly)[-1])
     out = []
     for i, lane in enumerate(scene.road.lanes):
-        c = np.asarray(lane.centerline, float)
-        if i in scene.route or len(c) < 2:
+        if i in scene.route or len(lane.centerline) < 2:
             continue
+        c = _points(lane)
         s, d, h = project(poly, c)
         heading = np.arctan2(np.gradient(c[:, 1]), np.gradient(c[:, 0]))
         ok = ((np.abs(np.angle(np.exp(1j * (heading - h)))) < max_heading) & (0.6 * lane.width < np.abs(d))
@@ -91,7 +97,7 @@ def insert_cutter(scene: Scenario, slow_to: float, ttc: float, lat_speed: float,
     for j in rng.permutation(len(adjacent)):
         i, ok = adjacent[j]
         lane = scene.road.lanes[i]
-        c = np.asarray(lane.centerline, float)
+        c = _points(lane)
         u = _arc(c)
         s, d, _ = project(poly, c)
         for k in np.flatnonzero(ok):  # the first point beside the route that works
