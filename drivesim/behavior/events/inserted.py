@@ -38,9 +38,23 @@ def _points(lane) -> np.ndarray:
     return resample_polyline(np.asarray(lane.centerline, float), 2.0)
 
 
+def _route_half_width(scene: Scenario, s: np.ndarray) -> np.ndarray:
+    """[N] half the width of the route lane at arc lengths s [N] along the route."""
+    ends = np.cumsum([scene.road.lanes[r].length for r in scene.route])
+    k = np.minimum(np.searchsorted(ends, s), len(ends) - 1)
+    return np.array([scene.road.lanes[scene.route[j]].width for j in k]) / 2
+
+
+def outside_route_lane(scene: Scenario, poly: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """[N] a car centred at xy [N, 2] along the route keeps its box out of the route lane (0.2 m clear)."""
+    s, d, _ = project(poly, xy)
+    return np.abs(d) - CAR_WIDTH / 2 > _route_half_width(scene, s) + 0.2
+
+
 def adjacent_points(scene: Scenario, max_heading: float) -> list[tuple[int, np.ndarray]]:
     """(lane, mask [P]) per non-route lane: its centreline points that lie beside the route (0.6 to
-    1.5 lane widths off it, moving within `max_heading` rad of its direction, inside its length)."""
+    1.5 lane widths off it, a car there clear of the route lane, moving within `max_heading` rad
+    of its direction, inside its length)."""
     poly = route_polyline(scene)
     total = float(_arc(poly)[-1])
     out = []
@@ -51,7 +65,7 @@ def adjacent_points(scene: Scenario, max_heading: float) -> list[tuple[int, np.n
         s, d, h = project(poly, c)
         heading = np.arctan2(np.gradient(c[:, 1]), np.gradient(c[:, 0]))
         ok = ((np.abs(np.angle(np.exp(1j * (heading - h)))) < max_heading) & (0.6 * lane.width < np.abs(d))
-              & (np.abs(d) < 1.5 * lane.width) & (s > 1.0) & (s < total - 1.0))
+              & (np.abs(d) < 1.5 * lane.width) & (s > 1.0) & (s < total - 1.0) & outside_route_lane(scene, poly, c))
         if ok.sum() >= 2:
             out.append((i, ok))
     return out
@@ -69,13 +83,21 @@ def _track(c: np.ndarray, u0: float, v: float, n: int, dt: float) -> np.ndarray:
     return np.stack([x, y, yaw, np.full(n, v)], -1)
 
 
-def _clear(scene: Scenario, track: np.ndarray, t0: int) -> bool:
-    """The inserted box (track [n, 4] from step t0) keeps clear of every logged non-ego agent
-    (bounding circles: a conservative test)."""
-    log, ok = scene.log[1:, t0 : t0 + len(track)], scene.log_valid[1:, t0 : t0 + len(track)]
-    r = 0.5 * (np.hypot(scene.length[1:], scene.width[1:]) + math.hypot(CAR_LENGTH, CAR_WIDTH)) + 0.5  # [A-1]
-    dist = np.linalg.norm(log[..., :2] - track[None, :, :2], axis=-1)  # [A-1, n]
-    return not bool((ok & (dist < r[:, None])).any())
+def _clear(scene: Scenario, track: np.ndarray, t0: int, margin: float = 0.3) -> bool:
+    """The inserted box (track [n, 4] from step t0) keeps `margin` m clear of every logged
+    non-ego agent's box, tested on the inserted car's own axes (a separating-axis test on half
+    the axes: it may call two boxes touching that are not, never the other way)."""
+    n = len(track)
+    log, ok = scene.log[1:, t0 : t0 + n], scene.log_valid[1:, t0 : t0 + n]  # [A-1, n, 4]
+    c, s = np.cos(track[:, 2]), np.sin(track[:, 2])  # [n]
+    dx, dy = log[..., 0] - track[None, :, 0], log[..., 1] - track[None, :, 1]
+    along, across = np.abs(dx * c + dy * s), np.abs(-dx * s + dy * c)  # [A-1, n] in the car's frame
+    rel = log[..., 2] - track[None, :, 2]
+    L, W = scene.length[1:, None] / 2, scene.width[1:, None] / 2
+    ext_along = np.abs(np.cos(rel)) * L + np.abs(np.sin(rel)) * W
+    ext_across = np.abs(np.sin(rel)) * L + np.abs(np.cos(rel)) * W
+    touch = (along < CAR_LENGTH / 2 + ext_along + margin) & (across < CAR_WIDTH / 2 + ext_across + margin)
+    return not bool((ok & touch).any())
 
 
 def insert_cutter(scene: Scenario, slow_to: float, ttc: float, lat_speed: float, after: float,
@@ -86,11 +108,11 @@ def insert_cutter(scene: Scenario, slow_to: float, ttc: float, lat_speed: float,
         return None
     T, dt = scene.log.shape[1] - 1, scene.dt
     poly = route_polyline(scene)
-    s_e, _, h_e = project(poly, scene.log[0, :1, :2])
+    s_e, d_e, h_e = project(poly, scene.log[0, :1, :2])
     v_e = float(scene.log[0, 0, 3] * math.cos(scene.log[0, 0, 2] - h_e[0]))  # the no-reaction ego's speed along the route
     v_c = slow_to * v_e
-    if v_e < MIN_EGO_SPEED or v_c < 1.0:
-        return None
+    if v_e < MIN_EGO_SPEED or v_c < 1.0 or abs(d_e[0]) > scene.road.lanes[scene.route[0]].width / 2:
+        return None  # too slow to meet a cut-in, or not in its route lane (the lane beside it may be its own)
     dv = v_e - v_c
     last = T - int(round(after / dt))
     adjacent = adjacent_points(scene, max_heading)
@@ -109,6 +131,8 @@ def insert_cutter(scene: Scenario, slow_to: float, ttc: float, lat_speed: float,
             if t0 + int(math.ceil((ttc + lateral + LEAD + 1.0) / dt)) > last:
                 break  # the ego reaches it too late
             track = _track(c, float(u[k]), v_c, T + 1 - t0, dt)
+            if not outside_route_lane(scene, poly, track[: int(round(LEAD / dt)), :2]).all():
+                continue  # its lane runs into the route before the cut-in would start
             if _clear(scene, track[: int(round((lateral + LEAD + 0.5) / dt))], t0):  # up to the crossing, on its own lane
                 return _append(scene, track, t0, i)
     return None
