@@ -336,6 +336,9 @@ def generate_real_set(scenes: list[Scenario], n: int, seed: int = 0, config: Rea
                          f"(or the ego is too slow): {skipped}")
     scenarios, params = _calibrate_real(scenarios, params, sources, index, config, label)
     table, times = label_scenarios(scenarios, config.bound, label, show_progress, no_reaction=REAL_NO_REACTION)
+    base = _base_collisions([scenes[i % len(scenes)] for i in index], config, label)
+    table["base_no_reaction_collision"] = base
+    table["cut_in_collision"] = table["no_reaction_collision"] & ~base
     times["total_s"] = round(time.perf_counter() - t0, 3)
     header = {"generator": "real-cut-in", "generator_version": GENERATOR_VERSION, "seed": seed, "n": len(scenarios),
               "config": config_to_dict(config), "label_config": config_to_dict(label), "criticality": "ttc",
@@ -345,6 +348,16 @@ def generate_real_set(scenes: list[Scenario], n: int, seed: int = 0, config: Rea
               "inserted_cutters": sum(p["cutter"] == "inserted" for p in params),
               "attempts": {name: {"tried": k, "made": made_in.get(name, 0)} for name, k in tried.items()}}
     return _assemble("real-cut-in", scenarios, params, table, header, index)
+
+
+def _base_collisions(bases: list[Scenario], config: RealCutInConfig, label: LabelConfig) -> np.ndarray:
+    """[N] does the no-reaction ego collide on each variant's source scene without the cut-in
+    (same traffic mode)? Where it does, a no-reaction collision on the variant may not be the
+    cut-in's (`cut_in_collision` is the no-reaction collisions that are not)."""
+    unique = list({s.name: s for s in bases}.values())
+    m, _ = _run([with_traffic(s, config.traffic) for s in unique], REAL_NO_REACTION(), label, record=False)
+    hit = dict(zip([s.name for s in unique], m["collision_any"].to_numpy() > 0))
+    return np.array([hit[s.name] for s in bases], dtype=bool)
 
 
 def apply_traffic(scenario: Scenario, mode: str | None) -> Scenario:
@@ -421,6 +434,8 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
            "bound_avoidable": int(table["bound_avoidable"].sum()), "avoidable": int(table["avoidable"].sum()),
            "no_reaction_collision": int(table["no_reaction_collision"].sum()),
            "ttc_p10_50_90": q("ttc_at_event"), "required_decel_p10_50_90": q("required_decel")}
+    if "cut_in_collision" in table:
+        row["cut_in_collision"] = int(table["cut_in_collision"].sum())  # real scenes: not a collision of the base scene
     if "expert_solved" in table:
         row["expert_solved"] = int(table["expert_solved"].sum())
         row["expert_solved_of_avoidable_by_bound"] = f"{int((table['expert_solved'] & table['bound_avoidable']).sum())}/{int(table['bound_avoidable'].sum())}"
