@@ -71,10 +71,12 @@ class EventSet:
     header: dict = field(default_factory=dict)
 
 
-def _run(scenarios: list[Scenario], policy, cfg: LabelConfig, record: bool, every: int = 1, desc: str = ""):
+def _run(scenarios: list[Scenario], policy, cfg: LabelConfig, record: bool, every: int = 1, desc: str = "",
+         bank: MapBank | None = None):
     """Metrics [N] (with `trigger_step`, sim/triggers.py) and, when `record`, the first TRACKED
-    agents' trajectory [T+1, N, TRACKED]."""
-    bank = MapBank.build(list({id(s.road): s.road for s in scenarios}.values()), device=cfg.device)
+    agents' trajectory [T+1, N, TRACKED]. `bank`: the maps, built once by a caller that runs
+    several passes over the same scenes (default: built here)."""
+    bank = bank if bank is not None else _bank(scenarios, cfg)
     metrics, trajs = [], []
     chunks = [scenarios[i : i + cfg.batch_size] for i in range(0, len(scenarios), cfg.batch_size)]
     for chunk in tqdm(chunks, desc=desc, disable=not desc or len(chunks) < 2, leave=False):
@@ -89,6 +91,11 @@ def _run(scenarios: list[Scenario], policy, cfg: LabelConfig, record: bool, ever
     T = max(t["x"].shape[0] for t in trajs)
     pad = lambda a: np.concatenate([a, np.repeat(a[-1:], T - a.shape[0], axis=0)]) if a.shape[0] < T else a
     return out, {k: np.concatenate([pad(t[k]) for t in trajs], axis=1) for k in trajs[0]}
+
+
+def _bank(scenarios: list[Scenario], cfg: LabelConfig) -> MapBank:
+    """One MapBank with the maps of `scenarios` (each map once)."""
+    return MapBank.build(list({id(s.road): s.road for s in scenarios}.values()), device=cfg.device)
 
 
 def _route_frame(batch: ScenarioBatch, traj: dict) -> dict:
@@ -238,14 +245,14 @@ def _no_reaction(s: Scenario) -> Scenario:
 
 
 def label_scenarios(scenarios: list[Scenario], bound, label: LabelConfig, show_progress: bool = False,
-                    no_reaction=ConstantVelocity):
+                    no_reaction=ConstantVelocity, bank: MapBank | None = None):
     """Passes 2 and 3 on built scenarios: (table of measurements and labels, timings). The
     no-reaction run uses the policy class `no_reaction` (its name is the `no_reaction_policy`
     column: `evaluate --policies NAME` on the set gets `no_reaction_collision`)."""
     times = {}
     t1 = time.perf_counter()
     m_none, traj = _run([_no_reaction(s) for s in scenarios], no_reaction(), label, record=True,
-                        desc="no reaction" if show_progress else "")
+                        desc="no reaction" if show_progress else "", bank=bank)
     table = measure(scenarios, traj, bound)
     table["feasible"] = _feasible(traj, scenarios)
     table["no_reaction_collision"] = m_none["collision_any"].to_numpy() > 0
@@ -254,7 +261,7 @@ def label_scenarios(scenarios: list[Scenario], bound, label: LabelConfig, show_p
     if label.expert_check:
         t2 = time.perf_counter()
         m_exp, _ = _run(scenarios, PDMClosed(label.expert), label, record=False, every=label.expert_every,
-                        desc="expert" if show_progress else "")
+                        desc="expert" if show_progress else "", bank=bank)
         table["expert_collision"] = m_exp["collision_any"].to_numpy() > 0
         table["expert_solved"] = m_exp["success"].to_numpy() > 0
         table["expert_min_ttc"] = m_exp["min_ttc"].to_numpy()
@@ -334,9 +341,10 @@ def generate_real_set(scenes: list[Scenario], n: int, seed: int = 0, config: Rea
     if not scenarios:
         raise ValueError(f"no scene has a vehicle that can cut in, nor a lane beside the ego's route to insert one "
                          f"(or the ego is too slow): {skipped}")
-    scenarios, params = _calibrate_real(scenarios, params, sources, index, config, label)
-    table, times = label_scenarios(scenarios, config.bound, label, show_progress, no_reaction=REAL_NO_REACTION)
-    base = _base_collisions([scenes[i % len(scenes)] for i in index], config, label)
+    bank = _bank(scenarios, label)  # the source maps, for every pass
+    scenarios, params = _calibrate_real(scenarios, params, sources, index, config, label, bank=bank)
+    table, times = label_scenarios(scenarios, config.bound, label, show_progress, no_reaction=REAL_NO_REACTION, bank=bank)
+    base = _base_collisions([scenes[i % len(scenes)] for i in index], config, label, bank)
     table["base_no_reaction_collision"] = base
     table["cut_in_collision"] = table["no_reaction_collision"] & ~base
     times["total_s"] = round(time.perf_counter() - t0, 3)
@@ -350,12 +358,12 @@ def generate_real_set(scenes: list[Scenario], n: int, seed: int = 0, config: Rea
     return _assemble("real-cut-in", scenarios, params, table, header, index)
 
 
-def _base_collisions(bases: list[Scenario], config: RealCutInConfig, label: LabelConfig) -> np.ndarray:
+def _base_collisions(bases: list[Scenario], config: RealCutInConfig, label: LabelConfig, bank: MapBank) -> np.ndarray:
     """[N] does the no-reaction ego collide on each variant's source scene without the cut-in
     (same traffic mode)? Where it does, a no-reaction collision on the variant may not be the
     cut-in's (`cut_in_collision` is the no-reaction collisions that are not)."""
     unique = list({s.name: s for s in bases}.values())
-    m, _ = _run([with_traffic(s, config.traffic) for s in unique], REAL_NO_REACTION(), label, record=False)
+    m, _ = _run([with_traffic(s, config.traffic) for s in unique], REAL_NO_REACTION(), label, record=False, bank=bank)
     hit = dict(zip([s.name for s in unique], m["collision_any"].to_numpy() > 0))
     return np.array([hit[s.name] for s in bases], dtype=bool)
 
@@ -381,7 +389,7 @@ def apply_traffic(scenario: Scenario, mode: str | None) -> Scenario:
     return out
 
 
-def _calibrate_real(scenarios, params, sources, index, config, label, rounds: int = 3):
+def _calibrate_real(scenarios, params, sources, index, config, label, rounds: int = 3, bank: MapBank | None = None):
     """Measure how many steps each real cut-in's lane change takes from its trigger to the ego's
     lane (the no-reaction ego REAL_NO_REACTION) and rebuild it with that figure, so that the trigger's TTC
     prediction holds at the crossing; a few rounds, since braking after the crossing changes the
@@ -391,7 +399,7 @@ def _calibrate_real(scenarios, params, sources, index, config, label, rounds: in
     for _ in range(rounds):
         if not todo:
             break
-        m, traj = _run([scenarios[j] for j in todo], REAL_NO_REACTION(), label, record=True)
+        m, traj = _run([scenarios[j] for j in todo], REAL_NO_REACTION(), label, record=True, bank=bank)
         k, fired = event_steps([scenarios[j] for j in todo], traj), m["trigger_step"].to_numpy()
         again = []
         for i, j in enumerate(todo):

@@ -10,9 +10,9 @@ import torch
 from drivesim.sim.events import LabelConfig, generate_real_set
 
 FAST = LabelConfig(expert_check=False, workers=1)
-# the scenes a lane-change cut-in can be made in with the default knobs (seed 0, 2 attempts each):
-# 0796 has a logged vehicle beside the route; 1077 and 0061 a free lane beside it to insert one
-WITH_EVENT = {"scene-0796", "scene-1077", "scene-0061"}
+# scenes where the cut-in happens with the default knobs (seed 0, one attempt each): 0796 has a
+# logged vehicle beside the route, 1077 a free lane beside it where a car is inserted
+WITH_EVENT = {"scene-0796", "scene-1077"}
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def real_set(data_dir):
     torch.set_num_threads(1)
     scenes = scenarionet.load(data_dir / "scenarionet_nuscenes")
     scenes = scenes[0] if isinstance(scenes, tuple) else scenes
-    return scenes, generate_real_set(scenes, 16, seed=0, label=FAST, show_progress=False)
+    return scenes, generate_real_set(scenes, 8, seed=0, label=FAST, show_progress=False)
 
 
 @pytest.mark.data
@@ -35,17 +35,17 @@ def test_real_cut_ins_reach_the_no_reaction_ego_and_its_labels_hold(real_set):
     t, h = es.table, es.header
     short = lambda name: name.split("/")[-1]
     assert h["no_reaction_policy"] == "lane_constant_speed" and (t["no_reaction_policy"] == "lane_constant_speed").all()
-    assert (t["knob_cutter"] == "inserted").sum() == h["inserted_cutters"] >= 2
+    assert (t["knob_cutter"] == "inserted").sum() == h["inserted_cutters"] >= 1
     happened = {short(n) for n in t.loc[t["event_happened"], "knob_source"]}
     assert WITH_EVENT <= happened, happened
     # the header counts attempts per scene and names exactly the scenes that made nothing
     made = {k: v["made"] for k, v in h["attempts"].items()}
-    assert sum(made.values()) == h["n"] == len(es.scenarios) and h["requested"] == 16
+    assert sum(made.values()) == h["n"] == len(es.scenarios) and h["requested"] == 8
     assert h["skipped_scenes"] == sorted(k for k, v in made.items() if v == 0)
     assert "scenarionet/scene-0553" in h["skipped_scenes"]  # its ego stands still: it meets no cut-in
     # every variant labelled "collides without reaction" collides for lane_constant_speed in
     # closed loop via evaluate, and no other does; on some the base scene has no collision (the cut-in's)
-    ev = evaluate(es.scenarios, [LaneConstantSpeed()], config=EvalConfig(batch_size=16), show_progress=False)
+    ev = evaluate(es.scenarios, [LaneConstantSpeed()], config=EvalConfig(batch_size=8), show_progress=False)
     collided = ev.results.set_index("scenario").loc[t["scenario"], "collision_any"].to_numpy() > 0
     np.testing.assert_array_equal(collided, t["no_reaction_collision"].to_numpy())
     assert t["cut_in_collision"].sum() >= 2, t[["knob_source", "no_reaction_collision", "base_no_reaction_collision"]]
