@@ -1,17 +1,20 @@
 """Cut-ins in real scenes: a logged vehicle in a lane next to the ego's route is rewritten into a
-cut-in through the same scripted-agent hook as the procedural generator.
+cut-in through the same scripted-agent hook as the procedural generator; where none can, a car
+is inserted in a lane beside the route (events/inserted.py) and rewritten the same way.
 
 Candidates are (vehicle, start step) pairs where the vehicle moves in the ego's direction in the
-lane next to the route, ahead of the ego. Predicting with an ego that keeps its initial speed (the
-no-reaction ego of the labels) and the cutter changing speed as its script says, the candidate whose TTC at the crossing is nearest the sampled target is
-chosen. The cutter replays its log until it is beside the route (the run of steps before the
-planned start where it is), then follows its lane at the speed it will cut in at until the situation it was planned for arises with the simulated ego (the
-predicted TTC at the crossing reaches the sampled target: sim/triggers.py; in closed loop the ego
-is not where the log was, so a script run at a fixed step would meet nobody), then changes lane
-at the sampled lateral speed, changes speed evenly to a sampled fraction of the ego's speed
-by the crossing (real neighbours are seldom slower than the ego on their own) and brakes after it. The rest
-of the scene keeps its logged traffic in the chosen traffic mode. The realized TTC is measured
-by simulation (sim/events.label_scenarios), not assumed.
+lane next to the route, ahead of the ego. Predicting with an ego that keeps its initial speed
+along its route (the no-reaction ego of the labels, policy `lane_constant_speed`) and the
+cutter changing speed as its script says, the candidate whose TTC at the crossing is nearest
+the sampled target is chosen. The cutter replays its log until it is beside the route (the run
+of steps before the planned start where it is), then follows its lane at the speed it will cut
+in at until the situation it was planned for arises with the simulated ego (the predicted TTC
+at the crossing reaches the sampled target: sim/triggers.py; in closed loop the ego is not
+where the log was, so a script run at a fixed step would meet nobody), then changes lane at
+the sampled lateral speed, changes speed evenly to a sampled fraction of the ego's speed by the
+crossing (real neighbours are seldom slower than the ego on their own) and brakes after it. The
+rest of the scene keeps its logged traffic in the chosen traffic mode. The realized TTC is
+measured by simulation (sim/events.label_scenarios), not assumed.
 """
 
 from __future__ import annotations
