@@ -113,6 +113,7 @@ def real_set_counts(header: dict) -> str:
                      "with their sampled knobs: " + ", ".join(f"{k} {v['made']}/{v['tried']}" for k, v in short.items()))
     if header["skipped_scenes"]:
         lines.append(f"scenes with no vehicle that can cut in: {', '.join(header['skipped_scenes'])}")
+        lines += [f"  {k}: {v}" for k, v in header.get("skipped_reasons", {}).items()]
     return "\n".join(lines)
 
 

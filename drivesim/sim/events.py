@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from drivesim.behavior.events import GENERATOR_VERSION, build_event, event_type, sample_params, scenario_name
+from drivesim.behavior.events.inserted import no_place
 from drivesim.behavior.events.real import RealCutInConfig, plan_cut_in, retime
 from drivesim.behavior.events.common import closing_distance, required_decel
 from drivesim.behavior.logs import with_traffic
@@ -338,9 +339,11 @@ def generate_real_set(scenes: list[Scenario], n: int, seed: int = 0, config: Rea
         index.append(i)
         sources.append(source)
     skipped = sorted(name for name in tried if name not in made_in)  # scenes that gave no cut-in at all
+    by_name = {s.name: s for s in scenes}
+    reasons = {name: "no logged vehicle can cut in" + (f"; {no_place(by_name[name], config.insert_max_heading)}" if config.insert else "")
+               for name in skipped}
     if not scenarios:
-        raise ValueError(f"no scene has a vehicle that can cut in, nor a lane beside the ego's route to insert one "
-                         f"(or the ego is too slow): {skipped}")
+        raise ValueError("no cut-in could be made: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
     bank = _bank(scenarios, label)  # the source maps, for every pass
     scenarios, params = _calibrate_real(scenarios, params, sources, index, config, label, bank=bank)
     table, times = label_scenarios(scenarios, config.bound, label, show_progress, no_reaction=REAL_NO_REACTION, bank=bank)
@@ -352,7 +355,7 @@ def generate_real_set(scenes: list[Scenario], n: int, seed: int = 0, config: Rea
               "config": config_to_dict(config), "label_config": config_to_dict(label), "criticality": "ttc",
               "timings": times, "sources": sorted({s.meta["source_scene"] for s in scenarios}),
               "source_hashes": {sc.name: sc.meta.get("content_hash", "") for sc in scenes},
-              "skipped_scenes": skipped, "requested": n, "no_reaction_policy": REAL_NO_REACTION.name,
+              "skipped_scenes": skipped, "skipped_reasons": reasons, "requested": n, "no_reaction_policy": REAL_NO_REACTION.name,
               "inserted_cutters": sum(p["cutter"] == "inserted" for p in params),
               "attempts": {name: {"tried": k, "made": made_in.get(name, 0)} for name, k in tried.items()}}
     return _assemble("real-cut-in", scenarios, params, table, header, index)

@@ -42,7 +42,11 @@ def test_real_cut_ins_reach_the_no_reaction_ego_and_its_labels_hold(real_set):
     made = {k: v["made"] for k, v in h["attempts"].items()}
     assert sum(made.values()) == h["n"] == len(es.scenarios) and h["requested"] == 8
     assert h["skipped_scenes"] == sorted(k for k, v in made.items() if v == 0)
-    assert "scenarionet/scene-0553" in h["skipped_scenes"]  # its ego stands still: it meets no cut-in
+    assert set(h["skipped_reasons"]) == set(h["skipped_scenes"])
+    why = h["skipped_reasons"]
+    assert "0.0 m/s" in why["scenarionet/scene-0553"]  # its ego stands still: it meets no cut-in
+    for name in ("scenarionet/scene-0655", "scenarionet/scene-0916"):  # one lane each way
+        assert "no lane beside the ego's route" in why[name], why
     # every variant labelled "collides without reaction" collides for lane_constant_speed in
     # closed loop via evaluate, and no other does; on some the base scene has no collision (the cut-in's)
     ev = evaluate(es.scenarios, [LaneConstantSpeed()], config=EvalConfig(batch_size=8), show_progress=False)

@@ -118,7 +118,9 @@ def test_generate_counts_and_names_only_scenes_that_gave_none():
     assert h["n"] == 1 and h["requested"] == 2 and h["skipped_scenes"] == ["no-neighbour"]
     assert h["attempts"] == {"synthetic": {"tried": 1, "made": 1}, "no-neighbour": {"tried": 1, "made": 0}}
     text = real_set_counts(h)
-    assert "made 1 of 2 requested" in text and "no-neighbour 0/1" in text and "synthetic" not in text.splitlines()[-1]
+    named = next(line for line in text.splitlines() if line.startswith("scenes with no vehicle"))
+    assert "made 1 of 2 requested" in text and "no-neighbour 0/1" in text and "synthetic" not in named
+    assert h["skipped_reasons"] == {"no-neighbour": "no logged vehicle can cut in"}  # insert=False: no car inserted
 
 
 def no_neighbour_scene() -> Scenario:

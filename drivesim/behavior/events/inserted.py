@@ -138,6 +138,23 @@ def insert_cutter(scene: Scenario, slow_to: float, ttc: float, lat_speed: float,
     return None
 
 
+def no_place(scene: Scenario, max_heading: float) -> str:
+    """Why a car cannot be inserted into `scene` whatever the knobs, or, where it might, that the
+    lanes beside the route were taken or out of reach for the knobs tried."""
+    if scene.log is None or scene.log_valid is None or not scene.log_valid[0, 0]:
+        return "no logged ego at its first step"
+    s_e, d_e, h_e = project(route_polyline(scene), scene.log[0, :1, :2])
+    v_e = float(scene.log[0, 0, 3] * math.cos(scene.log[0, 0, 2] - h_e[0]))
+    if v_e < MIN_EGO_SPEED:
+        return f"the ego starts at {v_e:.1f} m/s along its route (a no-reaction ego under {MIN_EGO_SPEED:g} m/s meets no cut-in)"
+    half = scene.road.lanes[scene.route[0]].width / 2
+    if abs(d_e[0]) > half:
+        return f"the logged ego starts {abs(d_e[0]):.1f} m off its route lane's centre (outside the lane)"
+    if not adjacent_points(scene, max_heading):
+        return "no lane beside the ego's route in its direction"
+    return "the lanes beside the route are taken by logged agents, or out of the ego's reach, for the knobs tried"
+
+
 def _append(scene: Scenario, track: np.ndarray, t0: int, lane: int) -> Scenario:
     out = copy.copy(scene)
     A, T1 = scene.num_agents, scene.log.shape[1]
