@@ -51,6 +51,14 @@ def outside_route_lane(scene: Scenario, poly: np.ndarray, xy: np.ndarray) -> np.
     return np.abs(d) - CAR_WIDTH / 2 > _route_half_width(scene, s) + 0.2
 
 
+def _stays_beside(scene: Scenario, poly: np.ndarray, track: np.ndarray, lane_width: float, max_heading: float) -> bool:
+    """A car on `track` [n, 4] stays beside the route all along: clear of the route lane, at most
+    1.5 lane widths off it, moving within `max_heading` rad of its direction."""
+    _, d, h = project(poly, track[:, :2])
+    return bool((outside_route_lane(scene, poly, track[:, :2]) & (np.abs(d) < 1.5 * lane_width)
+                 & (np.abs(np.angle(np.exp(1j * (track[:, 2] - h)))) < max_heading)).all())
+
+
 def adjacent_points(scene: Scenario, max_heading: float) -> list[tuple[int, np.ndarray]]:
     """(lane, mask [P]) per non-route lane: its centreline points that lie beside the route (0.6 to
     1.5 lane widths off it, a car there clear of the route lane, moving within `max_heading` rad
@@ -131,8 +139,8 @@ def insert_cutter(scene: Scenario, slow_to: float, ttc: float, lat_speed: float,
             if t0 + int(math.ceil((ttc + lateral + LEAD + 1.0) / dt)) > last:
                 break  # the ego reaches it too late
             track = _track(c, float(u[k]), v_c, T + 1 - t0, dt)
-            if not outside_route_lane(scene, poly, track[: int(round(LEAD / dt)), :2]).all():
-                continue  # its lane runs into the route before the cut-in would start
+            if not _stays_beside(scene, poly, track[: int(round((LEAD + lateral) / dt))], lane.width, max_heading):
+                continue  # its lane runs into the route, or away from it, before the cut-in would be done
             if _clear(scene, track[: int(round((lateral + LEAD + 0.5) / dt))], t0):  # up to the crossing, on its own lane
                 return _append(scene, track, t0, i)
     return None
