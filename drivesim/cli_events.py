@@ -102,13 +102,18 @@ def cmd_generate(args) -> int:
 def real_set_counts(header: dict) -> str:
     """How many real cut-ins were made of the requested number, and why fewer."""
     n, made = header["requested"], header["n"]
-    lines = [f"made {made} of {n} requested cut-ins in {len(header['attempts'])} scenes"]
+    inserted = header.get("inserted_cutters", 0)
+    lines = [f"made {made} of {n} requested cut-ins in {len(header['attempts'])} scenes"
+             + (f" ({inserted} by a car inserted beside the route)" if inserted else "")
+             + f"; no-reaction labels from policy {header.get('no_reaction_policy', 'constant_velocity')}"]
     if made < n:
         short = {k: v for k, v in header["attempts"].items() if v["made"] < v["tried"]}
         lines.append(f"{n - made} attempts found no vehicle that can cut in (next to the ego's route, ahead, slower) "
+                     "and no free place in a lane beside the route ahead of a moving ego to insert one, "
                      "with their sampled knobs: " + ", ".join(f"{k} {v['made']}/{v['tried']}" for k, v in short.items()))
     if header["skipped_scenes"]:
         lines.append(f"scenes with no vehicle that can cut in: {', '.join(header['skipped_scenes'])}")
+        lines += [f"  {k}: {v}" for k, v in header.get("skipped_reasons", {}).items()]
     return "\n".join(lines)
 
 

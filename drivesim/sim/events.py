@@ -31,7 +31,8 @@ import torch
 from tqdm.auto import tqdm
 
 from drivesim.behavior.events import GENERATOR_VERSION, build_event, event_type, sample_params, scenario_name
-from drivesim.behavior.events.real import RealCutInConfig, real_cut_in, retime
+from drivesim.behavior.events.inserted import no_place
+from drivesim.behavior.events.real import RealCutInConfig, plan_cut_in, retime
 from drivesim.behavior.events.common import closing_distance, required_decel
 from drivesim.behavior.logs import with_traffic
 from drivesim.behavior.scenario import Scenario, ScenarioBatch
@@ -40,11 +41,12 @@ from drivesim.dynamics.bicycle import kinematically_feasible
 from drivesim.map.bank import MapBank
 from drivesim.sim.expert import PDMClosed, PDMConfig
 from drivesim.sim.observation import route_points_at, route_position
-from drivesim.sim.policy import ConstantVelocity
+from drivesim.sim.policy import ConstantVelocity, LaneConstantSpeed
 from drivesim.sim.rollout import rollout
 
 DEFAULT_LOG_TRAFFIC = "reactive"  # traffic of a raw imported log that records no mode of its own
 MIN_PER_WORKER = 100  # smaller sets run in one process (spawning one costs about 2 s)
+REAL_NO_REACTION = LaneConstantSpeed  # the no-reaction ego of real-scene cut-ins (it keeps its lane on curves)
 TRACKED = 3  # agents recorded per scenario in the measuring passes: the ego and up to two event agents
 
 
@@ -68,10 +70,12 @@ class EventSet:
     header: dict = field(default_factory=dict)
 
 
-def _run(scenarios: list[Scenario], policy, cfg: LabelConfig, record: bool, every: int = 1, desc: str = ""):
+def _run(scenarios: list[Scenario], policy, cfg: LabelConfig, record: bool, every: int = 1, desc: str = "",
+         bank: MapBank | None = None):
     """Metrics [N] (with `trigger_step`, sim/triggers.py) and, when `record`, the first TRACKED
-    agents' trajectory [T+1, N, TRACKED]."""
-    bank = MapBank.build(list({id(s.road): s.road for s in scenarios}.values()), device=cfg.device)
+    agents' trajectory [T+1, N, TRACKED]. `bank`: the maps, built once by a caller that runs
+    several passes over the same scenes (default: built here)."""
+    bank = bank if bank is not None else _bank(scenarios, cfg)
     metrics, trajs = [], []
     chunks = [scenarios[i : i + cfg.batch_size] for i in range(0, len(scenarios), cfg.batch_size)]
     for chunk in tqdm(chunks, desc=desc, disable=not desc or len(chunks) < 2, leave=False):
@@ -86,6 +90,11 @@ def _run(scenarios: list[Scenario], policy, cfg: LabelConfig, record: bool, ever
     T = max(t["x"].shape[0] for t in trajs)
     pad = lambda a: np.concatenate([a, np.repeat(a[-1:], T - a.shape[0], axis=0)]) if a.shape[0] < T else a
     return out, {k: np.concatenate([pad(t[k]) for t in trajs], axis=1) for k in trajs[0]}
+
+
+def _bank(scenarios: list[Scenario], cfg: LabelConfig) -> MapBank:
+    """One MapBank with the maps of `scenarios` (each map once)."""
+    return MapBank.build(list({id(s.road): s.road for s in scenarios}.values()), device=cfg.device)
 
 
 def _route_frame(batch: ScenarioBatch, traj: dict) -> dict:
@@ -225,27 +234,33 @@ def label_params(event: str, params: list[dict], config, seed: int, start: int, 
 
 
 def _no_reaction(s: Scenario) -> Scenario:
-    """The scenario with an ego that does not react: the ConstantVelocity policy keeps its speed
-    and heading. A logged ego is driven by that policy too (not replayed: the human in the log
-    reacts), so the label `no_reaction_collision` is what `evaluate --policies constant_velocity`
-    gets on the set, events triggered relative to the simulated ego included."""
+    """The scenario with an ego that does not react: the no-reaction policy (ConstantVelocity for
+    procedural sets, which keeps speed and heading; LaneConstantSpeed for real scenes, which keeps
+    speed and its route lane) drives it. A logged ego is driven by that policy too (not
+    replayed: the human in the log reacts), so the label `no_reaction_collision` is what
+    `evaluate --policies <no_reaction_policy>` gets on the set, events triggered relative to the
+    simulated ego included."""
     return s
 
 
-def label_scenarios(scenarios: list[Scenario], bound, label: LabelConfig, show_progress: bool = False):
-    """Passes 2 and 3 on built scenarios: (table of measurements and labels, timings)."""
+def label_scenarios(scenarios: list[Scenario], bound, label: LabelConfig, show_progress: bool = False,
+                    no_reaction=ConstantVelocity, bank: MapBank | None = None):
+    """Passes 2 and 3 on built scenarios: (table of measurements and labels, timings). The
+    no-reaction run uses the policy class `no_reaction` (its name is the `no_reaction_policy`
+    column: `evaluate --policies NAME` on the set gets `no_reaction_collision`)."""
     times = {}
     t1 = time.perf_counter()
-    m_none, traj = _run([_no_reaction(s) for s in scenarios], ConstantVelocity(), label, record=True,
-                        desc="no reaction" if show_progress else "")
+    m_none, traj = _run([_no_reaction(s) for s in scenarios], no_reaction(), label, record=True,
+                        desc="no reaction" if show_progress else "", bank=bank)
     table = measure(scenarios, traj, bound)
     table["feasible"] = _feasible(traj, scenarios)
     table["no_reaction_collision"] = m_none["collision_any"].to_numpy() > 0
+    table["no_reaction_policy"] = no_reaction.name
     times["measure_s"] = time.perf_counter() - t1
     if label.expert_check:
         t2 = time.perf_counter()
         m_exp, _ = _run(scenarios, PDMClosed(label.expert), label, record=False, every=label.expert_every,
-                        desc="expert" if show_progress else "")
+                        desc="expert" if show_progress else "", bank=bank)
         table["expert_collision"] = m_exp["collision_any"].to_numpy() > 0
         table["expert_solved"] = m_exp["success"].to_numpy() > 0
         table["expert_min_ttc"] = m_exp["min_ttc"].to_numpy()
@@ -294,9 +309,12 @@ def generate_set(event: str, n: int, seed: int = 0, config=None, label: LabelCon
 def generate_real_set(scenes: list[Scenario], n: int, seed: int = 0, config: RealCutInConfig | None = None,
                       label: LabelConfig | None = None, show_progress: bool = True) -> EventSet:
     """Up to `n` cut-ins rewritten into real scenes (attempt i on scene i % len(scenes), with its
-    own knobs), measured and labelled. An attempt whose knobs find no vehicle that can cut in
-    makes nothing; the header records the attempts and cut-ins per scene (`attempts`) and names
-    the scenes that gave none (`skipped_scenes`)."""
+    own knobs), measured and labelled. The cutter is a logged vehicle where one can cut in, else
+    a car inserted in a lane beside the route (`config.insert`). The no-reaction ego is
+    REAL_NO_REACTION (`lane_constant_speed`: it keeps its speed and its route lane), named in the
+    header and the table. An attempt that finds no cutter makes nothing; the header records
+    the attempts and cut-ins per scene (`attempts`) and names the scenes that gave none
+    (`skipped_scenes`)."""
     config = config or RealCutInConfig()
     config.validate_config()
     label = label or LabelConfig()
@@ -308,27 +326,47 @@ def generate_real_set(scenes: list[Scenario], n: int, seed: int = 0, config: Rea
     for i in range(n):
         scene = scenes[i % len(scenes)]
         tried[scene.name] = tried.get(scene.name, 0) + 1
-        made = real_cut_in(scene, config, np.random.default_rng([seed, i]), scenario_name("real-cut-in", seed, i))
-        if made is None:
+        planned = plan_cut_in(scene, config, np.random.default_rng([seed, i]))
+        if planned is None:
             continue
+        source, p = planned
+        made = retime(source, p, p["cross"] - p["start"], config, scenario_name("real-cut-in", seed, i))
         made_in[scene.name] = made_in.get(scene.name, 0) + 1
         scenarios.append(made[0])
         params.append(made[1])
         index.append(i)
-        sources.append(scene)
+        sources.append(source)
     skipped = sorted(name for name in tried if name not in made_in)  # scenes that gave no cut-in at all
+    by_name = {s.name: s for s in scenes}
+    reasons = {name: "no logged vehicle can cut in" + (f"; {no_place(by_name[name], config.insert_max_heading)}" if config.insert else "")
+               for name in skipped}
     if not scenarios:
-        raise ValueError(f"no scene has a vehicle that can cut in (next to the ego's route, ahead, slower): {skipped}")
-    scenarios, params = _calibrate_real(scenarios, params, sources, index, config, label)
-    table, times = label_scenarios(scenarios, config.bound, label, show_progress)
+        raise ValueError("no cut-in could be made: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
+    bank = _bank(scenarios, label)  # the source maps, for every pass
+    scenarios, params = _calibrate_real(scenarios, params, sources, index, config, label, bank=bank)
+    table, times = label_scenarios(scenarios, config.bound, label, show_progress, no_reaction=REAL_NO_REACTION, bank=bank)
+    base = _base_collisions([scenes[i % len(scenes)] for i in index], config, label, bank)
+    table["base_no_reaction_collision"] = base
+    table["cut_in_collision"] = table["no_reaction_collision"] & ~base
     times["total_s"] = round(time.perf_counter() - t0, 3)
     header = {"generator": "real-cut-in", "generator_version": GENERATOR_VERSION, "seed": seed, "n": len(scenarios),
               "config": config_to_dict(config), "label_config": config_to_dict(label), "criticality": "ttc",
               "timings": times, "sources": sorted({s.meta["source_scene"] for s in scenarios}),
               "source_hashes": {sc.name: sc.meta.get("content_hash", "") for sc in scenes},
-              "skipped_scenes": skipped, "requested": n,
+              "skipped_scenes": skipped, "skipped_reasons": reasons, "requested": n, "no_reaction_policy": REAL_NO_REACTION.name,
+              "inserted_cutters": sum(p["cutter"] == "inserted" for p in params),
               "attempts": {name: {"tried": k, "made": made_in.get(name, 0)} for name, k in tried.items()}}
     return _assemble("real-cut-in", scenarios, params, table, header, index)
+
+
+def _base_collisions(bases: list[Scenario], config: RealCutInConfig, label: LabelConfig, bank: MapBank) -> np.ndarray:
+    """[N] does the no-reaction ego collide on each variant's source scene without the cut-in
+    (same traffic mode)? Where it does, a no-reaction collision on the variant may not be the
+    cut-in's (`cut_in_collision` is the no-reaction collisions that are not)."""
+    unique = list({s.name: s for s in bases}.values())
+    m, _ = _run([with_traffic(s, config.traffic) for s in unique], REAL_NO_REACTION(), label, record=False, bank=bank)
+    hit = dict(zip([s.name for s in unique], m["collision_any"].to_numpy() > 0))
+    return np.array([hit[s.name] for s in bases], dtype=bool)
 
 
 def apply_traffic(scenario: Scenario, mode: str | None) -> Scenario:
@@ -352,9 +390,9 @@ def apply_traffic(scenario: Scenario, mode: str | None) -> Scenario:
     return out
 
 
-def _calibrate_real(scenarios, params, sources, index, config, label, rounds: int = 3):
+def _calibrate_real(scenarios, params, sources, index, config, label, rounds: int = 3, bank: MapBank | None = None):
     """Measure how many steps each real cut-in's lane change takes from its trigger to the ego's
-    lane (a constant-velocity ego) and rebuild it with that figure, so that the trigger's TTC
+    lane (the no-reaction ego REAL_NO_REACTION) and rebuild it with that figure, so that the trigger's TTC
     prediction holds at the crossing; a few rounds, since braking after the crossing changes the
     lane change a little. Returns (scenarios, params) with the meta filled in."""
     scenarios, params = list(scenarios), list(params)
@@ -362,7 +400,7 @@ def _calibrate_real(scenarios, params, sources, index, config, label, rounds: in
     for _ in range(rounds):
         if not todo:
             break
-        m, traj = _run([scenarios[j] for j in todo], ConstantVelocity(), label, record=True)
+        m, traj = _run([scenarios[j] for j in todo], REAL_NO_REACTION(), label, record=True, bank=bank)
         k, fired = event_steps([scenarios[j] for j in todo], traj), m["trigger_step"].to_numpy()
         again = []
         for i, j in enumerate(todo):
@@ -405,6 +443,8 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
            "bound_avoidable": int(table["bound_avoidable"].sum()), "avoidable": int(table["avoidable"].sum()),
            "no_reaction_collision": int(table["no_reaction_collision"].sum()),
            "ttc_p10_50_90": q("ttc_at_event"), "required_decel_p10_50_90": q("required_decel")}
+    if "cut_in_collision" in table:
+        row["cut_in_collision"] = int(table["cut_in_collision"].sum())  # real scenes: not a collision of the base scene
     if "expert_solved" in table:
         row["expert_solved"] = int(table["expert_solved"].sum())
         row["expert_solved_of_avoidable_by_bound"] = f"{int((table['expert_solved'] & table['bound_avoidable']).sum())}/{int(table['bound_avoidable'].sum())}"
@@ -417,7 +457,8 @@ def outcome_table(table: pd.DataFrame) -> pd.DataFrame:
     the expert, so the comparison is fair)."""
     rows = []
     groups = {"avoidable by the bound": table["bound_avoidable"], "not avoidable by the bound": ~table["bound_avoidable"]}
-    runs = {"constant_velocity (no reaction)": "no_reaction_collision", "pdm_expert": "expert_collision"}
+    reference = str(table["no_reaction_policy"].iloc[0]) if "no_reaction_policy" in table and len(table) else ConstantVelocity.name
+    runs = {f"{reference} (no reaction)": "no_reaction_collision", "pdm_expert": "expert_collision"}
     for policy, col in runs.items():
         if col not in table:
             continue

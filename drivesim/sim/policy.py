@@ -80,6 +80,29 @@ class IDMLaneKeeping:
         return clip_action(torch.stack([acc[:, 0], steer[:, 0]], dim=-1))
 
 
+class LaneConstantSpeed:
+    """The ego that does not react but keeps its lane: zero acceleration (it keeps its speed)
+    and the route-lane steering of `idm` (pure pursuit on its route lanes); it brakes for
+    nothing. Unlike `constant_velocity` it follows a curving route, so an event planned along the
+    route meets it; the no-reaction reference of real-scene cut-ins (sim/events.py)."""
+
+    name = "lane_constant_speed"
+
+    def __init__(self, config: ReactiveConfig | None = None):
+        self.config = config or ReactiveConfig()
+
+    def reset(self, batch) -> None:
+        pass
+
+    def act(self, obs: Observation) -> torch.Tensor:
+        state, batch = obs.state, obs.batch
+        fr = lane_frenet(state, batch)
+        nxt = next_lanes(state.lane, batch)
+        lat = torch.full_like(fr.d, self.config.lat_speed)
+        steer = pure_pursuit(state, fr, state.lane, nxt, batch, lat, self.config)[:, 0]
+        return clip_action(torch.stack([torch.zeros_like(steer), steer], dim=-1))
+
+
 def ego_at_speed_limit(batch):
     """The batch with agent 0's desired speed [B] set, on rows whose ego has a log (imported
     scenes), to the highest speed limit on its route lanes (`desired_speed` caps it further to the
@@ -125,4 +148,5 @@ class LogReplay:
         return torch.zeros(obs.batch_size, 2, device=obs.state.device)
 
 
-BUILTIN_POLICIES = {"constant_velocity": ConstantVelocity, "idm": IDMLaneKeeping, "log": LogReplay}
+BUILTIN_POLICIES = {"constant_velocity": ConstantVelocity, "idm": IDMLaneKeeping, "log": LogReplay,
+                    "lane_constant_speed": LaneConstantSpeed}

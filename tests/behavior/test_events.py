@@ -110,14 +110,14 @@ def test_real_scene_cut_in(data_dir):
     """A logged nuScenes vehicle next to the ego's route is rewritten into a cut-in: it replays
     its log until it is released, then waits for the simulated ego (sim/triggers.py); the event
     is measured and labelled with a constant-velocity ego, and the label is what that policy gets
-    in closed loop (`evaluate` on the set, its traffic modes kept)."""
+    in closed loop (`evaluate` with that set's no-reaction policy, its traffic modes kept)."""
     from drivesim.behavior.events.real import RealCutInConfig, candidates, real_cut_in
     from drivesim.behavior.scenario import ScenarioBatch
     from drivesim.io import scenarionet
     from drivesim.sim.evaluate import EvalConfig, evaluate
     from drivesim.sim.events import apply_traffic, generate_real_set
     from drivesim.sim.expert import PDMClosed
-    from drivesim.sim.policy import ConstantVelocity
+    from drivesim.sim.policy import ConstantVelocity, LaneConstantSpeed
     from drivesim.sim.rollout import rollout
 
     scenes = scenarionet.load(data_dir / "scenarionet_nuscenes")
@@ -136,10 +136,13 @@ def test_real_scene_cut_in(data_dir):
     np.testing.assert_allclose(res.trajectory["x"][1 : k + 1, 0, 1], s.log[1, 1 : k + 1, 0], atol=1e-3)
     kept = [apply_traffic(x, None) for x in es.scenarios]
     assert [x.mode.tolist() for x in kept] == [x.mode.tolist() for x in es.scenarios]
-    ev = evaluate(kept, [ConstantVelocity()], config=EvalConfig(batch_size=2), show_progress=False)
+    assert (t["no_reaction_policy"] == LaneConstantSpeed.name).all()
+    ev = evaluate(kept, [LaneConstantSpeed()], config=EvalConfig(batch_size=2), show_progress=False)
     collided = ev.results.set_index("scenario").loc[t["scenario"], "collision_any"].to_numpy() > 0
     np.testing.assert_array_equal(collided, t["no_reaction_collision"].to_numpy())
-    # the expert, which keeps its lane, meets the cut-in (the constant-velocity ego drifts out of its
-    # lane on this curving road before it reaches the cutter: no event for it, and the label says so)
+    # the no-reaction ego keeps its lane on this curving road and meets the cut-in (constant
+    # (accel, steer) drifts out of its lane first), and so does the expert
+    assert t["event_happened"].all() and t["no_reaction_collision"].any(), t
+    # the expert, which keeps its lane, meets the cut-in
     fired = rollout(ScenarioBatch.build(es.scenarios), PDMClosed(), policy_every=2).extra["trigger_step"]
     assert (fired >= 0).sum() >= 2, fired

@@ -12,7 +12,7 @@ from drivesim.core.types import AgentType, ControlMode
 from drivesim.map import build_map
 from drivesim.sim.evaluate import EvalConfig, evaluate
 from drivesim.sim.events import LabelConfig, generate_real_set
-from drivesim.sim.policy import ConstantVelocity
+from drivesim.sim.policy import ConstantVelocity, LaneConstantSpeed
 from drivesim.sim.rollout import rollout
 
 FAST = LabelConfig(expert_check=False, workers=1)
@@ -84,11 +84,12 @@ def test_cut_in_meets_the_simulated_ego_at_the_sampled_ttc(cut_ins):
 
 
 @pytest.mark.slow
-def test_no_reaction_label_holds_for_constant_velocity_in_closed_loop(cut_ins):
+def test_no_reaction_label_holds_for_its_policy_in_closed_loop(cut_ins):
     t = cut_ins.table
     assert t["event_happened"].all()
+    assert (t["no_reaction_policy"] == "lane_constant_speed").all() and cut_ins.header["no_reaction_policy"] == "lane_constant_speed"
     np.testing.assert_allclose(t["ttc_at_event"], t["knob_target_ttc"], atol=0.35)
-    ev = evaluate(cut_ins.scenarios, [ConstantVelocity()], config=EvalConfig(batch_size=3), show_progress=False)
+    ev = evaluate(cut_ins.scenarios, [LaneConstantSpeed()], config=EvalConfig(batch_size=3), show_progress=False)
     collided = ev.results.set_index("scenario").loc[t["scenario"], "collision_any"].to_numpy() > 0
     assert t["no_reaction_collision"].any()
     np.testing.assert_array_equal(collided, t["no_reaction_collision"].to_numpy())
@@ -112,9 +113,58 @@ def test_generate_counts_and_names_only_scenes_that_gave_none():
     empty.log[1, :, 1] = -1.8  # the vehicle beside the route moves into the ego's lane, behind nobody
     empty.log[1, :, 0] -= 200.0
     empty.x, empty.y = empty.log[:, 0, 0].copy(), empty.log[:, 0, 1].copy()
-    es = generate_real_set([good, empty], 2, seed=0, label=FAST, show_progress=False)
+    es = generate_real_set([good, empty], 2, seed=0, config=RealCutInConfig(insert=False), label=FAST, show_progress=False)
     h = es.header
     assert h["n"] == 1 and h["requested"] == 2 and h["skipped_scenes"] == ["no-neighbour"]
     assert h["attempts"] == {"synthetic": {"tried": 1, "made": 1}, "no-neighbour": {"tried": 1, "made": 0}}
     text = real_set_counts(h)
-    assert "made 1 of 2 requested" in text and "no-neighbour 0/1" in text and "synthetic" not in text.splitlines()[-1]
+    named = next(line for line in text.splitlines() if line.startswith("scenes with no vehicle"))
+    assert "made 1 of 2 requested" in text and "no-neighbour 0/1" in text and "synthetic" not in named
+    assert h["skipped_reasons"] == {"no-neighbour": "no logged vehicle can cut in"}  # insert=False: no car inserted
+
+
+def no_neighbour_scene() -> Scenario:
+    """The logged scene with its neighbour moved into the ego's lane, far behind: no logged vehicle can cut in."""
+    s = logged_scene()
+    s.name = "no-neighbour"
+    s.log = s.log.copy()
+    s.log[1, :, 1] = -1.8
+    s.log[1, :, 0] -= 200.0
+    s.x, s.y = s.log[:, 0, 0].copy(), s.log[:, 0, 1].copy()
+    return s
+
+
+def test_a_car_is_inserted_beside_the_route_where_no_logged_vehicle_can_cut_in():
+    from drivesim.behavior.events.real import candidates, plan_cut_in, retime
+
+    scene = no_neighbour_scene()
+    cfg = RealCutInConfig()
+    assert not candidates(scene, 1.0, 0.7, cfg)
+    assert plan_cut_in(scene, RealCutInConfig(insert=False), np.random.default_rng([0, 0])) is None
+    source, p = plan_cut_in(scene, cfg, np.random.default_rng([0, 0]))
+    new = scene.num_agents
+    assert p["cutter"] == "inserted" and p["agent"] == new and source.num_agents == new + 1
+    assert source.agent_type[new] == AgentType.VEHICLE and (source.length[new], source.width[new]) == (4.6, 1.9)
+    shown = source.log_valid[new]
+    t0 = int(np.argmax(shown))
+    assert t0 >= 10 and shown[t0:].all() and not shown[:t0].any()
+    track = source.log[new, t0:]
+    np.testing.assert_allclose(track[:, 1], -5.4, atol=1e-6)  # in the lane next to the route, along it
+    assert track[0, 0] > scene.log[0, t0, 0] + 10  # ahead of the ego
+    others = source.log[1:new, t0:, :2]
+    assert (np.linalg.norm(others - track[None, :, :2], axis=-1) > 5).all()  # clear of the logged agents
+    made, _ = retime(source, p, p["cross"] - p["start"], cfg, "inserted")
+    made.validate()
+    assert made.meta["source_agent"] == new and made.mode[1] == ControlMode.REACTIVE
+
+
+@pytest.mark.slow
+def test_inserted_cutter_meets_the_lane_keeping_ego_and_its_label_holds():
+    es = generate_real_set([no_neighbour_scene()], 2, seed=0, label=FAST, show_progress=False)
+    t = es.table
+    assert es.header["inserted_cutters"] == 2 and (t["knob_cutter"] == "inserted").all()
+    assert t["event_happened"].all()
+    np.testing.assert_allclose(t["ttc_at_event"], t["knob_target_ttc"], atol=0.35)
+    ev = evaluate(es.scenarios, [LaneConstantSpeed()], config=EvalConfig(batch_size=2), show_progress=False)
+    collided = ev.results.set_index("scenario").loc[t["scenario"], "collision_any"].to_numpy() > 0
+    np.testing.assert_array_equal(collided, t["no_reaction_collision"].to_numpy())

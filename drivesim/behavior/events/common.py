@@ -207,3 +207,19 @@ def assemble(name: str, road: RoadMap, agents: Agents, route: list[int], duratio
         desired_speed=agents.column("desired_speed"), route=route, duration=duration, dt=0.1, log=log,
         log_valid=log_valid, seed=seed, meta=meta, **scripts,
     )
+
+
+def project(poly: np.ndarray, pts: np.ndarray):
+    """(s, d, heading) of points [N, 2] on a polyline [P, 2] (nearest segment; d left positive)."""
+    a, b = poly[:-1], poly[1:]
+    ab = b - a
+    seg = np.maximum(np.linalg.norm(ab, axis=1), 1e-9)
+    tan = ab / seg[:, None]
+    ap = pts[:, None, :] - a[None]
+    t = np.clip((ap * tan[None]).sum(-1), 0.0, seg[None])
+    foot = a[None] + tan[None] * t[..., None]
+    k = np.linalg.norm(pts[:, None, :] - foot, axis=-1).argmin(axis=1)
+    n = np.arange(len(pts))
+    s0 = np.concatenate([[0.0], np.cumsum(seg)])
+    d = tan[k, 0] * ap[n, k, 1] - tan[k, 1] * ap[n, k, 0]
+    return s0[k] + t[n, k], d, np.arctan2(tan[k, 1], tan[k, 0])

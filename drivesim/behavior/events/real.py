@@ -1,28 +1,33 @@
 """Cut-ins in real scenes: a logged vehicle in a lane next to the ego's route is rewritten into a
-cut-in through the same scripted-agent hook as the procedural generator.
+cut-in through the same scripted-agent hook as the procedural generator; where none can, a car
+is inserted in a lane beside the route (events/inserted.py) and rewritten the same way.
 
 Candidates are (vehicle, start step) pairs where the vehicle moves in the ego's direction in the
-lane next to the route, ahead of the ego. Predicting with an ego that keeps its initial speed (the
-no-reaction ego of the labels) and the cutter changing speed as its script says, the candidate whose TTC at the crossing is nearest the sampled target is
-chosen. The cutter replays its log until it is beside the route (the run of steps before the
-planned start where it is), then follows its lane at the speed it will cut in at until the situation it was planned for arises with the simulated ego (the
-predicted TTC at the crossing reaches the sampled target: sim/triggers.py; in closed loop the ego
-is not where the log was, so a script run at a fixed step would meet nobody), then changes lane
-at the sampled lateral speed, changes speed evenly to a sampled fraction of the ego's speed
-by the crossing (real neighbours are seldom slower than the ego on their own) and brakes after it. The rest
-of the scene keeps its logged traffic in the chosen traffic mode. The realized TTC is measured
-by simulation (sim/events.label_scenarios), not assumed.
+lane next to the route, ahead of the ego. Predicting with an ego that keeps its initial speed
+along its route (the no-reaction ego of the labels, policy `lane_constant_speed`) and the
+cutter changing speed as its script says, the candidate whose TTC at the crossing is nearest
+the sampled target is chosen. The cutter replays its log until it is beside the route (the run
+of steps before the planned start where it is), then follows its lane at the speed it will cut
+in at until the situation it was planned for arises with the simulated ego (the predicted TTC
+at the crossing reaches the sampled target: sim/triggers.py; in closed loop the ego is not
+where the log was, so a script run at a fixed step would meet nobody), then changes lane at
+the sampled lateral speed, changes speed evenly to a sampled fraction of the ego's speed by the
+crossing (real neighbours are seldom slower than the ego on their own) and brakes after it. The
+rest of the scene keeps its logged traffic in the chosen traffic mode. The realized TTC is
+measured by simulation (sim/events.label_scenarios), not assumed.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from drivesim.behavior.events.common import BoundConfig, Range, check_range, closing_distance, uniform
+from drivesim.behavior.events.common import BoundConfig, Range, check_range, closing_distance, project, uniform
+from drivesim.behavior.events.inserted import insert_cutter
 from drivesim.behavior.logs import TRAFFIC_MODES, with_traffic
 from drivesim.behavior.scenario import Scenario, route_polyline
 from drivesim.core.config import ConfigError
@@ -43,6 +48,9 @@ class RealCutInConfig:
     max_decel: float = 3.0  # m/s^2 ... braking at most this hard on the way (then it is slower)
     traffic: str = "hybrid"  # how the scene's other agents move
     after: float = 3.0  # s of log needed after the crossing
+    max_heading: float = 0.3  # rad: a cutter moves within this of the route's direction
+    insert: bool = True  # no logged vehicle can cut in: insert a car in a lane beside the route (events/inserted.py)
+    insert_max_heading: float = 0.6  # rad: ... which may be a junction connector converging on the route
     bound: BoundConfig = field(default_factory=BoundConfig)
 
     def validate_config(self, where: str = "real_cut_in") -> None:
@@ -50,25 +58,12 @@ class RealCutInConfig:
         check_range(self.lat_speed, where, "lat_speed", 0.2, 3.0)
         check_range(self.cutter_brake, where, "cutter_brake", 0.0, 8.0)
         check_range(self.slow_to, where, "slow_to", 0.0, 1.5)
+        for name in ("max_heading", "insert_max_heading"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ConfigError(f"{where}.{name}: got {getattr(self, name)!r}; expected 0 < {name} <= 1 rad")
         if self.traffic not in TRAFFIC_MODES:
             raise ConfigError(f"{where}.traffic: got {self.traffic!r}; allowed: {', '.join(TRAFFIC_MODES)}")
         self.bound.validate_config(f"{where}.bound")
-
-
-def project(poly: np.ndarray, pts: np.ndarray):
-    """(s, d, heading) of points [N, 2] on a polyline [P, 2] (nearest segment; d left positive)."""
-    a, b = poly[:-1], poly[1:]
-    ab = b - a
-    seg = np.maximum(np.linalg.norm(ab, axis=1), 1e-9)
-    tan = ab / seg[:, None]
-    ap = pts[:, None, :] - a[None]
-    t = np.clip((ap * tan[None]).sum(-1), 0.0, seg[None])
-    foot = a[None] + tan[None] * t[..., None]
-    k = np.linalg.norm(pts[:, None, :] - foot, axis=-1).argmin(axis=1)
-    n = np.arange(len(pts))
-    s0 = np.concatenate([[0.0], np.cumsum(seg)])
-    d = tan[k, 0] * ap[n, k, 1] - tan[k, 1] * ap[n, k, 0]
-    return s0[k] + t[n, k], d, np.arctan2(tan[k, 1], tan[k, 0])
 
 
 def _route_lane_at(scene: Scenario, s: float) -> int:
@@ -77,9 +72,11 @@ def _route_lane_at(scene: Scenario, s: float) -> int:
     return scene.route[int(min(np.searchsorted(ends, s), len(ends) - 1))]
 
 
-def candidates(scene: Scenario, lat_speed: float, slow_to: float, cfg: RealCutInConfig) -> list[dict]:
-    """Every (vehicle, start step) that could cut in, with its predicted gap and TTC when it
-    changes speed evenly from its logged speed to `slow_to` x the ego's speed at the crossing."""
+def candidates(scene: Scenario, lat_speed: float, slow_to: float, cfg: RealCutInConfig,
+               agents: list[int] | None = None) -> list[dict]:
+    """Every (vehicle, start step) that could cut in (of `agents`, default all), with its predicted
+    gap and TTC when it changes speed evenly from its logged speed to `slow_to` x the ego's speed
+    at the crossing."""
     if scene.log is None or scene.log_valid is None:
         return []
     log, ok = scene.log, scene.log_valid
@@ -92,7 +89,7 @@ def candidates(scene: Scenario, lat_speed: float, slow_to: float, cfg: RealCutIn
     s_e = s_e[0] + v_e * scene.dt * np.arange(T + 1)
     after = int(round(cfg.after / scene.dt))
     out = []
-    for a in range(1, scene.num_agents):
+    for a in agents if agents is not None else range(1, scene.num_agents):
         if scene.agent_type[a] != AgentType.VEHICLE or ok[a].sum() < 30:
             continue
         steps = np.arange(10, T - after, 5)
@@ -103,7 +100,7 @@ def candidates(scene: Scenario, lat_speed: float, slow_to: float, cfg: RealCutIn
         for t0, s, d, h in zip(steps, s_a, d_a, h_a):
             v = float(log[a, t0, 3])
             lane_w = scene.road.lanes[_route_lane_at(scene, s)].width
-            if v < 2.0 or abs(math.remainder(log[a, t0, 2] - h, 2 * math.pi)) > 0.3 or not 0.6 * lane_w < abs(d) < 1.5 * lane_w:
+            if v < 2.0 or abs(math.remainder(log[a, t0, 2] - h, 2 * math.pi)) > cfg.max_heading or not 0.6 * lane_w < abs(d) < 1.5 * lane_w:
                 continue
             delay = max(math.ceil((abs(d) - lane_w / 2 - scene.width[a] / 2) / lat_speed / scene.dt), 0) + 3
             tx = t0 + delay
@@ -124,22 +121,40 @@ def candidates(scene: Scenario, lat_speed: float, slow_to: float, cfg: RealCutIn
     return out
 
 
-def real_cut_in(scene: Scenario, cfg: RealCutInConfig, rng: np.random.Generator, name: str):
-    """(scenario, params) of a cut-in rewritten into `scene`, or None when no vehicle can cut in."""
+def plan_cut_in(scene: Scenario, cfg: RealCutInConfig, rng: np.random.Generator):
+    """(source scene, params) of a cut-in planned in `scene`, or None when no vehicle can cut in.
+    A logged vehicle is used where one can; otherwise (`cfg.insert`) a car inserted in a lane
+    beside the route (events/inserted.py), and the source is the scene with that car added
+    (params `cutter` says which)."""
     lat, slow_to = uniform(rng, cfg.lat_speed), uniform(rng, cfg.slow_to)
-    found = candidates(scene, lat, slow_to, cfg)
+    target = uniform(rng, cfg.ttc)
+    brake = uniform(rng, cfg.cutter_brake)
+    found, kind = candidates(scene, lat, slow_to, cfg), "logged"
+    if not found and cfg.insert:
+        added = insert_cutter(scene, slow_to, target, lat, cfg.after, cfg.insert_max_heading, rng)
+        if added is not None:
+            scene, kind = added, "inserted"
+            found = candidates(scene, lat, slow_to, dataclasses.replace(cfg, max_heading=cfg.insert_max_heading),
+                               agents=[scene.num_agents - 1])
     if not found:
         return None
-    target = uniform(rng, cfg.ttc)
     c = min(found, key=lambda c: abs(c["ttc"] - target))
-    brake = uniform(rng, cfg.cutter_brake)
     b = cfg.bound
     bound_gap = float(closing_distance(c["ego_speed"], c["cutter_speed"], brake, cfg.brake_duration, b.max_brake, b.reaction)[0])
-    p = {**c, "source": scene.name, "lat_speed": lat, "slow_to": slow_to, "target_ttc": target, "predicted_ttc": c["ttc"],
-         "cutter_brake": brake, "brake_duration": cfg.brake_duration, "bound_gap": bound_gap,
+    p = {**c, "source": scene.name, "cutter": kind, "lat_speed": lat, "slow_to": slow_to, "target_ttc": target,
+         "predicted_ttc": c["ttc"], "cutter_brake": brake, "brake_duration": cfg.brake_duration, "bound_gap": bound_gap,
          "bound_ttc": bound_gap / c["rel_speed"]}
     del p["ttc"]
-    return retime(scene, p, c["cross"] - c["start"], cfg, name)
+    return scene, p
+
+
+def real_cut_in(scene: Scenario, cfg: RealCutInConfig, rng: np.random.Generator, name: str):
+    """(scenario, params) of a cut-in rewritten into `scene`, or None when no vehicle can cut in."""
+    planned = plan_cut_in(scene, cfg, rng)
+    if planned is None:
+        return None
+    source, p = planned
+    return retime(source, p, p["cross"] - p["start"], cfg, name)
 
 
 def retime(scene: Scenario, p: dict, delay: int, cfg: RealCutInConfig, name: str):
