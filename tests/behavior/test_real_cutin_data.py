@@ -52,7 +52,9 @@ def test_real_cut_ins_reach_the_no_reaction_ego_and_its_labels_hold(real_set):
     ev = evaluate(es.scenarios, [LaneConstantSpeed()], config=EvalConfig(batch_size=8), show_progress=False)
     collided = ev.results.set_index("scenario").loc[t["scenario"], "collision_any"].to_numpy() > 0
     np.testing.assert_array_equal(collided, t["no_reaction_collision"].to_numpy())
-    assert t["cut_in_collision"].sum() >= 2, t[["knob_source", "no_reaction_collision", "base_no_reaction_collision"]]
+    assert t["cut_in_collision"].sum() >= 1, t[["knob_source", "no_reaction_collision", "base_no_reaction_collision"]]
+    # (>= 1, not 2: with the reactive-traffic fixes merged, the no-reaction ego on one of the two
+    # scenes also collides in the base scene, so that collision is not counted as the cut-in's)
     # where the cut-in is the collision's cause, it happened at about the sampled TTC
     caused = t[t["cut_in_collision"]]
     np.testing.assert_allclose(caused["ttc_at_event"], caused["knob_target_ttc"], atol=0.5)
