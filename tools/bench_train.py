@@ -32,19 +32,31 @@ def _timed(store: dict, key: str, fn):
     return out
 
 
-def breakdown(env, net, il_net, steps: int = 10) -> dict:
-    """Microseconds per env-step of each rollout part (policy deciding every step)."""
+def breakdown(env, net, il_net, policy_every: int, decisions: int = 6) -> dict:
+    """Microseconds per env-step of each rollout part, the policy deciding every `policy_every` steps."""
+    from drivesim.sim.observation import observe
+    from drivesim.sim.policy import clip_action
+    from drivesim.train.policy_net import path_steer
+    from drivesim.train.vocabulary import plan
+
     t: dict = {}
+    K = len(net.cfg.accel_bins)
+    bins = torch.tensor(net.cfg.accel_bins)
     with torch.no_grad():
-        for _ in range(steps):
-            feats, steer = _timed(t, "observe", env.observe)
-            logits, _ = _timed(t, "policy forward", partial(net, feats))
+        for _ in range(decisions):
+            feats, ctx = _timed(t, "observation", env.observe)
+            lon, lat, _ = _timed(t, "policy forward", partial(net, feats))
             _timed(t, "IL forward (KL)", partial(il_net, feats))
-            action = torch.stack([torch.tensor(net.cfg.accel_bins)[logits.argmax(-1)], steer], -1)
-            env.state = _timed(t, "simulator step", partial(env.sim.step, env.state, action))
-            r = _timed(t, "reward", partial(env.reward, env.state))
-            _timed(t, "restarts", partial(env.restart, r.terminated | (env.state.row_step >= env.batch.num_steps)))
-    return {k: 1e6 * v / (steps * env.B) for k, v in t.items()}
+            accel, option = bins[lon.argmax(-1)], lat.argmax(-1)
+            target = ctx["targets"].gather(1, option.unsqueeze(1)).squeeze(1)
+            obs = observe(env.state, env.batch, net.cfg.obs)
+            path = _timed(t, "plan (trajectory)", lambda: plan(obs, accel, target, ctx["d0"], net.cfg.vocab)["xy"])
+            for _ in range(policy_every):
+                action = _timed(t, "tracker", lambda: clip_action(torch.stack([accel, path_steer(env.state, path, net.cfg)], -1)))
+                env.state = _timed(t, "simulator step", partial(env.sim.step, env.state, action))
+                r = _timed(t, "reward", partial(env.reward, env.state))
+                _timed(t, "restarts", partial(env.restart, r.terminated | (env.state.row_step >= env.batch.num_steps)))
+    return {k: 1e6 * v / (decisions * policy_every * env.B) for k, v in t.items()}
 
 
 def bench_ours(scenarios, init: Path, B: int, policy_every: int, updates: int) -> dict:
@@ -52,13 +64,13 @@ def bench_ours(scenarios, init: Path, B: int, policy_every: int, updates: int) -
     from drivesim.train.ppo import DrivingRows, PPOConfig, collect, make_optimizer, ppo_update
 
     torch.set_num_threads(1)
-    cfg = PPOConfig(num_envs=B, policy_every=policy_every, target_kl=None)  # all 4 epochs: the full cost
+    cfg = PPOConfig(num_envs=B, policy_every=policy_every, target_kl=None)  # every epoch: the full cost
     il_net = load_policy(init).net
     net = copy.deepcopy(il_net).train()
     env = DrivingRows(scenarios, net.cfg, cfg)
     opt = make_optimizer(net, cfg)
     gen = torch.Generator().manual_seed(0)
-    parts = breakdown(env, net, il_net) if policy_every == 1 else {}
+    parts = breakdown(env, net, il_net, policy_every)
     collect(env, net, il_net, gen, replace(cfg, num_steps=2))  # warm-up
     roll = upd = 0.0
     steps = samples = 0
@@ -73,7 +85,8 @@ def bench_ours(scenarios, init: Path, B: int, policy_every: int, updates: int) -
         samples += data["action"].shape[0]
     return {"B": env.B, "A": env.batch.init["x"].shape[1], "policy_every": policy_every, "samples": samples // updates,
             "rollout_s": roll / updates, "update_s": upd / updates, "env_steps_per_s": steps / (roll + upd),
-            "rollout_us_per_step": 1e6 * roll / steps, "update_us_per_sample": 1e6 * upd / samples, "parts": parts}
+            "rollout_us_per_step": 1e6 * roll / steps, "update_us_per_sample": 1e6 * upd / samples, "parts": parts,
+            "epochs": cfg.epochs}
 
 
 def bench_sb3(total: int = 512) -> dict | str:
@@ -135,11 +148,11 @@ def main(argv=None) -> int:
               f"{peer['env_steps_per_s']:11.0f} {peer['env_steps_per_s'] * 60 / 1e6:15.3f} {1:7.0f}   ({peer['config']})")
     else:
         print(f"stable-baselines3 peer {peer}")
-    print("\nwhere the time goes (policy every step), microseconds per env-step:")
+    print("\nwhere the time goes, microseconds per env-step (the update: per env-step too, i.e. per sample / every):")
     for r in rows:
-        if r["parts"]:
-            parts = ", ".join(f"{k} {v:.0f}" for k, v in r["parts"].items())
-            print(f"  B={r['B']}: {parts}; PPO update {r['update_us_per_sample']:.0f} per sample (4 epochs)")
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in r["parts"].items())
+        print(f"  B={r['B']} every {r['policy_every']}: {parts}; PPO update {r['update_us_per_sample'] / r['policy_every']:.1f} "
+              f"({r['update_us_per_sample']:.0f} per sample, {r['epochs']} epochs)")
     print("target: 1 M env-steps/min (~17k/s) on one thread")
     return 0
 

@@ -122,6 +122,17 @@ def route_position(batch: ScenarioBatch, xy: torch.Tensor, exhaustive: bool = Fa
     return s.reshape(shape), d.reshape(shape)
 
 
+def route_frame_to_world(batch: ScenarioBatch, s: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """World points [B, ..., 2] at route arc lengths s and lateral offsets d [B, ...] (left positive)."""
+    B, shape = s.shape[0], s.shape
+    flat = s.reshape(B, -1)
+    p0 = route_points_at(batch, flat)
+    tangent = route_points_at(batch, flat + 0.5) - p0
+    tangent = tangent / tangent.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+    normal = torch.stack([-tangent[..., 1], tangent[..., 0]], -1)
+    return (p0 + normal * d.reshape(B, -1, 1)).reshape(*shape, 2)
+
+
 def route_points_at(batch: ScenarioBatch, s: torch.Tensor) -> torch.Tensor:
     """World points [B, R, 2] at arc lengths s [B, R] along the route (clamped to its ends)."""
     rs = batch.route_s

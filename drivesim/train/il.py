@@ -42,7 +42,7 @@ from drivesim.core.safe_io import OutputError, atomic_torch_save, atomic_write_t
 from drivesim.sim.expert import PDMClosed, PDMConfig
 from drivesim.train.il_data import (Demos, collect, is_validation, label_histogram, rare_scenarios, real_scenarios,
                                     scenario_hashes, suite_scenarios)
-from drivesim.train.policy_net import NetPolicy, PolicyNet, PolicyNetConfig, load_policy, save_policy
+from drivesim.train.policy_net import NetPolicy, PolicyNet, PolicyNetConfig, load_policy, save_policy, two_hot
 
 STATE_VERSION = 1
 
@@ -177,11 +177,17 @@ def sample_weights(demos: Demos, bins, cfg: ILConfig) -> torch.Tensor:
 
 
 def bc_loss(net: PolicyNet, demos: Demos, weight: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weighted cross-entropy, accuracy) on a minibatch."""
-    logits, _ = net(demos.feats)
-    ce = F.cross_entropy(logits, demos.label, reduction="none", label_smoothing=smoothing)
+    """(weighted loss, accuracy) on a minibatch: cross-entropy of the acceleration head against
+    the two-hot target of the expert's acceleration (smoothed), plus cross-entropy of the lateral
+    head against the expert's lateral option (keep: the expert follows its route lane); accuracy:
+    the top acceleration bin is the expert's nearest."""
+    lon, lat, _ = net(demos.feats)
+    target = two_hot(demos.accel, net.cfg.accel_bins) * (1 - smoothing) + smoothing / lon.shape[1]
+    ce = -(target * torch.log_softmax(lon, -1)).sum(-1)
+    keep = torch.zeros(len(demos.accel), dtype=torch.long, device=lat.device)
+    ce = ce + F.cross_entropy(lat, keep, reduction="none", label_smoothing=smoothing)
     loss = (ce * weight).sum() / weight.sum()
-    return loss, (logits.argmax(-1) == demos.label).float().mean()
+    return loss, (lon.argmax(-1) == demos.label).float().mean()
 
 
 def train_epoch(net, opt, demos: Demos, weight, cfg: ILConfig, gen: torch.Generator, where: str, deadline: float) -> dict:

@@ -1,14 +1,27 @@
-"""The learned driving policy: the ego-centric vector observation in, a categorical acceleration
-out, steering by pure pursuit along the route (a one-dimensional trajectory vocabulary tracked by
-a controller), plus a value head for RL.
+"""The learned driving policy over a trajectory vocabulary: the ego-centric vector observation
+in, scores of longitudinal profiles x lateral options out (decoupled heads, as RAD does: 12
+accelerations x 5 lateral options = 60 trajectories), plus a value head for RL.
 
 `PolicyNet` encodes agents and lane pieces with shared MLPs and masked max-pooling, the route and
-the ego state with MLPs, and a trunk feeds the action logits [B, K] and the value [B].
-`NetPolicy` wraps a net as a drivesim policy (greedy or sampled). Checkpoints hold the weights,
-the config and a card (layout, provenance); loading one with another observation or action
-layout is an error that says what differs. Checkpoints load as plain data (`weights_only`); a
-corrupt file, a card that is not a dict, NaN weights, weights that do not fit the card's network or
-whose hash differs from the card's `weights_sha256` are `CheckpointError`s naming the file.
+the ego state with MLPs; a trunk feeds the acceleration logits [B, K], the lateral logits [B, L]
+and the value [B]. `NetPolicy` wraps a net as a drivesim policy: it decodes a decision and returns
+the decision's trajectory (train/vocabulary.py), which the simulator's controller tracks.
+
+Decoding (`decode="mean"`, the default): the acceleration is the expected value of the
+acceleration head and the lateral option its most probable allowed one. Why the mean: an
+imitation head whose classes are accelerations puts its top bin on the most common one; the
+expert brakes in a few per cent of states, so the top bin of a braking state is still a mild
+one (the previous checkpoint decoded by the top bin never went below -2 m/s^2 and rear-ended
+stopped cars), while the mean moves with the probability mass on braking. Trained with two-hot
+targets (the expert's acceleration split between its two neighbouring bins so that their mean
+is that acceleration, `two_hot`), the mean is the clone's estimate of the expert's acceleration.
+`decode="argmax"` keeps the top bin (for comparison); `greedy=False` samples both heads (RL).
+
+Checkpoints hold the weights, the config and a card (layout, provenance); loading one with another
+observation, vocabulary or format is an error that says what differs. Checkpoints load as plain
+data (`weights_only`); a corrupt file, a card that is not a dict, NaN weights, weights that do not
+fit the card's network or whose hash differs from the card's `weights_sha256` are
+`CheckpointError`s naming the file.
 """
 
 from __future__ import annotations
@@ -25,19 +38,24 @@ from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict,
 from drivesim.core.config import apply_overrides, config_to_dict, tuples_from_json
 from drivesim.core.safe_io import atomic_torch_save, atomic_write_text
 from drivesim.dynamics.bicycle import WHEELBASE_RATIO
+from drivesim.core.geometry import to_local
 from drivesim.map.bank import CHUNK
 from drivesim.sim.observation import AGENT_FEATURES, EGO_FEATURES, LANE_FEATURES, Observation, ObservationConfig
 from drivesim.sim.policy import clip_action
+from drivesim.train.vocabulary import VocabularyConfig, lateral_targets, plan, to_ego_poses
 
 ACCEL_BINS = (-8.0, -6.0, -4.5, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.5)  # m/s^2
-FORMAT = "drivesim-policy/1"
+FORMAT = "drivesim-policy/2"  # /1: acceleration-only checkpoints (before the vocabulary)
+DECODES = ("mean", "argmax")
 
 
 @dataclass(frozen=True)
 class PolicyNetConfig:
     hidden: int = 128
     accel_bins: tuple = ACCEL_BINS
-    lookahead_time: float = 1.0  # s of pure-pursuit lookahead along the route ...
+    vocab: VocabularyConfig = field(default_factory=VocabularyConfig)
+    decode: str = "mean"  # greedy acceleration: the head's expected value ("mean") or its top bin ("argmax")
+    lookahead_time: float = 1.0  # s of pure-pursuit lookahead along the plan ...
     min_lookahead: float = 6.0  # m ... at least
     # the ego's last applied acceleration as an input: off, because behaviour cloning then copies it (the
     # expert's acceleration changes slowly, so the last one predicts it) and the clone never brakes in time
@@ -49,7 +67,8 @@ class PolicyNetConfig:
 def layout(cfg: PolicyNetConfig) -> dict:
     """What a checkpoint must agree on with the code that loads it."""
     return {"agent_features": AGENT_FEATURES, "lane_features": LANE_FEATURES, "ego_features": EGO_FEATURES,
-            "chunk": CHUNK, "obs": config_to_dict(cfg.obs), "accel_bins": list(cfg.accel_bins), "last_accel": cfg.last_accel}
+            "chunk": CHUNK, "obs": config_to_dict(cfg.obs), "accel_bins": list(cfg.accel_bins), "last_accel": cfg.last_accel,
+            "lateral": list(cfg.vocab.lateral)}
 
 
 def _mlp(n_in: int, h: int) -> nn.Module:
@@ -79,14 +98,16 @@ class PolicyNet(nn.Module):
         self.ego_enc = _mlp(EGO_FEATURES, h)
         self.trunk = _mlp(4 * h, h)
         self.pi = nn.Linear(h, len(cfg.accel_bins))
+        self.lat = nn.Linear(h, len(cfg.vocab.lateral))
         self.v = nn.Linear(h, 1)
 
     @staticmethod
     def _pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return x.masked_fill(~mask.unsqueeze(-1), -1e4).amax(dim=1).clamp(min=0.0)  # empty sets pool to 0
 
-    def forward(self, f: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits [B, K], value [B]) from `features(obs)`."""
+    def forward(self, f: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(acceleration logits [B, K], lateral logits [B, L], value [B]) from `features(obs)`;
+        lateral options not allowed (`f["lat_mask"]`, when given) get -inf-like logits."""
         ego = f["ego"]
         if not self.cfg.last_accel:
             ego = torch.cat([ego[:, :1], torch.zeros_like(ego[:, 1:2]), ego[:, 2:]], -1)  # EGO_FEATURES[1]: accel
@@ -94,27 +115,55 @@ class PolicyNet(nn.Module):
                        self._pool(self.lane_enc(f["lanes"]), f["lanes_mask"]),
                        self.route_enc(f["route"]), self.ego_enc(ego)], -1)
         z = self.trunk(z)
-        return self.pi(z), self.v(z).squeeze(-1)
+        lat = self.lat(z)
+        if "lat_mask" in f:
+            lat = lat.masked_fill(~f["lat_mask"], -1e4)
+        return self.pi(z), lat, self.v(z).squeeze(-1)
 
 
-def route_steer(obs: Observation, cfg: PolicyNetConfig) -> torch.Tensor:
-    """[B] pure-pursuit steering towards the route point `lookahead` metres ahead (ego frame)."""
-    route = obs.route  # [B, R, 2], points every route_spacing m ahead of the ego's route position
-    speed, length = obs.state.speed[:, 0], obs.state.length[:, 0]
+def path_steer(state, xy: torch.Tensor, cfg: PolicyNetConfig) -> torch.Tensor:
+    """[B] pure-pursuit steering (rear axle, as the expert steers) towards the point of the
+    path xy [B, T+1, 2] that lies `lookahead` metres ahead along it."""
+    speed, length = state.speed[:, 0], state.length[:, 0]
     ahead = (speed * cfg.lookahead_time).clamp(min=cfg.min_lookahead)
-    k = (ahead / cfg.obs.route_spacing - 1).clamp(0, route.shape[1] - 1.001)
-    i = k.floor().long()
-    w = (k - i).unsqueeze(-1)
-    pick = lambda j: route.gather(1, j.clamp(max=route.shape[1] - 1).view(-1, 1, 1).expand(-1, 1, 2)).squeeze(1)
-    target = pick(i) * (1 - w) + pick(i + 1) * w
-    dist = target.norm(dim=-1).clamp(min=1.0)
-    alpha = torch.atan2(target[:, 1], target[:, 0])
-    return torch.atan(2 * WHEELBASE_RATIO * length * torch.sin(alpha) / dist)
+    seg = torch.diff(xy, dim=1).norm(dim=-1)
+    along = torch.cat([torch.zeros_like(seg[:, :1]), seg.cumsum(1)], 1)  # [B, T+1]
+    i = torch.searchsorted(along.contiguous(), ahead.unsqueeze(1).contiguous()).clamp(max=xy.shape[1] - 1)  # [B, 1]
+    target = xy.gather(1, i.unsqueeze(-1).expand(-1, 1, 2)).squeeze(1)
+    short = (ahead - along[:, -1]).clamp(min=0)  # the path ends before the lookahead: extend its last heading
+    last = xy[:, -1] - xy[:, -2]
+    target = target + last / last.norm(dim=-1, keepdim=True).clamp(min=1e-6) * short.unsqueeze(-1) * (i.squeeze(1) == xy.shape[1] - 1).unsqueeze(-1)
+    yaw = state.yaw[:, 0]
+    rear = state.xy[:, 0] - torch.stack([torch.cos(yaw), torch.sin(yaw)], -1) * (0.5 * WHEELBASE_RATIO * length).unsqueeze(-1)
+    local = to_local(target, rear, yaw)
+    dist = local.norm(dim=-1).clamp(min=1.0)
+    return torch.atan(2 * WHEELBASE_RATIO * length * torch.sin(torch.atan2(local[:, 1], local[:, 0])) / dist)
+
+
+def expected_accel(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """[B] the acceleration head's expected value."""
+    return (torch.softmax(logits, -1) * bins.to(logits.device)).sum(-1)
+
+
+def two_hot(accel: torch.Tensor, bins) -> torch.Tensor:
+    """[N, K] targets: each acceleration split between its two neighbouring bins so that the
+    targets' mean is the acceleration (clamped to the bins' range)."""
+    bins = torch.as_tensor(bins, dtype=accel.dtype, device=accel.device)
+    a = accel.clamp(float(bins[0]), float(bins[-1]))
+    hi = torch.searchsorted(bins, a.contiguous()).clamp(1, len(bins) - 1)
+    lo = hi - 1
+    w = ((a - bins[lo]) / (bins[hi] - bins[lo])).clamp(0, 1)
+    out = torch.zeros(len(a), len(bins), dtype=accel.dtype, device=accel.device)
+    out.scatter_(1, lo.unsqueeze(1), (1 - w).unsqueeze(1))
+    out.scatter_add_(1, hi.unsqueeze(1), w.unsqueeze(1))
+    return out
 
 
 class NetPolicy:
-    """A PolicyNet as a drivesim policy: acceleration from the head (argmax, or sampled with
-    `generator` at `temperature`), steering by pure pursuit along the route."""
+    """A PolicyNet as a drivesim policy over its trajectory vocabulary. `decide` scores the
+    vocabulary and picks (acceleration, lateral option): greedy by the config's `decode`, or
+    sampled from both heads with `generator` at `temperature`; `act` returns the controls that
+    track the decision's plan; `trajectory` the plan as ego-frame poses."""
 
     def __init__(self, net: PolicyNet, name: str = "net", greedy: bool = True, temperature: float = 1.0,
                  generator: torch.Generator | None = None, policy_every: int | None = None):
@@ -126,13 +175,35 @@ class NetPolicy:
         pass
 
     @torch.no_grad()
-    def act(self, obs: Observation) -> torch.Tensor:
-        logits, _ = self.net(features(obs))
+    def decide(self, obs: Observation) -> dict:
+        """{accel [B], option [B] (index into cfg.vocab.lateral), target [B] m, d0 [B] m, feats}."""
+        d0, targets, allowed = lateral_targets(obs, self.net.cfg.vocab)
+        f = features(obs)
+        f["lat_mask"] = allowed
+        lon, lat, _ = self.net(f)
+        bins = self.bins.to(lon.device)
         if self.greedy:
-            k = logits.argmax(dim=-1)
+            accel = expected_accel(lon, bins) if self.net.cfg.decode == "mean" else bins[lon.argmax(-1)]
+            option = lat.argmax(-1)
         else:
-            k = torch.multinomial(torch.softmax(logits / self.temperature, -1), 1, generator=self.generator).squeeze(-1)
-        return clip_action(torch.stack([self.bins.to(logits.device)[k], route_steer(obs, self.net.cfg)], -1))
+            pick = lambda z: torch.multinomial(torch.softmax(z / self.temperature, -1), 1, generator=self.generator).squeeze(-1)
+            accel, option = bins[pick(lon)], pick(lat)
+        return {"accel": accel, "option": option, "target": targets.gather(1, option.unsqueeze(1)).squeeze(1), "d0": d0,
+                "feats": f}
+
+    def plan(self, obs: Observation, decision: dict | None = None) -> dict:
+        d = decision or self.decide(obs)
+        return plan(obs, d["accel"], d["target"], d["d0"], self.net.cfg.vocab)
+
+    def trajectory_poses(self, obs: Observation) -> torch.Tensor:
+        """[B, T, 3] ego-frame poses of the decision's plan."""
+        return to_ego_poses(self.plan(obs), obs.state.xy[:, 0], obs.state.yaw[:, 0])
+
+    @torch.no_grad()
+    def act(self, obs: Observation) -> torch.Tensor:
+        d = self.decide(obs)
+        p = self.plan(obs, d)
+        return clip_action(torch.stack([d["accel"], path_steer(obs.state, p["xy"], self.net.cfg)], -1))
 
 
 def accel_to_bin(accel: torch.Tensor, bins) -> torch.Tensor:
@@ -161,7 +232,9 @@ def read_checkpoint(path) -> tuple[dict, dict]:
     if not isinstance(card, dict):
         raise CheckpointError(f"{path}: the card is a {type(card).__name__}, not a dict")
     if card.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: format {card.get('format')!r}, expected {FORMAT!r}")
+        old = " (an acceleration-only policy from before the trajectory vocabulary: retrain it, e.g. `drivesim train il`)" \
+            if card.get("format") == "drivesim-policy/1" else ""
+        raise CheckpointError(f"{path}: format {card.get('format')!r}, expected {FORMAT!r}{old}")
     for key in ("config", "layout"):
         if not isinstance(card.get(key), dict):
             raise CheckpointError(f"{path}: the card's {key!r} is a {type(card.get(key)).__name__}, not a dict")
@@ -235,5 +308,5 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
-__all__ = ["PolicyNet", "PolicyNetConfig", "NetPolicy", "features", "route_steer", "accel_to_bin", "save_policy",
+__all__ = ["PolicyNet", "PolicyNetConfig", "NetPolicy", "features", "path_steer", "expected_accel", "two_hot", "accel_to_bin", "save_policy",
            "load_policy", "read_checkpoint", "policy_from_spec", "entropy", "ACCEL_BINS", "layout"]

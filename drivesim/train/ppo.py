@@ -8,9 +8,11 @@ the held-out check and the curves figure live in rl_extras.py).
   one `ScenarioBatch` (each scenario the same number of times, about `num_envs` rows); a row
   that ends (collision, off-road, end of route, end of scenario) restarts from its scenario's
   start on its own clock (`gym_env._merge_rows`), at the next policy decision.
-- Policy: the `PolicyNet` of policy_net.py (categorical acceleration, pure-pursuit steering along
-  the route), deciding every `policy_every` simulation steps; the reward (reward.py) is summed
-  over the steps a decision is held. A row truncated at the end of its scenario bootstraps from
+- Policy: the `PolicyNet` of policy_net.py over its trajectory vocabulary (a categorical
+  acceleration x a categorical lateral option, sampled independently: log pi is the sum of the two
+  heads', and so are the entropy and the KL to IL), deciding every `policy_every` simulation steps
+  (the re-plan interval); in between the decision's plan is tracked (its acceleration, pure pursuit
+  on its path) and the reward (reward.py) is summed over the steps. A row truncated at the end of its scenario bootstraps from
   the value of its last observation.
 - Stability when fine-tuning from IL (REFERENCE.md "IL then RL", CaRL settings): GAE (γ 0.99,
   λ 0.95), clip 0.1, 4 epochs, target-KL early stop 0.015, Adam eps 1e-5, a small entropy bonus
@@ -54,7 +56,8 @@ from drivesim.sim.gym_env import _merge_rows
 from drivesim.sim.observation import observe
 from drivesim.sim.policy import clip_action
 from drivesim.sim.simulator import Simulator
-from drivesim.train.policy_net import PolicyNet, entropy, features, load_policy, route_steer, save_policy
+from drivesim.train.policy_net import PolicyNet, entropy, features, load_policy, path_steer, save_policy
+from drivesim.train.vocabulary import lateral_targets, plan
 from drivesim.train.reward import DriveReward, RewardConfig
 from drivesim.train.rl_extras import HELDOUT_SEED, RARE_EVENTS, heldout_outcomes, plot_curves, training_scenarios
 
@@ -124,7 +127,7 @@ class DrivingRows:
         self.net_cfg = net_cfg
         self.initial = self.sim.reset()
         self.reward = DriveReward(self.batch, cfg.reward)
-        self.init_feats, self.init_steer = self.observe(self.initial)
+        self.init_feats, self.init_ctx = self.observe(self.initial)
         self.state = self.initial
         self.reward.restart(self.state)
         self.ep_return = torch.zeros(self.B, device=self.batch.device)  # unscaled reward of the running episode
@@ -132,17 +135,23 @@ class DrivingRows:
         self._init_frenet = None  # lane projection of the initial state (see _keep_projection)
 
     def observe(self, state=None):
-        """(features dict, pure-pursuit steering [B]) of `state` (default: the current one)."""
+        """(features dict with the lateral mask, context {d0, targets} [B], [B, L] for the plans) of
+        `state` (default: the current one)."""
         obs = observe(self.state if state is None else state, self.batch, self.net_cfg.obs)
-        return features(obs), route_steer(obs, self.net_cfg)
+        d0, targets, allowed = lateral_targets(obs, self.net_cfg.vocab)
+        return {**features(obs), "lat_mask": allowed}, {"d0": d0, "targets": targets}
 
-    def step(self, accel: torch.Tensor, steer: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
-        """Hold (accel, steer) [B] for k steps; rewards after a row's end are not counted."""
-        action = clip_action(torch.stack([accel, steer], -1))
+    def step(self, accel: torch.Tensor, option: torch.Tensor, ctx: dict, k: int) -> dict[str, torch.Tensor]:
+        """Plan acceleration accel [B] towards lateral option [B] from the current state and track
+        the plan for k steps (its acceleration, pure pursuit on its path); rewards after a row's end
+        are not counted."""
+        target = ctx["targets"].gather(1, option.unsqueeze(1)).squeeze(1)
+        path = plan(observe(self.state, self.batch, self.net_cfg.obs), accel, target, ctx["d0"], self.net_cfg.vocab)["xy"]
         z = torch.zeros(self.B, dtype=torch.bool, device=accel.device)
         out = {"reward": torch.zeros(self.B, device=accel.device), "terminated": z, "truncated": z, "collision": z,
                "offroad": z, "route_done": z}
         for _ in range(k):
+            action = clip_action(torch.stack([accel, path_steer(self.state, path, self.net_cfg)], -1))
             self.state = self.sim.step(self.state, action)
             r = self.reward(self.state)
             alive = ~(out["terminated"] | out["truncated"])
@@ -213,36 +222,55 @@ def sample_actions(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- rollout + GAE
+def head_sizes(net: PolicyNet) -> tuple[int, int]:
+    return len(net.cfg.accel_bins), len(net.cfg.vocab.lateral)
+
+
+def log_probs(net: PolicyNet, feats: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(log-probabilities of both heads concatenated [B, K + L], value [B], logits [B, K + L])."""
+    lon, lat, value = net(feats)
+    return torch.cat([torch.log_softmax(lon, -1), torch.log_softmax(lat, -1)], -1), value, torch.cat([lon, lat], -1)
+
+
+def joint(logp_all: torch.Tensor, action: torch.Tensor, K: int) -> torch.Tensor:
+    """log pi(action) [B] of the decoupled heads: log p(accel bin) + log p(lateral option)."""
+    return logp_all[:, :K].gather(1, action[:, :1])[:, 0] + logp_all[:, K:].gather(1, action[:, 1:])[:, 0]
+
+
+def kl(logp: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """KL(p || ref) [B] of the decoupled heads (the sum of both heads' KLs), from log-probs [B, K + L]."""
+    return (logp.exp() * (logp - ref)).sum(-1)
+
+
 @torch.no_grad()
 def collect(env, net: PolicyNet, il_net: PolicyNet, gen: torch.Generator, cfg: PPOConfig):
     """num_steps decisions of every row: (flat training batch, rollout statistics). `env` is a
     DrivingRows or another holder of rows with the same `run_steps` (the Ray actors)."""
-    noise = draw_noise(gen, cfg.num_steps, env.B, len(net.cfg.accel_bins))
+    noise = draw_noise(gen, cfg.num_steps, env.B, sum(head_sizes(net)))
     raw = env.run_steps(net, il_net, noise, cfg)
     return advantages(raw, cfg), rollout_stats(raw, cfg)
 
 
 @torch.no_grad()
 def run_steps(env: DrivingRows, net: PolicyNet, il_net: PolicyNet, noise: torch.Tensor, cfg: PPOConfig) -> dict:
-    """The rows' side of `collect`: num_steps decisions of each row with the noise [T, B, bins];
+    """The rows' side of `collect`: num_steps decisions of each row with the noise [T, B, K + L];
     per-step tensors stacked to [T, B, ...], the value of the last observation, finished episodes."""
     T, B = cfg.num_steps, env.B
+    K, _ = head_sizes(net)
     bins = torch.tensor(net.cfg.accel_bins, device=env.batch.device)
     env.state = env.state.replace()  # a fresh object: the simulator's projection cache starts cold (so --resume is exact)
-    feats, steer = env.observe()
+    feats, ctx = env.observe()
     store = {k: [] for k in ("feats", "action", "logp", "value", "il_logp", "reward", "done", "kl_il")}
     episodes = {k: [] for k in ("return", "length", "collision", "offroad", "success")}
     for t in range(T):
-        logits, value = net(feats)
-        il_logp = torch.log_softmax(il_net(feats)[0], -1)
-        action = sample_actions(logits, noise[t])
-        logp_all = torch.log_softmax(logits, -1)
-        kl_il = (logp_all.exp() * (logp_all - il_logp)).sum(-1)
-        r = env.step(bins[action], steer, cfg.policy_every)
-        next_feats, next_steer = env.observe()
+        logp_all, value, logits = log_probs(net, feats)
+        il_logp = log_probs(il_net, feats)[0]
+        action = torch.stack([sample_actions(logits[:, :K], noise[t, :, :K]), sample_actions(logits[:, K:], noise[t, :, K:])], -1)
+        r = env.step(bins[action[:, 0]], action[:, 1], ctx, cfg.policy_every)
+        next_feats, next_ctx = env.observe()
         reward = r["reward"] * cfg.reward_scale
         if bool(r["truncated"].any()):  # time limit, not a terminal state: bootstrap from the last observation
-            reward[r["truncated"]] += cfg.gamma * net(_rows(next_feats, r["truncated"]))[1]
+            reward[r["truncated"]] += cfg.gamma * net(_rows(next_feats, r["truncated"]))[2]
         done = r["terminated"] | r["truncated"]
         if bool(done.any()):
             episodes["return"] += env.ep_return[done].tolist()
@@ -252,14 +280,15 @@ def run_steps(env: DrivingRows, net: PolicyNet, il_net: PolicyNet, noise: torch.
             episodes["success"] += (~(r["collision"] | r["offroad"]))[done].float().tolist()
             env.restart(done)
             next_feats = _merge(next_feats, env.init_feats, done)
-            next_steer = torch.where(done, env.init_steer, next_steer)
-        for k, v in (("feats", feats), ("action", action), ("logp", logp_all.gather(1, action[:, None])[:, 0]),
-                     ("value", value), ("il_logp", il_logp), ("reward", reward), ("done", done.float()), ("kl_il", kl_il)):
+            next_ctx = _merge(next_ctx, env.init_ctx, done)
+        for k, v in (("feats", feats), ("action", action), ("logp", joint(logp_all, action, K)),
+                     ("value", value), ("il_logp", il_logp), ("reward", reward), ("done", done.float()),
+                     ("kl_il", kl(logp_all, il_logp))):
             store[k].append(v)
-        feats, steer = next_feats, next_steer
+        feats, ctx = next_feats, next_ctx
     raw = {k: torch.stack(v) for k, v in store.items() if k != "feats"}
     raw["feats"] = {k: torch.stack([f[k] for f in store["feats"]]) for k in feats}
-    return {**raw, "next_value": net(feats)[1], "episodes": episodes}
+    return {**raw, "next_value": net(feats)[2], "episodes": episodes}
 
 
 def concat_rows(parts: list[dict]) -> dict:
@@ -308,6 +337,7 @@ def ppo_update(net: PolicyNet, opt, data: dict, gen: torch.Generator, cfg: PPOCo
                value_only: bool = False, update: int = 0) -> dict:
     """Clipped PPO on one rollout; `value_only` trains the value head alone (policy frozen)."""
     N = data["action"].shape[0]
+    K, _ = head_sizes(net)
     mb = -(-N // -(-N // cfg.minibatch_size))  # equal minibatches of at most minibatch_size
     for p in policy_parameters(net):
         p.requires_grad_(not value_only)
@@ -318,16 +348,15 @@ def ppo_update(net: PolicyNet, opt, data: dict, gen: torch.Generator, cfg: PPOCo
             perm = torch.randperm(N, generator=gen).to(data["action"].device)
             for start in range(0, N, mb):
                 idx = perm[start : start + mb]
-                logits, value = net(_rows(data["feats"], idx))
-                logp_all = torch.log_softmax(logits, -1)
-                logratio = logp_all.gather(1, data["action"][idx, None])[:, 0] - data["logp"][idx]
+                logp_all, value, logits = log_probs(net, _rows(data["feats"], idx))
+                logratio = joint(logp_all, data["action"][idx], K) - data["logp"][idx]
                 ratio = logratio.exp()
                 adv = data["adv"][idx]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8) if len(idx) > 1 else adv
                 pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
                 v_loss = 0.5 * (value - data["ret"][idx]).pow(2).mean()
-                ent = entropy(logits).mean()
-                kl_il = (logp_all.exp() * (logp_all - data["il_logp"][idx])).sum(-1).mean()
+                ent = (entropy(logits[:, :K]) + entropy(logits[:, K:])).mean()
+                kl_il = kl(logp_all, data["il_logp"][idx]).mean()
                 loss = cfg.vf_coef * v_loss if value_only else pg - cfg.ent_coef * ent + cfg.vf_coef * v_loss + kl_coef * kl_il
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
