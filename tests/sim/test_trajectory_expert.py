@@ -1,11 +1,12 @@
 """The expert replayed through the trajectory interface: PDMClosed(output="trajectory"), its
 chosen proposals tracked by the simulator's controller, scores what the expert scores.
 
-Tolerance (16 scenarios of scenarios/nominal.yaml, 4 per map type): success on >= 15 of 16 the
-same as the expert's, no collision and drivable-area compliance the same on every row, ego
-progress within 0.02 per row, mean PDMS not below the expert's by more than 0.02. PDMS may come
-out higher: the tracked expert fails nuPlan's comfort bounds on fewer rows than the expert's own
-control does (measured in docs/trajectory_policies.md), a comfort gain, not a tolerance.
+Tolerance (the 64 scenarios of scenarios/nominal.yaml): success on >= 63 of 64 the same as the
+expert's, no collision and drivable-area compliance the same on every row, ego
+progress within 0.03 per row and 0.005 on average (measured: 0.025 at worst, on one row, 0.0012
+on average), mean PDMS not below the expert's by more than 0.02 (measured: 0.007 below with
+re-planning every step, 0.003 above every 5 steps; TTC fails on one row where the expert's does
+not, comfort fails on as many rows or fewer; the table is in docs/trajectory_policies.md).
 Measured for re-planning every step (poses every 0.1 s) and NAVSIM-like re-planning (every 5
 steps, poses every 0.5 s)."""
 
@@ -25,17 +26,18 @@ from tests.helpers import SUITES
 
 @pytest.mark.slow
 def test_tracked_expert_scores_what_the_expert_scores_on_nominal():
-    scenarios = build_scenarios(load_suite(SUITES / "nominal.yaml"), progress=False)[::4]  # 16, 4 per map type
+    scenarios = build_scenarios(load_suite(SUITES / "nominal.yaml"), progress=False)
     batch = ScenarioBatch.build(scenarios)
     expert = rollout(batch, PDMClosed()).metrics  # its own progress is its reference (as in evaluate)
     progress = torch.as_tensor(expert["progress"], dtype=torch.float32)
     for every, dt in ((1, None), (5, 0.5)):
         res = rollout(batch, PDMClosed(output="trajectory", traj_dt=dt), expert_progress=progress, policy_every=every)
         m = res.metrics
-        assert res.status == ["ok"] * 16, res.errors
-        assert (m["success"] == expert["success"]).sum() >= 15, (every, m["success"])
+        assert res.status == ["ok"] * 64, res.errors
+        assert (m["success"] == expert["success"]).sum() >= 63, (every, m["success"])
         assert (m["no_collision"] == expert["no_collision"]).all() and (m["drivable_area_compliance"] == expert["drivable_area_compliance"]).all()
-        assert np.abs(m["ego_progress"] - expert["ego_progress"]).max() < 0.02, (every, m["ego_progress"])
+        gap = m["ego_progress"] - expert["ego_progress"]
+        assert np.abs(gap).max() < 0.03 and abs(gap.mean()) < 0.005, (every, gap)
         assert m["pdms"].mean() >= expert["pdms"].mean() - 0.02, (every, m["pdms"].mean(), expert["pdms"].mean())
 
 
