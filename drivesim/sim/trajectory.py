@@ -135,7 +135,7 @@ class TrajectoryTracker:
 
     def _build(self, knots, v0, dt: float, step: int) -> dict:
         cfg = self.config
-        B, H1, _ = knots.shape
+        B = knots.shape[0]
         d = (knots[:, 1:, :2] - knots[:, :-1, :2]).norm(dim=-1)  # [B, H] distance between poses
         u = d / dt  # mean speed of each interval
         v = torch.cat([v0.unsqueeze(1), 0.5 * (u[:, :-1] + u[:, 1:]), u[:, -1:]], dim=1)  # [B, H+1] speed at the poses
