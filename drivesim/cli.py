@@ -46,7 +46,7 @@ def make_policy(name: str):
         raise SystemExit(f"error: {exc}") from None
     if net is not None:
         return net
-    registry = {**BUILTIN_POLICIES, "pdm_expert": PDMClosed}
+    registry = {**BUILTIN_POLICIES, "pdm_expert": PDMClosed, "pdm_trajectory": lambda: PDMClosed(output="trajectory")}
     if name in registry:
         return registry[name]()
     if ":" in name:

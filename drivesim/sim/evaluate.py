@@ -180,7 +180,7 @@ def evaluate(scenarios: list[Scenario], policies: list, expert=None, config: Eva
                 rows.append(row)
                 if traj is not None:
                     trajs[(row["policy"], row["scenario"])] = (by_name[row["scenario"]], traj)
-        if expert is not None and phase[0] is expert:
+        if expert is not None and phase and phase[0] is expert:
             expert_progress = {r["scenario"]: r.get("progress", np.nan) for r in rows if r["policy"] == expert.name}
     bar.close()
     for policy in runs:

@@ -21,6 +21,7 @@ from drivesim.dynamics.bicycle import WHEELBASE_RATIO
 from drivesim.metrics.proposals import ProposalConfig, score_proposals
 from drivesim.sim.observation import Observation, route_points_at, route_position
 from drivesim.sim.policy import clip_action
+from drivesim.sim.trajectory import Trajectory, from_world, poses_along
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,26 @@ class PDMConfig:
 
 
 class PDMClosed:
+    """The expert. `output="control"` (default): actions [B, 2]. `output="trajectory"` (the
+    built-in `pdm_trajectory`): its chosen proposal as a `Trajectory` in the ego frame, with poses
+    every `traj_dt` s (a multiple of `config.dt`; default `config.dt`) over the rest of its horizon,
+    for the simulator's controller to track: the proposal's path, driven with the speed the
+    expert's own control gives it (its comfort jerk limit and emergency braking applied to the
+    proposal's IDM speeds), so that tracked it drives as the expert does."""
+
     name = "pdm_expert"
 
-    def __init__(self, config: PDMConfig | None = None):
+    def __init__(self, config: PDMConfig | None = None, output: str = "control", traj_dt: float | None = None):
         self.config = config or PDMConfig()
+        if output not in ("control", "trajectory"):
+            raise ValueError(f"PDMClosed: output must be 'control' or 'trajectory', got {output!r}")
+        self.output = output
+        self.traj_dt = float(traj_dt or self.config.dt)
+        every = self.traj_dt / self.config.dt
+        if not (self.traj_dt > 0 and abs(every - round(every)) < 1e-6 and round(every) <= self.config.horizon):
+            raise ValueError(f"PDMClosed: traj_dt {traj_dt!r} must be a multiple of dt = {self.config.dt:g} s within the horizon")
+        if output == "trajectory":
+            self.name = "pdm_trajectory"
         self._plan = None
 
     def reset(self, batch) -> None:
@@ -71,11 +88,9 @@ class PDMClosed:
             self._plan = self._replan(state, batch)
             k = 0
         p = self._plan
-        target = (p["speed"][:, k + 1] - p["speed"][:, k]) / cfg.dt
-        prev = state.accel[:, 0]
-        step = cfg.comfort_jerk * cfg.dt
-        smooth = torch.minimum(torch.maximum(target, prev - step), prev + step)
-        accel = torch.where(target < -cfg.emergency_decel, target, smooth)
+        if self.output == "trajectory":
+            return self._trajectory(state, p, k)
+        accel = self._accel((p["speed"][:, k + 1] - p["speed"][:, k]) / cfg.dt, state.accel[:, 0])
         j = min(k + max(1, int(round(cfg.lookahead / cfg.dt))), cfg.horizon)
         target = p["xy"][:, j]
         length = state.length[:, 0]
@@ -84,6 +99,30 @@ class PDMClosed:
         dist = local.norm(dim=-1).clamp(min=1.0)
         steer = torch.atan(2 * WHEELBASE_RATIO * length * torch.sin(torch.atan2(local[:, 1], local[:, 0])) / dist)
         return clip_action(torch.stack([accel, steer], -1))
+
+    def _accel(self, target, prev):
+        """[B] the acceleration the expert applies for the plan's `target` [B] after `prev` [B]:
+        rate-limited to comfort_jerk unless the plan brakes harder than emergency_decel."""
+        cfg = self.config
+        step = cfg.comfort_jerk * cfg.dt
+        smooth = torch.minimum(torch.maximum(target, prev - step), prev + step)
+        return torch.where(target < -cfg.emergency_decel, target, smooth)
+
+    def _trajectory(self, state, p: dict, k: int) -> Trajectory:
+        """The plan from its step k on as a Trajectory from the ego's pose: the expert's own
+        acceleration (`_accel`) integrated from the ego's speed, placed along the proposal's path."""
+        cfg = self.config
+        v, prev = state.speed[:, 0], state.accel[:, 0]
+        travel, dist = [], torch.zeros_like(v)
+        for j in range(k, cfg.horizon):
+            v_new = (v + self._accel((p["speed"][:, j + 1] - p["speed"][:, j]) / cfg.dt, prev) * cfg.dt).clamp(min=0)
+            dist = dist + 0.5 * (v + v_new) * cfg.dt
+            prev, v = (v_new - v) / cfg.dt, v_new
+            travel.append(dist)
+        every = int(round(self.traj_dt / cfg.dt))
+        travel = torch.stack(travel, 1)[:, every - 1 :: every]  # [B, H] at (i + 1) * traj_dt
+        poses = poses_along(p["xy"], state.xy[:, 0], state.yaw[:, 0], travel)
+        return from_world(poses, state.xy[:, 0], state.yaw[:, 0], self.traj_dt)
 
     def _replan(self, state, batch) -> dict:
         cfg = self.config

@@ -2,6 +2,8 @@
 
 A policy maps a batched `Observation` to actions [B, 2] = (acceleration m/s^2, steering rad)
 inside `ACTION_LOW`..`ACTION_HIGH`; the rollout rejects anything else instead of clipping it.
+Or to a `Trajectory` (sim/trajectory.py: ego-frame poses over a horizon) that the simulator's
+controller tracks until the next decision (docs/trajectory_policies.md).
 A policy may also have `prepare_batch(batch) -> batch`, which the rollout calls once before it
 builds the simulator (`LogReplay` uses it to make the ego replay its log).
 """
@@ -31,7 +33,7 @@ class Policy(Protocol):
         """Called before a rollout with the ScenarioBatch it will drive."""
 
     def act(self, obs: Observation) -> torch.Tensor:
-        """Actions [B, 2] for a batch of observations."""
+        """Actions [B, 2] (or a sim.trajectory.Trajectory) for a batch of observations."""
 
 
 def clip_action(action: torch.Tensor) -> torch.Tensor:

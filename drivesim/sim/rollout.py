@@ -3,6 +3,9 @@
 A policy action that is not [B, 2], not finite, or outside the action space fails the rows it
 concerns (named in the error with the step and the values); those rows brake to a stop and
 their metrics are NaN. A policy that raises fails every row still running. Other rows go on.
+A policy may return a `Trajectory` (sim/trajectory.py) instead of actions: the simulator's
+controller (`TrajectoryTracker`) tracks it every step until the next decision; a trajectory of
+the wrong shape, with non-finite poses or shorter than the re-plan interval fails its rows the same way.
 
 Seeds: `rollout(..., seed=S)` gives each scenario its own seed, `scenario_seeds(S, names)`,
 derived from S and the scenario's name only (so neither the batch size, the order nor the
@@ -41,6 +44,7 @@ from drivesim.core.state import SimState
 from drivesim.metrics.accumulator import MetricAccumulator, MetricConfig
 from drivesim.sim.observation import ObservationConfig, observe
 from drivesim.sim.simulator import SimConfig, Simulator, action_problems
+from drivesim.sim.trajectory import Trajectory, TrackerConfig, TrajectoryTracker, check_trajectory
 
 
 @dataclass
@@ -97,11 +101,15 @@ def _takes_seeds(policy) -> bool:
 def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None, metric_config: MetricConfig | None = None,
             obs_config: ObservationConfig | None = None, expert_progress: torch.Tensor | None = None, record: bool = False,
             show_progress: bool = False, policy_every: int = 1, behavior=None, cameras=None,
-            step_timeout: float = 0.0, scenario_timeout: float = 0.0, seed: int | None = None) -> RolloutResult:
+            step_timeout: float = 0.0, scenario_timeout: float = 0.0, seed: int | None = None,
+            tracker: TrackerConfig | None = None) -> RolloutResult:
     """Run `policy` on every scenario of `batch` for its duration; return metrics and status.
 
     The policy acts every `policy_every` simulation steps and its action is held in between
-    (simulation and policy rates are separate). `behavior` drives the LEARNED agents
+    (simulation and policy rates are separate). A policy may return a `Trajectory`
+    (sim/trajectory.py) instead: a `TrajectoryTracker` (config `tracker`) tracks it every
+    simulation step until the next decision; it must cover at least `policy_every` steps (rows
+    whose trajectory is bad fail, as for bad actions). `behavior` drives the LEARNED agents
     (`Simulator(batch, behavior=...)`). `cameras`: a renderer (state, batch) -> [B, C, H, W, 3]
     whose images the policy reads as `obs.cameras` (rendered only when it does).
     `step_timeout` / `scenario_timeout`: time limits in seconds (0 = off); `seed`: the seed the
@@ -141,6 +149,7 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
     done = torch.zeros_like(failed)
     frames = [state] if record else None
     brake = torch.tensor([-4.0, 0.0], device=batch.device)
+    plan, controller = None, None  # the Trajectory being tracked (None: actions held) and its tracker
     for t in tqdm(range(batch.max_steps), desc=getattr(policy, "name", "policy"), disable=not show_progress, leave=False):
         if t == 0 and bool(failed.all()):  # its reset timed out
             break
@@ -148,6 +157,13 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
             reasons = [over] * B
         elif t % policy_every == 0:
             action, reasons = _act(policy, state, batch, obs_config, cameras, *limit())
+            plan = None
+            if isinstance(action, Trajectory):  # tracked by the controller until the next decision
+                plan, action = action, None
+                reasons = [r or why for r, why in zip(reasons, check_trajectory(plan, B, policy_every * batch.dt))]
+                if not all(reasons):  # else every row fails (a bad shape or horizon fails them all)
+                    controller = controller or TrajectoryTracker(tracker)
+                    controller.plan(plan, state)
         else:
             reasons = [""] * B
         for b, why in enumerate(reasons):
@@ -156,6 +172,8 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
                 failed[b] = True
         if bool(failed.all()):
             break
+        if plan is not None:
+            action = controller.act(state, batch.dt)
         action = torch.where(failed.unsqueeze(1), brake, action)
         state = sim.step(state, action)
         done = done | acc.route_completed  # past the end of its route the ego is no longer scored
@@ -174,8 +192,8 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
 
 
 def _act(policy, state, batch, obs_config, cameras=None, seconds: float = float("inf"), over: str | None = None):
-    """(action [B, 2], reason per row); `seconds`: time limit of the call, `over`: the reason
-    when it is the scenario's limit that ran out (else the step limit's)."""
+    """(action [B, 2] or the policy's Trajectory, reason per row); `seconds`: time limit of the
+    call, `over`: the reason when it is the scenario's limit that ran out (else the step limit's)."""
     B = batch.batch_size
     try:
         with time_limit(seconds, f"policy {getattr(policy, 'name', policy)!r}: act"):
@@ -184,6 +202,8 @@ def _act(policy, state, batch, obs_config, cameras=None, seconds: float = float(
         return torch.zeros(B, 2, device=batch.device), [over or f"{exc} (--step-timeout)"] * B
     except Exception as exc:  # a policy bug must not take the suite down: report it per row
         return torch.zeros(B, 2, device=batch.device), [f"policy {getattr(policy, 'name', policy)!r} raised {type(exc).__name__}: {exc}"] * B
+    if isinstance(action, Trajectory):  # checked by the caller, which knows the re-plan interval
+        return action, [""] * B
     reasons = action_problems(action, B)  # the check Simulator.step makes, per row, so that only bad rows fail
     if not torch.is_tensor(action) or tuple(action.shape) != (B, 2):
         return torch.zeros(B, 2, device=batch.device), [f"policy returned {why.removeprefix('got ')}" for why in reasons]
