@@ -35,9 +35,8 @@ def _timed(store: dict, key: str, fn):
 def breakdown(env, net, il_net, policy_every: int, decisions: int = 6) -> dict:
     """Microseconds per env-step of each rollout part, the policy deciding every `policy_every` steps."""
     from drivesim.sim.observation import observe
-    from drivesim.sim.policy import clip_action
-    from drivesim.train.policy_net import path_steer
-    from drivesim.train.vocabulary import plan
+    from drivesim.sim.trajectory import Trajectory
+    from drivesim.train.vocabulary import plan, to_ego_poses
 
     t: dict = {}
     K = len(net.cfg.accel_bins)
@@ -50,9 +49,11 @@ def breakdown(env, net, il_net, policy_every: int, decisions: int = 6) -> dict:
             accel, option = bins[lon.argmax(-1)], lat.argmax(-1)
             target = ctx["targets"].gather(1, option.unsqueeze(1)).squeeze(1)
             obs = observe(env.state, env.batch, net.cfg.obs)
-            path = _timed(t, "plan (trajectory)", lambda: plan(obs, accel, target, ctx["d0"], net.cfg.vocab)["xy"])
+            p = _timed(t, "plan (trajectory)", lambda: plan(obs, accel, target, ctx["d0"], net.cfg.vocab))
+            poses = to_ego_poses(p, env.state.xy[:, 0], env.state.yaw[:, 0])
+            _timed(t, "tracker", lambda: env.tracker.plan(Trajectory(poses, net.cfg.vocab.plan_dt), env.state))
             for _ in range(policy_every):
-                action = _timed(t, "tracker", lambda: clip_action(torch.stack([accel, path_steer(env.state, path, net.cfg)], -1)))
+                action = _timed(t, "tracker", lambda: env.tracker.act(env.state, env.batch.dt))
                 env.state = _timed(t, "simulator step", partial(env.sim.step, env.state, action))
                 r = _timed(t, "reward", partial(env.reward, env.state))
                 _timed(t, "restarts", partial(env.restart, r.terminated | (env.state.row_step >= env.batch.num_steps)))

@@ -219,7 +219,7 @@ def _collect_batch(batch, expert_config, bins, learner, beta, gen, record_every,
             rec["accel"].append(action[rows, 0].cpu())
             rec["row"].append(rows.cpu())
         if learner is not None:
-            mine = learner.act(obs)
+            mine = learner.controls(obs)  # NetPolicy: the tracker's first step on its trajectory
             use_expert = (torch.rand(B, generator=gen) < beta).to(batch.device)
             action = torch.where(use_expert.unsqueeze(1), action, mine)
         state = sim.step(state, action)

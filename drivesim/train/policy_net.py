@@ -37,11 +37,9 @@ from torch import nn
 from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint, tensors_sha256
 from drivesim.core.config import apply_overrides, config_to_dict, tuples_from_json
 from drivesim.core.safe_io import atomic_torch_save, atomic_write_text
-from drivesim.dynamics.bicycle import WHEELBASE_RATIO
-from drivesim.core.geometry import to_local
 from drivesim.map.bank import CHUNK
 from drivesim.sim.observation import AGENT_FEATURES, EGO_FEATURES, LANE_FEATURES, Observation, ObservationConfig
-from drivesim.sim.policy import clip_action
+from drivesim.sim.trajectory import Trajectory, TrajectoryTracker
 from drivesim.train.vocabulary import VocabularyConfig, lateral_targets, plan, to_ego_poses
 
 ACCEL_BINS = (-8.0, -6.0, -4.5, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.5)  # m/s^2
@@ -55,8 +53,6 @@ class PolicyNetConfig:
     accel_bins: tuple = ACCEL_BINS
     vocab: VocabularyConfig = field(default_factory=VocabularyConfig)
     decode: str = "mean"  # greedy acceleration: the head's expected value ("mean") or its top bin ("argmax")
-    lookahead_time: float = 1.0  # s of pure-pursuit lookahead along the plan ...
-    min_lookahead: float = 6.0  # m ... at least
     # the ego's last applied acceleration as an input: off, because behaviour cloning then copies it (the
     # expert's acceleration changes slowly, so the last one predicts it) and the clone never brakes in time
     # (the copycat problem, de Haan et al. 2019): 0.50 -> 0.91 success on fresh nominal scenarios after BC
@@ -121,25 +117,6 @@ class PolicyNet(nn.Module):
         return self.pi(z), lat, self.v(z).squeeze(-1)
 
 
-def path_steer(state, xy: torch.Tensor, cfg: PolicyNetConfig) -> torch.Tensor:
-    """[B] pure-pursuit steering (rear axle, as the expert steers) towards the point of the
-    path xy [B, T+1, 2] that lies `lookahead` metres ahead along it."""
-    speed, length = state.speed[:, 0], state.length[:, 0]
-    ahead = (speed * cfg.lookahead_time).clamp(min=cfg.min_lookahead)
-    seg = torch.diff(xy, dim=1).norm(dim=-1)
-    along = torch.cat([torch.zeros_like(seg[:, :1]), seg.cumsum(1)], 1)  # [B, T+1]
-    i = torch.searchsorted(along.contiguous(), ahead.unsqueeze(1).contiguous()).clamp(max=xy.shape[1] - 1)  # [B, 1]
-    target = xy.gather(1, i.unsqueeze(-1).expand(-1, 1, 2)).squeeze(1)
-    short = (ahead - along[:, -1]).clamp(min=0)  # the path ends before the lookahead: extend its last heading
-    last = xy[:, -1] - xy[:, -2]
-    target = target + last / last.norm(dim=-1, keepdim=True).clamp(min=1e-6) * short.unsqueeze(-1) * (i.squeeze(1) == xy.shape[1] - 1).unsqueeze(-1)
-    yaw = state.yaw[:, 0]
-    rear = state.xy[:, 0] - torch.stack([torch.cos(yaw), torch.sin(yaw)], -1) * (0.5 * WHEELBASE_RATIO * length).unsqueeze(-1)
-    local = to_local(target, rear, yaw)
-    dist = local.norm(dim=-1).clamp(min=1.0)
-    return torch.atan(2 * WHEELBASE_RATIO * length * torch.sin(torch.atan2(local[:, 1], local[:, 0])) / dist)
-
-
 def expected_accel(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
     """[B] the acceleration head's expected value."""
     return (torch.softmax(logits, -1) * bins.to(logits.device)).sum(-1)
@@ -162,8 +139,10 @@ def two_hot(accel: torch.Tensor, bins) -> torch.Tensor:
 class NetPolicy:
     """A PolicyNet as a drivesim policy over its trajectory vocabulary. `decide` scores the
     vocabulary and picks (acceleration, lateral option): greedy by the config's `decode`, or
-    sampled from both heads with `generator` at `temperature`; `act` returns the controls that
-    track the decision's plan; `trajectory` the plan as ego-frame poses."""
+    sampled from both heads with `generator` at `temperature`; `act` returns the decision's plan
+    as a `Trajectory` (ego frame), which the simulator's controller tracks until the next
+    decision; `controls` the controller's first (accel, steer) on it (for callers that step the
+    simulator themselves, e.g. DAgger)."""
 
     def __init__(self, net: PolicyNet, name: str = "net", greedy: bool = True, temperature: float = 1.0,
                  generator: torch.Generator | None = None, policy_every: int | None = None):
@@ -195,15 +174,21 @@ class NetPolicy:
         d = decision or self.decide(obs)
         return plan(obs, d["accel"], d["target"], d["d0"], self.net.cfg.vocab)
 
-    def trajectory_poses(self, obs: Observation) -> torch.Tensor:
-        """[B, T, 3] ego-frame poses of the decision's plan."""
-        return to_ego_poses(self.plan(obs), obs.state.xy[:, 0], obs.state.yaw[:, 0])
+    def trajectory(self, obs: Observation, decision: dict | None = None) -> Trajectory:
+        """The decision's plan as ego-frame poses [B, T, 3] every `vocab.plan_dt` s."""
+        poses = to_ego_poses(self.plan(obs, decision), obs.state.xy[:, 0], obs.state.yaw[:, 0])
+        return Trajectory(poses, self.net.cfg.vocab.plan_dt)
 
     @torch.no_grad()
-    def act(self, obs: Observation) -> torch.Tensor:
-        d = self.decide(obs)
-        p = self.plan(obs, d)
-        return clip_action(torch.stack([d["accel"], path_steer(obs.state, p["xy"], self.net.cfg)], -1))
+    def act(self, obs: Observation) -> Trajectory:
+        return self.trajectory(obs)
+
+    @torch.no_grad()
+    def controls(self, obs: Observation) -> torch.Tensor:
+        """[B, 2] (accel, steer): the tracker's first step on the decision's plan."""
+        tracker = TrajectoryTracker()
+        tracker.plan(self.trajectory(obs), obs.state)
+        return tracker.act(obs.state, obs.batch.dt)
 
 
 def accel_to_bin(accel: torch.Tensor, bins) -> torch.Tensor:
@@ -308,5 +293,5 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
-__all__ = ["PolicyNet", "PolicyNetConfig", "NetPolicy", "features", "path_steer", "expected_accel", "two_hot", "accel_to_bin", "save_policy",
+__all__ = ["PolicyNet", "PolicyNetConfig", "NetPolicy", "features", "expected_accel", "two_hot", "accel_to_bin", "save_policy",
            "load_policy", "read_checkpoint", "policy_from_spec", "entropy", "ACCEL_BINS", "layout"]

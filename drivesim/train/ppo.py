@@ -11,8 +11,8 @@ the held-out check and the curves figure live in rl_extras.py).
 - Policy: the `PolicyNet` of policy_net.py over its trajectory vocabulary (a categorical
   acceleration x a categorical lateral option, sampled independently: log pi is the sum of the two
   heads', and so are the entropy and the KL to IL), deciding every `policy_every` simulation steps
-  (the re-plan interval); in between the decision's plan is tracked (its acceleration, pure pursuit
-  on its path) and the reward (reward.py) is summed over the steps. A row truncated at the end of its scenario bootstraps from
+  (the re-plan interval); in between the decision's trajectory is tracked by the simulator's
+  controller (sim/trajectory.py) and the reward (reward.py) is summed over the steps. A row truncated at the end of its scenario bootstraps from
   the value of its last observation.
 - Stability when fine-tuning from IL (REFERENCE.md "IL then RL", CaRL settings): GAE (γ 0.99,
   λ 0.95), clip 0.1, 4 epochs, target-KL early stop 0.015, Adam eps 1e-5, a small entropy bonus
@@ -54,10 +54,10 @@ from drivesim.distributed import ClusterError, add_backend_arguments, backend_op
 from drivesim.io.scenario_file import scenario_hash
 from drivesim.sim.gym_env import _merge_rows
 from drivesim.sim.observation import observe
-from drivesim.sim.policy import clip_action
 from drivesim.sim.simulator import Simulator
-from drivesim.train.policy_net import PolicyNet, entropy, features, load_policy, path_steer, save_policy
-from drivesim.train.vocabulary import lateral_targets, plan
+from drivesim.sim.trajectory import Trajectory, TrajectoryTracker
+from drivesim.train.policy_net import PolicyNet, entropy, features, load_policy, save_policy
+from drivesim.train.vocabulary import lateral_targets, plan, to_ego_poses
 from drivesim.train.reward import DriveReward, RewardConfig
 from drivesim.train.rl_extras import HELDOUT_SEED, RARE_EVENTS, heldout_outcomes, plot_curves, training_scenarios
 
@@ -127,6 +127,7 @@ class DrivingRows:
         self.net_cfg = net_cfg
         self.initial = self.sim.reset()
         self.reward = DriveReward(self.batch, cfg.reward)
+        self.tracker = TrajectoryTracker()
         self.init_feats, self.init_ctx = self.observe(self.initial)
         self.state = self.initial
         self.reward.restart(self.state)
@@ -143,15 +144,17 @@ class DrivingRows:
 
     def step(self, accel: torch.Tensor, option: torch.Tensor, ctx: dict, k: int) -> dict[str, torch.Tensor]:
         """Plan acceleration accel [B] towards lateral option [B] from the current state and track
-        the plan for k steps (its acceleration, pure pursuit on its path); rewards after a row's end
-        are not counted."""
+        the plan for k steps with the simulator's controller (sim/trajectory.py, as the rollout
+        tracks a policy's trajectory); rewards after a row's end are not counted."""
         target = ctx["targets"].gather(1, option.unsqueeze(1)).squeeze(1)
-        path = plan(observe(self.state, self.batch, self.net_cfg.obs), accel, target, ctx["d0"], self.net_cfg.vocab)["xy"]
+        p = plan(observe(self.state, self.batch, self.net_cfg.obs), accel, target, ctx["d0"], self.net_cfg.vocab)
+        poses = to_ego_poses(p, self.state.xy[:, 0], self.state.yaw[:, 0])
+        self.tracker.plan(Trajectory(poses, self.net_cfg.vocab.plan_dt), self.state)
         z = torch.zeros(self.B, dtype=torch.bool, device=accel.device)
         out = {"reward": torch.zeros(self.B, device=accel.device), "terminated": z, "truncated": z, "collision": z,
                "offroad": z, "route_done": z}
         for _ in range(k):
-            action = clip_action(torch.stack([accel, path_steer(self.state, path, self.net_cfg)], -1))
+            action = self.tracker.act(self.state, self.batch.dt)
             self.state = self.sim.step(self.state, action)
             r = self.reward(self.state)
             alive = ~(out["terminated"] | out["truncated"])
