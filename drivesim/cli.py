@@ -462,27 +462,36 @@ SHIPPED_POLICIES = ("il_base.pt", "rl_rare.pt")  # in policies/: the IL policy a
 
 
 def cmd_demo(args) -> int:
-    """The nominal suite, then a generated held-out cut-in suite, each with the built-in policies
-    and the shipped IL and RL checkpoints."""
+    """The nominal suite, then generated held-out rare events of the five types (the training
+    report's held-out knobs and seeds), each with the built-in policies and the shipped IL and RL
+    checkpoints; the rare-event table per type shows what RL post-training changed."""
     from drivesim.io.scenario_file import scenarios_hash
-    from drivesim.sim.events import LabelConfig, generate_set
-    from drivesim.train.pipeline import HELDOUT_CUTIN_SEED, PipelineConfig
+    from drivesim.train.pipeline import HELDOUT_KNOBS, RARE_TYPES, heldout_events
 
     shipped = [str(p) for p in (SUITES_DIR.parent / "policies" / f for f in SHIPPED_POLICIES) if p.exists()]
     args.suite, args.limit, args.batch_size, args.no_video, args.policy_every, args.scenarios = "nominal", None, 64, False, 1, None
     args.policies = ",".join(["constant_velocity", "idm", "pdm_expert", *shipped])
     nominal = cmd_evaluate(args)
-    cut_out = output_dir(Path(args.out) / "cutins")
-    previous_results(cut_out, args)
-    config = PipelineConfig().heldout_cutin
-    print(f"\ncut-in suite: {args.cutins} generated cut-ins (seed {HELDOUT_CUTIN_SEED}, lateral speed "
-          f"{config.lat_speed[0]:g}-{config.lat_speed[1]:g} m/s, density {config.density[0]:g}-{config.density[1]:g}; "
-          "none of them trained on)")
-    cut = generate_set("cut-in", args.cutins, seed=HELDOUT_CUTIN_SEED, config=config,
-                       label=LabelConfig(expert_check=False, workers=1))
-    meta = {"suite": f"cut-in x{len(cut.scenarios)}", "set_hash": scenarios_hash(cut.scenarios), "seed": HELDOUT_CUTIN_SEED,
-            "scenarios": len(cut.scenarios)}
-    ev = evaluate_and_write(cut.scenarios, args.policies, meta, cut_out, args)
+    rare_out = output_dir(Path(args.out) / "rare")
+    previous_results(rare_out, args)
+    print(f"
+held-out rare events: {args.events} of each of {', '.join(RARE_TYPES)} (knobs outside the training ranges: "
+          + "; ".join(f"{e} " + ", ".join(f"{k} {v[0]:g}-{v[1]:g}" for k, v in HELDOUT_KNOBS[e].items()) for e in RARE_TYPES)
+          + "; none of them trained on)")
+    scenarios, seeds, event_of = [], {}, {}
+    for event in RARE_TYPES:
+        sc, prov = heldout_events(event, args.events, progress=True)
+        scenarios, seeds[event] = scenarios + sc, prov["seed"]
+        event_of.update((s.name, event) for s in sc)
+    meta = {"suite": f"held-out rare x{len(scenarios)}", "set_hash": scenarios_hash(scenarios), "seeds": seeds,
+            "scenarios": len(scenarios)}
+    ev = evaluate_and_write(scenarios, args.policies, meta, rare_out, args)
+    res = ev.results[ev.results["status"] == "ok"].copy()
+    res["event"] = res["scenario"].map(event_of)
+    table = res.pivot_table(index="policy", columns="event", values=["success", "collision_any"], aggfunc="mean")
+    print("
+held-out rare events by type (success | collision rate):")
+    print(table.round(2).to_string())
     write_demo_cameras(Path(args.out))
     return max(nominal, finish(args, errors=int((ev.results["status"] == "error").sum())))
 
@@ -606,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job: the nominal suite and a generated cut-in suite × the built-in "
                        "policies and the shipped IL/RL checkpoints → tables, reports, videos")
     d.add_argument("-o", "--out", default="out/demo", help="output folder (cut-in results in OUT/cutins)")
-    d.add_argument("--cutins", type=int, default=100, help="generated held-out cut-ins (default 100)")
+    d.add_argument("--events", type=positive_int, default=20, help="held-out rare events per type (default 20, five types)")
     d.add_argument("--overwrite", action="store_true", help="replace the results of an earlier demo in --out")
     d.set_defaults(func=cmd_demo)
     return p

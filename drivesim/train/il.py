@@ -279,9 +279,11 @@ def _initial_net(cfg: ILConfig, init: str | None) -> tuple[PolicyNet, dict | Non
 
 
 def train_il(cfg: ILConfig, out, init: str | None = None, name: str | None = None, progress: bool = True,
-             on_epoch=None, overwrite: bool = False) -> ILResult:
+             on_epoch=None, overwrite: bool = False, scenarios: tuple[list, dict] | None = None) -> ILResult:
     """Run (or resume) imitation learning into the folder `out`; see the module doc.
     `init`: a policy checkpoint to fine-tune. `on_epoch(state)` is called after every epoch.
+    `scenarios`: (scenarios, provenance) to imitate instead of the config's sources (e.g. the
+    RL set, for supervised fine-tuning on the same data).
     A folder with a run in it resumes (same config, init and training scenarios, else an error);
     `overwrite` discards that run and starts over."""
     cfg.validate_config()
@@ -290,7 +292,8 @@ def train_il(cfg: ILConfig, out, init: str | None = None, name: str | None = Non
         for stale in ("last.pt", "data.pt"):
             (Path(out) / stale).unlink(missing_ok=True)
     run = _Run(cfg, Path(out), init, progress, on_epoch)
-    scenarios, prov = training_scenarios(cfg, progress)
+    scenarios, prov = scenarios if scenarios is not None else training_scenarios(cfg, progress)
+    prov = prov if isinstance(prov, list) else [prov]
     _check_scenarios(run.state, scenario_hashes(scenarios), run.out / "last.pt")
     evals = eval_scenarios(cfg)
     state = run.state

@@ -8,7 +8,7 @@ import pytest
 
 from drivesim.cli import main
 from drivesim.core.config import ConfigError, apply_overrides, tuples_from_json
-from drivesim.train.pipeline import QUICK, PipelineConfig, check_targets, run_job, run_pipeline
+from drivesim.train.pipeline import QUICK, RARE_TYPES, PipelineConfig, check_targets, run_job, run_pipeline
 
 
 def test_quick_pipeline_isolates_a_failed_job_and_reuses_finished_ones(tmp_path):
@@ -20,11 +20,14 @@ def test_quick_pipeline_isolates_a_failed_job_and_reuses_finished_ones(tmp_path)
     assert list(res.failed) == ["rl_nominal_s0"] and "another pipeline config" in res.failed["rl_nominal_s0"]
     table = pd.read_csv(tmp_path / "table.csv")
     assert set(table["variant"]) == {"il", "il_rare", "rl_rare", "expert (reference)"}
-    assert set(table["set"]) == {"held-out cut-ins", "held-out tiny"}
+    events = {f"held-out {e}" for e in RARE_TYPES}
+    assert set(table["set"]) == {"held-out nominal", "held-out starts"} | events
     assert ((table["success_lo"] <= table["success"]) & (table["success"] <= table["success_hi"])).all()
     report = json.loads((tmp_path / "report.json").read_text())
-    assert len(report["eval_sets"]["held-out cut-ins"]["set_hash"]) == 64 and report["eval_sets"]["held-out cut-ins"]["n"] == 10
-    assert len(report["targets"]) == 3 and all(isinstance(t["met"], bool) for t in report["targets"])
+    cut = report["eval_sets"]["held-out cut-in"]
+    assert len(cut["set_hash"]) == 64 and cut["n"] == 4 and cut["knobs"]["lat_speed"] == [2.0, 2.6]
+    assert all(isinstance(t["met"], bool) for t in report["targets"])
+    assert any(t["target"].startswith("rl_rare nominal PDMS") for t in report["targets"])
     assert (tmp_path / "training.png").stat().st_size > 10_000
     # the rl_rare card names its IL parent and every training scenario, mined variations included
     card = json.loads((tmp_path / "rl_rare_s0" / "policy.json").read_text())
@@ -38,19 +41,31 @@ def test_quick_pipeline_isolates_a_failed_job_and_reuses_finished_ones(tmp_path)
     assert (tmp_path / "il_s0" / "policy.pt").read_bytes() == before
 
 
-def test_targets_are_computed_against_base_il():
-    def targets(rl_nominal_pdms):
-        rows = []
-        for variant, coll, succ, pdms in (("il", 0.5, 0.4, 0.90), ("rl_rare", 0.25, 0.6, rl_nominal_pdms)):
-            rows += [{"variant": variant, "set": "held-out cut-ins", "collision": coll, "success": succ, "pdms": 0.5},
-                     {"variant": variant, "set": "held-out nominal", "collision": 0.0, "success": 1.0, "pdms": pdms}]
-        return check_targets(pd.DataFrame(rows))
+def _table(il, rl, nominal_pdms=0.895):
+    """A summary table: il / rl_rare (success, collision) per rare type, nominal rows."""
+    rows = []
+    for e in RARE_TYPES:
+        for variant, (succ, coll) in (("il", il.get(e, (1.0, 0.0))), ("rl_rare", rl.get(e, (1.0, 0.0)))):
+            rows.append({"variant": variant, "set": f"held-out {e}", "collision": coll, "success": succ, "pdms": 0.5})
+    for variant, pdms in (("il", 0.90), ("rl_rare", nominal_pdms)):
+        rows.append({"variant": variant, "set": "held-out nominal", "collision": 0.0, "success": 1.0, "pdms": pdms,
+                     "comfort": 0.9})
+    return pd.DataFrame(rows)
 
-    collision, success, pdms = targets(0.895)
-    assert collision["value"] == pytest.approx(0.5) and collision["met"]
-    assert success["value"] == pytest.approx(0.2) and success["met"]
-    assert pdms["value"] == pytest.approx(-0.005) and pdms["met"] and "held-out nominal" in pdms["target"]
-    assert not targets(0.88)[2]["met"]
+
+def test_targets_are_computed_against_base_il_per_failing_rare_type():
+    by = lambda t: {x["target"]: x for x in t}
+    t = by(check_targets(_table({"cut-in": (0.4, 0.5), "merge": (0.95, 0.05)}, {"cut-in": (0.6, 0.25), "merge": (0.9, 0.1)})))
+    assert t["rl_rare cut-in collisions -50 % vs il"]["value"] == pytest.approx(0.5) and t["rl_rare cut-in collisions -50 % vs il"]["met"]
+    assert not any("merge collisions" in k for k in t)  # il fails merges < 10 %: no target there
+    pooled = t["rl_rare pooled success +15 points on cut-in"]
+    assert pooled["value"] == pytest.approx(0.2) and pooled["met"]
+    pdms = t["rl_rare nominal PDMS >= il - 0.01"]
+    assert pdms["value"] == pytest.approx(-0.005) and pdms["met"]
+    assert t["il nominal PDMS >= 0.90"]["met"]
+    worse = by(check_targets(_table({"cut-in": (0.4, 0.5)}, {"cut-in": (0.45, 0.4)}, nominal_pdms=0.88)))
+    assert not worse["rl_rare cut-in collisions -50 % vs il"]["met"] and not worse["rl_rare nominal PDMS >= il - 0.01"]["met"]
+    assert not worse["rl_rare pooled success +15 points on cut-in"]["met"]
 
 
 def test_config_errors_are_clear(tmp_path):
