@@ -5,8 +5,9 @@ then DAgger rounds), and fine-tuning an IL checkpoint by imitation on another sc
    out) and standing / slow-start variants of a share of them, generated rare events, the
    training split of the real scenes with reactive log traffic (il_data.py, il_variants.py).
 2. Round 0: the expert drives them (with DART noise on the executed action, `dart_*`); every
-   visited state is recorded with the expert's clean acceleration bin. Cross-entropy on the bin (label smoothing, braking bins weighted) for
-   `epochs` epochs; samples of a fixed tenth of the scenarios are held out for validation.
+   visited state is recorded with the expert's clean acceleration bin. Cross-entropy on the
+   bin (label smoothing, braking bins weighted) for `epochs` epochs; samples of a fixed tenth
+   of the scenarios are held out for validation.
 3. DAgger rounds 1..R: the learner drives, taking the expert's action with probability
    beta^r at each step; the expert labels every visited state; the data are aggregated and
    training goes on for `dagger_epochs` epochs.
@@ -62,7 +63,7 @@ class ILConfig:
     starts: tuple[float, ...] = (0.0, 2.0)  # ego start speeds (m/s) of the start variants (il_variants.start_variants) ...
     start_fraction: float = 0.25  # ... made of this share of the suite draw, added to it (0: none)
     dart_accel: float = 0.5  # DART: stationary std of the noise on the executed acceleration, m/s^2 ...
-    dart_steer: float = 0.005  # ... and steering, rad (both 0: no noise, as before); 0.02 at rho 0.9: 6 % of the expert's demos collide
+    dart_steer: float = 0.005  # ... and steering, rad (both 0: as before; 0.02 at rho 0.9: 6 % of the demos collide)
     dart_rho: float = 0.9  # AR(1) coefficient of the noise per step (0.9 at 10 Hz: about 1 s correlation)
     dart_dagger: bool = False  # the noise in the DAgger rounds too (else only in round 0's expert demonstrations)
     epochs: int = 15  # behaviour cloning on the expert's demonstrations
