@@ -237,3 +237,16 @@ def test_il_trains_on_the_train_split_only_and_records_it(cached, monkeypatch, c
     assert il_data.main(["--heldout", "--data", str(cached)]) == 0
     out = capsys.readouterr().out
     assert all(n in out for n in HELD_OUT_REAL) and not any(n in out for n in names)
+
+
+def test_il_run_records_starts_and_dart_in_its_card(suite_file, tmp_path):
+    from drivesim.train.il import train_il
+
+    cfg = ILConfig(suite=suite_file, suite_repeat=1, epochs=1, dagger=1, dagger_epochs=1, eval_scenarios=0, hidden=8,
+                   record_every=4, val_fraction=0.0, starts=(0.0,), start_fraction=1.0, dart_accel=0.5, dart_steer=0.005)
+    card = train_il(cfg, tmp_path, progress=False).card
+    src = card["data"]["sources"][0]
+    assert src["starts"] == {"speeds": [0.0], "fraction": 1.0, "count": 2} and "seconds" in src
+    assert sum(n.endswith("/start0") for n in card["training_scenarios"]) == 2 and card["data"]["scenarios"] == 4
+    dart = [r["dart"] for r in card["data"]["per_round"]]
+    assert dart[0] == {"accel_std": 0.5, "steer_std": 0.005, "rho": 0.9} and dart[1] is None  # not in DAgger rounds
