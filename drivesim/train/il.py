@@ -63,8 +63,8 @@ class ILConfig:
     starts: tuple[float, ...] = (0.0, 2.0)  # ego start speeds (m/s) of the start variants (il_variants.start_variants) ...
     start_fraction: float = 0.25  # ... made of this share of the suite draw, added to it (0: none)
     dart_accel: float = 0.5  # DART: stationary std of the noise on the executed acceleration, m/s^2 ...
-    dart_steer: float = 0.005  # ... and steering, rad (both 0: as before; 0.02 at rho 0.9: 6 % of the demos collide)
-    dart_rho: float = 0.9  # AR(1) coefficient of the noise per step (0.9 at 10 Hz: about 1 s correlation)
+    dart_steer: float = 0.005  # ... and steering, rad (both 0: as before; 0.02 at rho 0.5: 3 % of the demos collide)
+    dart_rho: float = 0.5  # AR(1) coefficient per step (0.9, ~1 s at 10 Hz: the noisy expert loses 22 % of its progress)
     dart_dagger: bool = False  # the noise in the DAgger rounds too (else only in round 0's expert demonstrations)
     epochs: int = 15  # behaviour cloning on the expert's demonstrations
     dagger: int = 3  # DAgger rounds

@@ -249,4 +249,4 @@ def test_il_run_records_starts_and_dart_in_its_card(suite_file, tmp_path):
     assert src["starts"] == {"speeds": [0.0], "fraction": 1.0, "count": 2} and "seconds" in src
     assert sum(n.endswith("/start0") for n in card["training_scenarios"]) == 2 and card["data"]["scenarios"] == 4
     dart = [r["dart"] for r in card["data"]["per_round"]]
-    assert dart[0] == {"accel_std": 0.5, "steer_std": 0.005, "rho": 0.9} and dart[1] is None  # not in DAgger rounds
+    assert dart[0] == {"accel_std": 0.5, "steer_std": 0.005, "rho": 0.5} and dart[1] is None  # not in DAgger rounds
