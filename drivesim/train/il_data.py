@@ -9,7 +9,7 @@ The scenario sources, each with its provenance (hashes, seeds, counts) for the p
   AV2 motion, CommonRoad, WOMD TFRecord, GPUDrive JSON) with reactive log traffic, split by a
   fixed rule on the scene name (`is_heldout_real`) into "train" and "heldout" (never trained on);
   `python -m drivesim.train.il_data --heldout` prints the held-out scenes per source.
-Standing / slow start variants of scenarios are made in il_variants.py.
+- `start_scenarios`: a fresh set of standing / slow starts (variants made in il_variants.py).
 
 `collect` drives scenarios in batches and records `features(obs)` with the expert's action at
 every visited state: driven by the expert itself (demonstrations), or (DAgger) by a learner
@@ -42,7 +42,7 @@ from drivesim.sim.expert import PDMClosed, PDMConfig
 from drivesim.sim.observation import ObservationConfig, observe
 from drivesim.sim.policy import clip_action
 from drivesim.sim.simulator import Simulator
-from drivesim.train.il_variants import DartConfig, dart_noise
+from drivesim.train.il_variants import DartConfig, dart_noise, start_variants
 from drivesim.train.policy_net import accel_to_bin, features
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "scenarios"
@@ -73,6 +73,18 @@ def suite_scenarios(spec: str, seed: int | None, repeat: int = 1, tag: str = "il
     scenarios = build_scenarios(suite, progress=progress)
     prov["count"] = len(scenarios)
     return scenarios, prov
+
+
+def start_scenarios(spec: str, seed: int, speeds=(0.0,), fraction: float = 1.0, tag: str = "starts"):
+    """A fresh set of standing / slow starts (e.g. for "starts from 0 m/s and drives"): the suite's
+    groups drawn with `seed`, and start variants of `fraction` of them (il_variants.start_variants).
+    Returns (variants, provenance)."""
+    from drivesim.io.scenario_file import scenarios_hash
+
+    drawn, prov = suite_scenarios(spec, seed=seed, tag=tag)
+    out = start_variants(drawn, speeds, fraction, seed=seed)
+    return out, {**prov, "kind": "starts", "speeds": [float(v) for v in speeds], "fraction": fraction, "count": len(out),
+                 "set_hash": scenarios_hash(out)}
 
 
 def rare_scenarios(n: int, events, seed: int, progress: bool = False):
@@ -352,7 +364,7 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["Demos", "collect", "suite_scenarios", "rare_scenarios", "real_scenarios", "scenario_hashes", "is_validation",
+__all__ = ["Demos", "collect", "suite_scenarios", "start_scenarios", "rare_scenarios", "real_scenarios", "scenario_hashes", "is_validation",
            "resolve_suite", "data_dir", "label_histogram", "REAL_SOURCES", "HELD_OUT_REAL", "HELD_OUT_RULE",
            "is_heldout_real", "load_real_source"]
 

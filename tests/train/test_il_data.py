@@ -250,3 +250,12 @@ def test_il_run_records_starts_and_dart_in_its_card(suite_file, tmp_path):
     assert sum(n.endswith("/start0") for n in card["training_scenarios"]) == 2 and card["data"]["scenarios"] == 4
     dart = [r["dart"] for r in card["data"]["per_round"]]
     assert dart[0] == {"accel_std": 0.5, "steer_std": 0.005, "rho": 0.5} and dart[1] is None  # not in DAgger rounds
+
+
+def test_fresh_start_set(suite_file):
+    from drivesim.train.il_data import start_scenarios
+
+    out, prov = start_scenarios(suite_file, seed=77, speeds=(0.0,))
+    assert len(out) == prov["count"] == 2 and all(s.name.endswith("/start0") and s.speed[0] == 0 for s in out)
+    assert all("-starts77/" in s.name for s in out) and len(prov["set_hash"]) == 64
+    assert [s.name for s in start_scenarios(suite_file, seed=77, speeds=(0.0,))[0]] == [s.name for s in out]
