@@ -2,10 +2,12 @@
 then DAgger rounds), and fine-tuning an IL checkpoint by imitation on another scenario set.
 
 1. Scenarios: the suite's groups drawn again with a seed of their own (the suite stays held
-   out), generated rare events, real scenes with reactive log traffic (il_data.py).
-2. Round 0: the expert drives them; every visited state is recorded with the expert's
-   acceleration bin. Cross-entropy on the bin (label smoothing, braking bins weighted) for
-   `epochs` epochs; samples of a fixed tenth of the scenarios are held out for validation.
+   out) and standing / slow-start variants of a share of them, generated rare events, the
+   training split of the real scenes with reactive log traffic (il_data.py, il_variants.py).
+2. Round 0: the expert drives them (with DART noise on the executed action, `dart_*`); every
+   visited state is recorded with the expert's clean acceleration bin. Cross-entropy on the
+   bin (label smoothing, braking bins weighted) for `epochs` epochs; samples of a fixed tenth
+   of the scenarios are held out for validation.
 3. DAgger rounds 1..R: the learner drives, taking the expert's action with probability
    beta^r at each step; the expert labels every visited state; the data are aggregated and
    training goes on for `dagger_epochs` epochs.
@@ -40,8 +42,9 @@ from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict,
 from drivesim.core.config import ConfigError, apply_overrides, config_to_dict
 from drivesim.core.safe_io import OutputError, atomic_torch_save, atomic_write_text
 from drivesim.sim.expert import PDMClosed, PDMConfig
-from drivesim.train.il_data import (Demos, collect, is_validation, label_histogram, rare_scenarios, real_scenarios,
-                                    scenario_hashes, suite_scenarios)
+from drivesim.train.il_data import (REAL_SOURCES, Demos, collect, is_validation, label_histogram, rare_scenarios,
+                                    real_scenarios, scenario_hashes, suite_scenarios)
+from drivesim.train.il_variants import DartConfig, start_variants
 from drivesim.train.policy_net import NetPolicy, PolicyNet, PolicyNetConfig, load_policy, save_policy, two_hot
 
 STATE_VERSION = 1
@@ -54,8 +57,15 @@ class ILConfig:
     suite_repeat: int = 6  # its groups drawn this many times over, with their own seed (the suite stays held out)
     rare: int = 0  # generated rare events, split evenly over `rare_events`
     rare_events: tuple[str, ...] = tuple(EVENTS)
-    real: bool = False  # real nuScenes scenes ($DRIVESIM_DATA/scenarionet_nuscenes), skipped when absent
+    real: bool = False  # the training split of the real scenes ($DRIVESIM_DATA; il_data.real_scenarios), skipped when absent
     real_traffic: str = "hybrid"
+    real_sources: tuple[str, ...] = tuple(REAL_SOURCES)  # nuscenes, av2, commonroad, womd, gpudrive
+    starts: tuple[float, ...] = (0.0, 2.0)  # ego start speeds (m/s) of the start variants (il_variants.start_variants) ...
+    start_fraction: float = 0.25  # ... made of this share of the suite draw, added to it (0: none)
+    dart_accel: float = 0.5  # DART: stationary std of the noise on the executed acceleration, m/s^2 ...
+    dart_steer: float = 0.005  # ... and steering, rad (both 0: as before; 0.02 at rho 0.5: 3 % of the demos collide)
+    dart_rho: float = 0.5  # AR(1) coefficient per step (0.9, ~1 s at 10 Hz: the noisy expert loses 22 % of its progress)
+    dart_dagger: bool = False  # the noise in the DAgger rounds too (else only in round 0's expert demonstrations)
     epochs: int = 15  # behaviour cloning on the expert's demonstrations
     dagger: int = 3  # DAgger rounds
     dagger_epochs: int = 4  # epochs on the aggregated data after each round
@@ -99,8 +109,19 @@ class ILConfig:
         for e in self.rare_events:
             if e not in EVENTS:
                 raise ConfigError(f"{where}.rare_events: unknown event {e!r}; allowed: {', '.join(EVENTS)}")
+        if any(s not in REAL_SOURCES for s in self.real_sources):
+            raise ConfigError(f"{where}.real_sources: got {list(self.real_sources)}; allowed: {', '.join(REAL_SOURCES)}")
+        if not all(math.isfinite(v) and v >= 0 for v in self.starts) or not 0 <= self.start_fraction <= 1:
+            raise ConfigError(f"{where}.starts / start_fraction: got {list(self.starts)} / {self.start_fraction!r}; "
+                              "need speeds >= 0 m/s and a fraction in [0, 1]")
+        self.dart.validate_config(f"{where}.dart")
         if self.suite == "none" and self.rare == 0 and not self.real:
             raise ConfigError(f"{where}: no training scenarios (suite 'none', rare 0, real off)")
+
+
+    @property
+    def dart(self) -> DartConfig:
+        return DartConfig(accel_std=self.dart_accel, steer_std=self.dart_steer, rho=self.dart_rho)
 
 
 @dataclass
@@ -117,16 +138,23 @@ class Interrupted(Exception):
 
 # ---------------------------------------------------------------------------- data
 def training_scenarios(cfg: ILConfig, progress: bool = False):
-    """(scenarios, provenance list) of the configured sources."""
+    """(scenarios, provenance list) of the configured sources, each with its count and seconds:
+    the suite draw (and start variants of `start_fraction` of it), rare events, the real scenes'
+    training split (per source: scene names, counts, load time)."""
     scenarios, prov = [], []
     if cfg.suite != "none":
+        t0 = time.perf_counter()
         s, p = suite_scenarios(cfg.suite, seed=1000 + cfg.seed, repeat=cfg.suite_repeat, progress=progress)
-        scenarios, prov = scenarios + s, prov + [p]
+        v = start_variants(s, cfg.starts, cfg.start_fraction, seed=1000 + cfg.seed)
+        if v:
+            p["starts"] = {"speeds": list(cfg.starts), "fraction": cfg.start_fraction, "count": len(v)}
+        scenarios, prov = scenarios + s + v, prov + [{**p, "seconds": round(time.perf_counter() - t0, 2)}]
     if cfg.rare:
+        t0 = time.perf_counter()
         s, p = rare_scenarios(cfg.rare, cfg.rare_events, seed=1000 + cfg.seed, progress=progress)
-        scenarios, prov = scenarios + s, prov + [p]
+        scenarios, prov = scenarios + s, prov + [{**p, "seconds": round(time.perf_counter() - t0, 2)}]
     if cfg.real:
-        s, p = real_scenarios(cfg.real_traffic)
+        s, p = real_scenarios("train", cfg.real_sources, cfg.real_traffic)
         scenarios, prov = scenarios + s, prov + [p]
     if not scenarios:
         raise ValueError("no training scenarios (the only source was real scenes, and they are not there)")
@@ -134,13 +162,15 @@ def training_scenarios(cfg: ILConfig, progress: bool = False):
 
 
 def eval_scenarios(cfg: ILConfig):
-    """Fresh scenarios for the closed-loop check: the suite (and the rare events) drawn with another seed."""
+    """Fresh scenarios for the closed-loop check: the suite (and the rare events) drawn with another
+    seed, with start variants of `start_fraction` of the suite's (the policy must drive off from them)."""
     if cfg.eval_scenarios == 0:
         return []
     out = []
     if cfg.suite != "none":
         s, _ = suite_scenarios(cfg.suite, seed=5000 + cfg.seed, repeat=1, tag="ilval")
-        out += s[:: max(1, len(s) // cfg.eval_scenarios)][: cfg.eval_scenarios]
+        s = s[:: max(1, len(s) // cfg.eval_scenarios)][: cfg.eval_scenarios]
+        out += s + start_variants(s, cfg.starts, cfg.start_fraction, seed=5000 + cfg.seed)
     if cfg.rare:
         n = cfg.eval_scenarios if cfg.suite == "none" else cfg.eval_scenarios // 2
         out += rare_scenarios(max(n, len(cfg.rare_events)), cfg.rare_events, seed=5000 + cfg.seed)[0]
@@ -421,10 +451,12 @@ def _collect_round(r, scenarios, net, cfg, bins, demos, state, progress):
     t0 = time.monotonic()
     learner = None if r == 0 else NetPolicy(net, name="learner")
     beta = 1.0 if r == 0 else cfg.beta ** r
+    noise = cfg.dart if (r == 0 or cfg.dart_dagger) and cfg.dart.active else None
     new, table = collect(scenarios, cfg.expert, bins, learner=learner, beta=beta, seed=cfg.seed * 1000 + r, round_index=r,
-                         batch_size=cfg.sim_batch, record_every=cfg.record_every,
+                         batch_size=cfg.sim_batch, record_every=cfg.record_every, noise=noise,
                          desc=(f"round {r}: " + ("expert demonstrations" if r == 0 else f"DAgger, beta {beta:.2f}")) if progress else "")
     state["collect"].append({"round": r, "beta": beta, "samples": len(new), "seconds": round(time.monotonic() - t0, 1),
+                             "dart": config_to_dict(noise) if noise is not None else None,
                              "driver_success": round(float(table["success"].mean()), 4),
                              "driver_collision_rate": round(float(table["collision_any"].mean()), 4)})
     return new if demos is None else Demos.cat([demos, new])
@@ -511,8 +543,9 @@ def add_il_arguments(parser) -> None:
                         "(path or name in scenarios/; the suite's own scenarios stay held out), or 'none' (default nominal)")
     parser.add_argument("--rare", type=int, default=None, help="generated rare events mixed in, split over cut-in, "
                         "hard-brake, stalled, merge, pedestrian (default 0)")
-    parser.add_argument("--real", action="store_true", help="add the real nuScenes scenes ($DRIVESIM_DATA/scenarionet_nuscenes) "
-                        "with hybrid log traffic, when present (their license then applies to the policy)")
+    parser.add_argument("--real", action="store_true", help="add the training split of the real scenes under $DRIVESIM_DATA "
+                        "(nuScenes, AV2, CommonRoad, WOMD, GPUDrive; `python -m drivesim.train.il_data --heldout` lists the "
+                        "held-out ones) with hybrid log traffic, when present (their licenses then apply to the policy)")
     parser.add_argument("--dagger", type=int, default=None, help="DAgger rounds after behaviour cloning (default 3)")
     parser.add_argument("--epochs", type=int, default=None, help="behaviour-cloning epochs on the expert's demonstrations (default 15)")
     parser.add_argument("--init", default=None, metavar="CKPT", help="fine-tune: start from this policy checkpoint (.pt) "

@@ -197,7 +197,8 @@ def heldout_events(event: str, n: int, progress: bool = False):
 def heldout_sets(cfg: PipelineConfig, progress: bool = True) -> tuple[dict, dict]:
     """({set name: scenarios}, {set name: provenance}) of the evaluation sets (module doc)."""
     from drivesim.io.scenario_file import scenarios_hash
-    from drivesim.train.il_data import real_scenarios, start_variants, suite_scenarios
+    from drivesim.train.il_data import real_scenarios, suite_scenarios
+    from drivesim.train.il_variants import start_variants
 
     sets, prov = {}, {}
     nominal, nprov = suite_scenarios(cfg.nominal_suite, seed=None)
@@ -205,11 +206,11 @@ def heldout_sets(cfg: PipelineConfig, progress: bool = True) -> tuple[dict, dict
     for event in RARE_TYPES:
         sets[f"held-out {event}"], prov[f"held-out {event}"] = heldout_events(event, cfg.heldout_events, progress)
     if cfg.heldout_starts:
-        starts = start_variants(nominal[: cfg.heldout_starts // 2], speeds=(0.0, 2.0))
+        starts = start_variants(nominal[: cfg.heldout_starts], speeds=(0.0, 2.0))
         sets["held-out starts"] = starts
         prov["held-out starts"] = {"from": cfg.nominal_suite, "speeds": [0.0, 2.0], "n": len(starts), "set_hash": scenarios_hash(starts)}
     if cfg.heldout_real:
-        real, rprov = real_scenarios(split="heldout", traffic="reactive")
+        real, rprov = real_scenarios(split="heldout", traffic="reactive", quiet=True)
         if real:
             sets["held-out real"], prov["held-out real"] = real, {**rprov, "n": len(real), "set_hash": scenarios_hash(real)}
     return sets, prov

@@ -82,7 +82,9 @@ def test_tiny_run_lowers_the_loss_and_writes_a_card(base_run):
     card = json.loads((out / "policy.json").read_text())
     assert card["kind"] == "il" and card["expert"]["name"] == "pdm_expert"
     assert card["data"]["samples"] > 0 and card["data"]["sources"][0]["suite_hash"]
-    assert len(card["training_scenarios"]) == 2 and all(len(h) == 64 for h in card["training_scenarios"].values())
+    n_starts = card["data"]["sources"][0].get("starts", {}).get("count", 0)  # start variants of the 2 drawn scenarios
+    assert len(card["training_scenarios"]) == 2 + n_starts == card["data"]["scenarios"]
+    assert all(len(h) == 64 for h in card["training_scenarios"].values())
     assert card["train_config"]["epochs"] == 8 and card["weights_sha256"]
     assert (out / "curves.png").stat().st_size > 1000 and (out / "metrics.json").exists()
 

@@ -30,7 +30,7 @@ groups:
 
 def _cfg(suite) -> ILConfig:
     return ILConfig(suite=str(suite), suite_repeat=1, epochs=2, dagger=0, dagger_epochs=1, eval_scenarios=0, hidden=8,
-                    record_every=2, batch_size=32, val_fraction=0.0)
+                    record_every=2, batch_size=32, val_fraction=0.0, start_fraction=0.0)  # the 2 drawn scenarios only
 
 
 def _stop(state):
