@@ -474,8 +474,7 @@ def cmd_demo(args) -> int:
     nominal = cmd_evaluate(args)
     rare_out = output_dir(Path(args.out) / "rare")
     previous_results(rare_out, args)
-    print(f"
-held-out rare events: {args.events} of each of {', '.join(RARE_TYPES)} (knobs outside the training ranges: "
+    print(f"\nheld-out rare events: {args.events} of each of {', '.join(RARE_TYPES)} (knobs outside the training ranges: "
           + "; ".join(f"{e} " + ", ".join(f"{k} {v[0]:g}-{v[1]:g}" for k, v in HELDOUT_KNOBS[e].items()) for e in RARE_TYPES)
           + "; none of them trained on)")
     scenarios, seeds, event_of = [], {}, {}
@@ -489,8 +488,7 @@ held-out rare events: {args.events} of each of {', '.join(RARE_TYPES)} (knobs ou
     res = ev.results[ev.results["status"] == "ok"].copy()
     res["event"] = res["scenario"].map(event_of)
     table = res.pivot_table(index="policy", columns="event", values=["success", "collision_any"], aggfunc="mean")
-    print("
-held-out rare events by type (success | collision rate):")
+    print("\nheld-out rare events by type (success | collision rate):")
     print(table.round(2).to_string())
     write_demo_cameras(Path(args.out))
     return max(nominal, finish(args, errors=int((ev.results["status"] == "error").sum())))

@@ -32,7 +32,9 @@ def test_quick_pipeline_isolates_a_failed_job_and_reuses_finished_ones(tmp_path)
     # the rl_rare card names its IL parent and every training scenario, mined variations included
     card = json.loads((tmp_path / "rl_rare_s0" / "policy.json").read_text())
     assert card["init"]["weights_sha256"] == report["checkpoints"]["il"]["s0"]
-    assert any("~" in name for name in card["training_scenarios"])  # mined variations are named parent~kN
+    mined = card["rl_scenarios"]["mined"]  # mined variations are named parent~kN
+    assert mined["probe"] == 5 and sum("~" in name for name in card["training_scenarios"]) == mined["variations"]
+    assert card["rl_scenarios"]["nominal_mix"]["n"] >= 1  # nominal scenarios mixed into the rare set
     # no evaluation scenario was trained on
     assert not report["warnings"]
     # a finished job is reused as it is
