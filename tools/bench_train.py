@@ -39,7 +39,6 @@ def breakdown(env, net, il_net, policy_every: int, decisions: int = 6) -> dict:
     from drivesim.train.vocabulary import plan, to_ego_poses
 
     t: dict = {}
-    K = len(net.cfg.accel_bins)
     bins = torch.tensor(net.cfg.accel_bins)
     with torch.no_grad():
         for _ in range(decisions):

@@ -60,16 +60,17 @@ HELDOUT_KNOBS = {"cut-in": {"lat_speed": (2.0, 2.6), "density": (2.0, 3.0)},
 class PipelineConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     workers: int = 2  # processes (one torch thread each)
-    # the base IL run (its seed is set per training seed): a smaller draw than `drivesim train il`'s defaults (4 x
-    # the nominal groups, 2 DAgger rounds) so that the pipeline fits 30 min on 2 cores; the wall-clock cap is far
-    # off so that results never depend on the machine's speed
-    il: ILConfig = field(default_factory=lambda: ILConfig(suite_repeat=4, dagger=3, rare=200, real=True, minutes=60.0))
+    # the imitation base: 4 x the nominal groups, 200 rare events, the real training split, 3 DAgger rounds; each
+    # round checked on 32 fresh scenarios (ILConfig's 64+ cost a minute per round); the wall-clock cap is far off so
+    # that results never depend on the machine's speed
+    il: ILConfig = field(default_factory=lambda: ILConfig(suite_repeat=4, dagger=3, rare=200, real=True, eval_scenarios=32,
+                                                          minutes=60.0))
     finetune_dagger: int = 1  # il_rare: DAgger rounds of the fine-tuning on rl_rare's scenarios
     rl: PPOConfig = field(default_factory=PPOConfig)  # both RL variants (seed set per training seed)
     rl_scenarios: int = 200  # generated training scenarios of each RL variant
     mine_from: int = 100  # rl_rare: rare events il is run on; the variations of its failures are added ...
     mine_variations: int = 2  # ... this many per failure
-    nominal_mix: float = 0.25  # rl_rare: nominal scenarios added, this fraction of its rare ones
+    nominal_mix: float = 0.5  # rl_rare: nominal scenarios added, this fraction of its rare ones
     heldout_events: int = 50  # per rare type
     heldout_starts: int = 32  # standing and slow starts of the held-out nominal suite
     heldout_real: bool = True  # the real scenes of the held-out split (skipped when the data is absent)
