@@ -59,6 +59,15 @@ class PolicyNetConfig:
     last_accel: bool = False
     obs: ObservationConfig = field(default_factory=ObservationConfig)
 
+    def validate_config(self, where: str = "policy") -> None:
+        from drivesim.core.config import ConfigError
+
+        if self.decode not in DECODES:
+            raise ConfigError(f"{where}.decode: got {self.decode!r}; allowed: {', '.join(DECODES)}")
+        if self.hidden < 1 or len(self.accel_bins) < 2 or list(self.accel_bins) != sorted(self.accel_bins):
+            raise ConfigError(f"{where}: hidden >= 1 and at least two increasing accel_bins needed")
+        self.vocab.validate_config(f"{where}.vocab")
+
 
 def layout(cfg: PolicyNetConfig) -> dict:
     """What a checkpoint must agree on with the code that loads it."""

@@ -84,3 +84,12 @@ def test_net_policy_returns_a_tracked_trajectory_and_drives(scenarios):
     assert torch.isfinite(policy.controls(obs)).all()
     res = rollout(ScenarioBatch.build(scenarios[:2]), policy, policy_every=5)
     assert res.status == ["ok", "ok"]
+
+
+def test_policy_config_is_checked():
+    from drivesim.core.config import ConfigError, apply_overrides
+
+    with pytest.raises(ConfigError, match="decode"):
+        apply_overrides(PolicyNetConfig(), {"decode": "top"}, "policy")
+    with pytest.raises(ConfigError, match="lateral"):
+        apply_overrides(PolicyNetConfig(), {"vocab": {"lateral": ["left"]}}, "policy")
