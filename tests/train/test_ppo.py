@@ -78,7 +78,7 @@ def test_one_update_changes_the_policy_and_writes_the_artifacts(scenarios, init,
     before, after = load_policy(init).net, load_policy(res.policy_path).net
     assert not torch.equal(_probe(before), _probe(after))
     h = res.history[0]
-    assert h["episodes"] > 0 and 0.0 <= h["collision_rate"] <= 1.0 and h["env_steps"] == 9 * 6  # 3 scenarios x 3 copies
+    assert h["episodes"] > 0 and 0.0 <= h["collision_rate"] <= 1.0 and h["env_steps"] == 9 * 6 * PPOConfig().policy_every  # 9 rows x 6 decisions x steps per decision
     card = json.loads((tmp_path / "policy.json").read_text())
     assert card["init"]["weights_sha256"] == load_policy(init).card["weights_sha256"]
     assert set(card["rl_scenarios"]["names"]) == {"blocked", "follow", "free"}
