@@ -19,7 +19,7 @@ from drivesim.core.types import AgentType
 from drivesim.core.geometry import to_local, wrap_angle
 from drivesim.dynamics.bicycle import WHEELBASE_RATIO
 from drivesim.metrics.proposals import ProposalConfig, score_proposals
-from drivesim.sim.observation import Observation, route_points_at, route_position
+from drivesim.sim.observation import Observation, route_frame_to_world, route_points_at, route_position
 from drivesim.sim.policy import clip_action
 from drivesim.sim.trajectory import Trajectory, from_world, poses_along
 
@@ -140,7 +140,7 @@ class PDMClosed:
         offset = torch.tensor(cfg.offsets, device=dev).repeat(len(cfg.speed_fractions)).unsqueeze(0).expand(B, K)
         s, v, d = self._idm_rollout(state, batch, s0, d0, offset, v_target, fs, fd)  # [B, K, T+1]
         t = torch.arange(T + 1, device=dev) * cfg.dt
-        xy = self._route_frame_to_world(batch, s, d)
+        xy = route_frame_to_world(batch, s, d)
         yaw = torch.atan2(torch.diff(xy[..., 1], dim=-1), torch.diff(xy[..., 0], dim=-1))
         yaw = torch.cat([yaw, yaw[..., -1:]], dim=-1)
         moving = v > 0.3
@@ -235,16 +235,6 @@ class PDMClosed:
         red = batch.bank.signal_stop(lane, batch.map_idx, state.row_step * batch.dt)
         can_stop = rem > state.speed[:, :1] ** 2 / (2 * 4.0)
         return torch.where(red & can_stop, s0.unsqueeze(1) + rem, torch.full_like(rem, FAR)).squeeze(1)
-
-    def _route_frame_to_world(self, batch, s, d):
-        B, K, T1 = s.shape
-        flat = s.reshape(B, -1)
-        p0 = route_points_at(batch, flat)
-        p1 = route_points_at(batch, flat + 0.5)
-        tangent = p1 - p0
-        tangent = tangent / tangent.norm(dim=-1, keepdim=True).clamp(min=1e-6)
-        normal = torch.stack([-tangent[..., 1], tangent[..., 0]], -1)
-        return (p0 + normal * d.reshape(B, -1, 1)).reshape(B, K, T1, 2)
 
     def _lateral(self, d, v_lat, width, t):
         """[B, T+1, A] lateral offsets over the horizon: an agent moving sideways faster than
