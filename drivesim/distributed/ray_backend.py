@@ -73,7 +73,11 @@ def connect(address: str | None = None, num_cpus: int | None = None, ship_code: 
         return ray
     kwargs = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
     if address is None:
-        kwargs["num_cpus"] = num_cpus
+        # Ray renices its workers to 15 by default: on a machine shared with other work (a 2-core
+        # CI box running another test) they then starve (a 2 s worker start took 57 s beside two
+        # busy processes) and the task deadline cancels healthy tasks. A local instance's
+        # workers run at the caller's priority instead.
+        kwargs.update(num_cpus=num_cpus, _system_config={"worker_niceness": 0})
     else:
         kwargs["address"] = address
         if ship_code if ship_code is not None else True:
