@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 import drivesim
-from drivesim.behavior.logs import TRAFFIC_MODES
+from drivesim.traffic.log_modes import TRAFFIC_MODES
 from drivesim.cli_events import add_commands as add_event_commands
 from drivesim.cli_import import IMPORTERS as WAYMO_IMPORTERS, add_import_arguments, cmd_import as cmd_import_waymo
 from drivesim.cli_options import (EXIT_CODES_HELP, EXIT_FAILED, EXPERT_NAME, add_allow_errors, add_results_arguments, check_policies,
@@ -82,9 +82,9 @@ def load_scenarios(suite_path: str, limit: int | None = None):
 
 def logged_source(args):
     """Scenario files from `--scenarios` with `--traffic` applied: (scenarios, meta)."""
-    from drivesim.behavior.scenario import ScenarioError
+    from drivesim.core.scenario import ScenarioError
     from drivesim.io.scenario_file import ScenarioFileError, load_scenarios as load_files
-    from drivesim.sim.events import apply_traffic
+    from drivesim.events.generate import apply_traffic
 
     try:
         scenarios, errors = load_files(args.scenarios)
@@ -132,7 +132,7 @@ def until_first_contact(traj: dict, after: int = 5) -> dict:
 def write_outputs(ev, out: Path, meta: dict, video: bool = True) -> None:
     """results.csv/json, the printed summary, failure thumbnails, report.html and one BEV video."""
     from drivesim.core.safe_io import OutputError
-    from drivesim.io.report import format_table, summarize
+    from drivesim.io.eval_report import format_table, summarize
     from drivesim.io.results import write_tables
 
     write_tables(ev.results, meta, out)
@@ -147,8 +147,8 @@ def write_outputs(ev, out: Path, meta: dict, video: bool = True) -> None:
 
 def write_pictures(ev, out: Path, meta: dict, video: bool) -> None:
     """Failure thumbnails, report.html with its plots, and one BEV video of the first scenario."""
-    from drivesim.behavior.scenario import ScenarioBatch
-    from drivesim.io.report import write_report
+    from drivesim.core.scenario import ScenarioBatch
+    from drivesim.io.eval_report import write_report
     from drivesim.render.bev import thumbnail
     from drivesim.sim.rollout import rollout
 
@@ -182,7 +182,7 @@ def pick_scenario(args):
 
 def procedural(map_type: str, seed: int):
     """A procedural scenario with default traffic on a default map of `map_type`."""
-    from drivesim.behavior.traffic import TrafficConfig, procedural_scenario
+    from drivesim.traffic.procedural import TrafficConfig, procedural_scenario
     from drivesim.map.builders import build_map
     from drivesim.map.road import MapError
 
@@ -194,7 +194,7 @@ def procedural(map_type: str, seed: int):
 
 
 def cmd_simulate(args) -> int:
-    from drivesim.behavior.scenario import ScenarioBatch
+    from drivesim.core.scenario import ScenarioBatch
     from drivesim.sim.rollout import rollout
 
     from drivesim.sim.evaluate import logged_progress
@@ -265,7 +265,7 @@ def cmd_evaluate(args) -> int:
 def evaluate_and_write(scenarios, policy_specs: str, meta: dict, out: Path, args, skipped: dict | None = None):
     """Evaluate the comma-separated policies (the expert first, as progress reference), write the
     outputs and return the Evaluation. Rows stream to results.jsonl as they finish."""
-    from drivesim.behavior.scenario import ScenarioError, check_unique_names
+    from drivesim.core.scenario import ScenarioError, check_unique_names
     from drivesim.io.results import RowStream
     from drivesim.sim.evaluate import EvalConfig, evaluate
 
@@ -344,7 +344,7 @@ def cmd_import(args) -> int:
 
 def learned_behavior(args):
     """The learned traffic model of `--checkpoint` (default: the shipped policies/traffic)."""
-    from drivesim.behavior.learned import DEFAULT_ARTIFACT, LearnedTraffic
+    from drivesim.traffic_model.model import DEFAULT_ARTIFACT, LearnedTraffic
 
     try:
         return LearnedTraffic.load(args.checkpoint or DEFAULT_ARTIFACT, temperature=args.temperature, seed=args.seed,
@@ -366,7 +366,7 @@ def select_scenes(scenarios, spec: str, held_out: list[str]):
 
 
 def cmd_realism(args) -> int:
-    from drivesim.sim.realism import plot, realism
+    from drivesim.traffic_model.realism import plot, realism
 
     out = output_dir(args.out)
     scenarios, load_errors = load_logged(args.data)
@@ -423,7 +423,7 @@ def load_logged(path: str):
 
 def cmd_train_traffic(args) -> int:
     from drivesim.core.config import ConfigError, apply_overrides
-    from drivesim.train.traffic import TrafficTrainConfig, train_traffic
+    from drivesim.traffic_model.train import TrafficTrainConfig, train_traffic
 
     over = {"seed": args.seed, "minutes": args.minutes}
     for key, value in (("iterations", args.iterations), ("rounds", args.rounds), ("procedural_scenarios", args.procedural)):
@@ -498,7 +498,7 @@ def write_demo_cameras(out: Path, seconds: float = 5.0) -> None:
     """The first nominal scenario driven by the expert: `seconds` of six splat cameras beside the BEV at 5 fps."""
     import dataclasses
 
-    from drivesim.behavior.scenario import ScenarioBatch
+    from drivesim.core.scenario import ScenarioBatch
     from drivesim.render.sensors import write_surround_video
     from drivesim.sim.rollout import rollout
 

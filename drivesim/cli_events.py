@@ -52,12 +52,12 @@ def knob_overrides(args) -> dict:
 
 
 def cmd_generate(args) -> int:
-    from drivesim.behavior.events import EVENTS
-    from drivesim.behavior.events.real import RealCutInConfig
+    from drivesim.events import EVENTS
+    from drivesim.events.real_cut_in import RealCutInConfig
     from drivesim.io.scenario_file import ScenarioFileError, load_scenarios
-    from drivesim.io.scenario_set import save_set, set_path
-    from drivesim.render.event_summary import plot_event_set
-    from drivesim.sim.events import LabelConfig, generate_real_set, generate_set, outcome_table, summary
+    from drivesim.io.scenario_file import save_set, set_path
+    from drivesim.events.summary import plot_event_set
+    from drivesim.events.generate import LabelConfig, generate_real_set, generate_set, outcome_table, summary
 
     real, errors = args.scenes is not None, []
     if real and args.event != "cut-in":
@@ -120,8 +120,8 @@ def real_set_counts(header: dict) -> str:
 def cmd_mine(args) -> int:
     from drivesim.cli import make_policy
     from drivesim.io.scenario_file import load_scenarios
-    from drivesim.io.scenario_set import save_set, set_path
-    from drivesim.sim.mining import MineConfig, mine
+    from drivesim.io.scenario_file import save_set, set_path
+    from drivesim.events.mining import MineConfig, mine
 
     scenarios, errors = load_scenarios(args.suite) if Path(args.suite).exists() else _suite(args.suite)
     report_skipped(errors, args.suite)
@@ -151,7 +151,7 @@ def _suite(name: str):
 
 
 def add_commands(sub) -> None:
-    from drivesim.behavior.events import EVENTS
+    from drivesim.events import EVENTS
 
     g = sub.add_parser("generate", help="rare-event scenario set: cut-in, hard brake, stalled car, merge, pedestrian",
                        formatter_class=argparse.RawDescriptionHelpFormatter, description=(

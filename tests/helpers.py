@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from drivesim.behavior.scenario import Scenario
+from drivesim.core.scenario import Scenario
 from drivesim.core.types import AgentType, ControlMode
 
 

@@ -82,8 +82,8 @@ def camera_frame(W: int, H: int):
     """(frame function, background size): SplatCameras.render_row of a procedural scenario."""
     import warnings
 
-    from drivesim.behavior.scenario import ScenarioBatch
-    from drivesim.behavior.traffic import procedural_scenario
+    from drivesim.core.scenario import ScenarioBatch
+    from drivesim.traffic.procedural import procedural_scenario
     from drivesim.map.builders import build_map
     from drivesim.render.camera import load_rig
     from drivesim.render.sensors import SplatCameras

@@ -109,7 +109,7 @@ def bench_sb3(total: int = 512) -> dict | str:
 
 def _scenarios(kind: str, n: int):
     if kind == "cut-in":
-        from drivesim.sim.events import LabelConfig, generate_set
+        from drivesim.events.generate import LabelConfig, generate_set
 
         return generate_set("cut-in", n, seed=0, label=LabelConfig(expert_check=False, workers=1), show_progress=False).scenarios
     from drivesim.sim.bench import bench_scenarios

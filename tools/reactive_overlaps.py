@@ -21,8 +21,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from drivesim.behavior.logs import with_traffic  # noqa: E402
-from drivesim.behavior.scenario import ScenarioBatch  # noqa: E402
+from drivesim.traffic.log_modes import with_traffic  # noqa: E402
+from drivesim.core.scenario import ScenarioBatch  # noqa: E402
 from drivesim.core.geometry import boxes_overlap  # noqa: E402
 from drivesim.core.types import ControlMode  # noqa: E402
 from drivesim.metrics.accumulator import MetricAccumulator, MetricConfig  # noqa: E402

@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from drivesim.behavior.logs import with_traffic  # noqa: E402
+from drivesim.traffic.log_modes import with_traffic  # noqa: E402
 from drivesim.core.safe_io import atomic_write_text  # noqa: E402
 from drivesim.sim.evaluate import EvalConfig, evaluate  # noqa: E402
 from drivesim.sim.expert import PDMClosed  # noqa: E402
@@ -93,7 +93,7 @@ def policy_columns(scenes: list, batch_size: int) -> pd.DataFrame:
 
 def realism_columns(scenes: list) -> tuple[pd.DataFrame, list[str]]:
     """realism_<model> per scene; a model that cannot run (e.g. no learned artifact) is noted."""
-    from drivesim.sim.realism import realism
+    from drivesim.traffic_model.realism import realism
 
     out, notes = pd.DataFrame(index=[s.name for s in scenes]), []
     for model in REALISM_MODELS:

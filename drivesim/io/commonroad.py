@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivesim.behavior.scenario import Scenario
+from drivesim.core.scenario import Scenario
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.io.errors import ImportDataError, load_each
 from drivesim.map.drivable_area import drivable_area_parts

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivesim.behavior.scenario import Scenario
+from drivesim.core.scenario import Scenario
 from drivesim.core.types import AgentType
 from drivesim.io.errors import ImportDataError, load_each
 from drivesim.io.womd import SIGNAL_STATE, ImportConfig, SourceScene, build_scenario

@@ -37,7 +37,7 @@ from shapely import affinity
 from shapely.geometry import box
 from shapely.ops import unary_union
 
-from drivesim.behavior.scenario import Scenario
+from drivesim.core.scenario import Scenario
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.io.errors import ImportDataError
 from drivesim.map.drivable_area import drivable_area_parts

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from shapely.geometry import Polygon
 
-from drivesim.behavior.scenario import Scenario
+from drivesim.core.scenario import Scenario
 from drivesim.core import safe_pickle
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.io.errors import ImportDataError, load_each

@@ -23,8 +23,8 @@ import numpy as np
 import yaml
 from shapely.geometry import LineString, Point
 
-from drivesim.behavior.scenario import Scenario, ScenarioError, failed_scenario
-from drivesim.behavior.traffic import EgoConfig, TrafficConfig, procedural_scenario
+from drivesim.core.scenario import Scenario, ScenarioError, failed_scenario
+from drivesim.traffic.procedural import EgoConfig, TrafficConfig, procedural_scenario
 from drivesim.core.config import (ConfigError, apply_overrides, check_type, describe, field_types, join_path,
                                   type_name, unknown_key_error)
 from drivesim.map.builders import MAP_TYPES, build_map

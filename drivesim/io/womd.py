@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivesim.behavior.scenario import Scenario
+from drivesim.core.scenario import Scenario
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.io.errors import ImportDataError, load_each
 from drivesim.io.womd_schema import decode_points, decode_states, scenario_class

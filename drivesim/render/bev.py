@@ -21,7 +21,7 @@ from matplotlib.path import Path as MplPath
 from shapely.geometry import MultiPolygon
 from shapely.ops import unary_union
 
-from drivesim.behavior.scenario import Scenario
+from drivesim.core.scenario import Scenario
 from drivesim.core.types import AgentType
 from drivesim.map.road import RoadMap
 

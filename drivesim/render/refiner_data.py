@@ -175,8 +175,8 @@ def ego_action(traj: dict, t: int, b: int = 0) -> torch.Tensor:
 
 def expert_rollout(map_type: str, seed: int):
     """A procedural scenario on `map_type` and the expert's recorded closed-loop trajectory."""
-    from drivesim.behavior.scenario import ScenarioBatch
-    from drivesim.behavior.traffic import TrafficConfig, procedural_scenario
+    from drivesim.core.scenario import ScenarioBatch
+    from drivesim.traffic.procedural import TrafficConfig, procedural_scenario
     from drivesim.map.builders import build_map
     from drivesim.sim.expert import PDMClosed
     from drivesim.sim.rollout import rollout

@@ -23,7 +23,7 @@ QUICK_SIZES = [(1, 32), (64, 32), (256, 32)]
 
 def bench_scenarios(B: int, A: int, seed: int = 0, duration: float = 20.0):
     """B procedural scenarios on a 5+3-lane straight road with exactly A agents each."""
-    from drivesim.behavior.traffic import TrafficConfig, procedural_scenario
+    from drivesim.traffic.procedural import TrafficConfig, procedural_scenario
     from drivesim.map.builders import build_map
 
     length = max(400.0, A * 9.0)
@@ -58,7 +58,7 @@ def _resize(s, A: int):
 
 def run_one(B: int, A: int, steps: int, device: str = "cpu") -> dict:
     """Steps/s of the closed loop at one size (a constant ego action; the policy is not timed)."""
-    from drivesim.behavior.scenario import ScenarioBatch
+    from drivesim.core.scenario import ScenarioBatch
     from drivesim.metrics.accumulator import MetricAccumulator, MetricConfig
     from drivesim.sim.simulator import Simulator
 
@@ -98,7 +98,7 @@ def sync(device):
 
 def single_scenario_seconds(A: int = 64, duration: float = 20.0) -> float:
     """Wall time of one 20 s scenario with A agents, set-up excluded (the issue's latency target)."""
-    from drivesim.behavior.scenario import ScenarioBatch
+    from drivesim.core.scenario import ScenarioBatch
     from drivesim.sim.policy import ConstantVelocity
     from drivesim.sim.rollout import rollout
 

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from drivesim.behavior.scenario import Scenario, ScenarioBatch, ScenarioError, check_unique_names
+from drivesim.core.scenario import Scenario, ScenarioBatch, ScenarioError, check_unique_names
 from drivesim.map.bank import MapBank
 from drivesim.map.road import MapError
 from drivesim.sim.observation import route_position

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from drivesim.behavior.idm import FAR, IDMConfig, idm_accel
-from drivesim.behavior.reactive import lane_frenet, next_lanes
+from drivesim.traffic.idm import FAR, IDMConfig, idm_accel
+from drivesim.traffic.reactive import lane_frenet, next_lanes
 from drivesim.core.types import AgentType
 from drivesim.core.geometry import to_local, wrap_angle
 from drivesim.dynamics.bicycle import WHEELBASE_RATIO

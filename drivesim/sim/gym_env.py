@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from drivesim.behavior.scenario import Scenario, ScenarioBatch
+from drivesim.core.scenario import Scenario, ScenarioBatch
 from drivesim.map.bank import CHUNK
 from drivesim.metrics.collisions import ego_overlaps
 from drivesim.metrics.drivable import max_corner_distance
@@ -96,7 +96,7 @@ class DriveVectorEnv(gym.vector.VectorEnv):
         s_before, _ = route_position(self.batch, self.state.xy[:, 0])
         nxt = self.sim.step(self.state, a)
         if bool(restart.any()):  # NEXT_STEP autoreset: finished rows restart (clock 0), their action ignored
-            nxt = _merge_rows(nxt, self._initial, restart)
+            nxt = merge_rows(nxt, self._initial, restart)
         s_after, _ = route_position(self.batch, nxt.xy[:, 0])
         crash = ego_overlaps(nxt).any(dim=1)
         offroad = max_corner_distance(self.batch.bank, self.batch.map_idx, nxt.corners()[:, 0]) > OFFROAD_TOLERANCE
@@ -122,7 +122,7 @@ class DriveVectorEnv(gym.vector.VectorEnv):
         for k in range(self.replan_every):
             s_before, _ = route_position(self.batch, state.xy[:, 0])
             nxt = self.sim.step(state, self.tracker.act(state, self.batch.dt))
-            nxt = _merge_rows(nxt, self._initial if k == 0 else state, stopped)  # k = 0: NEXT_STEP autoreset
+            nxt = merge_rows(nxt, self._initial if k == 0 else state, stopped)  # k = 0: NEXT_STEP autoreset
             live = ~stopped
             s_after, _ = route_position(self.batch, nxt.xy[:, 0])
             crash = ego_overlaps(nxt).any(dim=1) & live
@@ -175,7 +175,7 @@ def _trajectory_space(horizon: int, dt: float, max_speed: float) -> gym.spaces.B
     return gym.spaces.Box(low, -low, dtype=np.float32)
 
 
-def _merge_rows(state, initial, rows: torch.Tensor):
+def merge_rows(state, initial, rows: torch.Tensor):
     """State with the given rows [B] taken from `initial` (the scenarios' start)."""
     pick = lambda new, old: torch.where(rows.view(-1, *([1] * (new.dim() - 1))), old, new)
     names = [f.name for f in dataclasses.fields(state) if f.name != "step"]

@@ -11,7 +11,7 @@ from functools import cached_property
 
 import torch
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.geometry import to_local, wrap_angle
 from drivesim.core.state import SimState
 from drivesim.map.bank import COARSE, project_on_polylines

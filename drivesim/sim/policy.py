@@ -15,9 +15,9 @@ from typing import Protocol
 
 import torch
 
-from drivesim.behavior.idm import IDMConfig
+from drivesim.traffic.idm import IDMConfig
 from drivesim.core.types import ControlMode
-from drivesim.behavior.reactive import ReactiveConfig, lane_frenet, longitudinal, next_lanes, pure_pursuit
+from drivesim.traffic.reactive import ReactiveConfig, lane_frenet, longitudinal, next_lanes, pure_pursuit
 from drivesim.dynamics.bicycle import BicycleConfig
 from drivesim.sim.observation import Observation
 

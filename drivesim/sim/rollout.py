@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.state import SimState
 from drivesim.metrics.accumulator import MetricAccumulator, MetricConfig
 from drivesim.sim.observation import ObservationConfig, observe

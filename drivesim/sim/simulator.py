@@ -11,7 +11,7 @@ brake behind one, is held back: it stays invisible, on its log, until its logged
 `rollout` reports their count per scenario as `RolloutResult.extra["held_back"]`).
 
 LEARNED agents take accel and steer [B, A] from a behaviour model handed in as
-`Simulator(batch, config, behavior=model)` (e.g. `drivesim.behavior.learned.LearnedTraffic`):
+`Simulator(batch, config, behavior=model)` (e.g. `drivesim.traffic_model.model.LearnedTraffic`):
 `behavior.reset(batch)` is called by `reset()` (a stochastic model re-seeds itself there, so
 the same batch gives the same rollout), `behavior.act(state, batch, active)` by every step, from
 the same snapshot as everyone else; its actions go through the same limits and bicycle step as
@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from drivesim.behavior.control import reactive_control
-from drivesim.behavior.reactive import Frenet, ReactiveConfig, next_lanes
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.traffic.control import reactive_control
+from drivesim.traffic.reactive import Frenet, ReactiveConfig, next_lanes
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.geometry import boxes_overlap
 from drivesim.core.state import SimState
 from drivesim.core.types import ControlMode

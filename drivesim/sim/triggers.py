@@ -32,7 +32,7 @@ import math
 
 import torch
 
-from drivesim.behavior.scenario import ScenarioBatch, ScenarioError
+from drivesim.core.scenario import ScenarioBatch, ScenarioError
 from drivesim.core.state import SimState
 from drivesim.sim.observation import route_position
 

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from drivesim.behavior.events import EVENTS
+from drivesim.events import EVENTS
 from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint
 from drivesim.core.config import ConfigError, apply_overrides, config_to_dict
 from drivesim.core.safe_io import OutputError, atomic_torch_save, atomic_write_text
@@ -179,7 +179,7 @@ def eval_scenarios(cfg: ILConfig):
 
 def closed_loop(net: PolicyNet | None, scenarios, cfg: ILConfig, expert_progress=None) -> dict:
     """Success, collision rate and PDMS of the greedy learner (or the expert when net is None)."""
-    from drivesim.behavior.scenario import ScenarioBatch
+    from drivesim.core.scenario import ScenarioBatch
     from drivesim.map.bank import MapBank
     from drivesim.sim.rollout import rollout
 

@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from drivesim.behavior.scenario import Scenario, ScenarioBatch, ScenarioError
+from drivesim.core.scenario import Scenario, ScenarioBatch, ScenarioError
 from drivesim.core.checkpoint import CheckpointError, expect_dict, load_checkpoint
 from drivesim.core.safe_io import atomic_torch_save
 from drivesim.map.bank import MapBank
@@ -90,7 +90,7 @@ def start_scenarios(spec: str, seed: int, speeds=(0.0,), fraction: float = 1.0, 
 def rare_scenarios(n: int, events, seed: int, progress: bool = False):
     """`n` generated rare events split evenly over `events` (labelled without the expert check).
     Returns (scenarios, provenance)."""
-    from drivesim.sim.events import LabelConfig, generate_set
+    from drivesim.events.generate import LabelConfig, generate_set
 
     events = list(events)
     counts = [n // len(events) + (i < n % len(events)) for i in range(len(events))]
@@ -160,7 +160,7 @@ def real_scenarios(split: str = "train", sources=tuple(REAL_SOURCES), traffic: s
     with `traffic` log traffic. A source that is absent or cannot be read is skipped with a note;
     a scene that does not validate with the policy ego is skipped with its reason. Returns
     (scenes, provenance: per source the scene names, counts, load seconds, skipped scenes)."""
-    from drivesim.behavior.logs import with_traffic
+    from drivesim.traffic.log_modes import with_traffic
 
     if split not in ("train", "heldout", "all"):
         raise ValueError(f"real_scenarios: split {split!r}; allowed: train, heldout, all")

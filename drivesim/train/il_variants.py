@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from drivesim.behavior.scenario import Scenario, ScenarioError
+from drivesim.core.scenario import Scenario, ScenarioError
 from drivesim.core.config import ConfigError
 from drivesim.io.scenario_file import BOOKKEEPING
 

@@ -117,7 +117,7 @@ def _claim(folder: Path, variant: str, cfg_dict: dict) -> None:
 def _rl_rare_scenarios(cfg: PipelineConfig, seed: int, il_path: Path, log) -> tuple[list, dict]:
     """rl_rare's (and il_rare's) training set: generated rare events of the five types, the
     variations of the probed rare events il fails, and nominal scenarios mixed in."""
-    from drivesim.sim.mining import MineConfig, mine
+    from drivesim.events.mining import MineConfig, mine
     from drivesim.train.policy_net import load_policy
     from drivesim.train.rl_extras import training_scenarios
 
@@ -185,7 +185,7 @@ def heldout_events(event: str, n: int, progress: bool = False):
     import dataclasses
 
     from drivesim.io.scenario_file import scenarios_hash
-    from drivesim.sim.events import LabelConfig, event_type, generate_set
+    from drivesim.events.generate import LabelConfig, event_type, generate_set
 
     config = dataclasses.replace(event_type(event).config(), **HELDOUT_KNOBS[event])
     seed = HELDOUT_CUTIN_SEED + RARE_TYPES.index(event)
@@ -277,7 +277,7 @@ def run_pipeline(cfg: PipelineConfig, out, progress: bool = True) -> PipelineRes
     """Train every (variant, seed), evaluate them on the held-out sets, write the report."""
     import torch
 
-    from drivesim.train import report as rep
+    from drivesim.train import results_table as rep
     from drivesim.train.policy_net import load_policy
 
     cfg.validate_config()
@@ -393,7 +393,7 @@ def config_from_args(args) -> PipelineConfig:
 
 
 def cmd_report_training(args) -> int:
-    from drivesim.train.report import format_table
+    from drivesim.train.results_table import format_table
 
     try:
         cfg = config_from_args(args)

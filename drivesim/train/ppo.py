@@ -7,7 +7,7 @@ the held-out check and the curves figure live in rl_extras.py).
 - Environments: the batched simulator itself. The training scenarios are tiled into B rows of
   one `ScenarioBatch` (each scenario the same number of times, about `num_envs` rows); a row
   that ends (collision, off-road, end of route, end of scenario) restarts from its scenario's
-  start on its own clock (`gym_env._merge_rows`), at the next policy decision.
+  start on its own clock (`gym_env.merge_rows`), at the next policy decision.
 - Policy: the `PolicyNet` of policy_net.py over its trajectory vocabulary (a categorical
   acceleration x a categorical lateral option, sampled independently: log pi is the sum of the two
   heads', and so are the entropy and the KL to IL), deciding every `policy_every` simulation steps
@@ -45,14 +45,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from drivesim.behavior.reactive import lane_frenet
-from drivesim.behavior.scenario import Scenario, ScenarioBatch
+from drivesim.traffic.reactive import lane_frenet
+from drivesim.core.scenario import Scenario, ScenarioBatch
 from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint
 from drivesim.core.config import ConfigError, apply_overrides, config_to_dict
 from drivesim.core.safe_io import OutputError, atomic_open, atomic_torch_save, atomic_write_text
 from drivesim.distributed import ClusterError, add_backend_arguments, backend_options
 from drivesim.io.scenario_file import scenario_hash
-from drivesim.sim.gym_env import _merge_rows
+from drivesim.sim.gym_env import merge_rows
 from drivesim.sim.observation import observe
 from drivesim.sim.simulator import Simulator
 from drivesim.sim.trajectory import Trajectory, TrajectoryTracker
@@ -172,7 +172,7 @@ class DrivingRows:
 
     def restart(self, rows: torch.Tensor) -> None:
         before = self.state
-        self.state = _merge_rows(self.state, self.initial, rows)
+        self.state = merge_rows(self.state, self.initial, rows)
         self._keep_projection(before, rows)
         self.reward.restart(self.state, rows)
         self.ep_return = torch.where(rows, torch.zeros_like(self.ep_return), self.ep_return)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivesim.behavior.scenario import Scenario
+from drivesim.core.scenario import Scenario
 from drivesim.train.policy_net import NetPolicy
 
 RARE_EVENTS = ("cut-in", "hard-brake", "stalled", "merge", "pedestrian")

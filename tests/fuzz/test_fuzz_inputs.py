@@ -15,8 +15,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivesim.behavior.scenario import ScenarioBatch
-from drivesim.behavior.traffic import EgoConfig, TrafficConfig, procedural_scenario
+from drivesim.core.scenario import ScenarioBatch
+from drivesim.traffic.procedural import EgoConfig, TrafficConfig, procedural_scenario
 from drivesim.core.types import ControlMode
 from drivesim.io.scenario_file import ScenarioFileError, _digest, load_scenario, save_scenario
 from drivesim.io.suite import SuiteError, build_scenarios, load_suite, parse_suite

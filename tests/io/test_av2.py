@@ -143,7 +143,7 @@ def test_route_follows_successors_from_the_ego(scenario):
 
 
 def test_closed_loop_rollout(scenario):
-    from drivesim.behavior.scenario import ScenarioBatch
+    from drivesim.core.scenario import ScenarioBatch
     from drivesim.sim.policy import IDMLaneKeeping
     from drivesim.sim.rollout import rollout
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from drivesim.behavior.scenario import ScenarioError
-from drivesim.behavior.traffic import TrafficConfig, procedural_scenario
+from drivesim.core.scenario import ScenarioError
+from drivesim.traffic.procedural import TrafficConfig, procedural_scenario
 from drivesim.core.types import ControlMode
 from drivesim.io.scenario_file import ScenarioFileError, _arrays, _digest, _header, load_scenario, load_scenarios
 from drivesim.map import build_map

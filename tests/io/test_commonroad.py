@@ -137,7 +137,7 @@ def test_route_follows_successors_from_the_ego(scenarios):
 
 
 def test_closed_loop_rollout(scenarios):
-    from drivesim.behavior.scenario import ScenarioBatch
+    from drivesim.core.scenario import ScenarioBatch
     from drivesim.sim.policy import IDMLaneKeeping
     from drivesim.sim.rollout import rollout
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drivesim.behavior.logs import TRAFFIC_MODES, with_traffic
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.traffic.log_modes import TRAFFIC_MODES, with_traffic
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.cli import main
 from drivesim.io import av2, commonroad, scenarionet
 from drivesim.sim.policy import IDMLaneKeeping

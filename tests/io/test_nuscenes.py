@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from shapely.ops import unary_union
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.io import nuscenes as nu
 from drivesim.io.errors import ImportDataError

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from drivesim.core.safe_io import OutputError
-from drivesim.io.report import format_table, summarize
+from drivesim.io.eval_report import format_table, summarize
 from drivesim.io.results import ResumeError, RowStream, read_rows, resumable, write_tables
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from drivesim.behavior.traffic import TrafficConfig, procedural_scenario
+from drivesim.traffic.procedural import TrafficConfig, procedural_scenario
 from drivesim.io.scenario_file import ScenarioFileError, load_scenario, load_scenarios, save_scenario, scenario_hash
 from drivesim.map import build_map
 

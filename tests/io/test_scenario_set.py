@@ -8,8 +8,8 @@ import pytest
 
 from drivesim.cli import main
 from drivesim.io.scenario_file import ScenarioFileError, load_scenarios, scenario_hash
-from drivesim.io.scenario_set import load_set, save_set
-from drivesim.sim.events import LabelConfig, generate_set
+from drivesim.io.scenario_file import load_set, save_set
+from drivesim.events.generate import LabelConfig, generate_set
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from shapely.geometry import Point
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.io import scenarionet
 from drivesim.io.errors import ImportDataError

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from drivesim.behavior.scenario import AGENT_FIELDS, ScenarioBatch, ScenarioError
+from drivesim.core.scenario import AGENT_FIELDS, ScenarioBatch, ScenarioError
 from drivesim.io.suite import (SuiteError, Uniform, build_scenarios, load_suite, parse_range, parse_suite,
                                scenario_seed, suite_hash)
 from drivesim.core.config import ConfigError

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from drivesim.behavior.scenario import ScenarioError
+from drivesim.core.scenario import ScenarioError
 from drivesim.io.suite import SuiteError, build_scenarios, load_suite
 from drivesim.map import MapBank, build_map
 from drivesim.map.builders import MAP_TYPES, CurvedRoad

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.state import SimState
 from drivesim.core.types import AgentType
 from tests.helpers import make_scenario

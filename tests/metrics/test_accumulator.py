@@ -164,7 +164,7 @@ def test_progress_ratio(road):
 
 
 def test_rows_past_their_duration_and_inactive_rows_are_ignored(road):
-    from drivesim.behavior.scenario import ScenarioBatch
+    from drivesim.core.scenario import ScenarioBatch
     from tests.helpers import make_scenario
 
     init = [{"x": 50, "y": LANE0, "speed": 10.0}]

@@ -7,7 +7,7 @@ import torch
 
 from drivesim.core.types import AgentType
 from drivesim.metrics.collisions import CollisionType, at_fault, classify_collisions, collision_class
-from drivesim.metrics.reference import box_polygon, classify_collision_reference
+from drivesim.metrics.shapely_reference import box_polygon, classify_collision_reference
 from drivesim.metrics.ttc import Boxes
 
 

@@ -8,7 +8,7 @@ from drivesim.map.bank import MapBank
 from drivesim.map.builders import MAP_TYPES, build_map
 from drivesim.metrics.drivable import (direction_score, drivable_area_compliance, ego_map_lookup, max_corner_distance,
                                        max_window_sum)
-from drivesim.metrics.reference import ego_max_distance_reference, signed_distance_reference
+from drivesim.metrics.shapely_reference import ego_max_distance_reference, signed_distance_reference
 from drivesim.core.geometry import box_corners
 
 NAMES = sorted(MAP_TYPES)

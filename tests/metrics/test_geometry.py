@@ -1,4 +1,4 @@
-"""Fast box tests against their shapely twins (drivesim/metrics/reference.py)."""
+"""Fast box tests against their shapely twins (drivesim/metrics/shapely_reference.py)."""
 
 import numpy as np
 import torch
@@ -6,7 +6,7 @@ import torch
 from drivesim.core.geometry import boxes_overlap
 from drivesim.metrics.boxes import overlap_at_times, sat_overlap, sat_terms
 from drivesim.metrics.collisions import ego_overlaps
-from drivesim.metrics.reference import box_polygon, overlap_reference
+from drivesim.metrics.shapely_reference import box_polygon, overlap_reference
 from drivesim.metrics.ttc import Boxes, TTCConfig, ttc_constant_velocity
 from tests.metrics.helpers import random_state
 

@@ -11,7 +11,7 @@ from drivesim.map.bank import MapBank
 from drivesim.map.builders import build_map
 from drivesim.metrics.collisions import CollisionType
 from drivesim.metrics.proposals import ProposalConfig, score_proposals
-from drivesim.metrics.reference import box_polygon, classify_collision_reference
+from drivesim.metrics.shapely_reference import box_polygon, classify_collision_reference
 
 
 @pytest.fixture(scope="module")

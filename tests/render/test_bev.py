@@ -5,7 +5,7 @@ import imageio.v3 as iio3
 import numpy as np
 import pytest
 
-from drivesim.behavior.scenario import Scenario
+from drivesim.core.scenario import Scenario
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.map.builders import build_map
 from drivesim.render import bev

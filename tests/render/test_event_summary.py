@@ -3,9 +3,9 @@ such as stalled's `reveal` included)."""
 
 import pytest
 
-from drivesim.behavior.events import EVENTS
-from drivesim.render.event_summary import plot_event_set
-from drivesim.sim.events import LabelConfig, generate_set
+from drivesim.events import EVENTS
+from drivesim.events.summary import plot_event_set
+from drivesim.events.generate import LabelConfig, generate_set
 
 
 @pytest.mark.parametrize("event", sorted(EVENTS))

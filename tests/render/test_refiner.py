@@ -240,7 +240,7 @@ class _CameraPolicy:
 def _refined_rollout(seed: int):
     import warnings
 
-    from drivesim.behavior.scenario import ScenarioBatch
+    from drivesim.core.scenario import ScenarioBatch
     from drivesim.map.builders import build_map
     from drivesim.render.refined_cameras import RefinedCameras
     from drivesim.render.sensors import SplatCameras

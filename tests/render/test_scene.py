@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.types import AgentType
 from drivesim.map.builders import build_map
 from drivesim.render.camera import Rig, load_rig, look_rotation_opencv

@@ -1,6 +1,6 @@
 import torch
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.geometry import boxes_overlap
 from drivesim.core.types import ControlMode
 from drivesim.map import build_map

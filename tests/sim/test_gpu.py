@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.io.suite import build_scenarios, load_suite
 from drivesim.sim.expert import PDMClosed
 from drivesim.sim.rollout import rollout

@@ -4,8 +4,8 @@ free (issue 15 item 7), and the rollout counts them."""
 import numpy as np
 import torch
 
-from drivesim.behavior.logs import with_traffic
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.traffic.log_modes import with_traffic
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.geometry import boxes_overlap
 from drivesim.map import build_map
 from drivesim.sim.rollout import rollout

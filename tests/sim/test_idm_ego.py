@@ -5,7 +5,7 @@ ego crawl); a generated scenario keeps the ego speed it was made with."""
 import numpy as np
 import torch
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.map import build_map
 from drivesim.sim.policy import IDMLaneKeeping, ego_at_speed_limit
 from drivesim.sim.rollout import rollout

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.map.bank import MapBank
 from drivesim.map.road import Lane, MapError, RoadMap
 from drivesim.map.signals import SIGNAL_CODES, LoggedSignals, stop_line_lanes
@@ -102,7 +102,7 @@ def _through_and_across(T=90):
 
 def test_red_light_violation_feature_counts_a_vehicle_crossing_red():
     from drivesim.core.types import AgentType
-    from drivesim.metrics.realism import features
+    from drivesim.traffic_model.wosac import features
 
     traj = _through_and_across()
     kinds = torch.full((1, 3), int(AgentType.VEHICLE))
@@ -122,7 +122,7 @@ def test_red_light_violation_feature_counts_a_vehicle_crossing_red():
 
 def test_realism_traffic_light_likelihood_is_not_constant_one():
     from drivesim.core.types import AgentType
-    from drivesim.metrics.realism import RealismConfig, realism_score
+    from drivesim.traffic_model.wosac import RealismConfig, realism_score
 
     cfg = RealismConfig(n_rollouts=4)
     bank = MapBank.build([two_lane_road(np.full((90, 1), RED))])

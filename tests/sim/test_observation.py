@@ -1,6 +1,6 @@
 import torch
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.map import build_map
 from drivesim.sim.observation import AGENT_FEATURES, EGO_FEATURES, ObservationConfig, observe
@@ -25,7 +25,7 @@ def test_observation_is_ego_centric_and_masked():
 
 
 def test_route_position_coarse_search_matches_exhaustive():
-    from drivesim.behavior.events import EVENTS, build_event, sample_params
+    from drivesim.events import EVENTS, build_event, sample_params
     from drivesim.sim.observation import route_position
 
     scenarios = []

@@ -12,8 +12,8 @@ import functools
 import pytest
 import torch
 
-from drivesim.behavior.logs import with_traffic
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.traffic.log_modes import with_traffic
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.geometry import boxes_overlap
 from drivesim.core.types import ControlMode
 from drivesim.sim.rollout import rollout

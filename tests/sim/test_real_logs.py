@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from drivesim.behavior.logs import with_traffic
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.traffic.log_modes import with_traffic
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.sim.evaluate import EvalConfig, evaluate, logged_progress
 from drivesim.sim.expert import PDMClosed
 from drivesim.sim.policy import LogReplay

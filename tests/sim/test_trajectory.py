@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.map import build_map
 from drivesim.sim.rollout import rollout
 from drivesim.sim.trajectory import (Trajectory, TrackerConfig, TrajectoryTracker, check_trajectory, from_world,

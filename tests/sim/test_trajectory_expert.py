@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.cli import main, make_policy
 from drivesim.io.suite import build_scenarios, load_suite
 from drivesim.sim.evaluate import EvalConfig, evaluate

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.config import ConfigError
 from drivesim.sim.expert import PDMClosed, PDMConfig
 from drivesim.sim.observation import observe

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from drivesim.behavior.scenario import ScenarioBatch, ScenarioError
+from drivesim.core.scenario import ScenarioBatch, ScenarioError
 from drivesim.core.types import ControlMode
 from drivesim.sim.expert import PDMClosed, PDMConfig
 from drivesim.sim.observation import observe
@@ -169,7 +169,7 @@ def test_dart_config_is_validated():
 
 # ---------------------------------------------------------------------------- real scenes, held-out split
 def test_heldout_rule_is_fixed():
-    from drivesim.train.traffic import HELD_OUT
+    from drivesim.traffic_model.train import HELD_OUT
 
     assert is_heldout_real("scenarionet/scene-0103") and is_heldout_real("commonroad/USA_US101-3_3_T-1")  # sha256 % 4 == 0
     assert not is_heldout_real("scenarionet/scene-0061") and not is_heldout_real("av2/0a1e6f0a-1817-4a98-b02e-db8c9327d151")

@@ -5,7 +5,7 @@ route ends the episode as a success."""
 import pytest
 import torch
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.config import ConfigError, apply_overrides
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.map import build_map

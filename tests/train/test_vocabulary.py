@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from drivesim.behavior.scenario import ScenarioBatch
+from drivesim.core.scenario import ScenarioBatch
 from drivesim.io.suite import build_scenarios, load_suite
 from drivesim.sim.observation import observe, route_position
 from drivesim.sim.rollout import rollout
