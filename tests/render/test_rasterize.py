@@ -6,9 +6,9 @@ import warnings
 import pytest
 import torch
 
-from drivesim.render import rasterize as rz
-from drivesim.render.gaussians import Gaussians
-from drivesim.render.rasterize import render
+from drivesim.render.splat import rasterize as rz
+from drivesim.render.splat.gaussians import Gaussians
+from drivesim.render.splat.rasterize import render
 
 torch.set_num_threads(1)
 
@@ -63,7 +63,7 @@ def reference_render(g, viewmats, Ks, W, H, bg, near=0.05, far=1e4):
 
 def look_at_viewmats(n_cams, dtype=torch.float64):
     """Cameras at the origin looking along +x rotated by 2 pi k / n_cams (OpenCV convention)."""
-    from drivesim.render.camera import look_rotation_opencv
+    from drivesim.render.splat.camera import look_rotation_opencv
     mats = []
     for k in range(n_cams):
         R_c2w = look_rotation_opencv(2 * math.pi * k / n_cams).to(dtype)

@@ -25,7 +25,7 @@ from shapely.geometry import LineString, MultiPolygon, Polygon
 
 from drivesim.core.types import AgentType
 from drivesim.map.road import RoadMap
-from drivesim.render.gaussians import Gaussians
+from drivesim.render.splat.gaussians import Gaussians
 
 SKY = (0.62, 0.75, 0.90)  # the render background colour
 KINDS = ("car", "truck", "pedestrian", "cyclist", "cone", "barrier")

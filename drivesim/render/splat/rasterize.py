@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from drivesim.render.gaussians import Gaussians
+from drivesim.render.splat.gaussians import Gaussians
 
 ALPHA_MIN = 1.0 / 255.0  # gsplat's ALPHA_THRESHOLD
 ALPHA_MAX = 0.999

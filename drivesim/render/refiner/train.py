@@ -23,10 +23,10 @@ import torch
 from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint
 from drivesim.core.config import config_from_dict
 from drivesim.core.safe_io import atomic_torch_save, atomic_write_text
-from drivesim.render.refiner import Refiner, RefinerConfig, edm_loss, warp_previous
-from drivesim.render.refiner_data import DataConfig, PairSet, synthetic_pairs
+from drivesim.render.refiner.model import Refiner, RefinerConfig, edm_loss, warp_previous
+from drivesim.render.refiner.data import DataConfig, PairSet, synthetic_pairs
 
-SPLAT_FILES = ("drivesim/render/rasterize.py", "drivesim/render/scene.py", "drivesim/render/gaussians.py")
+SPLAT_FILES = ("drivesim/render/splat/rasterize.py", "drivesim/render/splat/scene.py", "drivesim/render/splat/gaussians.py")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class TrainConfig:
 
 def splat_version(root: Path | None = None) -> str:
     """Content hash of the splat code (rasterizer, scene builder, Gaussians) the pairs were rendered with."""
-    root = root or Path(__file__).resolve().parents[2]
+    root = root or Path(__file__).resolve().parents[3]
     h = hashlib.sha256()
     for rel in SPLAT_FILES:
         p = root / rel
