@@ -64,7 +64,6 @@ class RenderOutput:
     agent_id: Tensor  # [C, H, W] int64, -1 = background or alpha < 0.5
 
 
-_warned_auto = False
 
 
 def render(gaussians: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, height: int, *,
@@ -89,7 +88,6 @@ def render(gaussians: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, heigh
 
 
 def _choose_backend(backend: str, device: torch.device) -> str:
-    global _warned_auto
     if backend not in ("auto", "torch", "gsplat"):
         raise ValueError(f"unknown backend {backend!r}; use 'auto', 'torch' or 'gsplat'")
     if backend == "torch":
@@ -109,9 +107,8 @@ def _choose_backend(backend: str, device: torch.device) -> str:
     if backend == "gsplat":
         raise RuntimeError(f"backend='gsplat' needs CUDA tensors and gsplat, but {reason}; "
                            "use backend='torch' (or 'auto') on CPU")
-    if not _warned_auto:
-        warnings.warn(f"render: using the torch rasterizer because {reason}", stacklevel=3)
-        _warned_auto = True
+    # once per reason: warnings' own registry ("default" action) drops the repeats
+    warnings.warn(f"render: using the torch rasterizer because {reason}", stacklevel=2)
     return "torch"
 
 
