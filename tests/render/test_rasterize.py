@@ -6,6 +6,7 @@ import warnings
 import pytest
 import torch
 
+from drivesim.render.splat import projection as proj
 from drivesim.render.splat import rasterize as rz
 from drivesim.render.splat.gaussians import Gaussians
 from drivesim.render.splat.rasterize import render
@@ -235,7 +236,7 @@ def test_input_validation_and_backend_choice(monkeypatch):
             render(g, V, K, W, H)  # one warning, not one per call
         assert [str(w.message) for w in caught] == [
             "render: using the torch rasterizer because CUDA is not available"]
-    monkeypatch.setattr(rz, "MAX_TILE_PAIRS", 10)
+    monkeypatch.setattr(proj, "MAX_TILE_PAIRS", 10)
     with pytest.raises(MemoryError, match="scene too large for memory: .* pairs"):
         render(g, V, K, W, H, backend="torch")
 
@@ -289,10 +290,10 @@ def test_camera_depth_sort_float32_key_matches_the_stable_sort():
     cam = torch.sort(torch.randint(0, 4, (500,), generator=gen)).values
     z = (torch.randint(1, 30, (500,), generator=gen) * 0.37).float()  # many equal depths
     sel = torch.nonzero(torch.rand(500, generator=gen) < 0.8).flatten()
-    fast = rz._sort_by_camera_and_depth(sel, cam, z, 4)
+    fast = proj.sort_by_camera_and_depth(sel, cam, z, 4)
     ref = sel[torch.sort(z.double()[sel], stable=True).indices]
     ref = ref[torch.sort(cam[ref], stable=True).indices]
-    assert torch.equal(fast, ref) and torch.equal(rz._sort_by_camera_and_depth(sel, cam, z.double(), 4), ref)
+    assert torch.equal(fast, ref) and torch.equal(proj.sort_by_camera_and_depth(sel, cam, z.double(), 4), ref)
 
 
 def test_a_gaussian_between_pixel_centres_renders_the_background():

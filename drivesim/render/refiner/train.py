@@ -26,7 +26,8 @@ from drivesim.core.safe_io import atomic_torch_save, atomic_write_text
 from drivesim.render.refiner.model import Refiner, RefinerConfig, edm_loss, warp_previous
 from drivesim.render.refiner.data import DataConfig, PairSet, synthetic_pairs
 
-SPLAT_FILES = ("drivesim/render/splat/rasterize.py", "drivesim/render/splat/scene.py", "drivesim/render/splat/gaussians.py")
+SPLAT_FILES = ("drivesim/render/splat/rasterize.py", "drivesim/render/splat/projection.py",
+               "drivesim/render/splat/scene.py", "drivesim/render/splat/gaussians.py")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ Files:
   camera.py     pinhole cameras, `Rig`, rig files (configs/rigs) and their loader
   rigs.py       the shipped rig layouts (surround six, front three ...)
   gaussians.py  the `Gaussians` container (means, quats, scales, opacities, colours)
-  rasterize.py  `render`: backend choice, gsplat wrapper and the torch CPU rasterizer twin
+  projection.py the torch twin's projection (EWA, 2-D conics, radii) and tile binning
+  rasterize.py  `render`: backend choice, checks, the torch twin's blending, the gsplat wrapper
   scene.py      procedural scene assets: road background, per-agent box splats, compose
   sensors.py    `SplatCameras` and trajectory helpers: surround frames for a rollout
 """
