@@ -208,7 +208,7 @@ def test_temporal_loss_measures_the_change_of_the_error():
 def test_pairs_link_consecutive_frames():
     """prev_offset survives concatenation: the temporal loss finds each sample's previous frame."""
     from drivesim.render.refiner.data import PairSet, make_pairs
-    from drivesim.render.refiner.train import _draw
+    from drivesim.render.refiner.train import draw_batch
 
     rgb, depth, alpha, prev, valid, action, camera = _inputs()
     K, eye = _K().expand(2, 3, 3), torch.eye(4).expand(2, 4, 4)
@@ -218,7 +218,7 @@ def test_pairs_link_consecutive_frames():
     both = PairSet.cat([lone, first, second])
     assert both.previous(torch.arange(6)).tolist() == [-1, -1, -1, -1, 2, 3]
     assert torch.equal(both.T_prev[0], torch.eye(4)) and both.K.shape == (6, 3, 3)
-    cur, prv = _draw([(both, 5)], torch.Generator().manual_seed(0), consecutive=True)
+    cur, prv = draw_batch([(both, 5)], torch.Generator().manual_seed(0), consecutive=True)
     assert torch.allclose(cur["target"].flip(-1), prv["target"], atol=1 / 255)  # each drawn with its previous frame
 
 

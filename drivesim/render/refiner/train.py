@@ -115,7 +115,7 @@ def temporal_loss(model: Refiner, cur: dict, prev: dict, gen: torch.Generator, p
     return (((err - err_prev) ** 2) * m).sum() / (3 * m.sum()).clamp_min(1) / cfg.sigma_data ** 2
 
 
-def _draw(sets: list[tuple[PairSet, int]], gen: torch.Generator, consecutive: bool = False) -> tuple[dict, dict | None]:
+def draw_batch(sets: list[tuple[PairSet, int]], gen: torch.Generator, consecutive: bool = False) -> tuple[dict, dict | None]:
     """A batch from (pair set, count) parts; with `consecutive`, only samples whose previous frame is
     kept, and that previous frame's batch too."""
     cur, prev = [], []
@@ -157,10 +157,10 @@ def train(cfg: TrainConfig, real: PairSet | None = None, real_lineage: dict | No
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
-        b, _ = _draw([(synth, cfg.batch - n_real), (real, n_real)], gen)
+        b, _ = draw_batch([(synth, cfg.batch - n_real), (real, n_real)], gen)
         loss = edm = masked_edm_loss(model, *training_batch(model, b, gen), gen)
         if nt:
-            cur, prev = _draw([(synth, nt - nt_real), (real, nt_real)], gen, consecutive=True)
+            cur, prev = draw_batch([(synth, nt - nt_real), (real, nt_real)], gen, consecutive=True)
             if cur is not None:
                 t_loss = temporal_loss(model, cur, prev, gen, cfg.p_self_prev)
                 t_losses.append(t_loss.item())
