@@ -200,8 +200,8 @@ def cmd_simulate(args) -> int:
     from drivesim.sim.evaluate import logged_progress
 
     if args.render in ("splat", "refined"):  # a bad rig or size is an error before anything runs
-        from drivesim.render.camera import load_rig
-        from drivesim.render.sensors import parse_size
+        from drivesim.render.splat.camera import load_rig
+        from drivesim.render.splat.sensors import parse_size
 
         try:
             load_rig(args.rig), parse_size(args.render_size)
@@ -228,7 +228,7 @@ def cmd_simulate(args) -> int:
 
         video = simulate_refined(args, scenario, res.trajectory, out)
     elif args.render == "splat":  # six splat cameras beside the BEV
-        from drivesim.render.sensors import write_surround_video
+        from drivesim.render.splat.sensors import write_surround_video
 
         t0 = time.perf_counter()
         video = write_surround_video(scenario, res.trajectory, out / f"{file_name(scenario.name)}_splat.{args.format}",
@@ -499,7 +499,7 @@ def write_demo_cameras(out: Path, seconds: float = 5.0) -> None:
     import dataclasses
 
     from drivesim.core.scenario import ScenarioBatch
-    from drivesim.render.sensors import write_surround_video
+    from drivesim.render.splat.sensors import write_surround_video
     from drivesim.sim.rollout import rollout
 
     t0 = time.perf_counter()

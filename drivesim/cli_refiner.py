@@ -59,8 +59,8 @@ def real_scene(spec: str, width: int, height: int, log=print, iters: int = 300, 
         log(f"refiner: no PandaSet sequence at DRIVESIM_DATA/{PANDASET}: no real pairs")
         return None
     from drivesim.io.pandaset import load
-    from drivesim.render.reconstruct import object_masks
-    from drivesim.render.refiner_real import load_reconstruction, load_scene_file, small_reconstruction
+    from drivesim.render.reconstruct.fit import object_masks
+    from drivesim.render.refiner.real_pairs import load_reconstruction, load_scene_file, small_reconstruction
 
     seq = load(root, size=(width, height))
     masks = object_masks(seq, 1)
@@ -84,9 +84,9 @@ def real_scene(spec: str, width: int, height: int, log=print, iters: int = 300, 
 def cmd_train(args) -> int:
     import yaml
 
-    from drivesim.render.refiner_data import DataConfig
-    from drivesim.render.refiner_real import real_pairs
-    from drivesim.render.refiner_train import TrainConfig, save, train
+    from drivesim.render.refiner.data import DataConfig
+    from drivesim.render.refiner.real_pairs import real_pairs
+    from drivesim.render.refiner.train import TrainConfig, save, train
 
     raw = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     try:
@@ -115,7 +115,7 @@ def cmd_train(args) -> int:
     card["wall_seconds"] = round(time.perf_counter() - t0, 1)
     path = save(model, card, args.out)
     if found is not None:
-        from drivesim.render.refiner_real import save_scene
+        from drivesim.render.refiner.real_pairs import save_scene
 
         save_scene(scene, Path(args.out) / "real_scene.pt")
     print(f"wrote {path} ({model.n_params() / 1e6:.2f} M parameters, hash {json.loads((Path(args.out) / 'card.json').read_text())['hash']}), "
@@ -126,9 +126,9 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     import torch
 
-    from drivesim.render import refiner_eval as ev
-    from drivesim.render.refiner_real import evaluate_real
-    from drivesim.render.refiner_train import load_refiner
+    from drivesim.render.refiner import eval as ev
+    from drivesim.render.refiner.real_pairs import evaluate_real
+    from drivesim.render.refiner.train import load_refiner
 
     try:
         model = load_refiner(args.checkpoint)
@@ -158,7 +158,7 @@ def cmd_eval(args) -> int:
     model.cfg = dataclasses.replace(model.cfg, start_noise=0.0)
     report["cost_cpu"] = {"size": f"{size[0]}x{size[1]}", **ev.cost(model, size=size)}
     if torch.cuda.is_available():
-        from drivesim.render.sensors import parse_size
+        from drivesim.render.splat.sensors import parse_size
 
         report["cost_cuda"] = {"size": args.gpu_size, **ev.cost(model, size=parse_size(args.gpu_size), device="cuda")}
     (out / "eval.json").write_text(json.dumps(report, indent=2))
@@ -249,9 +249,9 @@ def temporal_figure(report: dict, path: Path) -> None:
 
 
 def cmd_render(args) -> int:
-    from drivesim.render.refined_cameras import write_refined_video
-    from drivesim.render.refiner_data import expert_rollout
-    from drivesim.render.refiner_train import load_refiner
+    from drivesim.render.refiner.cameras import write_refined_video
+    from drivesim.render.refiner.data import expert_rollout
+    from drivesim.render.refiner.train import load_refiner
 
     try:
         model = load_refiner(args.checkpoint)
@@ -271,8 +271,8 @@ def simulate_refined(args, scenario, traj: dict, out: Path) -> Path:
     """`drivesim simulate --render refined`: the surround video at the refined fidelity (the
     refiner's checkpoint from --refiner, default policies/refiner; seeded by --seed)."""
     from drivesim.cli import file_name
-    from drivesim.render.refined_cameras import write_refined_video
-    from drivesim.render.refiner_train import load_refiner
+    from drivesim.render.refiner.cameras import write_refined_video
+    from drivesim.render.refiner.train import load_refiner
 
     try:
         model = load_refiner(args.refiner or DEFAULT_CHECKPOINT)

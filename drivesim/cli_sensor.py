@@ -39,7 +39,7 @@ def _size(text: str) -> tuple[int, int]:
 def add_commands(sub) -> None:
     """Add the sensor-model subcommands to the `drivesim` parser's subparsers `sub`."""
     from drivesim.io.pandaset import CAMERAS
-    from drivesim.render.reconstruct import ReconConfig
+    from drivesim.render.reconstruct.fit import ReconConfig
 
     d = ReconConfig()
     rp = sub.add_parser("reconstruct", help="fit a Gaussian splat scene to real camera images (PandaSet)",
@@ -69,8 +69,8 @@ def cmd_reconstruct_pandaset(args) -> int:
 
     from drivesim.io.errors import ImportDataError
     from drivesim.io.pandaset import load
-    from drivesim.render import reconstruct as rc
-    from drivesim.render import reconstruct_artifact as art
+    from drivesim.render.reconstruct import fit as rc
+    from drivesim.render.reconstruct import artifact as art
 
     t0 = time.perf_counter()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device

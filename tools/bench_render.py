@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Splat rendering throughput: six-camera frames per second of drivesim.render.rasterize.render.
+"""Splat rendering throughput: six-camera frames per second of drivesim.render.splat.rasterize.render.
 
     python tools/bench_render.py             # CPU: 112x200 and 224x400 x 20k and 100k Gaussians
     python tools/bench_render.py --quick     # CPU: 112x200 x 20k only (plus the grad path)
@@ -32,7 +32,7 @@ import time
 
 import torch
 
-from drivesim.render.gaussians import Gaussians
+from drivesim.render.splat.gaussians import Gaussians
 
 
 def road_scene(n: int, seed: int = 0, device="cpu") -> Gaussians:
@@ -64,11 +64,11 @@ def road_scene(n: int, seed: int = 0, device="cpu") -> Gaussians:
 
 
 def ring_rig(width: int, height: int):
-    from drivesim.render.camera import load_rig
+    from drivesim.render.splat.camera import load_rig
     try:
         return load_rig("nuscenes", width=width, height=height)
     except FileNotFoundError:  # a simple six-camera ring, 70 degree field of view
-        from drivesim.render.camera import Rig, look_rotation_opencv
+        from drivesim.render.splat.camera import Rig, look_rotation_opencv
         f = 0.5 * width / math.tan(math.radians(35))
         K = torch.tensor([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]]).expand(6, 3, 3).clone()
         ext = torch.eye(4).repeat(6, 1, 1)
@@ -85,8 +85,8 @@ def camera_frame(W: int, H: int):
     from drivesim.core.scenario import ScenarioBatch
     from drivesim.traffic.procedural import procedural_scenario
     from drivesim.map.builders import build_map
-    from drivesim.render.camera import load_rig
-    from drivesim.render.sensors import SplatCameras
+    from drivesim.render.splat.camera import load_rig
+    from drivesim.render.splat.sensors import SplatCameras
     from drivesim.sim.simulator import Simulator
 
     warnings.simplefilter("ignore")
@@ -102,7 +102,7 @@ def camera_frame(W: int, H: int):
 
 
 def run_one(spec: dict) -> dict:
-    from drivesim.render.rasterize import render
+    from drivesim.render.splat.rasterize import render
     torch.set_num_threads(spec["threads"])
     device = spec["device"]
     W, H = spec["width"], spec["height"]

@@ -13,8 +13,8 @@ import math
 import os
 from pathlib import Path
 
-from drivesim.render.camera import RIG_DIR
-from drivesim.render.rigs import camera_yaws, rig_from_nuscenes_info, rig_from_pandaset
+from drivesim.render.splat.camera import RIG_DIR
+from drivesim.render.splat.rigs import camera_yaws, rig_from_nuscenes_info, rig_from_pandaset
 
 
 def describe(rig) -> None:

@@ -38,7 +38,7 @@ class Observation:
     agents [B, N, AGENT_FEATURES], agents_mask [B, N]; lanes [B, M, CHUNK, 2] lane piece points,
     lane_attrs [B, M, LANE_FEATURES], lanes_mask [B, M]; route [B, R, 2] points ahead on the ego
     route; ego [B, EGO_FEATURES]. cameras [B, C, H, W, 3] RGB in [0, 1] when a camera renderer
-    (a callable (state, batch) -> tensor, e.g. drivesim.render.sensors.SplatCameras) is handed in.
+    (a callable (state, batch) -> tensor, e.g. drivesim.render.splat.sensors.SplatCameras) is handed in.
     """
 
     def __init__(self, state: SimState, batch: ScenarioBatch, config: ObservationConfig | None = None, cameras=None):

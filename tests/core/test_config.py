@@ -99,7 +99,7 @@ def test_check_type_and_helpers():
 
 
 def test_config_from_dict_builds_nested_configs_and_rejects_unknown_keys():
-    from drivesim.render.refiner_train import TrainConfig
+    from drivesim.render.refiner.train import TrainConfig
 
     cfg = TrainConfig()
     back = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))  # lists come back as tuples

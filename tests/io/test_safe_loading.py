@@ -15,7 +15,7 @@ import pytest
 from drivesim.io import pandaset as ps
 from drivesim.io import scenarionet
 from drivesim.io.errors import ImportDataError
-from drivesim.render.rigs import rig_from_nuscenes_info, rig_from_pandaset
+from drivesim.render.splat.rigs import rig_from_nuscenes_info, rig_from_pandaset
 from tests.io.test_scenarionet import _synthetic
 from tests.payloads import Touch, assert_payload_works, touch_pickle
 

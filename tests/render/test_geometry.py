@@ -12,10 +12,10 @@ from matplotlib.path import Path as MplPath
 from scipy.spatial import ConvexHull
 
 from drivesim.core.types import AgentType
-from drivesim.render.camera import Rig, ego_pose_matrix, load_rig
-from drivesim.render.gaussians import Gaussians
-from drivesim.render.scene import HEIGHTS, agent_gaussians, agent_kinds
-from drivesim.render.sensors import SplatCameras
+from drivesim.render.splat.camera import Rig, ego_pose_matrix, load_rig
+from drivesim.render.splat.gaussians import Gaussians
+from drivesim.render.splat.scene import HEIGHTS, agent_gaussians, agent_kinds
+from drivesim.render.splat.sensors import SplatCameras
 
 W, H = 400, 225
 

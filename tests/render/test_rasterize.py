@@ -6,9 +6,10 @@ import warnings
 import pytest
 import torch
 
-from drivesim.render import rasterize as rz
-from drivesim.render.gaussians import Gaussians
-from drivesim.render.rasterize import render
+from drivesim.render.splat import projection as proj
+from drivesim.render.splat import rasterize as rz
+from drivesim.render.splat.gaussians import Gaussians
+from drivesim.render.splat.rasterize import render
 
 torch.set_num_threads(1)
 
@@ -63,7 +64,7 @@ def reference_render(g, viewmats, Ks, W, H, bg, near=0.05, far=1e4):
 
 def look_at_viewmats(n_cams, dtype=torch.float64):
     """Cameras at the origin looking along +x rotated by 2 pi k / n_cams (OpenCV convention)."""
-    from drivesim.render.camera import look_rotation_opencv
+    from drivesim.render.splat.camera import look_rotation_opencv
     mats = []
     for k in range(n_cams):
         R_c2w = look_rotation_opencv(2 * math.pi * k / n_cams).to(dtype)
@@ -229,13 +230,13 @@ def test_input_validation_and_backend_choice(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="backend='gsplat' needs CUDA"):
             render(g, V, K, W, H, backend="gsplat")
-        monkeypatch.setattr(rz, "_warned_auto", False)
-        with pytest.warns(UserWarning, match="torch rasterizer because CUDA is not available"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
             render(g, V, K, W, H)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
             render(g, V, K, W, H)  # one warning, not one per call
-    monkeypatch.setattr(rz, "MAX_TILE_PAIRS", 10)
+        assert [str(w.message) for w in caught] == [
+            "render: using the torch rasterizer because CUDA is not available"]
+    monkeypatch.setattr(proj, "MAX_TILE_PAIRS", 10)
     with pytest.raises(MemoryError, match="scene too large for memory: .* pairs"):
         render(g, V, K, W, H, backend="torch")
 
@@ -289,10 +290,10 @@ def test_camera_depth_sort_float32_key_matches_the_stable_sort():
     cam = torch.sort(torch.randint(0, 4, (500,), generator=gen)).values
     z = (torch.randint(1, 30, (500,), generator=gen) * 0.37).float()  # many equal depths
     sel = torch.nonzero(torch.rand(500, generator=gen) < 0.8).flatten()
-    fast = rz._sort_by_camera_and_depth(sel, cam, z, 4)
+    fast = proj.sort_by_camera_and_depth(sel, cam, z, 4)
     ref = sel[torch.sort(z.double()[sel], stable=True).indices]
     ref = ref[torch.sort(cam[ref], stable=True).indices]
-    assert torch.equal(fast, ref) and torch.equal(rz._sort_by_camera_and_depth(sel, cam, z.double(), 4), ref)
+    assert torch.equal(fast, ref) and torch.equal(proj.sort_by_camera_and_depth(sel, cam, z.double(), 4), ref)
 
 
 def test_a_gaussian_between_pixel_centres_renders_the_background():

@@ -9,9 +9,9 @@ import torch
 from scipy.signal import convolve2d
 
 from drivesim.io import pandaset as ps
-from drivesim.render import reconstruct as rc
-from drivesim.render import reconstruct_artifact as art
-from drivesim.render.rasterize import render
+from drivesim.render.reconstruct import fit as rc
+from drivesim.render.reconstruct import artifact as art
+from drivesim.render.splat.rasterize import render
 
 warnings.filterwarnings("ignore", message="render: using the torch rasterizer")
 

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from drivesim.render.camera import ego_pose_matrix, load_rig
-from drivesim.render.refiner import Refiner, RefinerConfig, edm_loss, relative_pose, reproject, warp_previous
+from drivesim.render.splat.camera import ego_pose_matrix, load_rig
+from drivesim.render.refiner.model import Refiner, RefinerConfig, edm_loss, relative_pose, reproject, warp_previous
 
 torch.set_num_threads(1)
 
@@ -145,7 +145,7 @@ def test_config_round_trip_and_unknown_keys():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    from drivesim.render.refiner_train import load_refiner, save
+    from drivesim.render.refiner.train import load_refiner, save
 
     torch.manual_seed(0)
     m = Refiner(TINY)
@@ -161,8 +161,8 @@ def test_checkpoint_round_trip(tmp_path):
 
 def test_training_steps_on_pairs():
     """Two training steps on a tiny batch of pairs: finite loss."""
-    from drivesim.render.refiner_data import make_pairs
-    from drivesim.render.refiner_train import masked_edm_loss, training_batch
+    from drivesim.render.refiner.data import make_pairs
+    from drivesim.render.refiner.train import masked_edm_loss, training_batch
 
     torch.manual_seed(0)
     m = Refiner(TINY)
@@ -190,7 +190,7 @@ def _frame(rgb, target, N=2, H=16, W=32):
 def test_temporal_loss_measures_the_change_of_the_error():
     """Zero when the refiner's error is the same in both frames (even a large one); (4 delta)^2 / sd^2
     (in [-1, 1] units) when it flips sign; and it trains the network."""
-    from drivesim.render.refiner_train import temporal_loss
+    from drivesim.render.refiner.train import temporal_loss
 
     m = Refiner(RefinerConfig(channels=(8, 16), cond_dim=16))  # start at the splat: an untrained net returns it
     g = torch.Generator().manual_seed(0)
@@ -207,8 +207,8 @@ def test_temporal_loss_measures_the_change_of_the_error():
 
 def test_pairs_link_consecutive_frames():
     """prev_offset survives concatenation: the temporal loss finds each sample's previous frame."""
-    from drivesim.render.refiner_data import PairSet, make_pairs
-    from drivesim.render.refiner_train import _draw
+    from drivesim.render.refiner.data import PairSet, make_pairs
+    from drivesim.render.refiner.train import draw_batch
 
     rgb, depth, alpha, prev, valid, action, camera = _inputs()
     K, eye = _K().expand(2, 3, 3), torch.eye(4).expand(2, 4, 4)
@@ -218,7 +218,7 @@ def test_pairs_link_consecutive_frames():
     both = PairSet.cat([lone, first, second])
     assert both.previous(torch.arange(6)).tolist() == [-1, -1, -1, -1, 2, 3]
     assert torch.equal(both.T_prev[0], torch.eye(4)) and both.K.shape == (6, 3, 3)
-    cur, prv = _draw([(both, 5)], torch.Generator().manual_seed(0), consecutive=True)
+    cur, prv = draw_batch([(both, 5)], torch.Generator().manual_seed(0), consecutive=True)
     assert torch.allclose(cur["target"].flip(-1), prv["target"], atol=1 / 255)  # each drawn with its previous frame
 
 
@@ -242,8 +242,8 @@ def _refined_rollout(seed: int):
 
     from drivesim.core.scenario import ScenarioBatch
     from drivesim.map.builders import build_map
-    from drivesim.render.refined_cameras import RefinedCameras
-    from drivesim.render.sensors import SplatCameras
+    from drivesim.render.refiner.cameras import RefinedCameras
+    from drivesim.render.splat.sensors import SplatCameras
     from drivesim.sim.rollout import rollout
     from tests.helpers import make_scenario
 
@@ -274,7 +274,7 @@ def test_refined_camera_observations_are_deterministic_per_seed():
 
 
 def test_pairs_batch_and_digest():
-    from drivesim.render.refiner_data import PairSet, make_pairs
+    from drivesim.render.refiner.data import PairSet, make_pairs
 
     rgb, depth, alpha, prev, valid, action, camera = _inputs()
     K = _K().expand(2, 3, 3)
@@ -294,7 +294,7 @@ def test_simulate_renders_refined_cameras(tmp_path, capsys):
     import warnings
 
     from drivesim.cli import main
-    from drivesim.render.refiner_train import save
+    from drivesim.render.refiner.train import save
 
     torch.manual_seed(0)
     save(Refiner(TINY), {"lineage": {}}, tmp_path / "ckpt")
@@ -309,7 +309,7 @@ def test_simulate_renders_refined_cameras(tmp_path, capsys):
 
 
 def test_patch_shifts_measure_a_known_translation():
-    from drivesim.render.refiner_eval import patch_shifts
+    from drivesim.render.refiner.eval import patch_shifts
 
     g = torch.Generator().manual_seed(0)
     img = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 64, 112, generator=g), 3, 1, 1)[0]
@@ -325,7 +325,7 @@ def test_eval_command_prints_the_table_and_writes_figures(tmp_path, capsys):
     import warnings
 
     from drivesim.cli import main
-    from drivesim.render.refiner_train import save
+    from drivesim.render.refiner.train import save
 
     torch.manual_seed(0)
     save(Refiner(TINY), {"lineage": {}, "config": {"data": {"width": 64, "height": 32}}}, tmp_path / "ckpt")
@@ -347,8 +347,8 @@ def test_refined_cameras_action_from_poses_and_recorded_steps():
     first speed of 0 would read as a 100 m/s^2 jump); recorded steps carry the logged action."""
     import numpy as np
 
-    from drivesim.render.refined_cameras import RefinedCameras, _RowHistory
-    from drivesim.render.sensors import SplatCameras, TrajectoryStep
+    from drivesim.render.refiner.cameras import RefinedCameras, _RowHistory
+    from drivesim.render.splat.sensors import SplatCameras, TrajectoryStep
 
     cams = RefinedCameras(SplatCameras(load_rig("nuscenes"), 32, 16), Refiner(TINY), dt=0.1)
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from drivesim.core.checkpoint import CheckpointError
-from drivesim.render.refiner import Refiner, RefinerConfig
-from drivesim.render.refiner_train import load_refiner, save
+from drivesim.render.refiner.model import Refiner, RefinerConfig
+from drivesim.render.refiner.train import load_refiner, save
 from tests.payloads import Touch, assert_payload_works
 
 TINY = RefinerConfig(channels=(8, 16), cond_dim=16, start_noise=1.0)
@@ -56,7 +56,7 @@ def test_malformed_refiner_checkpoints(tiny):
 
 
 def test_crafted_real_scene_never_runs(tmp_path):
-    from drivesim.render.refiner_real import load_scene_file
+    from drivesim.render.refiner.real_pairs import load_scene_file
 
     marker = tmp_path / "ran"
     path = tmp_path / "real_scene.pt"
@@ -68,7 +68,7 @@ def test_crafted_real_scene_never_runs(tmp_path):
 
 
 def test_crafted_reconstruction_never_runs(tmp_path):
-    from drivesim.render.reconstruct_artifact import load_extras, load_scene
+    from drivesim.render.reconstruct.artifact import load_extras, load_scene
 
     marker = tmp_path / "ran"
     path = tmp_path / "scene.pt"
@@ -79,7 +79,7 @@ def test_crafted_reconstruction_never_runs(tmp_path):
 
 
 def test_shipped_refiner_and_its_scene_load_as_plain_data():
-    from drivesim.render.refiner_real import load_scene_file
+    from drivesim.render.refiner.real_pairs import load_scene_file
 
     model = load_refiner(SHIPPED)
     scene = load_scene_file(SHIPPED / "real_scene.pt")

@@ -13,11 +13,11 @@ import yaml
 from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.types import AgentType
 from drivesim.map.builders import build_map
-from drivesim.render.camera import Rig, load_rig, look_rotation_opencv
-from drivesim.render.gaussians import Gaussians
-from drivesim.render.rigs import camera_yaws, rig_from_nuscenes_info, rig_from_pandaset
-from drivesim.render.scene import HEIGHTS, KINDS, SceneConfig, agent_gaussians, agent_kinds, build_background, compose
-from drivesim.render.sensors import SplatCameras, parse_size, surround_frame
+from drivesim.render.splat.camera import Rig, load_rig, look_rotation_opencv
+from drivesim.render.splat.gaussians import Gaussians
+from drivesim.render.splat.rigs import camera_yaws, rig_from_nuscenes_info, rig_from_pandaset
+from drivesim.render.splat.scene import HEIGHTS, KINDS, SceneConfig, agent_gaussians, agent_kinds, build_background, compose
+from drivesim.render.splat.sensors import SplatCameras, parse_size, surround_frame
 from drivesim.sim.rollout import rollout
 from drivesim.sim.simulator import Simulator
 from tests.helpers import make_scenario
@@ -286,7 +286,7 @@ def test_simulate_renders_splat_cameras(tmp_path, capsys):
 
 def test_batched_agent_transform_agrees_with_a_loop_over_agents():
     """The one-pass transform against a plain per-agent, per-Gaussian loop on random agents."""
-    from drivesim.render.scene import agent_assets
+    from drivesim.render.splat.scene import agent_assets
 
     gen = torch.Generator().manual_seed(0)
     n = 12

@@ -22,8 +22,8 @@ import torch
 
 from drivesim.core.checkpoint import CheckpointError, expect_dict, load_checkpoint
 from drivesim.core.safe_io import atomic_torch_save
-from drivesim.render.refiner import Refiner, warp_previous
-from drivesim.render.refiner_data import CAMERA_OFFSETS, WHEELBASE, make_pairs
+from drivesim.render.refiner.model import Refiner, warp_previous
+from drivesim.render.refiner.data import CAMERA_OFFSETS, WHEELBASE, make_pairs
 
 PIXEL_CENTRE = 0.5  # the rasterizer samples pixel j at j + 0.5; PandaSet intrinsics put its centre at j
 
@@ -57,7 +57,7 @@ def load_scene_file(path) -> RealScene:
     """A RealScene from `save_scene`'s file (`real_scene.pt` beside a refiner), read as plain data
     (weights_only: a file naming any other object is refused, never run); a file of another layout
     is a CheckpointError naming it."""
-    from drivesim.render.gaussians import Gaussians
+    from drivesim.render.splat.gaussians import Gaussians
 
     d = expect_dict(load_checkpoint(path, "reconstructed scene"), path, "reconstructed scene",
                     ("gaussians", "gain", "bias", "background", "train", "held_out", "lineage"))
@@ -70,7 +70,7 @@ def load_scene_file(path) -> RealScene:
 
 def small_reconstruction(seq, iters: int = 300, n_gaussians: int = 15000, seed: int = 0, log=print) -> RealScene:
     """Fit a reconstruction of `seq` at its own size with reconstruct.fit (held out: index % 8 == 7)."""
-    from drivesim.render.reconstruct import ReconConfig, fit, to_gaussians
+    from drivesim.render.reconstruct.fit import ReconConfig, fit, to_gaussians
 
     cfg = ReconConfig(width=seq.width, height=seq.height, iters=iters, n_gaussians=n_gaussians, seed=seed)
     t0 = time.perf_counter()
@@ -92,7 +92,7 @@ def load_reconstruction(folder, seq) -> RealScene:
     its Gaussians, colour gain/bias and background, and the frames its card trained on / held out."""
     import json
 
-    from drivesim.render.reconstruct_artifact import load_extras, load_scene
+    from drivesim.render.reconstruct.artifact import load_extras, load_scene
 
     folder = Path(folder)
     card = json.loads((folder / "card.json").read_text())
@@ -113,7 +113,7 @@ def load_reconstruction(folder, seq) -> RealScene:
 
 def render_real(scene: RealScene, seq, cams: list[int], fidx: list[int]):
     """(rgb [N, 3, H, W] with gains, depth [N, H, W], alpha [N, H, W], viewmats [N, 4, 4], K [N, 3, 3])."""
-    from drivesim.render.rasterize import render
+    from drivesim.render.splat.rasterize import render
 
     c2w = seq.cam_to_world[cams, fidx].float()
     view = torch.linalg.inv(c2w)
@@ -148,7 +148,7 @@ def log_action(seq, fi: int) -> torch.Tensor:
 def real_pairs(scene: RealScene, seq, masks: torch.Tensor, p_prev_target: float = 0.2, seed: int = 0):
     """Pairs on the training frames. The previous frame is the previous real image (a training
     frame only: never a held-out one) with probability p_prev_target, else the previous splat render."""
-    from drivesim.render.refiner_data import mix_previous
+    from drivesim.render.refiner.data import mix_previous
 
     C = len(seq.cameras)
     cams = torch.arange(C) + CAMERA_OFFSETS["pandaset"]
@@ -167,7 +167,7 @@ def real_pairs(scene: RealScene, seq, masks: torch.Tensor, p_prev_target: float 
         act = log_action(seq, fi).expand(C, 4)
         parts.append(make_pairs(target, rgb, depth, alpha, prev, K, T, act, cams, loss_mask=~masks[:, fi], source="pandaset",
                                 prev_kept=True))
-    from drivesim.render.refiner_data import PairSet
+    from drivesim.render.refiner.data import PairSet
     return PairSet.cat(parts)
 
 
@@ -179,8 +179,8 @@ def evaluate_real(refiner: Refiner, scene: RealScene, seq, masks: torch.Tensor, 
     real image), as it runs in the simulator; only held-out frames are scored. Also the temporal
     stability over the whole sequence (mean depth-warped |frame - previous frame| over unlabelled
     pixels) of the splat render, the refined frames and, for reference, the real images."""
-    from drivesim.render.reconstruct import masked_psnr, masked_ssim
-    from drivesim.render.refiner_eval import warped_difference
+    from drivesim.render.reconstruct.fit import masked_psnr, masked_ssim
+    from drivesim.render.refiner.eval import warped_difference
 
     C = len(seq.cameras)
     cams = torch.arange(C) + CAMERA_OFFSETS["pandaset"]

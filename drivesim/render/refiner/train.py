@@ -23,10 +23,11 @@ import torch
 from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint
 from drivesim.core.config import config_from_dict
 from drivesim.core.safe_io import atomic_torch_save, atomic_write_text
-from drivesim.render.refiner import Refiner, RefinerConfig, edm_loss, warp_previous
-from drivesim.render.refiner_data import DataConfig, PairSet, synthetic_pairs
+from drivesim.render.refiner.model import Refiner, RefinerConfig, edm_loss, warp_previous
+from drivesim.render.refiner.data import DataConfig, PairSet, synthetic_pairs
 
-SPLAT_FILES = ("drivesim/render/rasterize.py", "drivesim/render/scene.py", "drivesim/render/gaussians.py")
+SPLAT_FILES = ("drivesim/render/splat/rasterize.py", "drivesim/render/splat/projection.py",
+               "drivesim/render/splat/scene.py", "drivesim/render/splat/gaussians.py")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class TrainConfig:
 
 def splat_version(root: Path | None = None) -> str:
     """Content hash of the splat code (rasterizer, scene builder, Gaussians) the pairs were rendered with."""
-    root = root or Path(__file__).resolve().parents[2]
+    root = root or Path(__file__).resolve().parents[3]
     h = hashlib.sha256()
     for rel in SPLAT_FILES:
         p = root / rel
@@ -114,7 +115,7 @@ def temporal_loss(model: Refiner, cur: dict, prev: dict, gen: torch.Generator, p
     return (((err - err_prev) ** 2) * m).sum() / (3 * m.sum()).clamp_min(1) / cfg.sigma_data ** 2
 
 
-def _draw(sets: list[tuple[PairSet, int]], gen: torch.Generator, consecutive: bool = False) -> tuple[dict, dict | None]:
+def draw_batch(sets: list[tuple[PairSet, int]], gen: torch.Generator, consecutive: bool = False) -> tuple[dict, dict | None]:
     """A batch from (pair set, count) parts; with `consecutive`, only samples whose previous frame is
     kept, and that previous frame's batch too."""
     cur, prev = [], []
@@ -156,10 +157,10 @@ def train(cfg: TrainConfig, real: PairSet | None = None, real_lineage: dict | No
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
-        b, _ = _draw([(synth, cfg.batch - n_real), (real, n_real)], gen)
+        b, _ = draw_batch([(synth, cfg.batch - n_real), (real, n_real)], gen)
         loss = edm = masked_edm_loss(model, *training_batch(model, b, gen), gen)
         if nt:
-            cur, prev = _draw([(synth, nt - nt_real), (real, nt_real)], gen, consecutive=True)
+            cur, prev = draw_batch([(synth, nt - nt_real), (real, nt_real)], gen, consecutive=True)
             if cur is not None:
                 t_loss = temporal_loss(model, cur, prev, gen, cfg.p_self_prev)
                 t_losses.append(t_loss.item())

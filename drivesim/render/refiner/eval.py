@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from drivesim.render.refiner import Refiner, warp_previous
-from drivesim.render.sensors import TrajectoryStep
+from drivesim.render.refiner.model import Refiner, warp_previous
+from drivesim.render.splat.sensors import TrajectoryStep
 
 
 def _hann(n: int) -> torch.Tensor:
@@ -66,15 +66,15 @@ def warped_difference(cur: torch.Tensor, prev: torch.Tensor, depth: torch.Tensor
 
 
 def _rollout(map_type: str, seed: int):
-    from drivesim.render.refiner_data import expert_rollout
+    from drivesim.render.refiner.data import expert_rollout
 
     return expert_rollout(map_type, seed)
 
 
 def _cameras(refiner: Refiner, rig: str, width: int, height: int, seed: int = 0, dt: float = 0.1):
-    from drivesim.render.camera import load_rig
-    from drivesim.render.refined_cameras import RefinedCameras
-    from drivesim.render.sensors import SplatCameras
+    from drivesim.render.splat.camera import load_rig
+    from drivesim.render.refiner.cameras import RefinedCameras
+    from drivesim.render.splat.sensors import SplatCameras
 
     splat = SplatCameras(load_rig(rig), width, height)
     return splat, RefinedCameras(splat, refiner, seed=seed, rig_name=rig, dt=dt)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import yaml
 
-RIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "rigs"
+RIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "rigs"
 
 
 @dataclass(frozen=True)

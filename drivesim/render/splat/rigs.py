@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from drivesim.core import safe_pickle
-from drivesim.render.camera import Rig
+from drivesim.render.splat.camera import Rig
 
 NUSCENES_CAMERAS = ("CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT")
 NUSCENES_IMAGE_SIZE = (1600, 900)

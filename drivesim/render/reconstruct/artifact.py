@@ -21,7 +21,7 @@ import torch
 
 from drivesim.core.checkpoint import expect_dict, load_checkpoint
 from drivesim.core.safe_io import atomic_torch_save, atomic_write_text
-from drivesim.render.gaussians import Gaussians
+from drivesim.render.splat.gaussians import Gaussians
 
 FIELDS = ("means", "quats", "scales", "opacities", "colors")
 
@@ -124,7 +124,7 @@ def _figure(rows: list[list[torch.Tensor]], row_names, col_names, path, title: s
 
 
 def _corrected(g, seq, fitres, cams, fidx, cam_to_world=None) -> torch.Tensor:
-    from drivesim.render.reconstruct import render_views
+    from drivesim.render.reconstruct.fit import render_views
 
     with torch.no_grad():
         out = render_views(g, seq, cams, fidx, fitres.background, cam_to_world)

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 
@@ -25,7 +27,7 @@ from shapely.geometry import LineString, MultiPolygon, Polygon
 
 from drivesim.core.types import AgentType
 from drivesim.map.road import RoadMap
-from drivesim.render.gaussians import Gaussians
+from drivesim.render.splat.gaussians import Gaussians
 
 SKY = (0.62, 0.75, 0.90)  # the render background colour
 KINDS = ("car", "truck", "pedestrian", "cyclist", "cone", "barrier")
@@ -176,15 +178,15 @@ class AgentAssets:
         return AgentAssets(stack("means"), stack("scales"), stack("colors"), stack("opac"), stack("paint", torch.bool))
 
 
-_ASSETS: dict[str, AgentAssets] = {}
+@functools.lru_cache(maxsize=None)
+def _assets_on(device: str) -> AgentAssets:
+    """The built assets on one device (pure: the same every call, so cached by device name)."""
+    a = AgentAssets.build()
+    return AgentAssets(*(getattr(a, f).to(device) for f in ("means", "scales", "colors", "opacities", "paint")))
 
 
 def agent_assets(device="cpu") -> AgentAssets:
-    key = str(device)
-    if key not in _ASSETS:
-        a = AgentAssets.build()
-        _ASSETS[key] = AgentAssets(*(getattr(a, f).to(device) for f in ("means", "scales", "colors", "opacities", "paint")))
-    return _ASSETS[key]
+    return _assets_on(str(device))
 
 
 def agent_kinds(agent_type: torch.Tensor, length: torch.Tensor, width: torch.Tensor) -> torch.Tensor:

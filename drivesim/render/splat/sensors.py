@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from drivesim.render.camera import Rig
-from drivesim.render.gaussians import Gaussians
-from drivesim.render.scene import SKY, SceneConfig, build_background, compose
+from drivesim.render.splat.camera import Rig
+from drivesim.render.splat.gaussians import Gaussians
+from drivesim.render.splat.scene import SKY, SceneConfig, build_background, compose
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class SplatCameras:
     rig: a Rig (rescaled to width x height when given); scene: the background's config (default:
     density from the image width, 0.5 at 200 px up to 1 at 400 px and more: small images need
     fewer Gaussians); render_fn: the rasterizer with the signature of
-    `drivesim.render.rasterize.render` (default: that function, with `backend`).
+    `drivesim.render.splat.rasterize.render` (default: that function, with `backend`).
     """
 
     def __init__(self, rig: Rig, width: int | None = None, height: int | None = None, *, scene: SceneConfig | None = None,
@@ -83,7 +83,7 @@ class SplatCameras:
         """The rig's images of a Gaussian scene from the ego pose (x, y, yaw)."""
         render = self._render
         if render is None:
-            from drivesim.render.rasterize import render
+            from drivesim.render.splat.rasterize import render
         scene = self._cull(scene, x, y)
         viewmats = self.rig.viewmats(x, y, yaw).to(scene.device)
         backend = "torch" if self.backend == "auto" and scene.device.type != "cuda" else self.backend  # CPU: no choice
@@ -188,7 +188,7 @@ def surround_frames(scenario, traj: dict, rig="nuscenes", size=(200, 112), b: in
     """Surround-view frames (six cameras beside the BEV) of row b of a recorded trajectory
     ([T, B, A] arrays, e.g. RolloutResult.trajectory): every `every`-th step, the first `steps`."""
     from drivesim.render.bev import render_frames
-    from drivesim.render.camera import load_rig
+    from drivesim.render.splat.camera import load_rig
 
     if cameras is None:
         w, h = parse_size(size) if isinstance(size, str) else size

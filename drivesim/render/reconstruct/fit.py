@@ -1,7 +1,7 @@
 """A real scene reconstructed as a background Gaussian splat scene (the WorldEngine way).
 
 `fit(seq, cfg)` fits Gaussians to the images of a loaded `PandaSetSequence` through the shared
-rasterizer (`drivesim.render.rasterize.render`, torch on CPU, gsplat on CUDA) with Adam on raw
+rasterizer (`drivesim.render.splat.rasterize.render`, torch on CPU, gsplat on CUDA) with Adam on raw
 parameters (means, log-scales, unnormalised quats, opacity logits, colour logits) and a per-camera
 colour gain and bias (the cameras' exposures and white balances differ):
 
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from drivesim.core.config import config_from_dict
 from drivesim.io.pandaset import PandaSetSequence, box_corners
-from drivesim.render.gaussians import Gaussians
+from drivesim.render.splat.gaussians import Gaussians
 
 PIXEL_CENTRE = 0.5  # the rasterizer samples pixel j at j + 0.5 (gsplat); PandaSet K puts it at j
 
@@ -293,7 +293,7 @@ class FitResult:
 
 def render_views(g: Gaussians, seq: PandaSetSequence, cams, fidx, background, cam_to_world=None):
     """RenderOutput of (camera, frame) pairs at the sequence's size; cam_to_world overrides poses."""
-    from drivesim.render.rasterize import render
+    from drivesim.render.splat.rasterize import render
 
     c2w = seq.cam_to_world[cams, fidx] if cam_to_world is None else cam_to_world
     K = seq.K[cams].clone()

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from drivesim.render.refiner import Refiner, warp_previous
-from drivesim.render.refiner_data import CAMERA_OFFSETS, WHEELBASE
+from drivesim.render.refiner.model import Refiner, warp_previous
+from drivesim.render.refiner.data import CAMERA_OFFSETS, WHEELBASE
 
 
 @dataclass
@@ -119,8 +119,8 @@ def write_refined_video(scenario, traj: dict, path, refiner: Refiner, rig="nusce
                         steps: int | None = None, fps: float | None = None, seed: int = 0, sample_steps: int | None = None):
     """A surround-view video of row 0 of a trajectory at the refined fidelity; returns the path."""
     from drivesim.render.bev import write_video
-    from drivesim.render.camera import load_rig
-    from drivesim.render.sensors import SplatCameras, parse_size, surround_frames
+    from drivesim.render.splat.camera import load_rig
+    from drivesim.render.splat.sensors import SplatCameras, parse_size, surround_frames
 
     w, h = parse_size(size) if isinstance(size, str) else size
     rig_obj = load_rig(rig) if isinstance(rig, str) else rig

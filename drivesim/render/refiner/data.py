@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from drivesim.core.config import config_from_dict
-from drivesim.render.refiner import warp_previous
+from drivesim.render.refiner.model import warp_previous
 
 CAMERA_OFFSETS = {"nuscenes": 0, "pandaset": 8}  # camera-embedding slot = offset + camera index in the rig
 WHEELBASE = 2.7  # m, to turn a yaw rate into a steering angle for logged poses
@@ -143,7 +143,7 @@ def make_pairs(target, rgb, depth, alpha, prev_target, K, T_prev_from_cur, actio
 
 def render_views(scene, viewmats, K, width, height, background):
     """RenderOutput of a Gaussian scene (torch rasterizer on CPU) with a background colour [3]."""
-    from drivesim.render.rasterize import render
+    from drivesim.render.splat.rasterize import render
 
     return render(scene, viewmats, K, width, height, background=background)
 
@@ -190,9 +190,9 @@ def synthetic_pairs(cfg: DataConfig, progress: bool = True) -> tuple[PairSet, li
     """Self-supervised pairs on procedural scenarios; returns them and the scenario names."""
     from tqdm import tqdm
 
-    from drivesim.render.camera import load_rig
-    from drivesim.render.scene import SKY, SceneConfig, build_background, compose
-    from drivesim.render.sensors import TrajectoryStep
+    from drivesim.render.splat.camera import load_rig
+    from drivesim.render.splat.scene import SKY, SceneConfig, build_background, compose
+    from drivesim.render.splat.sensors import TrajectoryStep
 
     rig = load_rig(cfg.rig, cfg.width, cfg.height)
     low = rig.scaled(cfg.width // 2, cfg.height // 2)
