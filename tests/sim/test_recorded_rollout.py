@@ -4,7 +4,7 @@ The recording (tests/data/recorded_rollout.pt, plain tensors, loaded with weight
 holds the full per-step states (x, y, yaw, speed, valid, lane) [T+1, B, A] and the metric rows
 [B] of a few seeded scenario groups covering every agent mode:
   - "nominal": rows of scenarios/tiny.yaml (REACTIVE agents with MOBIL lane changes), IDM ego;
-  - "cut_in" / "hard_brake": generated events (drivesim.sim.events.generate_set), IDM ego;
+  - "cut_in" / "hard_brake": generated events (drivesim.events.generate.generate_set), IDM ego;
   - "real": a logged scene with REPLAY / HYBRID agents and a scripted REACTIVE cutter,
     constant-velocity ego.
 
@@ -25,11 +25,11 @@ FIELDS = ("x", "y", "yaw", "speed", "valid", "lane")
 
 def groups():
     """name -> (scenarios, policy) of every recorded group (deterministic, seeded)."""
-    from drivesim.behavior.events.real import RealCutInConfig, real_cut_in
+    from drivesim.events.real_cut_in import RealCutInConfig, real_cut_in
     from drivesim.io.suite import build_scenarios, load_suite
-    from drivesim.sim.events import LabelConfig, generate_set
+    from drivesim.events.generate import LabelConfig, generate_set
     from drivesim.sim.policy import ConstantVelocity, IDMLaneKeeping
-    from tests.behavior.test_real_trigger import logged_scene
+    from tests.events.test_real_trigger import logged_scene
     from tests.helpers import SUITES
 
     label = LabelConfig(expert_check=False, workers=1)
@@ -44,7 +44,7 @@ def groups():
 
 def run_groups() -> dict[str, torch.Tensor]:
     """Flat {group/field: tensor} of every group's rollout on the current code."""
-    from drivesim.behavior.scenario import ScenarioBatch
+    from drivesim.core.scenario import ScenarioBatch
     from drivesim.sim.rollout import rollout
 
     torch.set_num_threads(1)
