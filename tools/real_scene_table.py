@@ -16,7 +16,7 @@ noted and skipped). Columns:
 - expert_progress_m / log_progress_m / expert_vs_log / expert_at_fault: the PDM expert under
   reactive traffic, its progress along the route against the logged ego's, and its at-fault
   collisions (VRU + vehicle + object);
-- realism_<model>: the WOSAC-style meta-metric (sim/realism.py) of replay, learned, idm_mobil
+- realism_<model>: the WOSAC-style meta-metric (traffic_model/realism.py) of replay, learned, idm_mobil
   and constant_velocity traffic (NaN where the log is shorter than 1 s history + 8 s future).
 Markdown to stdout, the same table as CSV (--csv).
 """

@@ -7,7 +7,7 @@ into it: a new agent, sized and typed like a car, whose "log" drives along that 
 constant speed (a fraction `slow_to` of the no-reaction ego's speed) from the step it appears,
 timed so that the ego planned against (constant speed along its route) comes up behind it while
 it is beside the route. It appears only where its box, for the whole of its track, stays clear
-of every logged agent. From then on it is an ordinary candidate of behavior/events/real.py: the
+of every logged agent. From then on it is an ordinary candidate of events/real.py: the
 cut-in script, trigger and labels are the same as for a logged cutter.
 """
 

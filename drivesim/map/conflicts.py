@@ -6,7 +6,7 @@ end that meets a start) nor side by side (left/right neighbours) come so close t
 them would touch: centrelines that cross (junction connectors), lanes that merge, lanes that
 pass close in a junction. Each lane keeps up to `MAX_CONFLICTS` zones, nearest its start first,
 as rows of padded tables with global lane ids, so that the reactive agents
-(behavior/yielding.py) look them up with tensor gathers only.
+(traffic/yielding.py) look them up with tensor gathers only.
 
 A lane ends in a *stub* when it has no successor and other lanes lie ahead of its end (a
 T-junction or a road whose connectors the source left out): traffic must stop there. A lane

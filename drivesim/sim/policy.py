@@ -86,7 +86,7 @@ class LaneConstantSpeed:
     """The ego that does not react but keeps its lane: zero acceleration (it keeps its speed)
     and the route-lane steering of `idm` (pure pursuit on its route lanes); it brakes for
     nothing. Unlike `constant_velocity` it follows a curving route, so an event planned along the
-    route meets it; the no-reaction reference of real-scene cut-ins (sim/events.py)."""
+    route meets it; the no-reaction reference of real-scene cut-ins (events/generate.py)."""
 
     name = "lane_constant_speed"
 

@@ -1,6 +1,6 @@
 """Scripts that start relative to the simulated ego, not at a fixed step.
 
-A rare event rewritten into a real scene (behavior/events/real.py) plans its script against an
+A rare event rewritten into a real scene (events/real.py) plans its script against an
 ego; in closed loop the ego is wherever the policy drove it, so a script run at the planned step
 meets nobody (the cutter crosses 40 m ahead of a slower ego). A scenario whose
 `meta['script_trigger']` is set instead runs the script of one agent when the situation it was

@@ -8,7 +8,7 @@
   `hybrid_time_gap`, then react.
 - constant_velocity: every moving agent keeps the speed and heading it has at the start.
 - learned: vehicles as for `reactive`, driven by a learned behaviour model from the moment
-  they appear (ControlMode.LEARNED; the simulator needs `behavior=`, see behavior/learned.py).
+  they appear (ControlMode.LEARNED; the simulator needs `behavior=`, see traffic_model/model.py).
 """
 
 from __future__ import annotations

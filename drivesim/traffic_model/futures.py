@@ -2,7 +2,7 @@
 (learned) traffic model, each returned as an ordinary logged `Scenario`.
 
 `alternative_futures(scenario, behavior, n, seed)` rolls out n copies of the scenario (copy k
-gets `Scenario.seed = k`, so each row samples its own future; see behavior/learned.py) with its
+gets `Scenario.seed = k`, so each row samples its own future; see traffic_model/model.py) with its
 vehicles driven by the learned model, then turns each rollout into a scenario whose non-ego
 agents replay the sampled future as their log. Such a scenario can be saved with
 `io.scenario_file.save_scenario`, replayed, or evaluated like any imported log; its metadata

@@ -1,11 +1,11 @@
-"""Realism of a traffic model against real logs (the WOSAC meta-metric, metrics/realism.py).
+"""Realism of a traffic model against real logs (the WOSAC meta-metric, traffic_model/wosac.py).
 
 For each logged scenario: 1 s of logged history, then the traffic model drives every agent but
 the ego (which replays its log) for 8 s from the logged state; the simulated features are scored
 against the logged ones. The built-in traffic models are deterministic, so their 32 rollouts are
 identical (one simulation, repeated). The learned model (`model="learned"`, a `LearnedTraffic`
 behaviour) is stochastic: its 32 rollouts are 32 copies of each scenario with scenario seeds
-0..31, simulated in one batch, each sampling its own future (behavior/learned.py, seeding).
+0..31, simulated in one batch, each sampling its own future (traffic_model/model.py, seeding).
 """
 
 from __future__ import annotations

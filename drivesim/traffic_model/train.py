@@ -1,4 +1,4 @@
-"""Train the learned traffic model (behavior/learned.py) on real logs plus procedural traffic.
+"""Train the learned traffic model (traffic_model/model.py) on real logs plus procedural traffic.
 
 `drivesim train traffic` runs `train_traffic(TrafficTrainConfig(...), out)`:
 
@@ -6,7 +6,7 @@
    minus the held-out scenes, and procedural scenarios (4 map types, IDM/MOBIL traffic)
    rolled out and recorded as logs. Samples: every logged step of every moving vehicle, plus
    `noisy_copies` copies with perturbed poses and speeds labelled back to the log (noise
-   injection), see train/traffic_data.py.
+   injection), see traffic_model/data.py.
 2. Behaviour cloning: cross-entropy on the action labels, minibatches mixing real and
    procedural samples (`real_fraction`), AdamW with a cosine schedule.
 3. Closed-loop rounds (DAgger, against compounding error over 8 s): the current model drives

@@ -118,7 +118,7 @@ REAL_SOURCES: dict[str, tuple[str, str, str]] = {
     "womd": ("womd_tfrecord", "womd", "Waymo Open Dataset license (non-commercial)"),
     "gpudrive": ("womd_json", "gpudrive", "Waymo Open Dataset license (non-commercial)"),
 }
-# held out besides the hash rule: the learned traffic model's held-out scenes (train/traffic.py HELD_OUT),
+# held out besides the hash rule: the learned traffic model's held-out scenes (traffic_model/train.py HELD_OUT),
 # so that both models can be evaluated on them, and one of the two GPUDrive scenes (the rule holds out
 # neither), so that every source with more than one scene has a held-out one; fixed before any result
 HELD_OUT_REAL = ("scenarionet/scene-0916", "scenarionet/scene-1077", "gpudrive/db4edc9bd0c9d18c")
