@@ -21,63 +21,16 @@ from drivesim.traffic.log_modes import TRAFFIC_MODES
 from drivesim.cli_events import add_commands as add_event_commands
 from drivesim.cli_import import IMPORTERS as WAYMO_IMPORTERS, add_import_arguments, cmd_import as cmd_import_waymo
 from drivesim.cli_options import (EXIT_CODES_HELP, EXIT_FAILED, EXPERT_NAME, add_allow_errors, add_results_arguments, check_policies,
-                                   finish, import_with_errors, output_dir, policy_hash, positive_int, previous_results,
-                                   report_skipped, resumed_rows, skipped_files, user_policy)
+                                   finish, import_with_errors, load_scenarios, make_policy, output_dir, policy_hash,
+                                   positive_int, previous_results, report_skipped, resumed_rows, skipped_files)
 from drivesim.cli_refiner import add_commands as add_refiner_commands
 from drivesim.cli_sensor import add_commands as add_sensor_commands
-from drivesim.core.safe_io import atomic_write_text
+from drivesim.core.safe_io import atomic_write_text, file_name
 from drivesim.distributed import add_backend_arguments, backend_options
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 TRAFFIC_CHOICES = TRAFFIC_MODES
 TRAFFIC_HELP = ("how the background agents of logged scenarios move; default: the modes a generated set records, "
                 "reactive for raw imported logs; a generated event's agent keeps its own mode")
-
-
-def make_policy(name: str):
-    """A built-in policy by name, a trained checkpoint (`path.pt`), or `package.module:ClassName`."""
-    from drivesim.sim.expert import PDMClosed
-    from drivesim.sim.policy import BUILTIN_POLICIES
-    from drivesim.train.policy_net import policy_from_spec
-
-    try:
-        net = policy_from_spec(name)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    if net is not None:
-        return net
-    registry = {**BUILTIN_POLICIES, "pdm_expert": PDMClosed, "pdm_trajectory": lambda: PDMClosed(output="trajectory")}
-    if name in registry:
-        return registry[name]()
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise SystemExit(f"error: cannot load policy {name!r}: {exc}") from None
-        return user_policy(name, cls)
-    raise SystemExit(f"error: unknown policy {name!r}; built-in: {', '.join(sorted(registry))} (or a .pt checkpoint, "
-                     "or module:Class)")
-
-
-def resolve_suite(path: str) -> Path:
-    p = Path(path)
-    if not p.exists() and (SUITES_DIR / path).exists():
-        p = SUITES_DIR / path
-    if not p.exists() and (SUITES_DIR / f"{path}.yaml").exists():
-        p = SUITES_DIR / f"{path}.yaml"
-    return p
-
-
-def load_scenarios(suite_path: str, limit: int | None = None):
-    from drivesim.io.suite import SuiteError, build_scenarios, load_suite, suite_hash
-
-    try:
-        suite = load_suite(resolve_suite(suite_path))
-    except SuiteError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    scenarios = build_scenarios(suite)
-    return suite, suite_hash(suite), scenarios[:limit] if limit else scenarios
 
 
 def logged_source(args):
@@ -100,11 +53,6 @@ def logged_source(args):
     meta = {"scenarios_from": str(args.scenarios), "traffic": (args.traffic or kept) if logged else "scripted/procedural",
             "scenario_hashes": {s.name: s.meta.get("content_hash", "") for s in scenarios}, "load_errors": errors}
     return scenarios, meta
-
-
-def file_name(name: str) -> str:
-    """A scenario or policy name as one file name (suite names carry '/')."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def write_bev_video(scenario, traj, path: Path, fps: int = 10) -> Path:
@@ -468,7 +416,7 @@ def cmd_demo(args) -> int:
     from drivesim.io.scenario_file import scenarios_hash
     from drivesim.train.pipeline import HELDOUT_KNOBS, RARE_TYPES, heldout_events
 
-    shipped = [str(p) for p in (SUITES_DIR.parent / "policies" / f for f in SHIPPED_POLICIES) if p.exists()]
+    shipped = [str(p) for p in (Path(drivesim.__file__).resolve().parents[1] / "policies" / f for f in SHIPPED_POLICIES) if p.exists()]
     args.suite, args.limit, args.batch_size, args.no_video, args.policy_every, args.scenarios = "nominal", None, 64, False, 1, None
     args.policies = ",".join(["constant_velocity", "idm", "pdm_expert", *shipped])
     nominal = cmd_evaluate(args)

@@ -118,7 +118,7 @@ def real_set_counts(header: dict) -> str:
 
 
 def cmd_mine(args) -> int:
-    from drivesim.cli import make_policy
+    from drivesim.cli_options import make_policy
     from drivesim.io.scenario_file import load_scenarios
     from drivesim.io.scenario_file import save_set, set_path
     from drivesim.events.mining import MineConfig, mine
@@ -145,7 +145,7 @@ def cmd_mine(args) -> int:
 
 
 def _suite(name: str):
-    from drivesim.cli import load_scenarios
+    from drivesim.cli_options import load_scenarios
 
     return load_scenarios(name)[2], []
 

@@ -121,22 +121,24 @@ def check_policies(specs: list[str], policies: list) -> None:
         seen[name] = spec
 
 
-def user_policy(spec: str, cls):
-    """An instance of a user's policy class (made with no arguments); a clear error if it cannot be made."""
+def make_policy(name: str):
+    """`train.policies.make_policy`, its errors as the CLI's exit message."""
+    from drivesim.train.policies import make_policy as make
+
     try:
-        inspect.signature(cls).bind()
-    except TypeError as exc:
-        raise SystemExit(f"error: cannot create policy {spec!r} with no arguments ({exc}); a policy class is "
-                         "made as Class(): give its arguments defaults") from None
-    except ValueError:  # no signature to check (a builtin): just try
-        pass
+        return make(name)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def load_scenarios(suite_path: str, limit: int | None = None):
+    """`io.suite.load_suite_scenarios`, its errors as the CLI's exit message."""
+    from drivesim.io.suite import SuiteError, load_suite_scenarios
+
     try:
-        policy = cls()
-    except Exception as exc:  # noqa: BLE001 - the user's __init__ may raise anything
-        raise SystemExit(f"error: policy {spec!r} raised {type(exc).__name__} while being created: {exc}") from None
-    if not callable(getattr(policy, "act", None)):
-        raise SystemExit(f"error: {spec!r} is not a policy: it has no act(obs) method")
-    return policy
+        return load_suite_scenarios(suite_path, limit)
+    except SuiteError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def previous_results(out: Path, args) -> list[str]:

@@ -270,7 +270,7 @@ def cmd_render(args) -> int:
 def simulate_refined(args, scenario, traj: dict, out: Path) -> Path:
     """`drivesim simulate --render refined`: the surround video at the refined fidelity (the
     refiner's checkpoint from --refiner, default policies/refiner; seeded by --seed)."""
-    from drivesim.cli import file_name
+    from drivesim.core.safe_io import file_name
     from drivesim.render.refiner.cameras import write_refined_video
     from drivesim.render.refiner.train import load_refiner
 

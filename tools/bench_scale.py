@@ -27,14 +27,14 @@ import torch
 
 
 def _suite(name: str, limit: int | None):
-    from drivesim.cli import load_scenarios
+    from drivesim.io.suite import load_suite_scenarios
 
-    _, _, scenarios = load_scenarios(name, limit)
+    _, _, scenarios = load_suite_scenarios(name, limit)
     return scenarios
 
 
 def _policies():
-    from drivesim.cli import make_policy
+    from drivesim.train.policies import make_policy
 
     return make_policy("pdm_expert"), [make_policy("constant_velocity"), make_policy("idm")]
 

@@ -77,3 +77,8 @@ def atomic_torch_save(obj, path: str | Path) -> Path:
     import torch
 
     return atomic_save(path, lambda fh: torch.save(obj, fh))
+
+
+def file_name(name: str) -> str:
+    """A scenario or policy name as one file name (suite names carry '/')."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

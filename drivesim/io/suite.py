@@ -346,3 +346,22 @@ def build_scenarios(suite: Suite, progress: bool = True) -> list[Scenario]:
                 out.append(_build_one(suite, g, i, maps, digest))
                 bar.update()
     return out
+
+
+SUITES_DIR = Path(__file__).resolve().parents[2] / "scenarios"  # the suites shipped with the repository
+
+
+def find_suite(name: str) -> Path:
+    """A suite file: `name` as a path, else `scenarios/<name>` or `scenarios/<name>.yaml`."""
+    p = Path(name)
+    for candidate in (p, SUITES_DIR / name, SUITES_DIR / f"{name}.yaml"):
+        if candidate.exists():
+            return candidate
+    return p  # load_suite names the missing file
+
+
+def load_suite_scenarios(name: str, limit: int | None = None, progress: bool = True):
+    """(suite, its hash, its first `limit` scenarios) for a suite path or shipped suite name."""
+    suite = load_suite(find_suite(name))
+    scenarios = build_scenarios(suite, progress=progress)
+    return suite, suite_hash(suite), scenarios[:limit] if limit else scenarios

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from drivesim.core.scenario import ScenarioBatch
-from drivesim.cli import main, make_policy
+from drivesim.cli import main
+from drivesim.train.policies import make_policy
 from drivesim.io.suite import build_scenarios, load_suite
 from drivesim.sim.evaluate import EvalConfig, evaluate
 from drivesim.sim.expert import PDMClosed
