@@ -535,23 +535,22 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--data", default=str(Path(os.environ.get("DRIVESIM_DATA", "../shared/data")) / "scenarionet_nuscenes"),
                     help="folder of ScenarioNet nuScenes pickles (default: the shared scenes); 'none' = procedural only")
     tt.set_defaults(func=cmd_train_traffic)
-    from drivesim.train import il
-    from drivesim.train.ppo import add_rl_arguments
+    from drivesim import cli_train
+    from drivesim.train import il, pipeline
 
     ti = tsub.add_parser("il", help="driving policy by imitation of the PDM-Closed-style expert (BC + DAgger; "
                          "--init CKPT fine-tunes)", description=il.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    il.add_il_arguments(ti)
-    ti.set_defaults(func=il.cmd_train_il)
-    add_rl_arguments(tsub.add_parser("rl", help="PPO post-training of an IL policy in the batched simulator"))
-    from drivesim.train import pipeline
+    cli_train.add_il_arguments(ti)
+    ti.set_defaults(func=cli_train.cmd_train_il)
+    cli_train.add_rl_arguments(tsub.add_parser("rl", help="PPO post-training of an IL policy in the batched simulator"))
 
     rp = sub.add_parser("report", help="results reports (training: the IL -> RL pipeline and its WorldEngine-style table)")
     rsub = rp.add_subparsers(dest="report", required=True)
     rt = rsub.add_parser("training", help="train il, il_rare, rl_nominal, rl_rare x 3 seeds, evaluate on held-out "
                          "cut-ins and nominal scenarios (about 25 min on 2 cores)", description=pipeline.__doc__,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    pipeline.add_arguments(rt)
-    rt.set_defaults(func=pipeline.cmd_report_training)
+    cli_train.add_pipeline_arguments(rt)
+    rt.set_defaults(func=cli_train.cmd_report_training)
     b = sub.add_parser("bench", help="closed-loop throughput against highway-env (tools/bench_sim.py)")
     b.add_argument("--quick", action="store_true", help="small sizes only")
     b.set_defaults(func=cmd_bench)

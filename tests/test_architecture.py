@@ -32,14 +32,13 @@ RANK = {folder: rank for rank, layer in enumerate(LAYERS, start=1) for folder in
 MAX_LINES = 500
 
 KNOWN = {
-    # train/ppo.py builds Ray rollout actors itself; the trainer should be handed its row runner
-    "layer": {"drivesim.train.ppo -> drivesim.distributed", "drivesim.train.ppo -> drivesim.distributed.ray_backend"},
-    "loop": {("drivesim.distributed.ray_backend", "drivesim.train.ppo")},
+    "layer": set(),
+    "loop": set(),
     "private": set(),
     # tests and tools that take library code (not the command itself) from the CLI
     "cli": {"tests/events/test_event_traffic.py",  # logged_source: the --scenarios/--traffic loader
             "tests/events/test_real_trigger.py"},  # real_set_counts: a generated set's summary lines
-    # to split: the CLI into a package; the WOSAC metric; IL and PPO trainers; MapBank
+    # to split: the CLI into a package; the WOSAC metric; the IL and PPO trainers (536, 549 lines); MapBank
     "long": {"drivesim/cli.py", "drivesim/traffic_model/wosac.py", "drivesim/train/il.py",
              "drivesim/train/ppo.py", "drivesim/map/bank.py"},
 }
@@ -157,6 +156,12 @@ def test_no_private_names_across_modules():
     _ratchet("private", set(bad), bad)
 
 
+def _is_command(name: str) -> bool:
+    """A name of the command line itself: its entry point, parsers, options, commands."""
+    return (name in ("main", "build_parser", "cli_train") or name.startswith(("add_", "cmd_"))
+            or name.endswith("_from_args"))
+
+
 def test_nothing_outside_the_cli_imports_it():
     library = [f"{where}: {src} imports {dst}" for src, dst, _, where in _edges()
                if dst.startswith("drivesim.cli") and not src.startswith("drivesim.cli")]
@@ -167,9 +172,9 @@ def test_nothing_outside_the_cli_imports_it():
             rel = path.relative_to(root)
             if path.name.startswith("test_cli"):
                 continue  # the CLI's own tests
-            for node in ast.walk(ast.parse(path.read_text())):  # driving a command (main, build_parser) is fine
+            for node in ast.walk(ast.parse(path.read_text())):  # driving a command or its options is fine
                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("drivesim.cli"):
-                    if {a.name for a in node.names} - {"main", "build_parser"}:
+                    if any(not _is_command(a.name) for a in node.names):
                         found.add(str(rel))
                 elif isinstance(node, ast.Import) and any(a.name.startswith("drivesim.cli") for a in node.names):
                     found.add(str(rel))

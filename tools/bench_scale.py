@@ -73,6 +73,7 @@ def _rl_rows(workers: int, updates: int, num_envs: int) -> list[dict]:
     import tempfile
     from pathlib import Path
 
+    from drivesim.distributed.ray_backend import rollout_actors
     from drivesim.train.ppo import PPOConfig, train_rl
     from drivesim.train.rl_extras import training_scenarios
 
@@ -83,7 +84,7 @@ def _rl_rows(workers: int, updates: int, num_envs: int) -> list[dict]:
     for backend in (None, {"workers": workers}):
         with tempfile.TemporaryDirectory() as out:
             t = time.perf_counter()
-            res = train_rl(scenarios, init, out, cfg, show_progress=False, backend=backend)
+            res = train_rl(scenarios, init, out, cfg, show_progress=False, rollouts=rollout_actors(backend))
             wall = time.perf_counter() - t
             weights.append(torch.load(res.policy_path, weights_only=True)["state_dict"])
         h = res.history

@@ -254,3 +254,11 @@ def _to_device(x, device):
     if isinstance(x, dict):
         return {k: _to_device(v, device) for k, v in x.items()}
     return x
+
+
+def rollout_actors(backend: dict | None):
+    """`train_rl`'s `rollouts` for `backend` {"workers": N, "address": ADDR or None, "num_cpus": ...}:
+    the rollouts collected in N Ray actors (`RolloutActors`); None: in this process."""
+    if backend is None:
+        return None
+    return lambda rows, il_net, cfg: RolloutActors(rows, il_net, cfg, **backend)

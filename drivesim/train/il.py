@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from drivesim.events import EVENTS
 from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint
-from drivesim.core.config import ConfigError, apply_overrides, config_to_dict
+from drivesim.core.config import ConfigError, config_to_dict
 from drivesim.core.safe_io import OutputError, atomic_torch_save, atomic_write_text
 from drivesim.sim.expert import PDMClosed, PDMConfig
 from drivesim.train.il_data import (REAL_SOURCES, Demos, collect, is_validation, label_histogram, rare_scenarios,
@@ -531,75 +531,6 @@ def plot_curves(curve: list[dict], rounds: list[dict], expert: dict, path) -> No
 
 
 # ---------------------------------------------------------------------------- command line
-def add_il_arguments(parser) -> None:
-    """Options of `drivesim train il`."""
-    parser.add_argument("-o", "--out", default="out/il", help="run folder: policy.pt + policy.json (card), curves.png, "
-                        "metrics.json; last.pt and data.pt let an interrupted run resume (rerun the same command)")
-    parser.add_argument("--overwrite", action="store_true", help="discard a run already in --out (its last.pt and data.pt) "
-                        "and start over; without it the run there resumes, and a run with another config, init or "
-                        "training scenarios is refused")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the scenario draws, the network and the shuffling (default 0)")
-    parser.add_argument("--suite", default="nominal", help="suite whose scenario groups are drawn again for training "
-                        "(path or name in scenarios/; the suite's own scenarios stay held out), or 'none' (default nominal)")
-    parser.add_argument("--rare", type=int, default=None, help="generated rare events mixed in, split over cut-in, "
-                        "hard-brake, stalled, merge, pedestrian (default 0)")
-    parser.add_argument("--real", action="store_true", help="add the training split of the real scenes under $DRIVESIM_DATA "
-                        "(nuScenes, AV2, CommonRoad, WOMD, GPUDrive; `python -m drivesim.train.il_data --heldout` lists the "
-                        "held-out ones) with hybrid log traffic, when present (their licenses then apply to the policy)")
-    parser.add_argument("--dagger", type=int, default=None, help="DAgger rounds after behaviour cloning (default 3)")
-    parser.add_argument("--epochs", type=int, default=None, help="behaviour-cloning epochs on the expert's demonstrations (default 15)")
-    parser.add_argument("--init", default=None, metavar="CKPT", help="fine-tune: start from this policy checkpoint (.pt) "
-                        "and imitate the expert on the scenarios chosen here (e.g. --suite none --rare 200)")
-    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget (default 6); past it training stops "
-                        "and the policy is written")
-    parser.add_argument("--name", default=None, help="policy name in evaluation tables (default il, or il_finetuned with --init)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any ILConfig field (JSON value), e.g. --set lr=3e-4 --set brake_weight=3; repeatable")
 
 
-def config_from_args(args) -> ILConfig:
-    over = {"seed": args.seed, "suite": args.suite, "real": bool(args.real)}
-    for key in ("rare", "dagger", "epochs", "minutes"):
-        if getattr(args, key, None) is not None:
-            over[key] = getattr(args, key)
-    for item in getattr(args, "set", []) or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            pass  # a plain string
-        node = over
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = tuple(value) if isinstance(value, list) else value
-    return apply_overrides(ILConfig(), over, where="train il")
-
-
-def cmd_train_il(args) -> int:
-    """`drivesim train il`: imitation learning (or fine-tuning with --init); prints a summary."""
-    try:
-        cfg = config_from_args(args)
-        res = train_il(cfg, args.out, init=args.init, name=args.name, overwrite=getattr(args, "overwrite", False))
-    except (ConfigError, ValueError, OSError, FloatingPointError) as exc:  # OutputError: an unwritable --out
-        raise SystemExit(f"error: {exc}") from None
-    card, final = res.card, res.card["metrics"]["final"]
-    t = card["training"]
-    print(f"trained on {card['data']['samples']} states of {card['data']['scenarios']} scenarios, {t['epochs']} epochs in "
-          f"{t['seconds']:.0f} s{'' if t['finished'] else ' (stopped at --minutes)'}; final loss {final.get('loss', math.nan):.3f}, "
-          f"validation accuracy {final.get('val_acc', math.nan):.3f}")
-    for r in res.rounds:
-        if "success" in r:
-            print(f"  round {r['round']}: success {r['success']:.3f}, collision rate {r['collision_any']:.3f}, PDMS {r['pdms']:.3f}")
-    ex = card["metrics"]["expert_eval"]
-    if ex:
-        print(f"  expert:  success {ex['success']:.3f}, collision rate {ex['collision_any']:.3f}, PDMS {ex['pdms']:.3f}")
-    sel = card["metrics"]["selected_round"]
-    print(f"wrote {res.policy_path} (+ .json card; the weights of round {sel}), {Path(args.out) / 'curves.png'}")
-    return 0
-
-
-__all__ = ["ILConfig", "ILResult", "Interrupted", "train_il", "training_scenarios", "closed_loop", "add_il_arguments",
-           "cmd_train_il", "config_from_args", "bc_loss", "plot_curves"]
+__all__ = ["ILConfig", "ILResult", "Interrupted", "train_il", "training_scenarios", "closed_loop", "bc_loss", "plot_curves"]

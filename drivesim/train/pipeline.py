@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing as mp
-import sys
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -354,69 +353,4 @@ def _train_all(cfg: PipelineConfig, cfg_dict: dict, out: Path, progress: bool) -
     return timings, failed
 
 
-# ---------------------------------------------------------------------------- command line
-def add_arguments(p) -> None:
-    p.add_argument("-o", "--out", default="out/training", help="pipeline folder (default out/training); rerunning reuses "
-                   "finished jobs and resumes interrupted ones")
-    p.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1,2)")
-    p.add_argument("--workers", type=int, default=None, help="training processes, one CPU thread each (default 2)")
-    p.add_argument("--config", default=None, help="YAML of PipelineConfig overrides, nested for il/rl "
-                   "(unknown keys are errors), e.g. 'rl: {updates: 40}'")
-    p.add_argument("--quick", action="store_true", help="a smoke run: one seed, tiny budgets (numbers meaningless)")
-
-
-QUICK = {"seeds": (0,), "finetune_dagger": 0, "rl_scenarios": 10, "mine_from": 5, "heldout_events": 4,
-         "heldout_starts": 4, "heldout_real": False, "nominal_suite": "tiny",
-         "il": {"suite": "tiny", "suite_repeat": 2, "rare": 10, "real": False, "epochs": 1, "dagger": 0, "eval_scenarios": 4},
-         "rl": {"updates": 2, "num_envs": 16, "num_steps": 8, "value_warmup": 1}}
-
-
-def config_from_args(args) -> PipelineConfig:
-    import yaml
-
-    cfg = apply_overrides(PipelineConfig(), tuples_from_json(QUICK), "report training --quick") if args.quick else PipelineConfig()
-    if args.config:
-        try:
-            over = yaml.safe_load(Path(args.config).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"--config {args.config}: {exc}") from None
-        cfg = apply_overrides(cfg, tuples_from_json(over), where=Path(args.config).name)
-    cli = {}
-    if args.seeds:
-        try:
-            cli["seeds"] = tuple(int(s) for s in args.seeds.split(",") if s)
-        except ValueError:
-            raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
-    if args.workers is not None:
-        cli["workers"] = args.workers
-    return apply_overrides(cfg, cli, where="report training")
-
-
-def cmd_report_training(args) -> int:
-    from drivesim.train.results_table import format_table
-
-    try:
-        cfg = config_from_args(args)
-        res = run_pipeline(cfg, args.out)
-    except (ConfigError, ValueError, RuntimeError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-    r = res.report
-    print(format_table(res.table))
-    for w in r["warnings"]:
-        print(f"warning: {w}")
-    for t in r["targets"]:
-        extra = ", ".join(f"{k} {v:.3f}" for k, v in t.items() if k not in ("target", "value", "met"))
-        print(f"{'met   ' if t['met'] else 'MISSED'} {t['target']}: {t['value']:.3f}" + (f" ({extra})" if extra else ""))
-    s = r["seconds"]
-    print(f"{len(cfg.seeds)} seeds x {len(VARIANTS)} variants: training {s['training'] / 60:.1f} min "
-          f"({cfg.workers} workers), evaluation {s['evaluation'] / 60:.1f} min, total {s['total'] / 60:.1f} min")
-    out = Path(args.out)
-    print(f"wrote {out / 'table.md'}, {out / 'table.csv'}, {out / 'training.png'}, {out / 'report.json'}")
-    if res.failed:
-        print(f"error: {len(res.failed)} job(s) failed: {res.failed}", file=sys.stderr)
-        return 1
-    return 0
-
-
-__all__ = ["PipelineConfig", "PipelineResult", "run_pipeline", "run_job", "heldout_sets", "check_targets", "VARIANTS",
-           "add_arguments", "cmd_report_training", "config_from_args"]
+__all__ = ["PipelineConfig", "PipelineResult", "run_pipeline", "run_job", "heldout_sets", "check_targets", "VARIANTS"]

@@ -32,7 +32,6 @@ the held-out check and the curves figure live in rl_extras.py).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import hashlib
@@ -48,9 +47,8 @@ from tqdm.auto import tqdm
 from drivesim.traffic.reactive import lane_frenet
 from drivesim.core.scenario import Scenario, ScenarioBatch
 from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint
-from drivesim.core.config import ConfigError, apply_overrides, config_to_dict
-from drivesim.core.safe_io import OutputError, atomic_open, atomic_torch_save, atomic_write_text
-from drivesim.distributed import ClusterError, add_backend_arguments, backend_options
+from drivesim.core.config import ConfigError, config_to_dict
+from drivesim.core.safe_io import OutputError, atomic_open, atomic_torch_save
 from drivesim.io.scenario_file import scenario_hash
 from drivesim.sim.gym_env import merge_rows
 from drivesim.sim.observation import observe
@@ -59,7 +57,7 @@ from drivesim.sim.trajectory import Trajectory, TrajectoryTracker
 from drivesim.train.policy_net import PolicyNet, entropy, features, load_policy, save_policy
 from drivesim.train.vocabulary import lateral_targets, plan, to_ego_poses
 from drivesim.train.reward import DriveReward, RewardConfig
-from drivesim.train.rl_extras import HELDOUT_SEED, RARE_EVENTS, heldout_outcomes, plot_curves, training_scenarios
+from drivesim.train.rl_extras import plot_curves
 
 RESUMABLE_KEYS = ("updates", "minutes", "checkpoint_every")  # config keys a resumed run may change
 
@@ -427,13 +425,13 @@ class RLResult:
 
 
 def train_rl(scenarios: list[Scenario], init, out, cfg: PPOConfig | None = None, resume: bool = False,
-             show_progress: bool = True, source: dict | None = None, on_update=None, backend: dict | None = None,
+             show_progress: bool = True, source: dict | None = None, on_update=None, rollouts=None,
              overwrite: bool = False) -> RLResult:
     """PPO from the IL checkpoint `init` on `scenarios`; artifacts in `out` (see the module doc).
     `on_update(row)` is called with each update's history row, after any checkpoint.
-    `backend` {"workers": N, "address": ADDR or None, "num_cpus": ...} collects the rollouts in N
-    Ray actors (drivesim.distributed) with the learner here; None: in this process. The same
-    seed gives the same updates either way. A folder that already holds a run needs `resume` or
+    `rollouts(rows, il_net, cfg)` makes the rollout collector (e.g. Ray actors, see
+    `cli_train.rollout_actors`) with the learner here; None: `DrivingRows` in this process. The
+    same seed gives the same updates either way. A folder that already holds a run needs `resume` or
     `overwrite` (check_output_folder)."""
     cfg = cfg or PPOConfig()
     out = Path(out)
@@ -451,12 +449,10 @@ def train_rl(scenarios: list[Scenario], init, out, cfg: PPOConfig | None = None,
         p.requires_grad_(True)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    if backend is None:
+    if rollouts is None:
         env = DrivingRows(scenarios, net.cfg, cfg)
     else:
-        from drivesim.distributed.ray_backend import RolloutActors
-
-        env = RolloutActors(tile_rows(scenarios, cfg.num_envs), il_net, cfg, **backend)
+        env = rollouts(tile_rows(scenarios, cfg.num_envs), il_net, cfg)
     opt = make_optimizer(net, cfg)
     hashes = [s.meta.get("content_hash") or scenario_hash(s) for s in scenarios]
     meta = {"config": config_to_dict(cfg), "scenario_hashes": hashes, "init_weights": il.card.get("weights_sha256")}
@@ -506,7 +502,7 @@ def train_rl(scenarios: list[Scenario], init, out, cfg: PPOConfig | None = None,
         if on_update is not None:
             on_update(history[-1])
     bar.close()
-    if backend is not None:
+    if rollouts is not None:
         env.close()
     return _finish(net, out, cfg, il, init, scenarios, hashes, history, update, time.perf_counter() - t0, source)
 
@@ -549,82 +545,3 @@ def _finish(net, out, cfg, il, init, scenarios, hashes, history, update, wall, s
 
 
 # ----------------------------------------------------------------------------- CLI
-def add_rl_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.description = ("PPO post-training of an IL policy checkpoint in the batched simulator (CaRL-style reward, KL to the "
-                     "IL policy). Writes policy.pt + policy.json (card), checkpoint.pt, curves.png, history.jsonl.")
-    p.add_argument("--init", required=True, metavar="IL_CKPT", help="IL policy checkpoint (.pt from save_policy) to start from")
-    p.add_argument("-o", "--out", default="out/rl", help="output folder (default out/rl)")
-    p.add_argument("--seed", type=int, default=0, help="seed of PPO and of the generated training scenarios (default 0)")
-    p.add_argument("--scenarios", default="rare", metavar="rare|nominal|EVENT|PATH",
-                   help="training scenarios: rare (cut-in, hard-brake, stalled, merge, pedestrian), nominal (procedural "
-                        "suite), one event name, a suite YAML, or scenario files (a .set.npz or a folder); default rare")
-    p.add_argument("--n", type=int, default=200, help="number of training scenarios (default 200)")
-    p.add_argument("--updates", type=int, default=None, help=f"PPO updates (default {PPOConfig.updates})")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="wall-clock cap in minutes: stops early after the update that passes it (the KL schedule "
-                        "still follows --updates)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same scenarios, init and config)")
-    p.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (checkpoint.pt, policy.pt); "
-                   "without --resume or --overwrite a folder holding a run is refused")
-    p.add_argument("--config", default=None, help="YAML of PPOConfig overrides (unknown keys are errors)")
-    p.add_argument("--eval", type=int, default=0, metavar="N",
-                   help="afterwards, greedy IL vs RL on N held-out generated scenarios of the same kind (default 0: skip)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_backend_arguments(p, "rollouts collected by --workers Ray actors, the learner in this process; the same seed "
-                             "gives the same updates as local", workers=True)
-    p.set_defaults(func=cmd_train_rl)
-    return p
-
-
-def cmd_train_rl(args) -> int:
-    import yaml
-
-    over = {}
-    if args.config:
-        over = yaml.safe_load(Path(args.config).read_text()) or {}
-    over["seed"] = args.seed
-    for key in ("updates", "minutes"):
-        if getattr(args, key) is not None:
-            over[key] = getattr(args, key)
-    if getattr(args, "device", None):
-        over.setdefault("device", args.device)
-    try:
-        cfg = apply_overrides(PPOConfig(), over, where="train rl")
-        scenarios, source = training_scenarios(args.scenarios, args.n, args.seed)
-        if not scenarios:
-            raise ValueError(f"no training scenarios from {args.scenarios!r}")
-        print(f"{len(scenarios)} training scenarios ({args.scenarios}); PPO from {args.init}", flush=True)
-        res = train_rl(scenarios, args.init, args.out, cfg, resume=args.resume, show_progress=not args.quiet, source=source,
-                       backend=backend_options(args), overwrite=getattr(args, "overwrite", False))
-    except (ConfigError, ValueError, OSError, FloatingPointError, ClusterError) as exc:  # OSError: OutputError too
-        raise SystemExit(f"error: {exc}") from None
-    t = res.card["training"]
-    lf = t["last_fifth"]
-    print(f"{t['updates']} updates, {t['env_steps']:,} env-steps in {t['seconds']:.0f} s "
-          f"({t['env_steps_per_s']:,.0f} env-steps/s); "
-          f"last fifth of training: return {lf['episode_return']:.1f}, success {lf['success_rate']:.1%}, "
-          f"collision {lf['collision_rate']:.1%}, KL to IL {lf['kl_il']:.3f}")
-    if args.eval:
-        if args.scenarios not in ("rare", "nominal", *RARE_EVENTS):
-            print("--eval: held-out scenarios are generated only for rare, nominal or an event name; skipped")
-        else:
-            held, _ = training_scenarios(args.scenarios, args.eval, HELDOUT_SEED)
-            policies = {"il": load_policy(args.init, name="il"), "rl": load_policy(res.policy_path, name="rl")}
-            rates = heldout_outcomes(policies, held)
-            for name, r in rates.items():
-                print(f"held-out {args.scenarios} x{r['scenarios']} {name}: collision {r['collision_rate']:.1%}, "
-                      f"off-road {r['offroad_rate']:.1%}, success {r['success_rate']:.1%}, progress {r['progress_m']:.1f} m")
-            atomic_write_text(Path(args.out) / "heldout.json", json.dumps(rates, indent=2))
-    print(f"wrote {res.policy_path} (+ .json card), {Path(args.out) / 'curves.png'}, {Path(args.out) / 'checkpoint.pt'}")
-    return 0
-
-
-def main(argv=None) -> int:
-    p = add_rl_arguments(argparse.ArgumentParser(prog="python -m drivesim.train.ppo"))
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -12,7 +12,7 @@ import torch
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs ray (pip install -e '.[ray]')")
 
-from drivesim.distributed.ray_backend import ClusterError, RayRunner, connect  # noqa: E402
+from drivesim.distributed.ray_backend import ClusterError, RayRunner, connect, rollout_actors  # noqa: E402
 from drivesim.sim.evaluate import EvalConfig, evaluate  # noqa: E402
 from drivesim.sim.policy import ConstantVelocity, IDMLaneKeeping  # noqa: E402
 from drivesim.train.ppo import PPOConfig, train_rl  # noqa: E402
@@ -152,7 +152,7 @@ def test_ray_rollout_actors_give_the_same_first_update(cluster, rl_scenarios, tm
     init = _init(tmp_path / "il.pt")
     cfg = PPOConfig(**{**TINY, "updates": 1})
     local = train_rl(rl_scenarios, init, tmp_path / "local", cfg, show_progress=False)
-    remote = train_rl(rl_scenarios, init, tmp_path / "ray", cfg, show_progress=False, backend={"workers": 2})
+    remote = train_rl(rl_scenarios, init, tmp_path / "ray", cfg, show_progress=False, rollouts=rollout_actors({"workers": 2}))
     a, b = (torch.load(r.policy_path, weights_only=True) for r in (local, remote))
     a, b = a.get("state_dict", a), b.get("state_dict", b)
     changed = False

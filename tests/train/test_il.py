@@ -15,7 +15,8 @@ from drivesim.sim.expert import PDMClosed, PDMConfig
 from drivesim.sim.observation import observe
 from drivesim.sim.rollout import rollout
 from drivesim.sim.simulator import Simulator
-from drivesim.train.il import ILConfig, Interrupted, config_from_args, train_epoch, train_il
+from drivesim.cli_train import il_config_from_args
+from drivesim.train.il import ILConfig, Interrupted, train_epoch, train_il
 from drivesim.train.il_data import FEATURE_KEYS, Demos, collect, suite_scenarios
 from drivesim.train.policy_net import (ACCEL_BINS, NetPolicy, PolicyNet, PolicyNetConfig, accel_to_bin, features,
                                        load_policy, policy_from_spec, save_policy)
@@ -162,16 +163,16 @@ def test_fine_tune_keeps_the_lineage(base_run, tmp_path, suite_file):
 def test_config_from_arguments():
     import argparse
 
-    from drivesim.train.il import add_il_arguments
+    from drivesim.cli_train import add_il_arguments
 
     p = argparse.ArgumentParser()
     add_il_arguments(p)
-    cfg = config_from_args(p.parse_args(["--rare", "10", "--dagger", "1", "--set", "lr=0.0003", "--set", "expert.horizon=30"]))
+    cfg = il_config_from_args(p.parse_args(["--rare", "10", "--dagger", "1", "--set", "lr=0.0003", "--set", "expert.horizon=30"]))
     assert cfg.rare == 10 and cfg.dagger == 1 and cfg.lr == 3e-4 and cfg.expert.horizon == 30
     with pytest.raises(ConfigError, match="unknown key"):
-        config_from_args(p.parse_args(["--set", "lrr=1"]))
+        il_config_from_args(p.parse_args(["--set", "lrr=1"]))
     with pytest.raises(ConfigError, match="replan_every"):
-        config_from_args(p.parse_args(["--set", "expert.replan_every=2"]))
+        il_config_from_args(p.parse_args(["--set", "expert.replan_every=2"]))
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="policies/il_base.pt not built yet")
