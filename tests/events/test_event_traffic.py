@@ -31,7 +31,7 @@ def test_set_keeps_its_modes_unless_traffic_is_given():
 
 
 def test_cli_default_keeps_the_recorded_modes(tmp_path):
-    from drivesim.cli import build_parser, logged_source
+    from drivesim.cli.main import build_parser, logged_source
     from drivesim.io.scenario_file import save_set
 
     s = cut_in()

@@ -15,7 +15,7 @@ from drivesim.sim.expert import PDMClosed, PDMConfig
 from drivesim.sim.observation import observe
 from drivesim.sim.rollout import rollout
 from drivesim.sim.simulator import Simulator
-from drivesim.cli_train import il_config_from_args
+from drivesim.cli.train import il_config_from_args
 from drivesim.train.il import ILConfig, Interrupted, train_epoch, train_il
 from drivesim.train.il_data import FEATURE_KEYS, Demos, collect, suite_scenarios
 from drivesim.train.policy_net import (ACCEL_BINS, NetPolicy, PolicyNet, PolicyNetConfig, accel_to_bin, features,
@@ -163,7 +163,7 @@ def test_fine_tune_keeps_the_lineage(base_run, tmp_path, suite_file):
 def test_config_from_arguments():
     import argparse
 
-    from drivesim.cli_train import add_il_arguments
+    from drivesim.cli.train import add_il_arguments
 
     p = argparse.ArgumentParser()
     add_il_arguments(p)

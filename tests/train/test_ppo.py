@@ -12,7 +12,7 @@ from drivesim.core.config import ConfigError, apply_overrides
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.map import build_map
 from drivesim.train.policy_net import PolicyNet, PolicyNetConfig, load_policy, save_policy
-from drivesim.cli_train import add_rl_arguments, cmd_train_rl
+from drivesim.cli.train import add_rl_arguments, cmd_train_rl
 from drivesim.train.ppo import PPOConfig, train_rl
 from tests.helpers import make_scenario
 

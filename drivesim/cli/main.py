@@ -18,13 +18,13 @@ import torch
 
 import drivesim
 from drivesim.traffic.log_modes import TRAFFIC_MODES
-from drivesim.cli_events import add_commands as add_event_commands
-from drivesim.cli_import import IMPORTERS as WAYMO_IMPORTERS, add_import_arguments, cmd_import as cmd_import_waymo
-from drivesim.cli_options import (EXIT_CODES_HELP, EXIT_FAILED, EXPERT_NAME, add_allow_errors, add_results_arguments, check_policies,
+from drivesim.cli.events import add_commands as add_event_commands
+from drivesim.cli.import_waymo import IMPORTERS as WAYMO_IMPORTERS, add_import_arguments, cmd_import as cmd_import_waymo
+from drivesim.cli.options import (EXIT_CODES_HELP, EXIT_FAILED, EXPERT_NAME, add_allow_errors, add_results_arguments, check_policies,
                                    finish, import_with_errors, load_scenarios, make_policy, output_dir, policy_hash,
                                    positive_int, previous_results, report_skipped, resumed_rows, skipped_files)
-from drivesim.cli_refiner import add_commands as add_refiner_commands
-from drivesim.cli_sensor import add_commands as add_sensor_commands
+from drivesim.cli.refiner import add_commands as add_refiner_commands
+from drivesim.cli.sensor import add_commands as add_sensor_commands
 from drivesim.core.safe_io import atomic_write_text, file_name
 from drivesim.distributed import add_backend_arguments, backend_options
 
@@ -172,7 +172,7 @@ def cmd_simulate(args) -> int:
         if k in metrics:
             print(f"  {k:26s} {metrics[k]:.3f}")
     if args.render == "refined":  # six splat + diffusion-refiner cameras beside the BEV
-        from drivesim.cli_refiner import simulate_refined
+        from drivesim.cli.refiner import simulate_refined
 
         video = simulate_refined(args, scenario, res.trajectory, out)
     elif args.render == "splat":  # six splat cameras beside the BEV
@@ -535,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--data", default=str(Path(os.environ.get("DRIVESIM_DATA", "../shared/data")) / "scenarionet_nuscenes"),
                     help="folder of ScenarioNet nuScenes pickles (default: the shared scenes); 'none' = procedural only")
     tt.set_defaults(func=cmd_train_traffic)
-    from drivesim import cli_train
+    from drivesim.cli import train as cli_train
     from drivesim.train import il, pipeline
 
     ti = tsub.add_parser("il", help="driving policy by imitation of the PDM-Closed-style expert (BC + DAgger; "

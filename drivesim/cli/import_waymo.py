@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from drivesim.cli_options import EXIT_FAILED, finish, output_dir
+from drivesim.cli.options import EXIT_FAILED, finish, output_dir
 
 IMPORTERS = {"womd": "drivesim.io.womd", "gpudrive": "drivesim.io.gpudrive"}
 

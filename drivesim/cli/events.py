@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from drivesim.cli_options import add_allow_errors, finish, report_skipped
+from drivesim.cli.options import add_allow_errors, finish, report_skipped
 from drivesim.core.config import ConfigError, apply_overrides
 
 KNOB_FLAGS = ("ttc", "gap", "band", "headway", "ego_speed", "rel_speed", "lat_speed", "density")
@@ -118,7 +118,7 @@ def real_set_counts(header: dict) -> str:
 
 
 def cmd_mine(args) -> int:
-    from drivesim.cli_options import make_policy
+    from drivesim.cli.options import make_policy
     from drivesim.io.scenario_file import load_scenarios
     from drivesim.io.scenario_file import save_set, set_path
     from drivesim.events.mining import MineConfig, mine
@@ -145,7 +145,7 @@ def cmd_mine(args) -> int:
 
 
 def _suite(name: str):
-    from drivesim.cli_options import load_scenarios
+    from drivesim.cli.options import load_scenarios
 
     return load_scenarios(name)[2], []
 

@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "policies" / "refiner"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "policies" / "refiner"
 PANDASET = "pandaset_002"
 
 
@@ -46,7 +46,7 @@ def add_commands(sub) -> None:
 
 
 def data_root() -> Path:
-    return Path(os.environ.get("DRIVESIM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    return Path(os.environ.get("DRIVESIM_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 
 def real_scene(spec: str, width: int, height: int, log=print, iters: int = 300, checkpoint: Path | None = None):
