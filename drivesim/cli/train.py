@@ -14,7 +14,7 @@ from drivesim.core.safe_io import atomic_write_text
 from drivesim.distributed import ClusterError, add_backend_arguments, backend_options
 from drivesim.distributed.ray_backend import rollout_actors
 from drivesim.train.il import ILConfig, train_il
-from drivesim.train.pipeline import VARIANTS, PipelineConfig, run_pipeline
+from drivesim.train.pipeline import QUICK, VARIANTS, PipelineConfig, run_pipeline
 from drivesim.train.policy_net import load_policy
 from drivesim.train.ppo import PPOConfig, train_rl
 from drivesim.train.rl_extras import HELDOUT_SEED, RARE_EVENTS, heldout_outcomes, training_scenarios
@@ -168,12 +168,6 @@ def add_pipeline_arguments(p) -> None:
     p.add_argument("--config", default=None, help="YAML of PipelineConfig overrides, nested for il/rl "
                    "(unknown keys are errors), e.g. 'rl: {updates: 40}'")
     p.add_argument("--quick", action="store_true", help="a smoke run: one seed, tiny budgets (numbers meaningless)")
-
-
-QUICK = {"seeds": (0,), "finetune_dagger": 0, "rl_scenarios": 10, "mine_from": 5, "heldout_events": 4,
-         "heldout_starts": 4, "heldout_real": False, "nominal_suite": "tiny",
-         "il": {"suite": "tiny", "suite_repeat": 2, "rare": 10, "real": False, "epochs": 1, "dagger": 0, "eval_scenarios": 4},
-         "rl": {"updates": 2, "num_envs": 16, "num_steps": 8, "value_warmup": 1}}
 
 
 def pipeline_config_from_args(args) -> PipelineConfig:

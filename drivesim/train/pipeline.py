@@ -353,4 +353,11 @@ def _train_all(cfg: PipelineConfig, cfg_dict: dict, out: Path, progress: bool) -
     return timings, failed
 
 
+# the overrides of `drivesim report training --quick`: a smoke run (numbers meaningless)
+QUICK = {"seeds": (0,), "finetune_dagger": 0, "rl_scenarios": 10, "mine_from": 5, "heldout_events": 4,
+         "heldout_starts": 4, "heldout_real": False, "nominal_suite": "tiny",
+         "il": {"suite": "tiny", "suite_repeat": 2, "rare": 10, "real": False, "epochs": 1, "dagger": 0, "eval_scenarios": 4},
+         "rl": {"updates": 2, "num_envs": 16, "num_steps": 8, "value_warmup": 1}}
+
+
 __all__ = ["PipelineConfig", "PipelineResult", "run_pipeline", "run_job", "heldout_sets", "check_targets", "VARIANTS"]
