@@ -96,7 +96,7 @@ def write_outputs(ev, out: Path, meta: dict, video: bool = True) -> None:
 def write_pictures(ev, out: Path, meta: dict, video: bool) -> None:
     """Failure thumbnails, report.html with its plots, and one BEV video of the first scenario."""
     from drivesim.core.scenario import ScenarioBatch
-    from drivesim.io.eval_report import write_report
+    from drivesim.io.report_page import write_report
     from drivesim.render.bev import thumbnail
     from drivesim.sim.rollout import rollout
 

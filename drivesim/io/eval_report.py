@@ -1,4 +1,4 @@
-"""Evaluation reports: a per-policy summary table and a self-contained HTML page.
+"""Evaluation results in numbers: per-policy summaries, confidence intervals, breakdowns, failure reasons, plots.
 
 `results` has one row per (policy, scenario) with the columns in `ID_COLUMNS` plus metric
 columns (see `METRIC_ORDER`); every other numeric or boolean column counts as a metric too.
@@ -8,14 +8,11 @@ Summary conventions: metric means and the success and collision rates are taken 
 scenarios that ran (status 'ok'), skipping NaN; `errors` counts the scenarios that did not
 run and `failed` the ones that ran without success, so an all-error policy shows NaN rates.
 Rows with status 'skipped' are input files that could not be read: counted in `skipped` (a
-column only when there are any), not in `errors`. Every file is written atomically.
+column only when there are any), not in `errors`. The HTML page is io/report_page.py.
 """
 
 from __future__ import annotations
 
-import datetime
-import html
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from drivesim.core.safe_io import atomic_save, atomic_write_text
+from drivesim.core.safe_io import atomic_save
 
 ID_COLUMNS = ("policy", "scenario", "map", "status", "error")
 METRIC_ORDER = ("pdms", "nuplan_score", "success", "collision_any", "no_collision", "drivable_area_compliance",
@@ -31,19 +28,6 @@ METRIC_ORDER = ("pdms", "nuplan_score", "success", "collision_any", "no_collisio
 PLOT_METRICS = ("pdms", "progress_ratio", "min_ttc")
 COUNT_COLUMNS = ("scenarios", "errors", "skipped", "failed")
 SKIPPED = "skipped"  # status of a row for an input file that could not be read
-CSS = """
-body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 24px; color: #222; }
-h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; font-size: 12px; margin: 8px 0; }
-th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
-th { background: #f0f0f0; } td.text, th.text { text-align: left; }
-tr.fail td { background: #fff1f0; } tr.error td { background: #fde2e1; }
-.meta th { text-align: left; } .warn { background: #fff4cc; border: 1px solid #e0c050; padding: 6px 10px; }
-.plots img { margin: 4px; border: 1px solid #ddd; }
-.cards { display: flex; flex-wrap: wrap; gap: 12px; }
-.card { border: 1px solid #ccc; padding: 6px; width: 330px; font-size: 12px; }
-.card img { width: 320px; } .reason { color: #a00; white-space: pre-wrap; word-break: break-word; }
-"""
 
 
 # ------------------------------------------------------------------------------------ summary
@@ -54,13 +38,13 @@ def metric_columns(results: pd.DataFrame) -> list[str]:
     return [c for c in METRIC_ORDER if c in numeric] + [c for c in numeric if c not in METRIC_ORDER]
 
 
-def _check_results(results: pd.DataFrame) -> None:
+def check_results(results: pd.DataFrame) -> None:
     missing = [c for c in ("policy", "scenario", "status") if c not in results.columns]
     if missing:
         raise ValueError(f"results are missing column(s) {missing}; have {list(results.columns)}")
 
 
-def _failed_mask(results: pd.DataFrame) -> pd.Series:
+def failed_mask(results: pd.DataFrame) -> pd.Series:
     """Rows that errored, or ran without success (NaN success counts as not successful)."""
     ok = results["status"] == "ok"
     if "success" not in results.columns:
@@ -74,7 +58,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     Columns: scenarios, errors, failed, success_rate, collision_rate, then the mean of every
     other metric column (pdms and nuplan_score first); means over status-'ok' rows.
     """
-    _check_results(results)
+    check_results(results)
     metrics = metric_columns(results)
     rows = {}
     any_skipped = bool((results["status"] == SKIPPED).any())
@@ -83,7 +67,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
         skipped = int((group["status"] == SKIPPED).sum())
         row = {"scenarios": len(group), "errors": int((group["status"] != "ok").sum()) - skipped,
                **({"skipped": skipped} if any_skipped else {}),
-               "failed": int((_failed_mask(group) & (group["status"] == "ok")).sum())}
+               "failed": int((failed_mask(group) & (group["status"] == "ok")).sum())}
         means = ok[metrics].apply(pd.to_numeric, errors="coerce").astype(float)
         means = means.replace([np.inf, -np.inf], np.nan).mean() if len(ok) else pd.Series(np.nan, index=metrics)
         row["success_rate"] = means.get("success", np.nan)
@@ -93,6 +77,108 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     summary = pd.DataFrame.from_dict(rows, orient="index")
     summary.index.name = "policy"
     return summary
+
+
+# ------------------------------------------------------------------ what an engineer reads first
+HEADLINE = (  # (column, how it is computed from a row), in the order the report shows them
+    ("success", "success"), ("at_fault_collision", "at-fault collision (any class)"),
+    ("route_completion", "route completion"), ("pdms", "PDMS"), ("nuplan_score", "nuPlan score"))
+AT_FAULT = ("collisions_vru", "collisions_vehicle", "collisions_object")
+
+
+def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
+    return pd.to_numeric(frame[column], errors="coerce").astype(float) if column in frame else pd.Series(np.nan, index=frame.index)
+
+
+def at_fault_collision(results: pd.DataFrame) -> pd.Series:
+    """1.0 where the ego had an at-fault collision of any class, NaN where the counts are missing."""
+    counts = pd.concat([_numeric(results, c) for c in AT_FAULT], axis=1)
+    return (counts.fillna(0).sum(axis=1) > 0).astype(float).where(counts.notna().any(axis=1))
+
+
+def bootstrap_ci(values, level: float = 0.95, samples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of the finite values and its percentile bootstrap interval
+    (`samples` resamples, seeded, so a report is reproducible); NaNs when there are no values."""
+    v = _finite(values)
+    if v.size == 0:
+        return (np.nan, np.nan, np.nan)
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(samples, v.size))].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    return (float(v.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail)))
+
+
+def headline(results: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Per policy: scenarios, errors, and the HEADLINE metrics as mean with a 95 % bootstrap
+    interval (columns `<name>`, `<name>_lo`, `<name>_hi`), over the scenarios that ran."""
+    check_results(results)
+    frame = results.assign(at_fault_collision=at_fault_collision(results))
+    rows = {}
+    for policy, group in frame.groupby("policy", sort=False):
+        ok = group[group["status"] == "ok"]
+        row = {"scenarios": len(group), "errors": int((group["status"] != "ok").sum())}
+        for column, _ in HEADLINE:
+            row[column], row[f"{column}_lo"], row[f"{column}_hi"] = bootstrap_ci(_numeric(ok, column), seed=seed)
+        rows[policy] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "policy"
+    return table
+
+
+def failure_reason(row) -> str:
+    """Why a row is not a success, in words: the error, at-fault collisions with their class,
+    contacts that were not at fault (they fail `success`, not the scores), off-road, wrong way,
+    no progress; '' for a success."""
+    get = lambda k: pd.to_numeric(pd.Series([row.get(k, np.nan)]), errors="coerce").iloc[0]
+    if row.get("status", "ok") != "ok":
+        return f"{row.get('status')}: {row.get('error', '') or 'no message'}"
+    if get("success") >= 0.5:
+        return ""
+    reasons = []
+    fault = [f"{int(get(c))} {c.removeprefix('collisions_')}" for c in AT_FAULT if get(c) > 0]
+    if fault:
+        reasons.append("at-fault collision (" + ", ".join(fault) + ")")
+    elif get("collision_any") > 0:
+        reasons.append("contact, not at fault (fails success, not PDMS)")
+    if get("drivable_area_compliance") < 0.5:
+        reasons.append(f"off the drivable area ({get('max_offroad'):.1f} m)" if np.isfinite(get("max_offroad"))
+                       else "off the drivable area")
+    if get("driving_direction") < 1:
+        reasons.append("drove against the lane direction")
+    if get("making_progress") < 0.5:
+        reasons.append(f"no progress ({get('progress'):.1f} m)" if np.isfinite(get("progress")) else "no progress")
+    return "; ".join(reasons) or "not a success"
+
+
+def knob_bins(values: pd.Series, bins: int = 3) -> pd.Series:
+    """A knob's values as `bins` quantile ranges (labels 'lo-hi'), or as themselves when few."""
+    v = pd.to_numeric(values, errors="coerce")
+    if v.nunique() <= bins or v.isna().all():
+        return values.astype(str)
+    cut = pd.qcut(v, bins, duplicates="drop")
+    return cut.map(lambda c: f"{c.left:.3g}-{c.right:.3g}").astype(str)
+
+
+def breakdown(results: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per (policy, group of `by`): scenarios, success rate, at-fault collision rate, mean PDMS
+    over the scenarios that ran; knob columns (`knob_*`) are grouped in quantile bins."""
+    frame = results[results["status"] == "ok"].copy()
+    frame["at_fault_collision"] = at_fault_collision(frame)
+    frame["_group"] = knob_bins(frame[by]) if by.startswith("knob_") else frame[by].astype(str)
+    table = frame.groupby(["policy", "_group"], sort=False).agg(
+        scenarios=("scenario", "size"), success=("success", "mean"),
+        at_fault_collision=("at_fault_collision", "mean"), pdms=("pdms", "mean"))
+    return table.rename_axis(["policy", by.removeprefix("knob_")])
+
+
+def avoidable_table(results: pd.DataFrame) -> pd.DataFrame | None:
+    """Per (policy, label) for generated event sets: unavoidable / avoidable by the braking bound /
+    avoidable only by the expert; None when the results carry no labels."""
+    if "avoidable" not in results or "bound_avoidable" not in results:
+        return None
+    label = np.where(~results["avoidable"].astype(bool), "unavoidable",
+                     np.where(results["bound_avoidable"].astype(bool), "avoidable by braking", "avoidable (expert only)"))
+    return breakdown(results.assign(label=label), "label")
 
 
 TERMINAL_COLUMNS = ("scenarios", "errors", "skipped", "failed", "success_rate", "collision_rate", "pdms", "nuplan_score",
@@ -146,113 +232,3 @@ def plot_metric(results: pd.DataFrame, metric: str, path) -> Path:
     path = Path(path)
     atomic_save(path, lambda fh: fig.savefig(fh, format="png"))
     return path
-
-
-# --------------------------------------------------------------------------------------- html
-def _esc(v) -> str:
-    return html.escape(str(v))
-
-
-def _fmt(v) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (float, np.floating)):
-        return "&ndash;" if np.isnan(v) else f"{v:.3f}"
-    return _esc(v)
-
-
-def _table(df: pd.DataFrame, row_classes: list[str] | None = None, index: bool = True) -> str:
-    cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
-    head = "".join(f"<th>{_esc(c)}</th>" for c in cols)
-    rows = []
-    for i, (idx, *r) in enumerate(df.itertuples(index=True, name=None)):  # keeps each column's dtype
-        cells = [f'<td class="text">{_esc(idx)}</td>'] if index else []
-        cells += [f'<td class="text">{_esc(v)}</td>' if isinstance(v, str) else f"<td>{_fmt(v)}</td>" for v in r]
-        cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
-        rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _meta_html(meta: dict, results: pd.DataFrame) -> str:
-    from drivesim import __version__
-
-    meta = dict(meta)
-    meta.setdefault("policies", ", ".join(map(str, dict.fromkeys(results["policy"]))))
-    meta.setdefault("drivesim version", __version__)
-    meta.setdefault("date", datetime.datetime.now().isoformat(timespec="seconds"))
-    warnings = meta.pop("warnings", []) or []
-    if isinstance(warnings, str):
-        warnings = [warnings]
-    rows = "".join(f"<tr><th>{_esc(k)}</th><td class='text'>{_esc(v)}</td></tr>" for k, v in meta.items())
-    warn = "".join(f"<p class='warn'>warning: {_esc(w)}</p>" for w in warnings)
-    return f"<table class='meta'>{rows}</table>{warn}"
-
-
-def _thumb_src(thumbnails: dict | None, policy, scenario, out_dir: Path) -> str | None:
-    """Relative path (inside out_dir) of the thumbnail for a row, copying it in if needed."""
-    if not thumbnails:
-        return None
-    src = thumbnails.get(f"{policy}/{scenario}", thumbnails.get(str(scenario)))
-    if src is None or not Path(src).is_file():
-        return None
-    src = Path(src).resolve()
-    try:
-        return src.relative_to(out_dir.resolve()).as_posix()
-    except ValueError:
-        dst = out_dir / "thumbs" / f"{policy}__{scenario}{src.suffix}".replace("/", "_")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
-        return dst.relative_to(out_dir).as_posix()
-
-
-def _failures_html(results: pd.DataFrame, thumbnails: dict | None, out_dir: Path, limit: int) -> str:
-    failed = results[_failed_mask(results)]
-    if failed.empty:
-        return "<p>No failed or errored scenarios.</p>"
-    cards = []
-    for _, r in failed.head(limit).iterrows():
-        src = _thumb_src(thumbnails, r["policy"], r["scenario"], out_dir)
-        img = f"<img src='{_esc(src)}' alt='{_esc(r['scenario'])}'>" if src else "<p><i>no thumbnail</i></p>"
-        if r["status"] != "ok":
-            why = f"<div class='reason'>error: {_esc(r.get('error', ''))}</div>"
-        else:
-            why = f"<div>pdms {_fmt(r.get('pdms', np.nan))}, progress_ratio {_fmt(r.get('progress_ratio', np.nan))}, " \
-                  f"collision {_fmt(r.get('collision_any', np.nan))}</div>"
-        cards.append(f"<div class='card'><b>{_esc(r['policy'])}</b> / {_esc(r['scenario'])} "
-                     f"[{_esc(r['status'])}]{img}{why}</div>")
-    more = f" (the first {limit} shown)" if len(failed) > limit else ""
-    return f"<p>{len(failed)} scenario run(s){more}.</p><div class='cards'>{''.join(cards)}</div>"
-
-
-def write_report(results: pd.DataFrame, out_dir, title: str, meta: dict,
-                 thumbnails: dict[str, str] | None = None, max_failures: int = 200) -> Path:
-    """Write out_dir/report.html (inline CSS, PNG plots beside it) and return its path.
-
-    thumbnails maps "policy/scenario" (or just the scenario name) to a PNG; files outside
-    out_dir are copied into out_dir/thumbs so the report directory stands alone. The
-    failures section shows at most `max_failures` cards; the full table lists every row.
-    """
-    _check_results(results)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize(results)
-    plots = [plot_metric(results, m, out_dir / f"dist_{m}.png").name for m in PLOT_METRICS if m in results.columns]
-    plot_html = "".join(f"<img src='{_esc(p)}' alt='{_esc(p)}'>" for p in plots) or "<p>No metrics to plot.</p>"
-    failed = _failed_mask(results)
-    row_cls = ["error" if s != "ok" else ("fail" if f else "") for s, f in zip(results["status"], failed)]
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{_esc(title)}</title><style>{CSS}</style></head><body>
-<h1>{_esc(title)}</h1>
-{_meta_html(meta, results)}
-<h2>Summary</h2>
-<p>Means and rates over scenarios that ran (status ok); errors are counted separately.</p>
-{_table(summary)}
-<h2>Metric distributions</h2>
-<div class="plots">{plot_html}</div>
-<h2>Failures</h2>
-{_failures_html(results, thumbnails, out_dir, max_failures)}
-<h2>All scenarios</h2>
-{_table(results.reset_index(drop=True), row_cls, index=False)}
-</body></html>
-"""
-    return atomic_write_text(out_dir / "report.html", page)

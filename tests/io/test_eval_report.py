@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drivesim.io.eval_report import format_table, summarize, write_report
+from drivesim.io.eval_report import format_table, summarize
+from drivesim.io.report_page import write_report
 
 METRICS = ["pdms", "nuplan_score", "success", "collision_any", "no_collision", "drivable_area_compliance",
            "driving_direction", "progress", "progress_ratio", "ttc", "min_ttc", "speed_limit", "comfort"]
@@ -86,7 +87,7 @@ def test_report_all_errors_and_no_thumbnails(tmp_path):
     df = pd.DataFrame([row("broken", f"s{i}", status="error", error="crash") for i in range(3)])
     path = write_report(df, tmp_path, "all errors", {}, None)
     text = path.read_text()
-    assert "broken" in text and "crash" in text and "no thumbnail" in text
+    assert "broken" in text and "crash" in text and "no picture kept" in text
 
 
 def test_report_caps_failure_cards(results, tmp_path):
@@ -97,3 +98,64 @@ def test_report_caps_failure_cards(results, tmp_path):
 def test_missing_columns_error():
     with pytest.raises(ValueError, match="status"):
         summarize(pd.DataFrame({"policy": ["a"], "scenario": ["s"]}))
+
+
+def test_a_thumbnail_given_relative_to_the_output_folder_shows(results, tmp_path, monkeypatch):
+    """The CLI stores thumbnails relative to the output folder; the report read them against the
+    working directory and showed 'no thumbnail' for every card."""
+    import imageio.v3 as iio3
+
+    out = tmp_path / "out"
+    (out / "thumbs").mkdir(parents=True)
+    iio3.imwrite(out / "thumbs" / "idm__s2.png", np.zeros((24, 32, 3), np.uint8))
+    monkeypatch.chdir(tmp_path)  # not the output folder
+    text = write_report(results, out, "t", {}, {"idm/s2": "thumbs/idm__s2.png"}).read_text()
+    assert "<img src='thumbs/idm__s2.png'" in text
+
+
+def test_failure_reasons_say_what_happened():
+    from drivesim.io.eval_report import failure_reason
+
+    ok = row("p", "s")
+    assert failure_reason(ok) == ""
+    assert failure_reason(row("p", "s", status="error", error="boom")) == "error: boom"
+    hit = row("p", "s", success=0.0, collision_any=1.0, collisions_vehicle=1.0, collisions_vru=0.0, collisions_object=0.0)
+    assert failure_reason(hit) == "at-fault collision (1 vehicle)"
+    touched = row("p", "s", success=0.0, collision_any=1.0, collisions_vehicle=0.0)
+    assert failure_reason(touched) == "contact, not at fault (fails success, not PDMS)"
+    off = row("p", "s", success=0.0, drivable_area_compliance=0.0, max_offroad=1.25, making_progress=0.0, progress=0.5)
+    assert failure_reason(off) == "off the drivable area (1.2 m); no progress (0.5 m)"
+
+
+def test_bootstrap_intervals_are_reproducible_and_shrink_with_more_scenarios():
+    from drivesim.io.eval_report import bootstrap_ci
+
+    rng = np.random.default_rng(3)
+    few, many = rng.random(10), rng.random(1000)
+    m, lo, hi = bootstrap_ci(few)
+    assert lo < m < hi and bootstrap_ci(few) == (m, lo, hi)
+    m2, lo2, hi2 = bootstrap_ci(many)
+    assert hi2 - lo2 < (hi - lo) / 3
+    assert all(np.isnan(bootstrap_ci([np.nan])))
+
+
+def test_report_breaks_down_by_map_event_knobs_and_labels(tmp_path):
+    from drivesim.io.eval_report import avoidable_table, breakdown, headline
+
+    rows = [row("p", f"s{i}", map="straight" if i % 2 else "merge", event="cut-in", knob_gap=float(i),
+                success=float(i > 3), collisions_vehicle=float(i <= 3), avoidable=i > 1, bound_avoidable=i > 5)
+            for i in range(9)]
+    df = pd.DataFrame(rows)
+    by_gap = breakdown(df, "knob_gap")
+    assert by_gap.index.names == ["policy", "gap"] and by_gap["scenarios"].sum() == 9 and len(by_gap) == 3
+    assert by_gap["success"].tolist() == [0.0, 2 / 3, 1.0]  # gaps {0,1,2}, {3,4,5}, {6,7,8}; success above 3
+    labels = avoidable_table(df)
+    assert labels.loc[("p", "unavoidable"), "scenarios"] == 2
+    assert labels.loc[("p", "avoidable by braking"), "success"] == 1.0
+    h = headline(df)
+    assert h.loc["p", "at_fault_collision"] == pytest.approx(4 / 9)
+    assert h.loc["p", "success_lo"] <= h.loc["p", "success"] <= h.loc["p", "success_hi"]
+    text = write_report(df, tmp_path, "events", {}).read_text()
+    for piece in ("by label (generated events)", "by map", "by gap", "id='scenarios'", "filterTable", "sortTable",
+                  "definitions.md", "at-fault collision (1 vehicle)"):
+        assert piece in text
