@@ -26,14 +26,18 @@ ID_COLUMNS = ("policy", "scenario", "map", "status", "error")
 METRIC_ORDER = ("pdms", "nuplan_score", "success", "collision_any", "no_collision", "drivable_area_compliance",
                 "driving_direction", "progress", "progress_ratio", "ttc", "min_ttc", "speed_limit", "comfort")
 PLOT_METRICS = ("pdms", "progress_ratio", "min_ttc")
+NOT_METRICS = ("expert_given", "steps", "held_back", "seed", "expert_progress")  # bookkeeping, not averaged
+DESCRIPTOR_PREFIXES = ("knob_", "label_")  # a generated event's knobs and labels (sim/evaluate.scenario_columns)
 COUNT_COLUMNS = ("scenarios", "errors", "skipped", "failed")
 SKIPPED = "skipped"  # status of a row for an input file that could not be read
 
 
 # ------------------------------------------------------------------------------------ summary
 def metric_columns(results: pd.DataFrame) -> list[str]:
-    """Metric columns: the known ones in their usual order, then any other numeric ones."""
-    numeric = [c for c in results.columns if c not in ID_COLUMNS
+    """Metric columns: the known ones in their usual order, then any other numeric ones, except
+    bookkeeping (`NOT_METRICS`) and what describes a scenario (`knob_*`, `label_*`)."""
+    numeric = [c for c in results.columns if c not in ID_COLUMNS and c not in NOT_METRICS
+               and not c.startswith(DESCRIPTOR_PREFIXES)
                and (pd.api.types.is_numeric_dtype(results[c]) or pd.api.types.is_bool_dtype(results[c]))]
     return [c for c in METRIC_ORDER if c in numeric] + [c for c in numeric if c not in METRIC_ORDER]
 
@@ -150,34 +154,51 @@ def failure_reason(row) -> str:
     return "; ".join(reasons) or "not a success"
 
 
+IGNORED_KNOBS = ("background_seed", "delay", "dx", "ego_lane", "swerve_lane", "ego_length", "cutter_length",
+                 "cutter_width")  # bookkeeping knobs of the event generators: no breakdown by them
+
+
 def knob_bins(values: pd.Series, bins: int = 3) -> pd.Series:
-    """A knob's values as `bins` quantile ranges (labels 'lo-hi'), or as themselves when few."""
+    """A knob's values as `bins` quantile ranges ('lo-hi', an ordered categorical), or as
+    themselves when there are few."""
     v = pd.to_numeric(values, errors="coerce")
     if v.nunique() <= bins or v.isna().all():
         return values.astype(str)
     cut = pd.qcut(v, bins, duplicates="drop")
-    return cut.map(lambda c: f"{c.left:.3g}-{c.right:.3g}").astype(str)
+    return cut.cat.rename_categories([f"{c.left:.3g}-{c.right:.3g}" for c in cut.cat.categories])
+
+
+def breakdown_keys(results: pd.DataFrame) -> list[str]:
+    """The columns worth a breakdown: map and event type when they vary, then the numeric knobs
+    that vary (not the generators' bookkeeping ones)."""
+    keys = [c for c in ("map", "event") if c in results and results[c].astype(str).nunique() > 1]
+    return keys + [c for c in results.columns if c.startswith("knob_") and c.removeprefix("knob_") not in IGNORED_KNOBS
+                   and pd.api.types.is_numeric_dtype(results[c]) and not pd.api.types.is_bool_dtype(results[c])
+                   and results[c].nunique() > 1]
 
 
 def breakdown(results: pd.DataFrame, by: str) -> pd.DataFrame:
     """Per (policy, group of `by`): scenarios, success rate, at-fault collision rate, mean PDMS
-    over the scenarios that ran; knob columns (`knob_*`) are grouped in quantile bins."""
+    over the scenarios that ran; knob columns (`knob_*`) are grouped in quantile bins, in order."""
     frame = results[results["status"] == "ok"].copy()
     frame["at_fault_collision"] = at_fault_collision(frame)
     frame["_group"] = knob_bins(frame[by]) if by.startswith("knob_") else frame[by].astype(str)
-    table = frame.groupby(["policy", "_group"], sort=False).agg(
+    table = frame.groupby(["policy", "_group"], sort=False, observed=True).agg(
         scenarios=("scenario", "size"), success=("success", "mean"),
         at_fault_collision=("at_fault_collision", "mean"), pdms=("pdms", "mean"))
+    if isinstance(frame["_group"].dtype, pd.CategoricalDtype):  # bins low to high within each policy
+        order = {p: i for i, p in enumerate(dict.fromkeys(frame["policy"]))}
+        table = table.sort_index(key=lambda ix: ix.map(order) if ix.name == "policy" else ix)
     return table.rename_axis(["policy", by.removeprefix("knob_")])
 
 
 def avoidable_table(results: pd.DataFrame) -> pd.DataFrame | None:
     """Per (policy, label) for generated event sets: unavoidable / avoidable by the braking bound /
     avoidable only by the expert; None when the results carry no labels."""
-    if "avoidable" not in results or "bound_avoidable" not in results:
+    if "label_avoidable" not in results or "label_bound_avoidable" not in results:
         return None
-    label = np.where(~results["avoidable"].astype(bool), "unavoidable",
-                     np.where(results["bound_avoidable"].astype(bool), "avoidable by braking", "avoidable (expert only)"))
+    avoidable, bound = (results[c].fillna(False).astype(bool) for c in ("label_avoidable", "label_bound_avoidable"))
+    label = np.where(~avoidable, "unavoidable", np.where(bound, "avoidable by braking", "avoidable (expert only)"))
     return breakdown(results.assign(label=label), "label")
 
 

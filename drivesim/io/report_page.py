@@ -26,6 +26,7 @@ import pandas as pd
 
 from drivesim.core.safe_io import atomic_write_text
 from drivesim.io.eval_report import (HEADLINE, PLOT_METRICS, check_results, failed_mask, avoidable_table, breakdown,
+                                     breakdown_keys,
                                      failure_reason, headline, plot_metric, summarize)
 from drivesim.metrics.score import METRICS
 
@@ -123,10 +124,8 @@ def _headline_html(results: pd.DataFrame) -> str:
 
 
 def _breakdowns_html(results: pd.DataFrame) -> str:
-    keys = [c for c in ("map", "event") if c in results and results[c].astype(str).nunique() > 1]
-    keys += [c for c in results.columns if c.startswith("knob_") and pd.api.types.is_numeric_dtype(results[c])
-             and results[c].nunique() > 1]
-    parts = [f"<div><h3>by {_esc(k.removeprefix('knob_'))}</h3>{_table(breakdown(results, k))}</div>" for k in keys]
+    parts = [f"<div><h3>by {_esc(k.removeprefix('knob_'))}</h3>{_table(breakdown(results, k))}</div>"
+             for k in breakdown_keys(results)]
     labels = avoidable_table(results)
     if labels is not None:
         parts.insert(0, f"<div><h3>by label (generated events)</h3>{_table(labels)}</div>")

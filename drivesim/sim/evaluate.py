@@ -115,12 +115,26 @@ def run_chunk(chunk: list[Scenario], bank, policy, cfg: EvalConfig, expert: dict
     for s, res, b in results:
         row = {"policy": policy.name, "scenario": s.name, "map": s.road.name, "status": res.status[b], "error": res.errors[b]}
         row.update({k: float(v[b]) for k, v in res.metrics.items()})
+        row.update(scenario_columns(s))
         if "held_back" in res.extra:  # logged agents whose appearance waited for a free place (sim/simulator.py)
             row["held_back"] = int(res.extra["held_back"][b])
         failed = res.status[b] == "error" or row.get("success", 1.0) < 1
         traj = {k: v[:, b : b + 1] for k, v in res.trajectory.items()} if res.trajectory is not None and failed else None
         out.append((row, traj))
     return out
+
+
+def scenario_columns(s: Scenario) -> dict:
+    """What a generated event set records about a scenario, as result columns: `event` (its type),
+    `knob_<name>` (its scalar knobs) and `label_<name>` (its labels: `label_bound_avoidable`,
+    `label_expert_solved`, `label_avoidable`, ...); nothing for other scenarios. Reports treat
+    them as descriptions of the scenario, not as metrics (io/eval_report.metric_columns)."""
+    if "event" not in s.meta:
+        return {}
+    scalar = lambda v: isinstance(v, (bool, int, float, str)) and not isinstance(v, dict)
+    knobs = {f"knob_{k}": v for k, v in (s.meta.get("params") or {}).items() if scalar(v)}
+    labels = {f"label_{k}": v for k, v in (s.meta.get("labels") or {}).items() if scalar(v)}
+    return {"event": str(s.meta["event"]), **knobs, **labels}
 
 
 def local_runner(jobs, bank, cfg: EvalConfig, expert: dict | None):

@@ -143,7 +143,7 @@ def test_report_breaks_down_by_map_event_knobs_and_labels(tmp_path):
     from drivesim.io.eval_report import avoidable_table, breakdown, headline
 
     rows = [row("p", f"s{i}", map="straight" if i % 2 else "merge", event="cut-in", knob_gap=float(i),
-                success=float(i > 3), collisions_vehicle=float(i <= 3), avoidable=i > 1, bound_avoidable=i > 5)
+                success=float(i > 3), collisions_vehicle=float(i <= 3), label_avoidable=i > 1, label_bound_avoidable=i > 5)
             for i in range(9)]
     df = pd.DataFrame(rows)
     by_gap = breakdown(df, "knob_gap")
