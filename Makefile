@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]"
+	@# Chromium for the report's browser test: the system package where apt can install it (else that test skips)
+	-command -v chromium >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } || echo "no chromium: the report's browser test will skip"
 	touch $(STAMP)
 
 install: $(STAMP)
