@@ -1,5 +1,5 @@
 """Evaluation results on disk: `results.jsonl` appended row by row, read back to resume a run,
-and `results.csv` / `results.json` written atomically.
+and `results.csv` / `results.json` / `summary.json` written atomically.
 
 `results.jsonl` holds one JSON row per line for every (policy, scenario) job as it finishes, so
 a run that is killed keeps its complete rows. Each append writes whole lines, then flushes and
@@ -8,6 +8,10 @@ counts once its newline is on disk: reading back ignores (and reports) a trailin
 
 Rows carry `suite_hash`, `policy_hash` and `seed`; `--resume` keeps the rows of a run with the
 same three and refuses one that differs (`ResumeError` says what differs).
+
+`summary.json` is what a dashboard reads: `{"format": "drivesim-summary/1", "meta": {...},
+"policies": {name: {"scenarios", "errors", "headline": {metric: {"mean", "ci95": [lo, hi]}},
+"means": {column: mean}}}}` with the headline metrics of io/eval_report.HEADLINE; NaN is null.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from pathlib import Path
 import pandas as pd
 
 from drivesim.core.safe_io import OutputError, atomic_write_text
+from drivesim.io.eval_report import HEADLINE, headline, summarize
 
-RESULTS_FILES = ("results.jsonl", "results.csv", "results.json")
+RESULTS_FILES = ("results.jsonl", "results.csv", "results.json", "summary.json")
+SUMMARY_FORMAT = "drivesim-summary/1"
 RUN_FIELDS = ("suite_hash", "seed")  # the same for every row of one run
 KEPT_STATUSES = ("ok", "error")  # rows a resumed run keeps (skipped files are re-read every run)
 
@@ -117,9 +123,22 @@ def resumable(rows: list[dict], path, suite_hash: str, seed, policy_hashes: dict
     return [r for r in rows if r.get("status") in KEPT_STATUSES]
 
 
-def write_tables(results: pd.DataFrame, meta: dict, out: Path) -> tuple[Path, Path]:
-    """results.csv and results.json ({"meta", "results"}), each written atomically."""
+def write_tables(results: pd.DataFrame, meta: dict, out: Path) -> tuple[Path, Path, Path]:
+    """results.csv, results.json ({"meta", "results"}) and summary.json, each written atomically."""
     csv = atomic_write_text(out / "results.csv", results.to_csv(index=False))
     records = json.loads(results.to_json(orient="records"))
     js = atomic_write_text(out / "results.json", json.dumps({"meta": meta, "results": records}, indent=1))
-    return csv, js
+    return csv, js, atomic_write_text(out / "summary.json", json.dumps(summary_record(results, meta), indent=1))
+
+
+def summary_record(results: pd.DataFrame, meta: dict) -> dict:
+    """The summary.json document (see the module docstring)."""
+    num = lambda v: None if pd.isna(v) else float(v)
+    heads, means = headline(results), summarize(results)
+    policies = {}
+    for policy, h in heads.iterrows():
+        policies[str(policy)] = {
+            "scenarios": int(h["scenarios"]), "errors": int(h["errors"]),
+            "headline": {c: {"mean": num(h[c]), "ci95": [num(h[f"{c}_lo"]), num(h[f"{c}_hi"])]} for c, _ in HEADLINE},
+            "means": {c: num(v) for c, v in means.loc[policy].items()}}
+    return {"format": SUMMARY_FORMAT, "meta": meta, "policies": policies}

@@ -70,7 +70,21 @@ def test_tables_are_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match="results.csv: No space left on device"):
         write_tables(pd.DataFrame([row(pdms=0.9)]), {}, tmp_path)
     assert (tmp_path / "results.csv").read_bytes() == before  # the old table, whole
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.json", "summary.json"]
+
+
+def test_summary_json_is_what_a_dashboard_reads(tmp_path):
+    results = pd.DataFrame([row(pdms=1.0, success=1.0), row(scenario="b", pdms=0.5, success=0.0),
+                            row(scenario="c", status="error")])
+    write_tables(results, {"suite": "x"}, tmp_path)
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    assert doc["format"] == "drivesim-summary/1" and doc["meta"]["suite"] == "x"
+    idm = doc["policies"]["idm"]
+    assert (idm["scenarios"], idm["errors"]) == (3, 1)
+    assert idm["headline"]["pdms"]["mean"] == pytest.approx(0.75)
+    lo, hi = idm["headline"]["success"]["ci95"]
+    assert 0 <= lo <= 0.5 <= hi <= 1
+    assert idm["means"]["pdms"] == pytest.approx(0.75)
 
 
 def test_summary_counts_skipped_files_apart_from_errors():
