@@ -141,13 +141,17 @@ class DrivingRows:
         d0, targets, allowed = lateral_targets(obs, self.net_cfg.vocab)
         return {**features(obs), "lat_mask": allowed}, {"d0": d0, "targets": targets}
 
-    def step(self, accel: torch.Tensor, option: torch.Tensor, ctx: dict, k: int) -> dict[str, torch.Tensor]:
-        """Plan acceleration accel [B] towards lateral option [B] from the current state and track
-        the plan for k steps (`DriveEnv.step_trajectory`: a row stops where its episode ends)."""
+    def plan(self, accel: torch.Tensor, option: torch.Tensor, ctx: dict) -> Trajectory:
+        """The vocabulary trajectory (ego frame) of acceleration accel [B] towards lateral option [B]
+        (indices into ctx["targets"] [B, L]) from the current state."""
         target = ctx["targets"].gather(1, option.unsqueeze(1)).squeeze(1)
         p = plan(observe(self.state, self.batch, self.net_cfg.obs), accel, target, ctx["d0"], self.net_cfg.vocab)
-        poses = to_ego_poses(p, self.state.xy[:, 0], self.state.yaw[:, 0])
-        out = self.env.step_trajectory(Trajectory(poses, self.net_cfg.vocab.plan_dt), k)
+        return Trajectory(to_ego_poses(p, self.state.xy[:, 0], self.state.yaw[:, 0]), self.net_cfg.vocab.plan_dt)
+
+    def step(self, accel: torch.Tensor, option: torch.Tensor, ctx: dict, k: int) -> dict[str, torch.Tensor]:
+        """Track the `plan` of (accel, option) for k steps (`DriveEnv.step_trajectory`: a row stops
+        where its episode ends); reward [B] summed, the episode flags [B] OR-ed over the steps."""
+        out = self.env.step_trajectory(self.plan(accel, option, ctx), k)
         return {"reward": out.reward, "terminated": out.terminated, "truncated": out.truncated, **out.events}
 
     def run_steps(self, net, il_net, noise, cfg) -> dict:
