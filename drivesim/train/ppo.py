@@ -172,6 +172,9 @@ class DrivingRows:
         if "ray_shards" in d:
             raise ValueError(f"this checkpoint was written by {len(d['bounds'])} Ray workers; resume with --backend ray "
                              f"--workers {len(d['bounds'])}")
+        if "ep_len" in d:  # written before sim.env: saved at a decision, after the restarts, so no row was done
+            d = {"state": d["state"], "reward": d["reward"], "episode_return": d["ep_return"],
+                 "done": torch.zeros_like(d["ep_return"], dtype=torch.bool)}
         self.env.load_state_dict(d)
 
 

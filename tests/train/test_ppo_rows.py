@@ -104,3 +104,20 @@ def test_a_row_stops_at_the_sub_step_its_episode_ends():
     assert env.ep_len.tolist() == [7, 10, 10]  # episode lengths in simulation steps
     env.restart(out["truncated"])
     assert env.state.clock.tolist() == [0, 10, 10] and env.ep_len[0].item() == 0
+
+
+def test_rows_of_a_checkpoint_written_before_the_env_layer_still_load():
+    env = rows()
+    env.step(*decision(env, 0), K)
+    new = env.state_dict()
+    old = {"state": new["state"], "reward": new["reward"], "ep_return": new["episode_return"],
+           "ep_len": torch.full((3,), K)}  # the rows' checkpoint format of train/ppo.py before sim/env.py
+    a, b = rows(), rows()
+    a.load_state_dict(new)
+    b.load_state_dict(old)
+    for t in (1, 2):
+        out_a, out_b = a.step(*decision(a, t), K), b.step(*decision(b, t), K)
+        assert torch.equal(out_a["reward"], out_b["reward"])
+    for row in range(3):
+        assert_row_equal(a.state, b.state, row)
+    assert torch.equal(a.ep_return, b.ep_return) and not bool(b.env.done.any())
