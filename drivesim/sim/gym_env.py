@@ -30,7 +30,7 @@ from gymnasium.vector import AutoresetMode
 
 from drivesim.core.scenario import Scenario, ScenarioBatch
 from drivesim.map.bank import CHUNK
-from drivesim.sim.env import DriveEnv, RouteProgressReward, merge_rows, raise_for_rows  # noqa: F401 (merge_rows: public here too)
+from drivesim.sim.env import DriveEnv, RouteProgressReward, merge_rows, raise_for_rows
 from drivesim.sim.observation import AGENT_FEATURES, EGO_FEATURES, LANE_FEATURES, ObservationConfig, observe
 from drivesim.sim.policy import ACTION_HIGH, ACTION_LOW
 from drivesim.sim.simulator import SimConfig
@@ -127,3 +127,6 @@ def _trajectory_space(horizon: int, dt: float, max_speed: float) -> gym.spaces.B
     reach = float(max_speed * horizon * dt)
     low = np.tile(np.array([-reach, -reach, -np.pi], np.float32), (horizon, 1))
     return gym.spaces.Box(low, -low, dtype=np.float32)
+
+
+__all__ = ["DriveVectorEnv", "merge_rows"]  # merge_rows: re-exported, its earlier home

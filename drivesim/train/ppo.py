@@ -57,6 +57,7 @@ from drivesim.train.vocabulary import lateral_targets, plan, to_ego_poses
 from drivesim.train.reward import DriveReward, RewardConfig
 from drivesim.train.rl_extras import plot_curves
 
+
 @dataclass(frozen=True)
 class PPOConfig:
     seed: int = 0
