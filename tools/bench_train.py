@@ -33,7 +33,8 @@ def _timed(store: dict, key: str, fn):
 
 
 def breakdown(env, net, il_net, policy_every: int, decisions: int = 6) -> dict:
-    """Microseconds per env-step of each rollout part, the policy deciding every `policy_every` steps."""
+    """Microseconds per env-step of each rollout part, the policy deciding every `policy_every` steps
+    (the parts of `DrivingRows.step` taken one by one on its `sim.env.DriveEnv`, env.env)."""
     from drivesim.sim.observation import observe
     from drivesim.sim.trajectory import Trajectory
     from drivesim.train.vocabulary import plan, to_ego_poses
@@ -50,12 +51,12 @@ def breakdown(env, net, il_net, policy_every: int, decisions: int = 6) -> dict:
             obs = observe(env.state, env.batch, net.cfg.obs)
             p = _timed(t, "plan (trajectory)", lambda: plan(obs, accel, target, ctx["d0"], net.cfg.vocab))
             poses = to_ego_poses(p, env.state.xy[:, 0], env.state.yaw[:, 0])
-            _timed(t, "tracker", lambda: env.tracker.plan(Trajectory(poses, net.cfg.vocab.plan_dt), env.state))
+            _timed(t, "tracker", lambda: env.env.tracker.plan(Trajectory(poses, net.cfg.vocab.plan_dt), env.state))
             for _ in range(policy_every):
-                action = _timed(t, "tracker", lambda: env.tracker.act(env.state, env.batch.dt))
-                env.state = _timed(t, "simulator step", partial(env.sim.step, env.state, action))
-                r = _timed(t, "reward", partial(env.reward, env.state))
-                _timed(t, "restarts", partial(env.restart, r.terminated | (env.state.row_step >= env.batch.num_steps)))
+                action = _timed(t, "tracker", lambda: env.env.tracker.act(env.state, env.batch.dt))
+                env.env.state = _timed(t, "simulator step", partial(env.env.sim.step, env.state, action))
+                r = _timed(t, "reward", partial(env.env.reward, env.state))
+                _timed(t, "restarts", partial(env.env.restart, r.terminated | (env.state.row_step >= env.batch.num_steps)))
     return {k: 1e6 * v / (decisions * policy_every * env.B) for k, v in t.items()}
 
 

@@ -182,7 +182,8 @@ def _error_rows(job, why: str) -> list:
 
 
 class _RolloutWorker:
-    """A Ray actor holding a slice of the RL rows (a DrivingRows) and a copy of the policy."""
+    """A Ray actor holding a slice of the RL rows (a `train.ppo.DrivingRows`: the shared
+    `sim.env.DriveEnv` with the vocabulary actions) and a copy of the policy."""
 
     def __init__(self, rows, il_net, cfg):
         import copy

@@ -1,4 +1,6 @@
-"""A gymnasium vector environment over a batch of scenarios (one sub-environment per scenario).
+"""A gymnasium vector environment over a batch of scenarios (one sub-environment per scenario):
+a thin adapter (numpy in and out, spaces, autoreset) over the shared batched environment
+`sim.env.DriveEnv` with its `RouteProgressReward`.
 
 Observations are the ego-centric vector observation as a dict of numpy arrays; actions are
 (acceleration m/s^2, steering rad) per sub-environment. Reward: route progress of the step in
@@ -21,8 +23,6 @@ trajectory outside `action_space`, not finite or shorter than `replan_every` ste
 
 from __future__ import annotations
 
-import dataclasses
-
 import gymnasium as gym
 import numpy as np
 import torch
@@ -30,15 +30,11 @@ from gymnasium.vector import AutoresetMode
 
 from drivesim.core.scenario import Scenario, ScenarioBatch
 from drivesim.map.bank import CHUNK
-from drivesim.metrics.collisions import ego_overlaps
-from drivesim.metrics.drivable import max_corner_distance
-from drivesim.sim.observation import (AGENT_FEATURES, EGO_FEATURES, LANE_FEATURES, ObservationConfig, observe,
-                                      route_position)
+from drivesim.sim.env import DriveEnv, RouteProgressReward, merge_rows, raise_for_rows
+from drivesim.sim.observation import AGENT_FEATURES, EGO_FEATURES, LANE_FEATURES, ObservationConfig, observe
 from drivesim.sim.policy import ACTION_HIGH, ACTION_LOW
-from drivesim.sim.simulator import ActionError, SimConfig, Simulator
-from drivesim.sim.trajectory import Trajectory, TrackerConfig, TrajectoryTracker, check_trajectory
-
-OFFROAD_TOLERANCE = 0.3  # m, as the DAC metric
+from drivesim.sim.simulator import SimConfig
+from drivesim.sim.trajectory import Trajectory, TrackerConfig, check_trajectory
 
 
 def _spaces(cfg: ObservationConfig) -> gym.spaces.Dict:
@@ -51,6 +47,9 @@ def _spaces(cfg: ObservationConfig) -> gym.spaces.Dict:
 
 
 class DriveVectorEnv(gym.vector.VectorEnv):
+    """The gymnasium adapter over `sim.env.DriveEnv` (numpy in and out, spaces, NEXT_STEP
+    autoreset); `env` is the shared layer, `state` its current SimState."""
+
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, scenarios: list[Scenario], sim_config: SimConfig | None = None,
@@ -59,7 +58,8 @@ class DriveVectorEnv(gym.vector.VectorEnv):
         if action not in ("control", "trajectory"):
             raise ValueError(f"DriveVectorEnv: action must be 'control' or 'trajectory', got {action!r}")
         self.batch = ScenarioBatch.build(scenarios, device=device)
-        self.sim = Simulator(self.batch, sim_config)
+        self.env = DriveEnv(self.batch, RouteProgressReward(self.batch), sim_config, tracker)
+        self.sim = self.env.sim
         self.obs_config = obs_config or ObservationConfig()
         self.num_envs = self.batch.batch_size
         self.single_observation_space = _spaces(self.obs_config)
@@ -71,82 +71,40 @@ class DriveVectorEnv(gym.vector.VectorEnv):
             if self.horizon < 1 or not self.traj_dt > 0 or self.replan_every < 1:
                 raise ValueError(f"DriveVectorEnv: horizon {horizon!r} and replan_every {replan_every!r} must be >= 1, "
                                  f"traj_dt {traj_dt!r} > 0")
-            self.tracker = TrajectoryTracker(tracker)
             self.single_action_space = _trajectory_space(self.horizon, self.traj_dt, self.sim.config.dynamics.max_speed)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
-        self._initial = self.sim.reset()
-        self.state = self._initial
-        self._done = np.zeros(self.num_envs, dtype=bool)
+
+    @property
+    def state(self):
+        return self.env.state
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)  # the scenarios are deterministic; the seed only seeds the spaces
-        self.state = self._initial
-        self._done[:] = False
+        self.env.reset()
         return self._obs(), {}
 
     def step(self, actions):
+        restart = self.env.done.clone()  # NEXT_STEP autoreset: rows that ended last step restart now, action ignored
         if self.action_mode == "trajectory":
-            return self._step_trajectory(actions)
-        a = torch.as_tensor(np.asarray(actions), dtype=torch.float32, device=self.batch.device)
-        # Simulator.step checks the actions (finite, inside action_space) and raises ActionError naming the
-        # scenario and step; it never clips: an agent whose samples can leave the box clips them itself
-        # (e.g. gymnasium.wrappers.vector.ClipAction)
-        restart = torch.as_tensor(self._done, device=a.device)
-        s_before, _ = route_position(self.batch, self.state.xy[:, 0])
-        nxt = self.sim.step(self.state, a)
-        if bool(restart.any()):  # NEXT_STEP autoreset: finished rows restart (clock 0), their action ignored
-            nxt = merge_rows(nxt, self._initial, restart)
-        s_after, _ = route_position(self.batch, nxt.xy[:, 0])
-        crash = ego_overlaps(nxt).any(dim=1)
-        offroad = max_corner_distance(self.batch.bank, self.batch.map_idx, nxt.corners()[:, 0]) > OFFROAD_TOLERANCE
-        terminated = (crash | offroad) & ~restart
-        truncated = (nxt.row_step >= self.batch.num_steps) & ~terminated & ~restart
-        limit = self.batch.bank.lane_speed[nxt.lane[:, 0].clamp(min=0)] * self.batch.dt
-        reward = torch.where(terminated | restart, torch.zeros_like(s_after), (s_after - s_before) / limit)
-        self.state = nxt
-        self._done = (terminated | truncated).cpu().numpy()
-        info = {"collision": crash.cpu().numpy(), "offroad": offroad.cpu().numpy()}
-        return (self._obs(), reward.cpu().numpy().astype(np.float32), terminated.cpu().numpy(),
-                truncated.cpu().numpy(), info)
-
-    def _step_trajectory(self, actions):
-        poses = torch.as_tensor(np.asarray(actions), dtype=torch.float32, device=self.batch.device)
-        self._check_trajectory(poses)
-        restart = torch.as_tensor(self._done, device=poses.device)
-        self.tracker.plan(Trajectory(poses, self.traj_dt), self.state)
-        state, stopped = self.state, restart.clone()  # stopped: rows not simulated any further this env step
-        zeros = torch.zeros(self.num_envs, dtype=torch.bool, device=poses.device)
-        terminated, truncated, crashed, off = zeros.clone(), zeros.clone(), zeros.clone(), zeros.clone()
-        reward = torch.zeros(self.num_envs, device=poses.device)
-        for k in range(self.replan_every):
-            s_before, _ = route_position(self.batch, state.xy[:, 0])
-            nxt = self.sim.step(state, self.tracker.act(state, self.batch.dt))
-            nxt = merge_rows(nxt, self._initial if k == 0 else state, stopped)  # k = 0: NEXT_STEP autoreset
-            live = ~stopped
-            s_after, _ = route_position(self.batch, nxt.xy[:, 0])
-            crash = ego_overlaps(nxt).any(dim=1) & live
-            offroad = (max_corner_distance(self.batch.bank, self.batch.map_idx, nxt.corners()[:, 0]) > OFFROAD_TOLERANCE) & live
-            term = crash | offroad
-            trunc = (nxt.row_step >= self.batch.num_steps) & ~term & live
-            limit = self.batch.bank.lane_speed[nxt.lane[:, 0].clamp(min=0)] * self.batch.dt
-            reward = reward + torch.where(live & ~term, (s_after - s_before) / limit, torch.zeros_like(s_after))
-            terminated, truncated = terminated | term, truncated | trunc
-            crashed, off = crashed | crash, off | offroad
-            stopped = stopped | term | trunc
-            state = nxt
-            if bool(stopped.all()):
-                break
-        self.state = state
-        self._done = (terminated | truncated).cpu().numpy()
-        info = {"collision": crashed.cpu().numpy(), "offroad": off.cpu().numpy()}
-        return (self._obs(), reward.cpu().numpy().astype(np.float32), terminated.cpu().numpy(),
-                truncated.cpu().numpy(), info)
+            poses = torch.as_tensor(np.asarray(actions), dtype=torch.float32, device=self.batch.device)
+            self._check_trajectory(poses)
+            out = self.env.step_trajectory(Trajectory(poses, self.traj_dt), self.replan_every)
+        else:
+            # Simulator.step checks the actions (finite, inside action_space) and raises ActionError naming the
+            # scenario and step; it never clips: an agent whose samples can leave the box clips them itself
+            # (e.g. gymnasium.wrappers.vector.ClipAction)
+            out = self.env.step(torch.as_tensor(np.asarray(actions), dtype=torch.float32, device=self.batch.device))
+        if bool(restart.any()):
+            self.env.restart(restart)
+        info = {name: flag.cpu().numpy() for name, flag in out.events.items()}
+        return (self._obs(), out.reward.cpu().numpy().astype(np.float32), out.terminated.cpu().numpy(),
+                out.truncated.cpu().numpy(), info)
 
     def _check_trajectory(self, poses: torch.Tensor) -> None:
         """Raise ActionError naming the first scenario whose trajectory is malformed, not finite,
         too short or outside the action space (never clipped)."""
-        B, step = self.num_envs, self.state.row_step.tolist()
+        B = self.num_envs
         reasons = check_trajectory(Trajectory(poses, self.traj_dt), B, self.replan_every * self.batch.dt)
         if not any(reasons) and tuple(poses.shape[1:]) != (self.horizon, 3):
             reasons = [f"trajectory poses {tuple(poses.shape)}, expected [{B}, {self.horizon}, 3]"] * B
@@ -156,11 +114,7 @@ class DriveVectorEnv(gym.vector.VectorEnv):
             outside = ((poses < low) | (poses > high)).flatten(1).any(dim=1)
             reasons = [f"trajectory outside the action space (|x|, |y| <= {high[0, 0]:g} m, |heading| <= pi)" if o else ""
                        for o in outside.tolist()]
-        bad = [(b, why) for b, why in enumerate(reasons) if why]
-        if bad:
-            b, why = bad[0]
-            more = f" (and {len(bad) - 1} more scenario(s))" if len(bad) > 1 else ""
-            raise ActionError(f"scenario {self.batch.names[b]!r}, step {step[b]}: {why}{more}")
+        raise_for_rows(self.batch, self.state, reasons)
 
     def _obs(self) -> dict[str, np.ndarray]:
         o = observe(self.state, self.batch, self.obs_config)
@@ -175,8 +129,4 @@ def _trajectory_space(horizon: int, dt: float, max_speed: float) -> gym.spaces.B
     return gym.spaces.Box(low, -low, dtype=np.float32)
 
 
-def merge_rows(state, initial, rows: torch.Tensor):
-    """State with the given rows [B] taken from `initial` (the scenarios' start)."""
-    pick = lambda new, old: torch.where(rows.view(-1, *([1] * (new.dim() - 1))), old, new)
-    names = [f.name for f in dataclasses.fields(state) if f.name != "step"]
-    return state.replace(**{n: pick(getattr(state, n), getattr(initial, n)) for n in names})
+__all__ = ["DriveVectorEnv", "merge_rows"]  # merge_rows: re-exported, its earlier home

@@ -1,19 +1,21 @@
 """PPO post-training of an imitation-learned driving policy inside the batched simulator.
 
-One file, read top to bottom (cleanrl style): config, the batched environment, rollout
-collection with GAE, the PPO update, checkpoints, the training loop, the CLI (scenario choice,
-the held-out check and the curves figure live in rl_extras.py).
+Read top to bottom (cleanrl style): config, the rows, rollout collection with GAE, the PPO
+update, the training loop (scenario choice, the held-out check and the curves figure live in
+rl_extras.py; the run folder and checkpoints in ppo_checkpoint.py).
 
-- Environments: the batched simulator itself. The training scenarios are tiled into B rows of
-  one `ScenarioBatch` (each scenario the same number of times, about `num_envs` rows); a row
-  that ends (collision, off-road, end of route, end of scenario) restarts from its scenario's
-  start on its own clock (`gym_env.merge_rows`), at the next policy decision.
+- Environments: the shared batched environment `sim.env.DriveEnv` with `DriveReward`
+  (`DrivingRows`, a small adapter for the vocabulary actions). The training scenarios are tiled
+  into B rows of one `ScenarioBatch` (each scenario the same number of times, about `num_envs`
+  rows); a row that ends (collision, off-road, end of route, end of scenario) stops at the
+  sub-step where it ends and restarts from its scenario's start on its own clock
+  (`DriveEnv.restart`) at the next policy decision.
 - Policy: the `PolicyNet` of policy_net.py over its trajectory vocabulary (a categorical
   acceleration x a categorical lateral option, sampled independently: log pi is the sum of the two
   heads', and so are the entropy and the KL to IL), deciding every `policy_every` simulation steps
   (the re-plan interval); in between the decision's trajectory is tracked by the simulator's
-  controller (sim/trajectory.py) and the reward (reward.py) is summed over the steps. A row truncated at the end of its scenario bootstraps from
-  the value of its last observation.
+  controller (sim/trajectory.py) and the reward (reward.py) is summed over the steps. A row
+  truncated at the end of its scenario bootstraps from the value of its last observation.
 - Stability when fine-tuning from IL (REFERENCE.md "IL then RL", CaRL settings): GAE (γ 0.99,
   λ 0.95), clip 0.1, 4 epochs, target-KL early stop 0.015, Adam eps 1e-5, a small entropy bonus
   (lr 3e-4 rather than CaRL's 1e-5..5e-5: runs here last minutes, see PPOConfig.lr); a
@@ -27,39 +29,33 @@ the held-out check and the curves figure live in rl_extras.py).
   `history.jsonl`. Seeded and deterministic on CPU; a non-finite loss is an error. A folder that
   already holds a run (checkpoint.pt or policy.pt) is continued with `--resume` or replaced with
   `--overwrite`, never overwritten silently; checkpoints are written atomically and load as
-  plain data (core.checkpoint).
+  plain data (core.checkpoint; ppo_checkpoint.py).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import hashlib
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from drivesim.traffic.reactive import lane_frenet
 from drivesim.core.scenario import Scenario, ScenarioBatch
-from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint
 from drivesim.core.config import ConfigError, config_to_dict
-from drivesim.core.safe_io import OutputError, atomic_open, atomic_torch_save
+from drivesim.core.safe_io import OutputError, atomic_open
 from drivesim.io.scenario_file import scenario_hash
-from drivesim.sim.gym_env import merge_rows
+from drivesim.sim.env import DriveEnv
 from drivesim.sim.observation import observe
-from drivesim.sim.simulator import Simulator
-from drivesim.sim.trajectory import Trajectory, TrajectoryTracker
+from drivesim.sim.trajectory import Trajectory
+from drivesim.train.ppo_checkpoint import check_output_folder, file_sha256, resume_checkpoint, save_checkpoint
 from drivesim.train.policy_net import PolicyNet, entropy, features, load_policy, save_policy
 from drivesim.train.vocabulary import lateral_targets, plan, to_ego_poses
 from drivesim.train.reward import DriveReward, RewardConfig
 from drivesim.train.rl_extras import plot_curves
-
-RESUMABLE_KEYS = ("updates", "minutes", "checkpoint_every")  # config keys a resumed run may change
 
 
 @dataclass(frozen=True)
@@ -116,23 +112,28 @@ def tile_rows(scenarios: list[Scenario], num_envs: int) -> list[Scenario]:
 
 
 class DrivingRows:
-    """B simulator rows over tiled scenarios; `step` holds one action for k simulation steps."""
+    """B simulator rows over tiled scenarios: the shared `sim.env.DriveEnv` with `DriveReward`;
+    `step` plans one vocabulary action (acceleration bin, lateral option) and tracks it for k steps."""
 
     def __init__(self, scenarios: list[Scenario], net_cfg, cfg: PPOConfig, tile: bool = True):
         rows = tile_rows(scenarios, cfg.num_envs) if tile else scenarios
         self.batch = ScenarioBatch.build(rows, device=cfg.device)
         self.B = self.batch.batch_size
-        self.sim = Simulator(self.batch)
+        self.env = DriveEnv(self.batch, DriveReward(self.batch, cfg.reward))
         self.net_cfg = net_cfg
-        self.initial = self.sim.reset()
-        self.reward = DriveReward(self.batch, cfg.reward)
-        self.tracker = TrajectoryTracker()
-        self.init_feats, self.init_ctx = self.observe(self.initial)
-        self.state = self.initial
-        self.reward.restart(self.state)
-        self.ep_return = torch.zeros(self.B, device=self.batch.device)  # unscaled reward of the running episode
-        self.ep_len = torch.zeros(self.B, dtype=torch.long, device=self.batch.device)
-        self._init_frenet = None  # lane projection of the initial state (see _keep_projection)
+        self.init_feats, self.init_ctx = self.observe(self.env.initial)
+
+    @property
+    def state(self):
+        return self.env.state
+
+    @property
+    def ep_return(self) -> torch.Tensor:  # [B] unscaled reward of the running episode
+        return self.env.episode_return
+
+    @property
+    def ep_len(self) -> torch.Tensor:  # [B] simulation steps of the running episode
+        return self.env.state.row_step
 
     def observe(self, state=None):
         """(features dict with the lateral mask, context {d0, targets} [B], [B, L] for the plans) of
@@ -141,67 +142,41 @@ class DrivingRows:
         d0, targets, allowed = lateral_targets(obs, self.net_cfg.vocab)
         return {**features(obs), "lat_mask": allowed}, {"d0": d0, "targets": targets}
 
-    def step(self, accel: torch.Tensor, option: torch.Tensor, ctx: dict, k: int) -> dict[str, torch.Tensor]:
-        """Plan acceleration accel [B] towards lateral option [B] from the current state and track
-        the plan for k steps with the simulator's controller (sim/trajectory.py, as the rollout
-        tracks a policy's trajectory); rewards after a row's end are not counted."""
+    def plan(self, accel: torch.Tensor, option: torch.Tensor, ctx: dict) -> Trajectory:
+        """The vocabulary trajectory (ego frame) of acceleration accel [B] towards lateral option [B]
+        (indices into ctx["targets"] [B, L]) from the current state."""
         target = ctx["targets"].gather(1, option.unsqueeze(1)).squeeze(1)
         p = plan(observe(self.state, self.batch, self.net_cfg.obs), accel, target, ctx["d0"], self.net_cfg.vocab)
-        poses = to_ego_poses(p, self.state.xy[:, 0], self.state.yaw[:, 0])
-        self.tracker.plan(Trajectory(poses, self.net_cfg.vocab.plan_dt), self.state)
-        z = torch.zeros(self.B, dtype=torch.bool, device=accel.device)
-        out = {"reward": torch.zeros(self.B, device=accel.device), "terminated": z, "truncated": z, "collision": z,
-               "offroad": z, "route_done": z}
-        for _ in range(k):
-            action = self.tracker.act(self.state, self.batch.dt)
-            self.state = self.sim.step(self.state, action)
-            r = self.reward(self.state)
-            alive = ~(out["terminated"] | out["truncated"])
-            out["reward"] = out["reward"] + torch.where(alive, r.reward, torch.zeros_like(r.reward))
-            for name in ("collision", "offroad", "route_done", "terminated"):
-                out[name] = out[name] | (alive & getattr(r, name))
-            out["truncated"] = out["truncated"] | (alive & ~r.terminated & (self.state.row_step >= self.batch.num_steps))
-        self.ep_return += out["reward"]
-        self.ep_len += k
-        return out
+        return Trajectory(to_ego_poses(p, self.state.xy[:, 0], self.state.yaw[:, 0]), self.net_cfg.vocab.plan_dt)
+
+    def step(self, accel: torch.Tensor, option: torch.Tensor, ctx: dict, k: int) -> dict[str, torch.Tensor]:
+        """Track the `plan` of (accel, option) for k steps (`DriveEnv.step_trajectory`: a row stops
+        where its episode ends); reward [B] summed, the episode flags [B] OR-ed over the steps."""
+        out = self.env.step_trajectory(self.plan(accel, option, ctx), k)
+        return {"reward": out.reward, "terminated": out.terminated, "truncated": out.truncated, **out.events}
 
     def run_steps(self, net, il_net, noise, cfg) -> dict:
         return run_steps(self, net, il_net, noise, cfg)
 
     def restart(self, rows: torch.Tensor) -> None:
-        before = self.state
-        self.state = merge_rows(self.state, self.initial, rows)
-        self._keep_projection(before, rows)
-        self.reward.restart(self.state, rows)
-        self.ep_return = torch.where(rows, torch.zeros_like(self.ep_return), self.ep_return)
-        self.ep_len = torch.where(rows, torch.zeros_like(self.ep_len), self.ep_len)
+        self.env.restart(rows)
 
-    def _keep_projection(self, before, rows: torch.Tensor) -> None:
-        """Carry the simulator's lane-projection cache over the row merge (about 30 % of a step):
-        restarted rows get the projection of their initial state, the same values that a cold
-        step computes. Skipped (only slower) if the simulator's private cache looks different."""
-        cache = getattr(self.sim, "_frenet", None)
-        if not (isinstance(cache, tuple) and len(cache) == 2 and cache[0] is before and dataclasses.is_dataclass(cache[1])):
-            return
-        if self._init_frenet is None:
-            self._init_frenet = lane_frenet(self.initial, self.batch)
-        pick = lambda new, old: torch.where(rows.view(-1, 1), old, new)
-        fr = cache[1]
-        init = self._init_frenet
-        merged = replace(fr, **{f.name: pick(getattr(fr, f.name), getattr(init, f.name)) for f in dataclasses.fields(fr)})
-        self.sim._frenet = (self.state, merged)
+    def fresh_state(self) -> None:
+        """The same state in a new object: the simulator's projection cache starts cold, as after a
+        resume (so --resume is exact)."""
+        self.env.state = self.env.state.replace()
 
     def state_dict(self) -> dict:
-        st = {k: v for k, v in vars(self.state).items()}
-        return {"state": st, "reward": self.reward.state_dict(), "ep_return": self.ep_return, "ep_len": self.ep_len}
+        return self.env.state_dict()
 
     def load_state_dict(self, d: dict) -> None:
         if "ray_shards" in d:
             raise ValueError(f"this checkpoint was written by {len(d['bounds'])} Ray workers; resume with --backend ray "
                              f"--workers {len(d['bounds'])}")
-        self.state = self.initial.replace(**d["state"])
-        self.reward.load_state_dict(d["reward"])
-        self.ep_return, self.ep_len = d["ep_return"].clone(), d["ep_len"].clone()
+        if "ep_len" in d:  # written before sim.env: saved at a decision, after the restarts, so no row was done
+            d = {"state": d["state"], "reward": d["reward"], "episode_return": d["ep_return"],
+                 "done": torch.zeros_like(d["ep_return"], dtype=torch.bool)}
+        self.env.load_state_dict(d)
 
 
 def _rows(f: dict, rows) -> dict:
@@ -260,7 +235,7 @@ def run_steps(env: DrivingRows, net: PolicyNet, il_net: PolicyNet, noise: torch.
     T = cfg.num_steps
     K, _ = head_sizes(net)
     bins = torch.tensor(net.cfg.accel_bins, device=env.batch.device)
-    env.state = env.state.replace()  # a fresh object: the simulator's projection cache starts cold (so --resume is exact)
+    env.fresh_state()
     feats, ctx = env.observe()
     store = {k: [] for k in ("feats", "action", "logp", "value", "il_logp", "reward", "done", "kl_il")}
     episodes = {k: [] for k in ("return", "length", "collision", "offroad", "success")}
@@ -389,33 +364,6 @@ def ppo_update(net: PolicyNet, opt, data: dict, gen: torch.Generator, cfg: PPOCo
     return out
 
 
-# ----------------------------------------------------------------------------- checkpoints, curves
-def file_sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _comparable(cfg_dict: dict) -> dict:
-    return {k: v for k, v in cfg_dict.items() if k not in RESUMABLE_KEYS}
-
-
-def save_checkpoint(path: Path, net, opt, gen, env: DrivingRows, update: int, elapsed: float, history: list, meta: dict):
-    """OUT/checkpoint.pt, written atomically (a kill or a full disk leaves the previous one loadable)."""
-    blob = {"net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "update": update, "elapsed": elapsed,
-            "env": env.state_dict(), "history": history, "meta": meta}
-    atomic_torch_save(blob, path)
-
-
-def check_output_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    """A folder that already holds a run (checkpoint.pt or policy.pt) is continued with `resume`,
-    replaced with `overwrite`, and otherwise refused: a new run never silently overwrites one."""
-    if resume and overwrite:
-        raise ValueError("--resume and --overwrite exclude each other: continue the run in the folder, or replace it")
-    found = [n for n in ("checkpoint.pt", "policy.pt") if (out / n).exists()]
-    if found and not resume and not overwrite:
-        raise ValueError(f"{out} already holds a run ({', '.join(found)}): --resume to continue it, --overwrite to "
-                         "replace it, or another --out")
-
-
 # ----------------------------------------------------------------------------- training loop
 @dataclass
 class RLResult:
@@ -459,28 +407,7 @@ def train_rl(scenarios: list[Scenario], init, out, cfg: PPOConfig | None = None,
     update, elapsed, history = 0, 0.0, []
     ckpt = out / "checkpoint.pt"
     if resume:
-        if not ckpt.exists():
-            raise FileNotFoundError(f"{ckpt}: no checkpoint to resume from")
-        blob = expect_dict(load_checkpoint(ckpt, "RL checkpoint", map_location=cfg.device), ckpt, "RL checkpoint",
-                           ("net", "opt", "gen", "update", "elapsed", "env", "history", "meta"))
-        old = blob["meta"]
-        if not isinstance(old, dict) or not {"scenario_hashes", "init_weights", "config"} <= set(old):
-            raise CheckpointError(f"{ckpt}: not a drivesim RL checkpoint (its meta lacks scenario_hashes/init_weights/config)")
-        if old["scenario_hashes"] != hashes or old["init_weights"] != meta["init_weights"]:
-            raise ValueError(f"{ckpt}: was trained on other scenarios or from another IL checkpoint; resume with the same ones")
-        if _comparable(old["config"]) != _comparable(meta["config"]):
-            diff = sorted(k for k in _comparable(meta["config"]) if old["config"].get(k) != meta["config"][k])
-            raise ValueError(f"{ckpt}: config differs in {diff}; only {list(RESUMABLE_KEYS)} may change on resume")
-        try:
-            check_finite(blob["net"], ckpt, "RL checkpoint")
-            net.load_state_dict(blob["net"])
-            opt.load_state_dict(blob["opt"])
-            gen.set_state(blob["gen"].cpu())
-            env.load_state_dict(blob["env"])
-        except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
-            reason = str(exc).strip().split("\n")[0][:300]
-            raise CheckpointError(f"{ckpt}: the saved state does not fit this run ({type(exc).__name__}: {reason})") from None
-        update, elapsed, history = blob["update"], blob["elapsed"], blob["history"]
+        update, elapsed, history = resume_checkpoint(ckpt, net, opt, gen, env, meta, cfg.device)
     t0 = time.perf_counter() - elapsed
     time_up = lambda: cfg.minutes is not None and time.perf_counter() - t0 >= 60 * cfg.minutes
     bar = tqdm(total=cfg.updates, initial=update, desc="ppo", unit="update", disable=not show_progress)
@@ -542,6 +469,3 @@ def _finish(net, out, cfg, il, init, scenarios, hashes, history, update, wall, s
     if history:
         plot_curves(history, out / "curves.png", f"PPO from {Path(init).name}: {len(scenarios)} scenarios, seed {cfg.seed}")
     return RLResult(path, json.loads(path.with_suffix(".json").read_text()), history)
-
-
-# ----------------------------------------------------------------------------- CLI

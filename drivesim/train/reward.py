@@ -19,7 +19,8 @@ The episode terminates with reward 0 on any ego collision (`ego_overlaps`' SAT t
 the TTC candidates) or when an ego corner is more than 0.3 m off the drivable area (the DAC
 tolerance). Reaching the end of the route ends it too (`route_done`), as success: no reward
 is left to collect. `DriveReward` keeps the little per-row state this needs (last route
-position, a short yaw/speed history) and restarts rows on demand.
+position, a short yaw/speed history) and restarts rows on demand; it is the reward object of the
+RL rows' `sim.env.DriveEnv` (train/ppo.py).
 """
 
 from __future__ import annotations
@@ -105,7 +106,10 @@ def comfort_excess(yaw: torch.Tensor, speed: torch.Tensor, valid: torch.Tensor, 
 
 
 class DriveReward:
-    """Per-step reward of B rows of a ScenarioBatch; `restart(state, rows)` after rows reset."""
+    """Per-step reward of B rows of a ScenarioBatch; `restart(state, rows)` after rows reset. A
+    reward object of `sim.env.DriveEnv`: `events` are the StepReward flags the env reports."""
+
+    events = ("collision", "offroad", "route_done")
 
     def __init__(self, batch, config: RewardConfig | None = None):
         self.batch, self.cfg = batch, config or RewardConfig()
