@@ -24,6 +24,7 @@ LAYERS = [
     {"sim"},  # the step, env layer, policies, expert, rollout, evaluate
     {"traffic_model", "render"},  # roll scenes out / render them; sim never imports them
     {"events"},  # generators calibrated by simulation; summaries drawn with render/
+    {"envs"},  # the standard gymnasium env (suites, cameras, BEV render over sim/env.py)
     {"train"},
     {"distributed"},
     {"cli"},

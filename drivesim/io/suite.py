@@ -320,6 +320,15 @@ def _build_one(suite: Suite, g: int, i: int, maps: dict, digest: str) -> Scenari
     return scenario
 
 
+def build_scenario(suite: Suite, group: int, index: int, seed: int | None = None, maps: dict | None = None) -> Scenario:
+    """Scenario `index` of group `group`, as `build_scenarios` makes it; with `seed`, as the same
+    suite with that seed would (other map parameters and traffic: a fresh draw of the same
+    distribution). `maps` caches the built maps between calls."""
+    if seed is not None:
+        suite = dataclasses.replace(suite, seed=int(seed))
+    return _build_one(suite, group, index, {} if maps is None else maps, suite_hash(suite))
+
+
 def _check_ego_start(scenario: Scenario, ego: EgoConfig, where: str) -> None:
     """ConfigError when the ego's start_s lies past the end of its first route lane (the placement
     stops it at the lane's end, where it would start with no road to score)."""

@@ -238,8 +238,8 @@ def _ego_track(traj: dict, b: int) -> tuple[np.ndarray, np.ndarray]:
     return xy[idx], valid
 
 
-def _overlay(name: str, traj: dict, k: int, b: int, dt: float, title_fn) -> str:
-    lines = [f"{name}  t={k * dt:5.1f}s  ego {_ego_speed(traj, k, b, dt):5.1f} m/s"]
+def _overlay(name: str, traj: dict, k: int, b: int, dt: float, title_fn, start_step: int = 0) -> str:
+    lines = [f"{name}  t={(start_step + k) * dt:5.1f}s  ego {_ego_speed(traj, k, b, dt):5.1f} m/s"]
     extra = title_fn(k) if title_fn is not None else None
     if extra:
         lines.append(str(extra))
@@ -255,13 +255,14 @@ def _highlight_at(highlight, k: int):
 
 def render_frames(scenario: Scenario, traj: dict, b: int, view: str = "ego", size=(640, 480),
                   title_fn=None, dt: float | None = None, window: float = 80.0, highlight=None,
-                  trail: bool = True) -> list[np.ndarray]:
+                  trail: bool = True, start_step: int = 0) -> list[np.ndarray]:
     """One RGB frame [H, W, 3] uint8 per time step of row b of `traj` ([T, B, A] arrays).
 
     view: 'ego' follows the ego with a `window`-metre wide view (height from the aspect ratio,
     80 x 60 m at 640x480); 'full' shows the whole map. The overlay shows time (k * dt, dt
     defaults to scenario.dt), ego speed and `title_fn(k)` when given. highlight: agent ids
     ([A] ids or bool mask, fixed) or a [T, A] bool mask per frame, outlined in magenta.
+    start_step: the scenario step of the first frame (times and signal phases count from it).
     """
     if view not in ("ego", "full"):
         raise ValueError(f"unknown view {view!r}; expected 'ego' or 'full'")
@@ -285,11 +286,11 @@ def render_frames(scenario: Scenario, traj: dict, b: int, view: str = "ego", siz
         if view == "ego":
             _set_window(ax, *ego_xy[k], window, window / aspect)
         if map_artists["stop_lines"] is not None:
-            map_artists["stop_lines"].set_color(signal_colors(road, map_artists["stop_groups"], k * dt))
+            map_artists["stop_lines"].set_color(signal_colors(road, map_artists["stop_groups"], (start_step + k) * dt))
         if ego_line is not None:
             seen = ego_valid[: k + 1]
             ego_line.set_data(ego_xy[: k + 1, 0][seen], ego_xy[: k + 1, 1][seen])
-        text.set_text(_overlay(scenario.name, traj, k, b, dt, title_fn))
+        text.set_text(_overlay(scenario.name, traj, k, b, dt, title_fn, start_step))
         frames.append(_grab(canvas))
     return frames
 

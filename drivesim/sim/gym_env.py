@@ -37,7 +37,7 @@ from drivesim.sim.simulator import SimConfig
 from drivesim.sim.trajectory import Trajectory, TrackerConfig, check_trajectory
 
 
-def _spaces(cfg: ObservationConfig) -> gym.spaces.Dict:
+def vector_observation_space(cfg: ObservationConfig) -> gym.spaces.Dict:
     box = lambda *shape: gym.spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.float32)
     flag = lambda *shape: gym.spaces.MultiBinary(shape)
     return gym.spaces.Dict({
@@ -62,7 +62,7 @@ class DriveVectorEnv(gym.vector.VectorEnv):
         self.sim = self.env.sim
         self.obs_config = obs_config or ObservationConfig()
         self.num_envs = self.batch.batch_size
-        self.single_observation_space = _spaces(self.obs_config)
+        self.single_observation_space = vector_observation_space(self.obs_config)
         self.action_mode = action
         if action == "control":
             self.single_action_space = gym.spaces.Box(ACTION_LOW.numpy(), ACTION_HIGH.numpy(), dtype=np.float32)
@@ -71,7 +71,7 @@ class DriveVectorEnv(gym.vector.VectorEnv):
             if self.horizon < 1 or not self.traj_dt > 0 or self.replan_every < 1:
                 raise ValueError(f"DriveVectorEnv: horizon {horizon!r} and replan_every {replan_every!r} must be >= 1, "
                                  f"traj_dt {traj_dt!r} > 0")
-            self.single_action_space = _trajectory_space(self.horizon, self.traj_dt, self.sim.config.dynamics.max_speed)
+            self.single_action_space = trajectory_space(self.horizon, self.traj_dt, self.sim.config.dynamics.max_speed)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
 
@@ -122,11 +122,11 @@ class DriveVectorEnv(gym.vector.VectorEnv):
         return {n: getattr(o, n).cpu().numpy().astype(np.int8 if n.endswith("mask") else np.float32) for n in names}
 
 
-def _trajectory_space(horizon: int, dt: float, max_speed: float) -> gym.spaces.Box:
+def trajectory_space(horizon: int, dt: float, max_speed: float) -> gym.spaces.Box:
     """Box [H, 3]: x, y within what max_speed covers over the horizon, heading in [-pi, pi]."""
     reach = float(max_speed * horizon * dt)
     low = np.tile(np.array([-reach, -reach, -np.pi], np.float32), (horizon, 1))
     return gym.spaces.Box(low, -low, dtype=np.float32)
 
 
-__all__ = ["DriveVectorEnv", "merge_rows"]  # merge_rows: re-exported, its earlier home
+__all__ = ["DriveVectorEnv", "merge_rows", "vector_observation_space", "trajectory_space"]  # merge_rows: re-exported, its earlier home
