@@ -26,7 +26,8 @@ ID_COLUMNS = ("policy", "scenario", "map", "status", "error")
 METRIC_ORDER = ("pdms", "nuplan_score", "success", "collision_any", "no_collision", "drivable_area_compliance",
                 "driving_direction", "progress", "progress_ratio", "ttc", "min_ttc", "speed_limit", "comfort")
 PLOT_METRICS = ("pdms", "progress_ratio", "min_ttc")
-NOT_METRICS = ("expert_given", "steps", "held_back", "seed", "expert_progress")  # bookkeeping, not averaged
+NOT_METRICS = ("expert_given", "steps", "held_back", "seed", "expert_progress", "camera_frames",
+               "camera_seconds")  # bookkeeping, not averaged (camera cost: camera_cost)
 DESCRIPTOR_PREFIXES = ("knob_", "label_")  # a generated event's knobs and labels (sim/evaluate.scenario_columns)
 COUNT_COLUMNS = ("scenarios", "errors", "skipped", "failed")
 SKIPPED = "skipped"  # status of a row for an input file that could not be read
@@ -127,6 +128,18 @@ def headline(results: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "policy"
     return table
+
+
+def camera_cost(results: pd.DataFrame) -> dict[str, float]:
+    """Per policy that read cameras: milliseconds per frame of the rig's cameras (rendering only)."""
+    if "camera_frames" not in results:
+        return {}
+    out = {}
+    for policy, g in results.groupby("policy", sort=False):
+        frames, seconds = _numeric(g, "camera_frames").sum(), _numeric(g, "camera_seconds").sum()
+        if frames > 0:
+            out[str(policy)] = 1000.0 * seconds / frames
+    return out
 
 
 def failure_reason(row) -> str:

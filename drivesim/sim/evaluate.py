@@ -3,6 +3,7 @@ isolated per scenario, results as a pandas table (one row per policy × scenario
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,10 @@ class EvalConfig:
     step_timeout: float = 60.0
     scenario_timeout: float = 1800.0
     seed: int = 0  # stochastic policies get per-scenario seeds derived from it and the scenario's name (sim/rollout.py)
+    # camera observations: a zero-argument factory of a renderer (state, batch) -> [B, C, H, W, 3], e.g.
+    # functools.partial(drivesim.render.cameras.make_cameras, CameraConfig("splat")); each task makes its own (and a
+    # Ray worker its own), policies read the frames as obs.cameras; None: vector observations only
+    cameras: object = None
 
     def validate_config(self, where: str = "evaluate") -> None:
         for name in ("step_timeout", "scenario_timeout"):
@@ -74,6 +79,25 @@ def logged_progress(batch: ScenarioBatch) -> torch.Tensor:
     return torch.where(valid.any(dim=1), progress, torch.full_like(progress, float("nan")))
 
 
+class CameraTimer:
+    """A camera renderer that counts what it renders: `frames` (one per row and call: a frame of
+    all the rig's cameras) and `seconds`."""
+
+    def __init__(self, renderer):
+        self.renderer, self.frames, self.seconds = renderer, 0, 0.0
+
+    def __call__(self, state, batch) -> torch.Tensor:
+        t0 = time.perf_counter()
+        images = self.renderer(state, batch)
+        self.seconds += time.perf_counter() - t0
+        self.frames += state.batch_size
+        return images
+
+    def reset(self) -> None:
+        if hasattr(self.renderer, "reset"):  # the refiner's previous frames belong to the last rollout
+            self.renderer.reset()
+
+
 def _run_isolated(chunk, bank, policy, cfg, expert, record) -> list[tuple[Scenario, RolloutResult, int]]:
     """Roll out a chunk; if the policy raised for all rows, retry one scenario at a time so that
     only the scenarios where it raises are marked failed. Progress is scored against the logged
@@ -84,8 +108,14 @@ def _run_isolated(chunk, bank, policy, cfg, expert, record) -> list[tuple[Scenar
     ep = torch.where(torch.isfinite(logged), logged, ep)
     ep = None if torch.isnan(ep).all() else ep
     every = getattr(policy, "policy_every", None) or cfg.policy_every
+    cameras = CameraTimer(cfg.cameras()) if cfg.cameras is not None else None
+    if cameras is not None:
+        cameras.reset()
     res = rollout(batch, policy, sim_config=cfg.sim, expert_progress=ep, record=record, policy_every=every,
-                  step_timeout=cfg.step_timeout, scenario_timeout=cfg.scenario_timeout, seed=cfg.seed)
+                  step_timeout=cfg.step_timeout, scenario_timeout=cfg.scenario_timeout, seed=cfg.seed, cameras=cameras)
+    if cameras is not None:  # the frames the policy read, and their cost, shared evenly over the chunk's rows
+        res.extra.update(camera_frames=[cameras.frames // len(chunk)] * len(chunk),
+                         camera_seconds=[cameras.seconds / len(chunk)] * len(chunk))
     raised = all(st == "error" and "raised" in er for st, er in zip(res.status, res.errors))
     timed_out = all(st == "error" and "timed out" in er for st, er in zip(res.status, res.errors))
     if not (raised or timed_out) or len(chunk) == 1:
@@ -118,6 +148,9 @@ def run_chunk(chunk: list[Scenario], bank, policy, cfg: EvalConfig, expert: dict
         row.update(scenario_columns(s))
         if "held_back" in res.extra:  # logged agents whose appearance waited for a free place (sim/simulator.py)
             row["held_back"] = int(res.extra["held_back"][b])
+        for key in ("camera_frames", "camera_seconds"):
+            if key in res.extra:
+                row[key] = res.extra[key][b]
         failed = res.status[b] == "error" or row.get("success", 1.0) < 1
         traj = {k: v[:, b : b + 1] for k, v in res.trajectory.items()} if res.trajectory is not None and failed else None
         out.append((row, traj))
