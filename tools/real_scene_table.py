@@ -24,7 +24,6 @@ Markdown to stdout, the same table as CSV (--csv).
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -38,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from drivesim.traffic.log_modes import with_traffic  # noqa: E402
 from drivesim.core.safe_io import atomic_write_text  # noqa: E402
+from drivesim.io import importers  # noqa: E402
 from drivesim.sim.evaluate import EvalConfig, evaluate  # noqa: E402
 from drivesim.sim.expert import PDMClosed  # noqa: E402
 from drivesim.sim.policy import LogReplay  # noqa: E402
@@ -55,15 +55,15 @@ def load_scenes(data: Path) -> tuple[list, list[str]]:
     scenes, notes = [], []
     for module, folder in SOURCES:
         path = data / folder
-        try:
-            importer = importlib.import_module(f"drivesim.io.{module}")
-        except ImportError:
-            notes.append(f"{folder}: skipped (no importer drivesim.io.{module} in this checkout)")
+        if module not in importers.IMPORTERS:
+            notes.append(f"{folder}: skipped (no importer {module!r} in this checkout)")
             continue
         if not path.exists():
             notes.append(f"{folder}: skipped (not found under {data})")
             continue
-        scenes += importer.load(path)
+        loaded, errors = importers.load(module, path)
+        scenes += loaded
+        notes += [f"{folder}: skipped {e}" for e in errors]
     return scenes, notes
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
 import os
 import sys
@@ -19,14 +18,16 @@ import torch
 import drivesim
 from drivesim.traffic.log_modes import TRAFFIC_MODES
 from drivesim.cli.events import add_commands as add_event_commands
-from drivesim.cli.import_waymo import IMPORTERS as WAYMO_IMPORTERS, add_import_arguments, cmd_import as cmd_import_waymo
+from drivesim.cli.import_waymo import add_import_arguments, cmd_import as cmd_import_per_file
 from drivesim.cli.options import (EXIT_CODES_HELP, EXIT_FAILED, EXPERT_NAME, add_allow_errors, add_results_arguments, check_policies,
-                                   finish, import_with_errors, load_scenarios, make_policy, output_dir, policy_hash,
+                                   finish, load_scenarios, make_policy, output_dir, policy_hash,
                                    positive_int, previous_results, report_skipped, resumed_rows, skipped_files)
 from drivesim.cli.refiner import add_commands as add_refiner_commands
 from drivesim.cli.sensor import add_commands as add_sensor_commands
 from drivesim.core.safe_io import atomic_write_text, file_name
 from drivesim.distributed import add_backend_arguments, backend_options
+from drivesim.io import importers
+from drivesim.io.importers import IMPORTERS
 
 TRAFFIC_CHOICES = TRAFFIC_MODES
 TRAFFIC_HELP = ("how the background agents of logged scenarios move; default: the modes a generated set records, "
@@ -263,20 +264,16 @@ def make_runner(args):
         raise SystemExit(f"error: {exc}") from None
 
 
-IMPORTERS = {"scenarionet": "drivesim.io.scenarionet", "nuscenes": "drivesim.io.nuscenes", "av2": "drivesim.io.av2",
-             "commonroad": "drivesim.io.commonroad", **WAYMO_IMPORTERS}
-
-
 def cmd_import(args) -> int:
     from drivesim.io.scenario_file import save_scenario, scenario_hash
 
-    if args.source in WAYMO_IMPORTERS:
-        return cmd_import_waymo(args)
-    module = importlib.import_module(IMPORTERS[args.source])
+    importer = IMPORTERS[args.source]
+    if importer.per_file:
+        return cmd_import_per_file(args)
     t0 = time.perf_counter()
     out = output_dir(args.out)
     try:
-        scenarios, errors = import_with_errors(module, args.path, **({"version": args.version} if args.source == "nuscenes" else {}))
+        scenarios, errors = importer.load(args.path, **{k: getattr(args, k) for k in importer.options})
     except (ValueError, OSError) as exc:
         raise SystemExit(f"error: {exc}") from None
     report_skipped(errors, args.path)
@@ -358,9 +355,7 @@ def load_logged(path: str):
     p = Path(path)
     try:
         if p.is_dir() and not any(p.glob("*.npz")) and any(p.glob("*.pkl")):
-            from drivesim.io import scenarionet
-
-            scenarios, errors = import_with_errors(scenarionet, p)
+            scenarios, errors = importers.load("scenarionet", p)
         else:
             scenarios, errors = load_files(p)
     except (ScenarioFileError, ValueError, OSError) as exc:
@@ -502,8 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--out", default="out/evaluate")
     add_results_arguments(e)
     e.set_defaults(func=cmd_evaluate)
-    i = sub.add_parser("import", help="real driving logs -> drivesim scenario files (with content hashes)")
-    i.add_argument("source", choices=sorted(IMPORTERS), help="log format")
+    i = sub.add_parser("import", help="real driving logs -> drivesim scenario files (with content hashes)",
+                       epilog="sources (io/importers.py):\n" + importers.describe(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    i.add_argument("source", choices=list(IMPORTERS), help="log format (listed below)")
     i.add_argument("path", help="a file or folder of the source (nuscenes: the dataroot)")
     i.add_argument("--version", default="v1.0-mini", help="nuScenes version (nuscenes only)")
     i.add_argument("-o", "--out", default="out/scenarios", help="folder for the .npz scenario files")
