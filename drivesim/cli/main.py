@@ -35,24 +35,17 @@ TRAFFIC_HELP = ("how the background agents of logged scenarios move; default: th
 
 
 def logged_source(args):
-    """Scenario files from `--scenarios` with `--traffic` applied: (scenarios, meta)."""
+    """Scenario files from `--scenarios` with `--traffic` applied (`events.logged.logged_scenarios`):
+    (scenarios, meta); the files skipped are listed on stderr, a bad path or mode is an error exit."""
     from drivesim.core.scenario import ScenarioError
-    from drivesim.io.scenario_file import ScenarioFileError, load_scenarios as load_files
-    from drivesim.events.generate import apply_traffic
+    from drivesim.events.logged import logged_scenarios
+    from drivesim.io.scenario_file import ScenarioFileError
 
     try:
-        scenarios, errors = load_files(args.scenarios)
-    except ScenarioFileError as exc:
+        scenarios, meta = logged_scenarios(args.scenarios, args.traffic)
+    except (ScenarioFileError, ScenarioError) as exc:
         raise SystemExit(f"error: {exc}") from None
-    report_skipped(errors, args.scenarios)
-    logged = [s for s in scenarios if s.log is not None]
-    try:  # --traffic unset keeps the modes a generated set records; given, it changes background agents only
-        scenarios = [apply_traffic(s, args.traffic) for s in scenarios]
-    except ScenarioError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    kept = ",".join(sorted({str(s.meta.get("traffic")) for s in scenarios if s.log is not None}))
-    meta = {"scenarios_from": str(args.scenarios), "traffic": (args.traffic or kept) if logged else "scripted/procedural",
-            "scenario_hashes": {s.name: s.meta.get("content_hash", "") for s in scenarios}, "load_errors": errors}
+    report_skipped(meta["load_errors"], args.scenarios)
     return scenarios, meta
 
 
