@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("import", help="real driving logs -> drivesim scenario files (with content hashes)",
                        epilog="sources (io/importers.py):\n" + importers.describe(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    i.add_argument("source", choices=list(IMPORTERS), help="log format (listed below)")
+    i.add_argument("source", choices=sorted(IMPORTERS), help="log format (listed below)")
     i.add_argument("path", help="a file or folder of the source (nuscenes: the dataroot)")
     i.add_argument("--version", default="v1.0-mini", help="nuScenes version (nuscenes only)")
     i.add_argument("-o", "--out", default="out/scenarios", help="folder for the .npz scenario files")

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from drivesim.cli.options import add_allow_errors, finish, output_dir, report_skipped
 from drivesim.core.safe_io import atomic_write_text
-from drivesim.io import importers
 
 
 def add_realism_command(sub) -> None:
@@ -113,11 +112,8 @@ def load_logged(path: str):
     from drivesim.io.scenario_file import ScenarioFileError, load_scenarios as load_files
 
     p = Path(path)
-    try:
-        if p.is_dir() and not any(p.glob("*.npz")) and any(p.glob("*.pkl")):
-            scenarios, errors = importers.load("scenarionet", p)
-        else:
-            scenarios, errors = load_files(p)
+    try:  # a folder of pickles is recognised by io/importers.py and imported on the fly
+        scenarios, errors = load_files(p)
     except (ScenarioFileError, ValueError, OSError) as exc:
         raise SystemExit(f"error: {exc}") from None
     report_skipped(errors, p)

@@ -70,7 +70,7 @@ def detect(path) -> str | None:
 
 def describe() -> str:
     """One line per importer: name, what it reads, description."""
-    return "\n".join(f"{e.name:12s} {e.description} ({e.paths})" for e in IMPORTERS.values())
+    return "\n".join(f"{e.name:12s} {e.description} ({e.paths})" for _, e in sorted(IMPORTERS.items()))
 
 
 def _womd_path(path: Path) -> bool:
@@ -82,6 +82,13 @@ def _womd_path(path: Path) -> bool:
     return path.is_dir() and not any(path.glob("*.npz")) and bool(womd.source_files(path))
 
 
+def _scenarionet_path(path: Path) -> bool:
+    """A .pkl file, or a folder with .pkl files and no scenario files (.npz)."""
+    if path.is_file():
+        return path.suffix == ".pkl"
+    return path.is_dir() and not any(path.glob("*.npz")) and any(path.glob("*.pkl"))
+
+
 def _gpudrive_path(path: Path) -> bool:
     """A .json file, or a folder with .json files and no scenario files (.npz)."""
     if path.is_file():
@@ -89,15 +96,16 @@ def _gpudrive_path(path: Path) -> bool:
     return path.is_dir() and not any(path.glob("*.npz")) and any(path.glob("*.json"))
 
 
+# registration order is detection order: TFRecords, then JSON scenes, then ScenarioNet pickles
+register("womd", "drivesim.io.womd", "Waymo Open Motion Dataset scenario protos",
+         "a *.tfrecord* file or a folder of them", detect=_womd_path, per_file=True)
+register("gpudrive", "drivesim.io.gpudrive", "GPUDrive / Waymax-style JSON scenes (WOMD converted)",
+         "a .json file or a folder of them", detect=_gpudrive_path, per_file=True)
 register("scenarionet", "drivesim.io.scenarionet", "ScenarioNet / MetaDrive scenario description pickles",
-         "a .pkl file or a folder of them")
+         "a .pkl file or a folder of them", detect=_scenarionet_path)
 register("nuscenes", "drivesim.io.nuscenes", "nuScenes scenes through nuscenes-devkit (map expansion when present)",
          "a dataroot with <version>/scene.json", options=("version",))
 register("av2", "drivesim.io.av2", "Argoverse 2 motion-forecasting scenarios",
          "a scenario_*.parquet file, its folder, or a folder of scenario folders")
 register("commonroad", "drivesim.io.commonroad", "CommonRoad scenarios (commonroad-io)",
          "a .xml file or a folder searched for .xml files")
-register("womd", "drivesim.io.womd", "Waymo Open Motion Dataset scenario protos",
-         "a *.tfrecord* file or a folder of them", detect=_womd_path, per_file=True)
-register("gpudrive", "drivesim.io.gpudrive", "GPUDrive / Waymax-style JSON scenes (WOMD converted)",
-         "a .json file or a folder of them", detect=_gpudrive_path, per_file=True)

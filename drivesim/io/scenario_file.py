@@ -182,7 +182,8 @@ def _road(a: dict, h: dict) -> RoadMap:
 
 def load_scenarios(path) -> tuple[list[Scenario], list[str]]:
     """All scenario files of a directory (sorted), or one file: (scenarios, errors). A bad file is
-    an error message in the list; the others still load."""
+    an error message in the list; the others still load. Real logs that `io.importers.detect`
+    recognises (WOMD TFRecords, GPUDrive JSON, ScenarioNet pickles) are imported on the fly."""
     path = Path(path)
     if not path.exists():
         raise ScenarioFileError(f"{path}: no such file or directory")
@@ -193,7 +194,7 @@ def load_scenarios(path) -> tuple[list[Scenario], list[str]]:
     from drivesim.io import importers
 
     source = importers.detect(path)
-    if source is not None:  # real logs in their own format (womd, gpudrive): imported on the fly
+    if source is not None:  # real logs in their own format (womd, gpudrive, scenarionet): imported on the fly
         return _import_source(source, path)
     files = sorted(p for p in path.glob("*.npz") if not p.name.endswith(SET_SUFFIX)) if path.is_dir() else [path]
     if not files:

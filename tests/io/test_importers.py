@@ -49,6 +49,8 @@ def test_load_returns_scenarios_and_the_skipped_files(tmp_path):
 
 
 def test_detect_by_path(tmp_path):
+    (tmp_path / "a.pkl").write_bytes(b"")
+    assert importers.detect(tmp_path / "a.pkl") == "scenarionet" and importers.detect(tmp_path) == "scenarionet"
     (tmp_path / "scene.json").write_text("{}")
     (tmp_path / "x.tfrecord-00000-of-00001").write_bytes(b"")
     assert importers.detect(tmp_path / "scene.json") == "gpudrive"
@@ -73,3 +75,15 @@ def test_cli_import_lists_the_registry(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["import", "lidar", "x"])
     assert "invalid choice: 'lidar'" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_scenario_loader_imports_a_folder_of_scenarionet_pickles(data_dir, tmp_path):
+    from drivesim.io.scenario_file import load_scenarios
+
+    name = "sd_nuscenes_v1.0-mini_scene-0757.pkl"
+    (tmp_path / name).symlink_to((data_dir / "scenarionet_nuscenes" / name).resolve())
+    (tmp_path / "zz_bad.pkl").write_bytes(b"garbage")
+    scenarios, errors = load_scenarios(tmp_path)  # what `evaluate --scenarios DIR` and `realism --data DIR` read
+    assert [s.name for s in scenarios] == ["scenarionet/scene-0757"]
+    assert len(errors) == 1 and "zz_bad.pkl" in errors[0]
