@@ -8,7 +8,7 @@ against the log, and the realism of the traffic models.
 
 Scenes: every shared real log with an importer in this checkout (8 nuScenes via ScenarioNet, the
 Argoverse 2 motion scenario, 4 CommonRoad/NGSIM; the WOMD TFRecord and the 2 GPUDrive JSON
-scenes when `drivesim.io.womd` / `drivesim.io.gpudrive` exist; a missing importer or folder is
+scenes when io/importers.py registers `womd` / `gpudrive`; a missing importer or folder is
 noted and skipped). Columns:
 - drivable_m2: area of the scene's drivable-area polygon;
 - log_pdms_replay / log_success_replay and ..._reactive: `--policy log` (the ego replays its
