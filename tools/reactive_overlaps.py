@@ -38,12 +38,12 @@ def load(data: Path, scene: str):
     kind, name = scene.split("/")
     if kind == "nuscenes":
         from drivesim.io import scenarionet
-        return scenarionet.load(data / "scenarionet_nuscenes" / f"sd_nuscenes_v1.0-mini_scene-{name}.pkl")[0]
+        return scenarionet.load_file(data / "scenarionet_nuscenes" / f"sd_nuscenes_v1.0-mini_scene-{name}.pkl")
     if kind == "av2":
         from drivesim.io import av2
-        return av2.load(data / "av2" / "motion")[0]
+        return av2.load(data / "av2" / "motion")[0][0]
     from drivesim.io import commonroad
-    return commonroad.load(data / "commonroad_ngsim" / f"{name}.xml")[0]
+    return commonroad.load_scenario(data / "commonroad_ngsim" / f"{name}.xml")
 
 
 def diagnose(data: Path, scene: str) -> dict:

@@ -8,7 +8,7 @@ against the log, and the realism of the traffic models.
 
 Scenes: every shared real log with an importer in this checkout (8 nuScenes via ScenarioNet, the
 Argoverse 2 motion scenario, 4 CommonRoad/NGSIM; the WOMD TFRecord and the 2 GPUDrive JSON
-scenes when `drivesim.io.womd` / `drivesim.io.gpudrive` exist; a missing importer or folder is
+scenes when io/importers.py registers `womd` / `gpudrive`; a missing importer or folder is
 noted and skipped). Columns:
 - drivable_m2: area of the scene's drivable-area polygon;
 - log_pdms_replay / log_success_replay and ..._reactive: `--policy log` (the ego replays its
@@ -24,7 +24,6 @@ Markdown to stdout, the same table as CSV (--csv).
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -38,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from drivesim.traffic.log_modes import with_traffic  # noqa: E402
 from drivesim.core.safe_io import atomic_write_text  # noqa: E402
+from drivesim.io import importers  # noqa: E402
 from drivesim.sim.evaluate import EvalConfig, evaluate  # noqa: E402
 from drivesim.sim.expert import PDMClosed  # noqa: E402
 from drivesim.sim.policy import LogReplay  # noqa: E402
@@ -55,15 +55,15 @@ def load_scenes(data: Path) -> tuple[list, list[str]]:
     scenes, notes = [], []
     for module, folder in SOURCES:
         path = data / folder
-        try:
-            importer = importlib.import_module(f"drivesim.io.{module}")
-        except ImportError:
-            notes.append(f"{folder}: skipped (no importer drivesim.io.{module} in this checkout)")
+        if module not in importers.IMPORTERS:
+            notes.append(f"{folder}: skipped (no importer {module!r} in this checkout)")
             continue
         if not path.exists():
             notes.append(f"{folder}: skipped (not found under {data})")
             continue
-        scenes += importer.load(path)
+        loaded, errors = importers.load(module, path)
+        scenes += loaded
+        notes += [f"{folder}: skipped {e}" for e in errors]
     return scenes, notes
 
 

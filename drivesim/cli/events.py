@@ -53,7 +53,7 @@ def knob_overrides(args) -> dict:
 
 def cmd_generate(args) -> int:
     from drivesim.events import EVENTS
-    from drivesim.events.real_cut_in import RealCutInConfig
+    from drivesim.events.real_cut_in import RealCutInConfig, real_set_counts
     from drivesim.io.scenario_file import ScenarioFileError, load_scenarios
     from drivesim.io.scenario_file import save_set, set_path
     from drivesim.events.summary import plot_event_set
@@ -97,24 +97,6 @@ def cmd_generate(args) -> int:
     if errors:
         print(f"{len(errors)} scene file(s) in {args.scenes} could not be read (listed above)")
     return finish(args, skipped=len(errors))
-
-
-def real_set_counts(header: dict) -> str:
-    """How many real cut-ins were made of the requested number, and why fewer."""
-    n, made = header["requested"], header["n"]
-    inserted = header.get("inserted_cutters", 0)
-    lines = [f"made {made} of {n} requested cut-ins in {len(header['attempts'])} scenes"
-             + (f" ({inserted} by a car inserted beside the route)" if inserted else "")
-             + f"; no-reaction labels from policy {header.get('no_reaction_policy', 'constant_velocity')}"]
-    if made < n:
-        short = {k: v for k, v in header["attempts"].items() if v["made"] < v["tried"]}
-        lines.append(f"{n - made} attempts found no vehicle that can cut in (next to the ego's route, ahead, slower) "
-                     "and no free place in a lane beside the route ahead of a moving ego to insert one, "
-                     "with their sampled knobs: " + ", ".join(f"{k} {v['made']}/{v['tried']}" for k, v in short.items()))
-    if header["skipped_scenes"]:
-        lines.append(f"scenes with no vehicle that can cut in: {', '.join(header['skipped_scenes'])}")
-        lines += [f"  {k}: {v}" for k, v in header.get("skipped_reasons", {}).items()]
-    return "\n".join(lines)
 
 
 def cmd_mine(args) -> int:

@@ -4,20 +4,18 @@ A folder is imported file by file in worker processes (`--workers`, 2 by default
 concurrent.futures), with a progress bar (tqdm) and a summary line: how many scenarios were
 imported and how many files were skipped, each with its reason. Every scenario is written as a
 drivesim scenario file (io/scenario_file.py) named after the scenario. Registered from cli.py
-(`add_import_arguments` on the `import` parser; `cmd_import` for the sources of `IMPORTERS`).
+(`add_import_arguments` on the `import` parser; `cmd_import` for the `IMPORTERS` entries with `per_file`).
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from drivesim.cli.options import EXIT_FAILED, finish, output_dir
-
-IMPORTERS = {"womd": "drivesim.io.womd", "gpudrive": "drivesim.io.gpudrive"}
+from drivesim.io.importers import IMPORTERS
 
 
 def add_import_arguments(parser) -> None:
@@ -34,7 +32,7 @@ def _import_one(source: str, path: str, out: str) -> tuple[list[tuple[str, int, 
     from drivesim.io.scenario_file import save_scenario, scenario_hash
 
     torch.set_num_threads(1)
-    module = importlib.import_module(IMPORTERS[source])
+    module = IMPORTERS[source].module()
     t0 = time.perf_counter()
     try:
         loaded = module.load_file(path)
@@ -58,7 +56,7 @@ def cmd_import(args) -> int:
     """Import a WOMD TFRecord / GPUDrive JSON file or folder into `args.out`."""
     from tqdm import tqdm
 
-    module = importlib.import_module(IMPORTERS[args.source])
+    module = IMPORTERS[args.source].module()
     path, out = Path(args.path), output_dir(args.out)
     if not path.exists():
         raise SystemExit(f"error: {path}: no such file or directory")

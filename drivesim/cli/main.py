@@ -1,4 +1,4 @@
-"""The `drivesim` command: simulate one scenario, evaluate policies on a suite, benchmark, demo.
+"""The `drivesim` command: simulate one scenario, evaluate policies on a suite, import logs, benchmark, demo.
 
 Run `drivesim COMMAND --help` for the options of each command.
 """
@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,14 +17,17 @@ import torch
 import drivesim
 from drivesim.traffic.log_modes import TRAFFIC_MODES
 from drivesim.cli.events import add_commands as add_event_commands
-from drivesim.cli.import_waymo import IMPORTERS as WAYMO_IMPORTERS, add_import_arguments, cmd_import as cmd_import_waymo
+from drivesim.cli.import_waymo import add_import_arguments, cmd_import as cmd_import_per_file
 from drivesim.cli.options import (EXIT_CODES_HELP, EXIT_FAILED, EXPERT_NAME, add_allow_errors, add_results_arguments, check_policies,
-                                   finish, import_with_errors, load_scenarios, make_policy, output_dir, policy_hash,
+                                   finish, load_scenarios, make_policy, output_dir, policy_hash,
                                    positive_int, previous_results, report_skipped, resumed_rows, skipped_files)
 from drivesim.cli.refiner import add_commands as add_refiner_commands
 from drivesim.cli.sensor import add_commands as add_sensor_commands
+from drivesim.cli.traffic import add_realism_command, add_train_traffic_command
 from drivesim.core.safe_io import atomic_write_text, file_name
 from drivesim.distributed import add_backend_arguments, backend_options
+from drivesim.io import importers
+from drivesim.io.importers import IMPORTERS
 
 TRAFFIC_CHOICES = TRAFFIC_MODES
 TRAFFIC_HELP = ("how the background agents of logged scenarios move; default: the modes a generated set records, "
@@ -34,24 +35,17 @@ TRAFFIC_HELP = ("how the background agents of logged scenarios move; default: th
 
 
 def logged_source(args):
-    """Scenario files from `--scenarios` with `--traffic` applied: (scenarios, meta)."""
+    """Scenario files from `--scenarios` with `--traffic` applied (`events.logged.logged_scenarios`):
+    (scenarios, meta); the files skipped are listed on stderr, a bad path or mode is an error exit."""
     from drivesim.core.scenario import ScenarioError
-    from drivesim.io.scenario_file import ScenarioFileError, load_scenarios as load_files
-    from drivesim.events.generate import apply_traffic
+    from drivesim.events.logged import logged_scenarios
+    from drivesim.io.scenario_file import ScenarioFileError
 
     try:
-        scenarios, errors = load_files(args.scenarios)
-    except ScenarioFileError as exc:
+        scenarios, meta = logged_scenarios(args.scenarios, args.traffic)
+    except (ScenarioFileError, ScenarioError) as exc:
         raise SystemExit(f"error: {exc}") from None
-    report_skipped(errors, args.scenarios)
-    logged = [s for s in scenarios if s.log is not None]
-    try:  # --traffic unset keeps the modes a generated set records; given, it changes background agents only
-        scenarios = [apply_traffic(s, args.traffic) for s in scenarios]
-    except ScenarioError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    kept = ",".join(sorted({str(s.meta.get("traffic")) for s in scenarios if s.log is not None}))
-    meta = {"scenarios_from": str(args.scenarios), "traffic": (args.traffic or kept) if logged else "scripted/procedural",
-            "scenario_hashes": {s.name: s.meta.get("content_hash", "") for s in scenarios}, "load_errors": errors}
+    report_skipped(meta["load_errors"], args.scenarios)
     return scenarios, meta
 
 
@@ -263,20 +257,16 @@ def make_runner(args):
         raise SystemExit(f"error: {exc}") from None
 
 
-IMPORTERS = {"scenarionet": "drivesim.io.scenarionet", "nuscenes": "drivesim.io.nuscenes", "av2": "drivesim.io.av2",
-             "commonroad": "drivesim.io.commonroad", **WAYMO_IMPORTERS}
-
-
 def cmd_import(args) -> int:
     from drivesim.io.scenario_file import save_scenario, scenario_hash
 
-    if args.source in WAYMO_IMPORTERS:
-        return cmd_import_waymo(args)
-    module = importlib.import_module(IMPORTERS[args.source])
+    importer = IMPORTERS[args.source]
+    if importer.per_file:
+        return cmd_import_per_file(args)
     t0 = time.perf_counter()
     out = output_dir(args.out)
     try:
-        scenarios, errors = import_with_errors(module, args.path, **({"version": args.version} if args.source == "nuscenes" else {}))
+        scenarios, errors = importer.load(args.path, **{k: getattr(args, k) for k in importer.options})
     except (ValueError, OSError) as exc:
         raise SystemExit(f"error: {exc}") from None
     report_skipped(errors, args.path)
@@ -288,116 +278,6 @@ def cmd_import(args) -> int:
     print(f"imported {len(scenarios)} scenario(s) from {args.source} into {out} in {time.perf_counter() - t0:.1f} s"
           + (f"; {len(errors)} skipped (listed above)" if errors else ""))
     return finish(args, skipped=len(errors)) if scenarios else EXIT_FAILED
-
-
-def learned_behavior(args):
-    """The learned traffic model of `--checkpoint` (default: the shipped policies/traffic)."""
-    from drivesim.traffic_model.model import DEFAULT_ARTIFACT, LearnedTraffic
-
-    try:
-        return LearnedTraffic.load(args.checkpoint or DEFAULT_ARTIFACT, temperature=args.temperature, seed=args.seed,
-                                   device=args.device)
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-
-
-def select_scenes(scenarios, spec: str, held_out: list[str]):
-    """`all`, `held-out` (the learned model's held-out scenes) or comma-separated names/substrings."""
-    if spec == "all":
-        return scenarios
-    names = held_out if spec == "held-out" else [n for n in spec.split(",") if n]
-    pick = [s for s in scenarios if any(n in s.name for n in names)]
-    missing = [n for n in names if not any(n in s.name for s in scenarios)]
-    if missing or not pick:
-        raise SystemExit(f"error: scene(s) {missing or names} not found; have {', '.join(s.name for s in scenarios)}")
-    return pick
-
-
-def cmd_realism(args) -> int:
-    from drivesim.traffic_model.realism import plot, realism
-
-    out = output_dir(args.out)
-    scenarios, load_errors = load_logged(args.data)
-    behavior = learned_behavior(args) if "learned" in args.model.split(",") or args.scenes == "held-out" else None
-    if behavior is not None:
-        card = behavior.card
-        print(f"learned traffic model {card.get('sha256', '')[:12]} (temperature {behavior.temperature:g}, seed {behavior.seed}); "
-              f"held-out scenes: {', '.join(card.get('lineage', {}).get('held_out_names', []))}")
-    scenarios = select_scenes(scenarios, args.scenes, (behavior.card.get("lineage", {}).get("held_out_names", []) if behavior else []))
-    trained_on = set(behavior.card.get("lineage", {}).get("real_scenes", {})) if behavior else set()
-    overlap = [s.name for s in scenarios if s.name in trained_on]
-    if overlap and "learned" in args.model.split(","):
-        print(f"warning: the learned model was trained on {len(overlap)} of these scenes ({', '.join(overlap)}); "
-              "use --scenes held-out for its held-out realism", file=sys.stderr)
-    rows = []
-    for model in args.model.split(","):
-        t0 = time.perf_counter()
-        result = realism(scenarios, model, device=args.device, behavior=behavior if model == "learned" else None)
-        plot(result, out / f"realism_{model}.png")
-        result.table.insert(0, "model", model)
-        atomic_write_text(out / f"realism_{model}.csv", result.table.to_csv(index=False))
-        mean = result.table.drop(columns=["model", "scenario"]).mean()
-        rows.append({"model": model, **mean.to_dict(), "seconds": round(time.perf_counter() - t0, 1)})
-        for name in result.skipped:
-            print(f"warning: {name} is too short for 1 s of history + 8 s, skipped", file=sys.stderr)
-    import pandas as pd
-
-    summary = pd.DataFrame(rows).set_index("model")
-    atomic_write_text(out / "realism_summary.csv", summary.to_csv())
-    print(summary.T.to_string(float_format=lambda v: f"{v:.4f}"))
-    print(f"scored {len(scenarios)} scene(s)" + (f"; {len(load_errors)} file(s) in {args.data} could not be read "
-          "(listed above)" if load_errors else "") + f"; wrote {out}/realism_summary.csv and realism_<model>.png / .csv")
-    return finish(args, skipped=len(load_errors))
-
-
-def load_logged(path: str):
-    """Logged scenarios from a folder of scenario files (.npz) or of ScenarioNet pickles (.pkl):
-    (scenarios, errors), each file that could not be read listed on stderr with the reason."""
-    from drivesim.io.scenario_file import ScenarioFileError, load_scenarios as load_files
-
-    p = Path(path)
-    try:
-        if p.is_dir() and not any(p.glob("*.npz")) and any(p.glob("*.pkl")):
-            from drivesim.io import scenarionet
-
-            scenarios, errors = import_with_errors(scenarionet, p)
-        else:
-            scenarios, errors = load_files(p)
-    except (ScenarioFileError, ValueError, OSError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-    report_skipped(errors, p)
-    return scenarios, errors
-
-
-def cmd_train_traffic(args) -> int:
-    from drivesim.core.config import ConfigError, apply_overrides
-    from drivesim.traffic_model.train import TrafficTrainConfig, train_traffic
-
-    over = {"seed": args.seed, "minutes": args.minutes}
-    for key, value in (("iterations", args.iterations), ("rounds", args.rounds), ("procedural_scenarios", args.procedural)):
-        if value is not None:
-            over[key] = value
-    if args.held_out is not None:
-        over["held_out"] = [n for n in args.held_out.split(",") if n]
-    try:
-        cfg = apply_overrides(TrafficTrainConfig(), over, where="train traffic")
-    except ConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    real_dir = None if args.data == "none" else Path(args.data)
-    if real_dir is not None and not real_dir.is_dir():
-        raise SystemExit(f"error: no real logs at {real_dir} (set DRIVESIM_DATA, or --data none for procedural traffic only)")
-    try:
-        res = train_traffic(cfg, args.out, real_dir=real_dir)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    card, m = res.card, res.card["metrics"]
-    held = m.get("held_out_one_step") or {}
-    print(f"trained {card['parameters']} parameters in {card['training']['total_seconds']:.0f} s "
-          f"({card['training']['iterations']} iterations{'' if card['training']['finished'] else ', stopped at --minutes'}); "
-          f"final loss {m['train_loss_last100']:.3f}" + (f", held-out one-step NLL {held['nll']:.3f}" if held else ""))
-    print(f"held-out scenes: {', '.join(card['lineage']['held_out_scenes']) or 'none'}")
-    print(f"wrote {res.card_path} (sha256 {card['sha256'][:12]}), {Path(args.out) / 'model.pt'} and {Path(args.out) / 'training_curve.png'}")
-    return 0
 
 
 def cmd_bench(args) -> int:
@@ -502,39 +382,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--out", default="out/evaluate")
     add_results_arguments(e)
     e.set_defaults(func=cmd_evaluate)
-    i = sub.add_parser("import", help="real driving logs -> drivesim scenario files (with content hashes)")
-    i.add_argument("source", choices=sorted(IMPORTERS), help="log format")
+    i = sub.add_parser("import", help="real driving logs -> drivesim scenario files (with content hashes)",
+                       epilog="sources (io/importers.py):\n" + importers.describe(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    i.add_argument("source", choices=sorted(IMPORTERS), help="log format (listed below)")
     i.add_argument("path", help="a file or folder of the source (nuscenes: the dataroot)")
     i.add_argument("--version", default="v1.0-mini", help="nuScenes version (nuscenes only)")
     i.add_argument("-o", "--out", default="out/scenarios", help="folder for the .npz scenario files")
     add_allow_errors(i)
     add_import_arguments(i)
     i.set_defaults(func=cmd_import)
-    r = sub.add_parser("realism", help="WOSAC-style realism of traffic models against real logs")
-    r.add_argument("--model", default="replay,idm_mobil,constant_velocity",
-                   help="comma-separated: replay | idm_mobil | constant_velocity | hybrid | learned")
-    r.add_argument("--checkpoint", default=None, help="learned traffic model folder (default: the shipped policies/traffic)")
-    r.add_argument("--scenes", default="all", help="all | held-out (the learned model's held-out scenes) | NAME,... (default all)")
-    r.add_argument("--seed", type=int, default=0, help="seed of the learned model's 32 stochastic rollouts (default 0)")
-    r.add_argument("--temperature", type=float, default=None, help="sampling temperature of the learned model (default: its card's)")
-    r.add_argument("--data", default=str(Path(os.environ.get("DRIVESIM_DATA", "../shared/data")) / "scenarionet_nuscenes"),
-                   help="folder of scenario files (.npz) or ScenarioNet pickles (default: the shared nuScenes scenes)")
-    r.add_argument("-o", "--out", default="out/realism")
-    add_allow_errors(r)
-    r.set_defaults(func=cmd_realism)
+    add_realism_command(sub)
     t = sub.add_parser("train", help="train the learned traffic model (traffic) or a driving policy (il, then rl)")
     tsub = t.add_subparsers(dest="component", required=True)
-    tt = tsub.add_parser("traffic", help="learned traffic model on real nuScenes logs + procedural traffic (CPU, < 15 min)")
-    tt.add_argument("-o", "--out", default="out/traffic", help="artifact folder: model.pt, card.json, training_curve.png")
-    tt.add_argument("--minutes", type=float, default=15.0, help="wall-clock cap (default 15); past it training stops early")
-    tt.add_argument("--seed", type=int, default=0)
-    tt.add_argument("--iterations", type=int, default=None, help="behaviour-cloning iterations (default: the config's)")
-    tt.add_argument("--rounds", type=int, default=None, help="closed-loop (DAgger) rounds (default: the config's)")
-    tt.add_argument("--procedural", type=int, default=None, help="procedural training scenarios (default: the config's)")
-    tt.add_argument("--held-out", default=None, help="comma-separated real scenes never trained on (default: the config's)")
-    tt.add_argument("--data", default=str(Path(os.environ.get("DRIVESIM_DATA", "../shared/data")) / "scenarionet_nuscenes"),
-                    help="folder of ScenarioNet nuScenes pickles (default: the shared scenes); 'none' = procedural only")
-    tt.set_defaults(func=cmd_train_traffic)
+    add_train_traffic_command(tsub)
     from drivesim.cli import train as cli_train
     from drivesim.train import il, pipeline
 

@@ -170,13 +170,6 @@ def resumed_rows(out: Path, args, meta: dict, hashes: dict[str, str]) -> list[di
     return kept
 
 
-def import_with_errors(module, path, **kwargs) -> tuple[list, list[str]]:
-    """An importer's `load(path)`: (scenarios, the files it skipped with their reasons). Reads the
-    importer's `last_errors` (the one place to change when importers return their errors)."""
-    scenarios = module.load(path, **kwargs)
-    return scenarios, list(getattr(module, "last_errors", []) or [])
-
-
 def add_results_arguments(parser: argparse.ArgumentParser) -> None:
     """--resume / --overwrite (what to do with the results of an earlier run in -o) and --allow-errors."""
     again = parser.add_mutually_exclusive_group()

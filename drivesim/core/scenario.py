@@ -7,6 +7,7 @@ simulator needs as tensors, with the maps in one MapBank.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -173,20 +174,16 @@ def check_unique_names(scenarios: list[Scenario]) -> None:
 def failed_scenario(name: str, error: str, meta: dict | None = None) -> Scenario:
     """A scenario that could not be built (e.g. its map): it carries `error`, and `validate()`
     raises it, so an evaluation reports it as an error row while the other scenarios run."""
-    return Scenario(name=name, road=_placeholder_road(), x=np.zeros(1), y=np.zeros(1), yaw=np.zeros(1), speed=np.zeros(1),
+    return Scenario(name=name, road=placeholder_road(), x=np.zeros(1), y=np.zeros(1), yaw=np.zeros(1), speed=np.zeros(1),
                     length=np.ones(1), width=np.ones(1), agent_type=np.zeros(1, np.int64),
                     mode=np.full(1, int(ControlMode.POLICY)), desired_speed=np.zeros(1), route=[0], error=error,
                     meta=dict(meta or {}))
 
 
-_PLACEHOLDER: list[RoadMap] = []
-
-
-def _placeholder_road() -> RoadMap:
-    """One 10 m lane, the road of every failed scenario (never simulated)."""
-    if not _PLACEHOLDER:
-        _PLACEHOLDER.append(RoadMap("unbuilt", [Lane(np.array([[0.0, 0.0], [10.0, 0.0]]))]))
-    return _PLACEHOLDER[0]
+@functools.lru_cache(maxsize=1)
+def placeholder_road() -> RoadMap:
+    """One 10 m lane, the road of every failed scenario (never simulated): built once, on first use."""
+    return RoadMap("unbuilt", [Lane(np.array([[0.0, 0.0], [10.0, 0.0]]))])
 
 
 @dataclass

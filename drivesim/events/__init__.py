@@ -6,7 +6,8 @@ Files:
 - `cut_in.py`, `longitudinal.py`, `inserted.py`: the generators. Cut-in and merge conflict;
   hard-braking leader, stalled vehicle, pedestrian stepping out; an agent inserted into a real
   scene where there is room (`no_place` says why not).
-- `real_cut_in.py`: cut-ins in real scenes (a logged neighbour rewritten into a cut-in).
+- `real_cut_in.py`: cut-ins in real scenes (a logged neighbour rewritten into a cut-in); `real_set_counts`.
+- `logged.py`: logged scenario files with a background traffic mode applied (`--scenarios` / `--traffic`).
 - `common.py`: knob ranges, closing distance, required deceleration.
 - `generate.py`: generate a labelled set (sample, calibrate by simulation, label avoidable or not).
 - `mining.py`: failure mining (run a policy, keep its failures, vary them).

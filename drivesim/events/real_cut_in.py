@@ -14,7 +14,8 @@ where the log was, so a script run at a fixed step would meet nobody), then chan
 the sampled lateral speed, changes speed evenly to a sampled fraction of the ego's speed by the
 crossing (real neighbours are seldom slower than the ego on their own) and brakes after it. The
 rest of the scene keeps its logged traffic in the chosen traffic mode. The realized TTC is
-measured by simulation (sim/events.label_scenarios), not assumed.
+measured by simulation (sim/events.label_scenarios), not assumed. `real_set_counts` says how many
+of the requested cut-ins a generated set got and why fewer (from its header).
 """
 
 from __future__ import annotations
@@ -217,3 +218,21 @@ def _rewrite(scene: Scenario, p: dict, cfg: RealCutInConfig, name: str) -> Scena
                                    "ttc": float(p["target_ttc"]), "min_gap": float(cfg.min_gap), "window": p["window"],
                                    "lane_width": float(p["lane_width"])}}
     return out
+
+
+def real_set_counts(header: dict) -> str:
+    """How many real cut-ins were made of the requested number, and why fewer."""
+    n, made = header["requested"], header["n"]
+    inserted = header.get("inserted_cutters", 0)
+    lines = [f"made {made} of {n} requested cut-ins in {len(header['attempts'])} scenes"
+             + (f" ({inserted} by a car inserted beside the route)" if inserted else "")
+             + f"; no-reaction labels from policy {header.get('no_reaction_policy', 'constant_velocity')}"]
+    if made < n:
+        short = {k: v for k, v in header["attempts"].items() if v["made"] < v["tried"]}
+        lines.append(f"{n - made} attempts found no vehicle that can cut in (next to the ego's route, ahead, slower) "
+                     "and no free place in a lane beside the route ahead of a moving ego to insert one, "
+                     "with their sampled knobs: " + ", ".join(f"{k} {v['made']}/{v['tried']}" for k, v in short.items()))
+    if header["skipped_scenes"]:
+        lines.append(f"scenes with no vehicle that can cut in: {', '.join(header['skipped_scenes'])}")
+        lines += [f"  {k}: {v}" for k, v in header.get("skipped_reasons", {}).items()]
+    return "\n".join(lines)

@@ -62,24 +62,18 @@ AV2_TYPES: dict[str, tuple[AgentType, float, float]] = {
     "unknown": (AgentType.STATIC, 1.0, 1.0),
 }
 
-last_errors: list[str] = []  # problems met by the latest `load` of a directory (one line per bad scenario)
+def load(path, include_bike_lanes: bool = False) -> tuple[list[Scenario], list[str]]:
+    """(scenarios, errors) from one `scenario_*.parquet` file, one scenario folder, or a directory of them.
 
-
-def load(path, include_bike_lanes: bool = False) -> list[Scenario]:
-    """Scenarios from one `scenario_*.parquet` file, one scenario folder, or a directory of them.
-
-    A bad scenario in a directory is reported in `last_errors` and skipped; ImportDataError is
-    raised only when nothing could be loaded (or for a single file)."""
-    global last_errors
+    A bad scenario in a directory is an error line and skipped; ImportDataError is raised only when
+    nothing could be loaded (or for a single file)."""
     path = Path(path)
-    last_errors = []
     if path.is_file():
-        return [load_scenario(path, include_bike_lanes=include_bike_lanes)]
+        return [load_scenario(path, include_bike_lanes=include_bike_lanes)], []
     if not path.is_dir():
         raise ImportDataError(f"{path}: no such file or directory")
-    out, last_errors = load_each(path, sorted(path.rglob("scenario_*.parquet")),
-                                 lambda f: load_scenario(f, include_bike_lanes=include_bike_lanes), "scenario_*.parquet file")
-    return out
+    return load_each(path, sorted(path.rglob("scenario_*.parquet")),
+                     lambda f: load_scenario(f, include_bike_lanes=include_bike_lanes), "scenario_*.parquet file")
 
 
 def load_scenario(parquet: Path, map_json: Path | None = None, include_bike_lanes: bool = False) -> Scenario:

@@ -62,23 +62,17 @@ CR_TYPES: dict[str, tuple[AgentType, float, float]] = {
     "BUILDING": (AgentType.STATIC, 1.0, 1.0),
 }
 
-last_errors: list[str] = []  # problems met by the latest `load` of a directory (one line per bad file)
+def load(path) -> tuple[list[Scenario], list[str]]:
+    """(scenarios, errors) from one CommonRoad .xml file or every .xml file under a directory.
 
-
-def load(path) -> list[Scenario]:
-    """Scenarios from one CommonRoad .xml file or every .xml file under a directory.
-
-    A bad file in a directory is reported in `last_errors` and skipped; ImportDataError is
-    raised only when nothing could be loaded (or for a single file)."""
-    global last_errors
+    A bad file in a directory is an error line and skipped; ImportDataError is raised only when
+    nothing could be loaded (or for a single file)."""
     path = Path(path)
-    last_errors = []
     if path.is_file():
-        return [load_scenario(path)]
+        return [load_scenario(path)], []
     if not path.is_dir():
         raise ImportDataError(f"{path}: no such file or directory")
-    out, last_errors = load_each(path, sorted(path.rglob("*.xml")), load_scenario, ".xml file")
-    return out
+    return load_each(path, sorted(path.rglob("*.xml")), load_scenario, ".xml file")
 
 
 def _read(file: Path):

@@ -17,18 +17,12 @@ from shapely.ops import unary_union
 from drivesim.metrics.drivable import log_drivable_summary
 
 
-def _sources(data: Path):
-    """(label, loader) of each real-scene folder present under `data`."""
-    from drivesim.io import av2, commonroad, scenarionet
+SOURCES = (("scenarionet", "scenarionet_nuscenes"), ("av2", "av2/motion"), ("commonroad", "commonroad_ngsim"))
 
-    found = []
-    if (data / "scenarionet_nuscenes").is_dir():
-        found.append(lambda: scenarionet.load(data / "scenarionet_nuscenes"))
-    if (data / "av2" / "motion").is_dir():
-        found.append(lambda: av2.load(data / "av2" / "motion"))
-    if (data / "commonroad_ngsim").is_dir():
-        found.append(lambda: commonroad.load(data / "commonroad_ngsim"))
-    return found
+
+def _sources(data: Path) -> list[tuple[str, Path]]:
+    """(importer name, folder) of each real-scene folder present under `data`."""
+    return [(name, data / folder) for name, folder in SOURCES if (data / folder).is_dir()]
 
 
 def lane_union_area(scenario) -> float:
@@ -51,4 +45,6 @@ def scene_row(scenario, bank=None) -> dict:
 
 def drivable_table_rows(data_dir) -> list[dict]:
     """One `scene_row` per scene of every real-data folder found under data_dir."""
-    return [scene_row(sc) for load in _sources(Path(data_dir)) for sc in load()]
+    from drivesim.io import importers
+
+    return [scene_row(sc) for name, folder in _sources(Path(data_dir)) for sc in importers.load(name, folder)[0]]

@@ -36,9 +36,6 @@ BIKE_LANE = 3  # Waymax MapElementIds.LANE_BIKE_LANE
 AREA_TYPES = ("driveway", "speed_bump")
 SIGNAL_NAMES = {name.removeprefix("LANE_STATE_").lower(): SIGNAL_STATE[code] for code, name in SIGNAL_STATES.items()}
 
-last_errors: list[str] = []  # one line per bad file of the latest `load` of a directory
-
-
 def _xyz(points, where: str) -> np.ndarray:
     try:
         return np.array([(float(p["x"]), float(p["y"]), float(p.get("z", 0.0))) for p in points], float).reshape(-1, 3)
@@ -154,15 +151,12 @@ def source_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.json"))
 
 
-def load(path, config: ImportConfig | None = None) -> list[Scenario]:
-    """Scenarios from one GPUDrive JSON file or a directory of them; a bad file in a directory
-    goes to `last_errors` (an error is raised only when none loads)."""
-    global last_errors
+def load(path, config: ImportConfig | None = None) -> tuple[list[Scenario], list[str]]:
+    """(scenarios, errors) from one GPUDrive JSON file or a directory of them; a bad file in a
+    directory is an error line (an error is raised only when none loads)."""
     path, config = Path(path), config or ImportConfig()
-    last_errors = []
     if not path.exists():
         raise ImportDataError(f"{path}: no such file or directory")
     if path.is_file():
-        return [load_file(path, config)]
-    out, last_errors = load_each(path, source_files(path), lambda f: load_file(f, config), "GPUDrive JSON file (*.json)")
-    return out
+        return [load_file(path, config)], []
+    return load_each(path, source_files(path), lambda f: load_file(f, config), "GPUDrive JSON file (*.json)")

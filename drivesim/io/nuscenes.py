@@ -22,7 +22,7 @@ and builds one scenario per scene, at dt = 0.1 s from the scene's first keyframe
 
 Coordinates are the nuScenes global frame minus the ego's first position (`meta['origin']`).
 A missing or unreadable table raises `ImportDataError` naming the file; a scene that fails is
-listed in `last_errors` and skipped (an error is raised only if no scene could be imported).
+an error line of `load`'s (scenarios, errors) and skipped (an error is raised only if no scene could be imported).
 """
 
 from __future__ import annotations
@@ -86,14 +86,13 @@ DEFAULT_SIZE = {  # (length, width) m when an annotation's size is not positive
     AgentType.CYCLIST: (1.8, 0.7), AgentType.STATIC: (0.5, 0.5),
 }
 
-last_errors: list[str] = []  # the scenes the last `load` call skipped, one message each
-
-
-def load(dataroot, version: str = "v1.0-mini", scenes=None, *, require_map: bool = False) -> list[Scenario]:
-    """Import the scenes (names like 'scene-0061' or scene tokens; None = all) of a nuScenes dataroot.
+def load(dataroot, version: str = "v1.0-mini", scenes=None, *,
+         require_map: bool = False) -> tuple[list[Scenario], list[str]]:
+    """Import the scenes (names like 'scene-0061' or scene tokens; None = all) of a nuScenes dataroot:
+    (scenarios, one error line per scene skipped).
 
     require_map: a missing map expansion is an error instead of a warning and an approximate map."""
-    last_errors.clear()
+    errors: list[str] = []
     dataroot = os.fspath(dataroot)
     nusc = _open(dataroot, version)
     records = _select_scenes(nusc, scenes, os.path.join(dataroot, version, "scene.json"))
@@ -103,14 +102,14 @@ def load(dataroot, version: str = "v1.0-mini", scenes=None, *, require_map: bool
         try:
             out.append(_scene(nusc, rec, dataroot, version, maps, require_map))
         except ImportDataError as e:
-            last_errors.append(str(e))
+            errors.append(str(e))
         except (KeyError, ValueError, IndexError, TypeError, AssertionError) as e:
-            last_errors.append(f"{os.path.join(dataroot, version)}: scene {rec.get('name')!r}: {type(e).__name__}: {e}")
+            errors.append(f"{os.path.join(dataroot, version)}: scene {rec.get('name')!r}: {type(e).__name__}: {e}")
     if not out:
-        if len(last_errors) == 1:
-            raise ImportDataError(last_errors[0])
-        raise ImportDataError(f"{dataroot}: no scene imported; " + " | ".join(last_errors))
-    return out
+        if len(errors) == 1:
+            raise ImportDataError(errors[0])
+        raise ImportDataError(f"{dataroot}: no scene imported; " + " | ".join(errors))
+    return out, errors
 
 
 # ---------------------------------------------------------------------------------------- tables

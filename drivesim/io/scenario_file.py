@@ -182,7 +182,8 @@ def _road(a: dict, h: dict) -> RoadMap:
 
 def load_scenarios(path) -> tuple[list[Scenario], list[str]]:
     """All scenario files of a directory (sorted), or one file: (scenarios, errors). A bad file is
-    an error message in the list; the others still load."""
+    an error message in the list; the others still load. Real logs that `io.importers.detect`
+    recognises (WOMD TFRecords, GPUDrive JSON, ScenarioNet pickles) are imported on the fly."""
     path = Path(path)
     if not path.exists():
         raise ScenarioFileError(f"{path}: no such file or directory")
@@ -190,8 +191,10 @@ def load_scenarios(path) -> tuple[list[Scenario], list[str]]:
 
         loaded = load_set(path)
         return loaded.scenarios, loaded.errors
-    source = _source_format(path)
-    if source is not None:  # real logs in their own format: imported on the fly
+    from drivesim.io import importers
+
+    source = importers.detect(path)
+    if source is not None:  # real logs in their own format (womd, gpudrive, scenarionet): imported on the fly
         return _import_source(source, path)
     files = sorted(p for p in path.glob("*.npz") if not p.name.endswith(SET_SUFFIX)) if path.is_dir() else [path]
     if not files:
@@ -205,30 +208,15 @@ def load_scenarios(path) -> tuple[list[Scenario], list[str]]:
     return scenarios, errors
 
 
-def _source_format(path: Path) -> str | None:
-    """'womd' for a TFRecord file (or a folder of them, without scenario files), 'gpudrive' for a
-    JSON scene (or such a folder), else None."""
-    from drivesim.io import gpudrive, womd
-
-    if path.is_file():
-        return "womd" if womd.is_womd_file(path) else "gpudrive" if path.suffix == ".json" else None
-    if any(path.glob("*.npz")):
-        return None
-    return "womd" if womd.source_files(path) else "gpudrive" if gpudrive.source_files(path) else None
-
-
 def _import_source(source: str, path: Path) -> tuple[list[Scenario], list[str]]:
     """(scenarios, errors) of a WOMD / GPUDrive file or folder; a bad file is an error line."""
-    import importlib
-
+    from drivesim.io import importers
     from drivesim.io.errors import ImportDataError
 
-    module = importlib.import_module(f"drivesim.io.{source}")
     try:
-        scenarios = module.load(path)
+        return importers.load(source, path)
     except ImportDataError as exc:
         raise ScenarioFileError(str(exc)) from None
-    return scenarios, list(module.last_errors)
 
 SET_FORMAT = "drivesim-scenario-set/1"
 

@@ -68,9 +68,6 @@ LIGHT_STATES = {  # MetaDrive / Waymo lane states -> simplified (as MetaDrive si
     **dict.fromkeys(("LANE_STATE_UNKNOWN", "LANE_STATE_FLASHING_STOP", "TRAFFIC_LIGHT_UNKNOWN", None), "unknown"),
 }
 
-last_errors: list[str] = []  # one line per bad file of the last `load` of a directory
-
-
 @dataclass
 class ImportConfig:
     crop_margin: float | None = 60.0  # m: keep lanes within this of a logged agent position; None: whole map
@@ -100,19 +97,15 @@ class ImportConfig:
             raise ValueError(f"crop_margin must be positive or None, got {self.crop_margin}")
 
 
-def load(path, config: ImportConfig | None = None) -> list[Scenario]:
-    """Scenarios from one ScenarioNet pickle or a directory of them.
+def load(path, config: ImportConfig | None = None) -> tuple[list[Scenario], list[str]]:
+    """(scenarios, errors) from one ScenarioNet pickle or a directory of them.
 
-    A bad file raises ImportDataError when loaded alone; in a directory it is reported in
-    `last_errors` and the others still load (an error is raised only if none loads)."""
-    global last_errors
+    A bad file raises ImportDataError when loaded alone; in a directory it is an error line and
+    the others still load (an error is raised only if none loads)."""
     path, config = Path(path), config or ImportConfig()
-    last_errors = []
     if not path.is_dir():
-        return [load_file(path, config)]
-    scenarios, last_errors = load_each(path, _scenario_files(path), lambda f: load_file(f, config),
-                                       "ScenarioNet scenario pickle (*.pkl)")
-    return scenarios
+        return [load_file(path, config)], []
+    return load_each(path, _scenario_files(path), lambda f: load_file(f, config), "ScenarioNet scenario pickle (*.pkl)")
 
 
 def load_file(path, config: ImportConfig | None = None) -> Scenario:

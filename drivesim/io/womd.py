@@ -63,9 +63,6 @@ TRACK_TYPES = {1: AgentType.VEHICLE, 2: AgentType.PEDESTRIAN, 3: AgentType.CYCLI
 SIGNAL_STATE = {0: "unknown", 1: "red", 2: "yellow", 3: "green", 4: "red", 5: "yellow", 6: "green", 7: "unknown",
                 8: "yellow"}
 
-last_errors: list[str] = []  # one line per bad file / record of the latest `load` of a directory
-
-
 @dataclass
 class ImportConfig:
     lane_width: float = 3.7  # m, WOMD lanes carry no width (US urban lanes are 3.0-3.7 m)
@@ -431,15 +428,13 @@ def load_file(path, config: ImportConfig | None = None) -> list[Scenario]:
     return out
 
 
-def load(path, config: ImportConfig | None = None) -> list[Scenario]:
-    """Scenarios from one TFRecord file or a directory of them; a bad file in a directory goes to
-    `last_errors` (an error is raised only when none loads)."""
-    global last_errors
+def load(path, config: ImportConfig | None = None) -> tuple[list[Scenario], list[str]]:
+    """(scenarios, errors) from one TFRecord file or a directory of them; a bad file in a directory
+    is an error line (an error is raised only when none loads)."""
     path, config = Path(path), config or ImportConfig()
-    last_errors = []
     if not path.exists():
         raise ImportDataError(f"{path}: no such file or directory")
     if path.is_file():
-        return load_file(path, config)
-    groups, last_errors = load_each(path, source_files(path), lambda f: load_file(f, config), "WOMD TFRecord file (*.tfrecord*)")
-    return [s for g in groups for s in g]
+        return load_file(path, config), []
+    groups, errors = load_each(path, source_files(path), lambda f: load_file(f, config), "WOMD TFRecord file (*.tfrecord*)")
+    return [s for g in groups for s in g], errors

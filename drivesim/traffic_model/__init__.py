@@ -7,7 +7,8 @@
   closed-loop samples).
 - `train.py`: `train_traffic` (behaviour cloning with closed-loop data).
 - `wosac.py`: the WOSAC-style realism meta-metric (feature histograms against logs).
-- `realism.py`: run a traffic model on real scenes and score it with `wosac.py`.
+- `wosac_interaction.py`: its interaction features (nearest-object distance, TTC of the object followed).
+- `realism.py`: run a traffic model on real scenes, score it with `wosac.py`, plot the histograms.
 - `futures.py`: N alternative futures of one seed scene from a stochastic model.
 
 It sits above `sim/` (it rolls scenes out); `sim/` never imports it: the model is handed in.

@@ -19,7 +19,7 @@ import torch
 
 from drivesim.traffic.log_modes import window, with_traffic
 from drivesim.core.scenario import Scenario, ScenarioBatch
-from drivesim.traffic_model.wosac import RealismConfig, log_trajectory, plot_histograms, realism_score
+from drivesim.traffic_model.wosac import RealismConfig, bin_index, log_trajectory, realism_score
 from drivesim.sim.policy import ConstantVelocity
 from drivesim.sim.rollout import rollout
 
@@ -105,3 +105,30 @@ def plot(result: RealismResult, path, config: RealismConfig | None = None) -> No
     sim_f, log_f, mask = result.features
     table = {k: torch.tensor(result.table[k].to_numpy(copy=True)) for k in result.table.columns if k not in ("scenario", "meta_metric")}
     plot_histograms(sim_f, log_f, path, mask=mask, config=config or RealismConfig(), table=table)
+
+
+def plot_histograms(sim_feats: dict, log_feats: dict, path, mask: torch.Tensor | None = None,
+                    config: RealismConfig = RealismConfig(), table: dict | None = None) -> None:
+    """Grid of the features: normalized histograms of the simulated (all rollouts) and logged
+    values on each feature's bins (outside values in the end bins), restricted to `mask`
+    [T, B, A] when given; with `table`, titles show L_i (mean over scenarios)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(17, 6.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, (len(config.features) + 1) // 2).reshape(-1)
+    for ax, spec in zip(axes, config.features):
+        edges = torch.linspace(spec.lo, spec.hi, spec.bins + 1)
+        for values, label, kw in ((sim_feats[spec.name], "simulated", {"fill": True, "alpha": 0.4}),
+                                  (log_feats[spec.name], "logged", {"linewidth": 2.0})):
+            v = values[mask.expand_as(values)] if mask is not None else values.reshape(-1)
+            counts = torch.bincount(bin_index(v[~torch.isnan(v)], spec).cpu(), minlength=spec.bins).float()
+            ax.stairs((counts / counts.sum().clamp(min=1)).numpy(), edges.numpy(), label=label, **kw)
+        title = spec.name if table is None else f"{spec.name}  L={float(table[spec.name].nanmean()):.3f}"
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(0, 1.05)
+    for ax in axes[len(config.features):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=8)
+    fig.savefig(path, dpi=80)

@@ -212,7 +212,7 @@ def train_traffic(config: TrafficTrainConfig, out, real_scenarios: list | None =
     if real_scenarios is None and real_dir is not None:
         from drivesim.io import scenarionet
 
-        real_scenarios = scenarionet.load(real_dir)
+        real_scenarios, _ = scenarionet.load(real_dir)
     train_src, held_src = real_sources(real_scenarios, cfg.held_out, cfg.smooth_steps) if real_scenarios else ([], [])
     model = TrafficModel(cfg.model)
     proc_src = procedural_logs(cfg.procedural_maps, cfg.procedural_scenarios, cfg.seed, cfg.procedural_duration,

@@ -22,14 +22,15 @@ data, config, metrics, training scenario names and hashes), curves.png, metrics.
 resume must have the same config, init and training scenarios (names and content hashes, kept in
 last.pt), or it is refused naming what differs; `--overwrite` starts over. Every file is written
 atomically (core.safe_io) and last.pt / data.pt load as plain data (core.checkpoint).
+
+The config is `il_config.ILConfig`; the per-round closed-loop check and the curves are in il_eval.py.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,91 +38,18 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from drivesim.events import EVENTS
 from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint
-from drivesim.core.config import ConfigError, config_to_dict
+from drivesim.core.config import config_to_dict
 from drivesim.core.safe_io import OutputError, atomic_torch_save, atomic_write_text
-from drivesim.sim.expert import PDMClosed, PDMConfig
-from drivesim.train.il_data import (REAL_SOURCES, Demos, collect, is_validation, label_histogram, rare_scenarios,
-                                    real_scenarios, scenario_hashes, suite_scenarios)
-from drivesim.train.il_variants import DartConfig, start_variants
+from drivesim.sim.expert import PDMClosed
+from drivesim.train.il_config import ILConfig
+from drivesim.train.il_data import (Demos, collect, is_validation, label_histogram, rare_scenarios, real_scenarios,
+                                    scenario_hashes, suite_scenarios)
+from drivesim.train.il_eval import closed_loop, eval_scenarios, plot_curves
+from drivesim.train.il_variants import start_variants
 from drivesim.train.policy_net import NetPolicy, PolicyNet, PolicyNetConfig, load_policy, save_policy, two_hot
 
 STATE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class ILConfig:
-    seed: int = 0
-    suite: str = "nominal"  # suite YAML (path or name in scenarios/), or "none"
-    suite_repeat: int = 6  # its groups drawn this many times over, with their own seed (the suite stays held out)
-    rare: int = 0  # generated rare events, split evenly over `rare_events`
-    rare_events: tuple[str, ...] = tuple(EVENTS)
-    real: bool = False  # the training split of the real scenes ($DRIVESIM_DATA; il_data.real_scenarios), skipped when absent
-    real_traffic: str = "hybrid"
-    real_sources: tuple[str, ...] = tuple(REAL_SOURCES)  # nuscenes, av2, commonroad, womd, gpudrive
-    starts: tuple[float, ...] = (0.0, 2.0)  # ego start speeds (m/s) of the start variants (il_variants.start_variants) ...
-    start_fraction: float = 0.25  # ... made of this share of the suite draw, added to it (0: none)
-    dart_accel: float = 0.5  # DART: stationary std of the noise on the executed acceleration, m/s^2 ...
-    dart_steer: float = 0.005  # ... and steering, rad (both 0: as before; 0.02 at rho 0.5: 3 % of the demos collide)
-    dart_rho: float = 0.5  # AR(1) coefficient per step (0.9, ~1 s at 10 Hz: the noisy expert loses 22 % of its progress)
-    dart_dagger: bool = False  # the noise in the DAgger rounds too (else only in round 0's expert demonstrations)
-    epochs: int = 15  # behaviour cloning on the expert's demonstrations
-    dagger: int = 3  # DAgger rounds
-    dagger_epochs: int = 4  # epochs on the aggregated data after each round
-    beta: float = 0.5  # round r takes the expert's action with probability beta^r at each step
-    batch_size: int = 256
-    lr: float = 1e-3
-    finetune_lr: float = 3e-4  # instead of lr when starting from a checkpoint
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    label_smoothing: float = 0.05
-    brake_weight: float = 2.0  # loss weight of samples whose expert bin is at or below brake_below ...
-    brake_below: float = -2.0  # m/s^2
-    record_every: int = 4  # simulation steps between recorded states (more scenarios beat more alike states)
-    val_fraction: float = 0.1  # scenarios held out for the validation loss and accuracy
-    eval_scenarios: int = 64  # closed-loop check after each round on fresh scenarios (0: none) ...
-    select: str = "best"  # ... and the round written as the policy: "best" (highest PDMS there) or "last"
-    keep_data: bool = False  # keep OUT/data.pt (the recorded states, about 2.5 kB each) once the run has finished
-    hidden: int = 128
-    sim_batch: int = 64  # scenarios simulated together
-    minutes: float = 6.0  # wall-clock budget of one run; past it training stops and the policy is written
-    expert: PDMConfig = field(default_factory=lambda: PDMConfig(replan_every=1))
-
-    def validate_config(self, where: str = "il") -> None:
-        checks = {"suite_repeat": self.suite_repeat >= 1, "rare": self.rare >= 0, "epochs": self.epochs >= 0,
-                  "dagger": self.dagger >= 0, "dagger_epochs": self.dagger_epochs >= 0, "beta": 0 <= self.beta <= 1,
-                  "batch_size": self.batch_size >= 1, "lr": self.lr > 0, "finetune_lr": self.finetune_lr > 0,
-                  "label_smoothing": 0 <= self.label_smoothing < 1, "brake_weight": self.brake_weight > 0,
-                  "record_every": self.record_every >= 1, "val_fraction": 0 <= self.val_fraction < 1,
-                  "eval_scenarios": self.eval_scenarios >= 0, "hidden": self.hidden >= 1, "sim_batch": self.sim_batch >= 1,
-                  "minutes": self.minutes > 0}
-        for key, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"{where}.{key}: got {getattr(self, key)!r}; out of range")
-        if self.select not in ("best", "last"):
-            raise ConfigError(f"{where}.select: got {self.select!r}; allowed: best, last")
-        if self.expert.replan_every != 1:
-            raise ConfigError(f"{where}.expert.replan_every: got {self.expert.replan_every}; the labels need an expert "
-                              "that re-plans at every call (1)")
-        if self.real_traffic not in ("replay", "reactive", "hybrid", "constant_velocity"):
-            raise ConfigError(f"{where}.real_traffic: got {self.real_traffic!r}; allowed: replay, reactive, hybrid, constant_velocity")
-        for e in self.rare_events:
-            if e not in EVENTS:
-                raise ConfigError(f"{where}.rare_events: unknown event {e!r}; allowed: {', '.join(EVENTS)}")
-        if any(s not in REAL_SOURCES for s in self.real_sources):
-            raise ConfigError(f"{where}.real_sources: got {list(self.real_sources)}; allowed: {', '.join(REAL_SOURCES)}")
-        if not all(math.isfinite(v) and v >= 0 for v in self.starts) or not 0 <= self.start_fraction <= 1:
-            raise ConfigError(f"{where}.starts / start_fraction: got {list(self.starts)} / {self.start_fraction!r}; "
-                              "need speeds >= 0 m/s and a fraction in [0, 1]")
-        self.dart.validate_config(f"{where}.dart")
-        if self.suite == "none" and self.rare == 0 and not self.real:
-            raise ConfigError(f"{where}: no training scenarios (suite 'none', rare 0, real off)")
-
-
-    @property
-    def dart(self) -> DartConfig:
-        return DartConfig(accel_std=self.dart_accel, steer_std=self.dart_steer, rho=self.dart_rho)
 
 
 @dataclass
@@ -159,45 +87,6 @@ def training_scenarios(cfg: ILConfig, progress: bool = False):
     if not scenarios:
         raise ValueError("no training scenarios (the only source was real scenes, and they are not there)")
     return scenarios, prov
-
-
-def eval_scenarios(cfg: ILConfig):
-    """Fresh scenarios for the closed-loop check: the suite (and the rare events) drawn with another
-    seed, with start variants of `start_fraction` of the suite's (the policy must drive off from them)."""
-    if cfg.eval_scenarios == 0:
-        return []
-    out = []
-    if cfg.suite != "none":
-        s, _ = suite_scenarios(cfg.suite, seed=5000 + cfg.seed, repeat=1, tag="ilval")
-        s = s[:: max(1, len(s) // cfg.eval_scenarios)][: cfg.eval_scenarios]
-        out += s + start_variants(s, cfg.starts, cfg.start_fraction, seed=5000 + cfg.seed)
-    if cfg.rare:
-        n = cfg.eval_scenarios if cfg.suite == "none" else cfg.eval_scenarios // 2
-        out += rare_scenarios(max(n, len(cfg.rare_events)), cfg.rare_events, seed=5000 + cfg.seed)[0]
-    return out
-
-
-def closed_loop(net: PolicyNet | None, scenarios, cfg: ILConfig, expert_progress=None) -> dict:
-    """Success, collision rate and PDMS of the greedy learner (or the expert when net is None)."""
-    from drivesim.core.scenario import ScenarioBatch
-    from drivesim.map.bank import MapBank
-    from drivesim.sim.rollout import rollout
-
-    if not scenarios:
-        return {}
-    policy = PDMClosed() if net is None else NetPolicy(net, name="il")
-    bank = MapBank.build(list({id(s.road): s.road for s in scenarios}.values()))
-    rows = {k: [] for k in ("success", "collision_any", "pdms", "comfort", "progress")}
-    for i in range(0, len(scenarios), cfg.sim_batch):
-        batch = ScenarioBatch.build(scenarios[i : i + cfg.sim_batch], bank=bank)
-        ref = None if expert_progress is None else torch.tensor(expert_progress[i : i + cfg.sim_batch], dtype=torch.float32)
-        res = rollout(batch, policy, expert_progress=ref)
-        for k in rows:
-            rows[k] += res.metrics[k].tolist()
-    out = {k: round(float(np.nanmean(v)), 4) for k, v in rows.items() if k != "progress"}
-    out["n"] = len(scenarios)
-    out["_progress"] = rows["progress"]
-    return out
 
 
 # ---------------------------------------------------------------------------- training
@@ -497,40 +386,4 @@ def _finish(out, net, cfg, state, prov, scenarios, parent, init, name) -> ILResu
     return ILResult(path, json.loads(path.with_suffix(".json").read_text()), state["curve"], state["rounds"])
 
 
-def plot_curves(curve: list[dict], rounds: list[dict], expert: dict, path) -> None:
-    """Loss and accuracy per epoch (train, validation; rounds marked) and closed-loop results per round."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 3.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.subplots(1, 3)
-    x = [c["global_epoch"] + 1 for c in curve]
-    for i, (key, label) in enumerate((("loss", "cross-entropy"), ("acc", "accuracy (acceleration bin)"))):
-        ax[i].plot(x, [c[key] for c in curve], "o-", ms=3, label="train")
-        if any(f"val_{key}" in c for c in curve):
-            ax[i].plot(x, [c.get(f"val_{key}", math.nan) for c in curve], "o-", ms=3, label="validation")
-        for a, b in zip(curve, curve[1:]):
-            if a["round"] != b["round"]:
-                ax[i].axvline(a["global_epoch"] + 1.5, color="0.6", ls="--", lw=0.8)
-        ax[i].set(xlabel="epoch (dashed: DAgger round)", ylabel=label)
-        ax[i].legend(fontsize=8)
-    r = [d["round"] for d in rounds if "success" in d]
-    if r:
-        ax[2].plot(r, [d["success"] for d in rounds if "success" in d], "o-", label="IL success")
-        ax[2].plot(r, [d["collision_any"] for d in rounds if "success" in d], "o-", label="IL collision rate")
-        ax[2].plot(r, [d["pdms"] for d in rounds if "success" in d], "o-", label="IL PDMS")
-        for key, c in (("success", "C0"), ("collision_any", "C1"), ("pdms", "C2")):
-            if key in expert:
-                ax[2].axhline(expert[key], color=c, ls=":", lw=1)
-        ax[2].set_xticks(r)
-    ax[2].set(xlabel="DAgger round (dotted: expert)", ylabel="closed loop, fresh scenarios", ylim=(-0.02, 1.02))
-    if r:
-        ax[2].legend(fontsize=8)
-    fig.savefig(path, dpi=90)
-
-
-# ---------------------------------------------------------------------------- command line
-
-
-__all__ = ["ILConfig", "ILResult", "Interrupted", "train_il", "training_scenarios", "closed_loop", "bc_loss", "plot_curves"]
+__all__ = ["ILConfig", "ILResult", "Interrupted", "train_il", "training_scenarios", "bc_loss"]

@@ -110,7 +110,7 @@ def data_dir() -> Path:
     return Path(os.environ.get("DRIVESIM_DATA", "../shared/data"))
 
 
-# real-scene folders under data_dir(): source -> (folder, loader module in drivesim.io, license of the data)
+# real-scene folders under data_dir(): source -> (folder, importer name in io.importers.IMPORTERS, license of the data)
 REAL_SOURCES: dict[str, tuple[str, str, str]] = {
     "nuscenes": ("scenarionet_nuscenes", "scenarionet", "nuScenes terms (CC BY-NC-SA 4.0)"),
     "av2": ("av2/motion", "av2", "Argoverse 2 terms (CC BY-NC-SA 4.0)"),
@@ -133,8 +133,7 @@ def is_heldout_real(name: str) -> bool:
 def load_real_source(source: str, root: Path | None = None) -> tuple[list[Scenario], dict]:
     """All scenes of one real source as imported, and {folder, seconds, errors} or {skipped: why}
     (no folder, an optional reader missing, nothing loadable)."""
-    import importlib
-
+    from drivesim.io import importers
     from drivesim.io.errors import ImportDataError
 
     folder_name, module_name, license_ = REAL_SOURCES[source]
@@ -144,13 +143,11 @@ def load_real_source(source: str, root: Path | None = None) -> tuple[list[Scenar
         return [], {**info, "skipped": f"no folder {folder_name} under the data directory"}
     t0 = time.perf_counter()
     try:
-        module = importlib.import_module(f"drivesim.io.{module_name}")
-        scenes = module.load(folder)
+        scenes, errors = importers.load(module_name, folder)
     except ImportError as exc:  # an optional reader (commonroad-io, protobuf) not installed
         return [], {**info, "skipped": f"cannot read {folder_name}: {exc}"}
     except (ImportDataError, ScenarioError, OSError) as exc:
         return [], {**info, "skipped": str(exc).split(chr(10))[0][:300]}
-    errors = list(getattr(module, "last_errors", []))
     return scenes, {**info, "seconds": round(time.perf_counter() - t0, 2), "errors": errors}
 
 

@@ -120,8 +120,7 @@ def test_real_scene_cut_in(data_dir):
     from drivesim.sim.policy import ConstantVelocity, LaneConstantSpeed
     from drivesim.sim.rollout import rollout
 
-    scenes = scenarionet.load(data_dir / "scenarionet_nuscenes")
-    scenes = scenes[0] if isinstance(scenes, tuple) else scenes
+    scenes, _ = scenarionet.load(data_dir / "scenarionet_nuscenes")
     scene = next(s for s in scenes if s.name.endswith("0796"))
     assert candidates(scene, 1.0, 0.7, RealCutInConfig())
     made, p = real_cut_in(scene, RealCutInConfig(), np.random.default_rng(0), "x")

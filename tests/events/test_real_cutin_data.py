@@ -20,8 +20,7 @@ def real_set(data_dir):
     from drivesim.io import scenarionet
 
     torch.set_num_threads(1)
-    scenes = scenarionet.load(data_dir / "scenarionet_nuscenes")
-    scenes = scenes[0] if isinstance(scenes, tuple) else scenes
+    scenes, _ = scenarionet.load(data_dir / "scenarionet_nuscenes")
     return scenes, generate_real_set(scenes, 8, seed=0, label=FAST, show_progress=False)
 
 

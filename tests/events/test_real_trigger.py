@@ -105,7 +105,7 @@ def test_malformed_trigger_is_an_error_row_naming_the_field():
 
 @pytest.mark.slow
 def test_generate_counts_and_names_only_scenes_that_gave_none():
-    from drivesim.cli.events import real_set_counts
+    from drivesim.events.real_cut_in import real_set_counts
 
     good, empty = logged_scene(), logged_scene()
     empty.name = "no-neighbour"

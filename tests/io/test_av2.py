@@ -37,7 +37,9 @@ def scene_files(motion_dir):
 
 @pytest.fixture(scope="module")
 def scenarios(motion_dir):
-    return av2.load(motion_dir)
+    scenarios, errors = av2.load(motion_dir)
+    assert errors == []
+    return scenarios
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +61,6 @@ def source_map(scene_files):
 
 def test_every_scenario_imports_and_validates(scenarios, motion_dir):
     assert len(scenarios) == len(list(motion_dir.rglob("scenario_*.parquet")))
-    assert av2.last_errors == []
     for sc in scenarios:
         sc.validate()
         assert sc.name == f"av2/{sc.meta['scene']}" and sc.meta["source"] == "av2"
@@ -200,8 +201,8 @@ def test_directory_with_a_bad_scene_keeps_the_good_ones(scene_files, tmp_path):
     _copy_scene(scene_files, tmp_path / "good")
     bad, _ = _copy_scene(scene_files, tmp_path / "bad")
     bad.write_bytes(b"garbage")
-    out = av2.load(tmp_path)
-    assert len(out) == 1 and len(av2.last_errors) == 1 and str(bad) in av2.last_errors[0]
+    out, errors = av2.load(tmp_path)
+    assert len(out) == 1 and len(errors) == 1 and str(bad) in errors[0]
     bad.parent.joinpath(scene_files[1].name).unlink()
     shutil.rmtree(tmp_path / "good")
     with pytest.raises(ImportDataError, match="no scenario could be imported"):

@@ -32,8 +32,8 @@ def cr_dir(data_dir):
 
 @pytest.fixture(scope="module")
 def scenarios(cr_dir):
-    out = crio.load(cr_dir)
-    assert crio.last_errors == []
+    out, errors = crio.load(cr_dir)
+    assert errors == []
     return {sc.meta["file"]: sc for sc in out}
 
 
@@ -174,9 +174,9 @@ def test_malformed_xml_names_the_file(cr_dir, tmp_path):
 def test_directory_with_a_bad_file_keeps_the_good_ones(cr_dir, tmp_path):
     shutil.copy(cr_dir / "USA_US101-3_3_T-1.xml", tmp_path / "good.xml")
     (tmp_path / "bad.xml").write_text("<commonRoad")
-    out = crio.load(tmp_path)
+    out, errors = crio.load(tmp_path)
     assert [s.meta["file"] for s in out] == ["good.xml"]
-    assert len(crio.last_errors) == 1 and "bad.xml" in crio.last_errors[0]
+    assert len(errors) == 1 and "bad.xml" in errors[0]
     (tmp_path / "good.xml").unlink()
     with pytest.raises(ImportDataError, match="no scenario could be imported"):
         crio.load(tmp_path)
@@ -186,7 +186,7 @@ def test_other_time_step_is_resampled_to_0_1_s(cr_dir, tmp_path, scenarios):
     src = cr_dir / "USA_US101-3_3_T-1.xml"
     slow = tmp_path / "slow.xml"
     slow.write_text(src.read_text().replace('timeStepSize="0.1"', 'timeStepSize="0.2"', 1))
-    sc = crio.load(slow)[0]
+    (sc,), _ = crio.load(slow)
     ref = scenarios[src.name]
     assert sc.meta["source_dt"] == 0.2 and sc.dt == 0.1 and sc.num_steps == 2 * ref.num_steps
     assert sc.meta["ego_obstacle_id"] == ref.meta["ego_obstacle_id"]

@@ -48,7 +48,7 @@ def hand_scene() -> dict:
 def test_hand_scene_converts(tmp_path):
     path = tmp_path / "hand.json"
     path.write_text(json.dumps(hand_scene()))
-    (sc,) = gpudrive.load(path)
+    (sc,), _ = gpudrive.load(path)
     assert sc.name == "gpudrive/gd0001" and sc.num_agents == 3 and sc.num_steps == T - 1
     assert sc.meta["track_ids"] == [5, 3, 4] and sc.meta["tracks_to_predict"] == [1] and sc.meta["objects_of_interest"] == [1]
     assert sc.agent_type.tolist() == [int(AgentType.VEHICLE), int(AgentType.VEHICLE), int(AgentType.PEDESTRIAN)]
@@ -82,7 +82,8 @@ def test_bad_scenes_name_the_file(tmp_path):
     with pytest.raises(ImportDataError, match=r"d\.json: tl_states\['31'\]: unknown states \['purple'\]"):
         gpudrive.load(tmp_path / "d.json")
     (tmp_path / "e.json").write_text(json.dumps(hand_scene()))
-    assert len(gpudrive.load(tmp_path)) == 1 and len(gpudrive.last_errors) == 4
+    loaded, errors = gpudrive.load(tmp_path)
+    assert len(loaded) == 1 and len(errors) == 4 and all(f"{n}.json" in e for n, e in zip("abcd", errors))
 
 
 # ------------------------------------------------------------------ the shared real scenes

@@ -18,9 +18,9 @@ pytestmark = pytest.mark.data
 
 @pytest.fixture(scope="module")
 def scenes(data_dir):
-    return {"scenarionet": scenarionet.load(data_dir / "scenarionet_nuscenes" / "sd_nuscenes_v1.0-mini_scene-0757.pkl")[0],
-            "av2": av2.load(data_dir / "av2" / "motion")[0],
-            "commonroad": commonroad.load(data_dir / "commonroad_ngsim" / "USA_US101-3_3_T-1.xml")[0]}
+    return {"scenarionet": scenarionet.load_file(data_dir / "scenarionet_nuscenes" / "sd_nuscenes_v1.0-mini_scene-0757.pkl"),
+            "av2": av2.load(data_dir / "av2" / "motion")[0][0],
+            "commonroad": commonroad.load_scenario(data_dir / "commonroad_ngsim" / "USA_US101-3_3_T-1.xml")}
 
 
 @pytest.mark.parametrize("mode", TRAFFIC_MODES)

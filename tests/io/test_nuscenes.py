@@ -36,10 +36,10 @@ def rebuilt(data_dir, tmp_path_factory):
     t = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        scenarios = nu.load(info["dataroot"])
+        scenarios, errors = nu.load(info["dataroot"])
     info["seconds"] = time.perf_counter() - t
     info["warnings"] = [str(w.message) for w in caught]
-    info["scenarios"] = scenarios
+    info["scenarios"], info["errors"] = scenarios, errors
     return info
 
 
@@ -51,7 +51,7 @@ def _tracks(info):
 def test_one_scenario_that_validates(rebuilt):
     (sc,) = rebuilt["scenarios"]
     sc.validate()
-    assert sc.name == "nuscenes/scene-0061" and nu.last_errors == []
+    assert sc.name == "nuscenes/scene-0061" and rebuilt["errors"] == []
     assert sc.dt == 0.1 and sc.num_steps == rebuilt["scenario"]["length"] - 1 == 190
     assert sc.meta["source"] == "nuscenes" and sc.meta["scene"] == "scene-0061"
     assert sc.meta["file"] == "nuscenes/v1.0-mini"  # dataroot folder / version, not a full path
@@ -119,7 +119,7 @@ def test_map_expansion_lanes_links_and_drivable(data_dir, tmp_path):
     info = write_dataroot(tmp_path / "nuscenes", data_dir, map_expansion=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        (sc,) = nu.load(info["dataroot"], scenes=["scene-0061"])
+        (sc,), _ = nu.load(info["dataroot"], scenes=["scene-0061"])
     assert not [w for w in caught if "maps/expansion" in str(w.message)]  # the map is there: no warning
     road = sc.road
     assert sc.meta["map"] == "nuScenes map expansion 1.3" and sc.meta["num_lanes"] == 6  # the far lane is not near
@@ -178,9 +178,9 @@ def test_a_bad_scene_is_reported_and_skipped(pristine, tmp_path):
     path.write_text(json.dumps(scenes))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        got = nu.load(root)
+        got, errors = nu.load(root)
     assert [s.name for s in got] == ["nuscenes/scene-0061"]
-    assert len(nu.last_errors) == 1 and "scene 'scene-broken'" in nu.last_errors[0]
+    assert len(errors) == 1 and "scene 'scene-broken'" in errors[0]
     with pytest.raises(ImportDataError, match="scene-broken"):
         nu.load(root, scenes=["scene-broken"])
 

@@ -44,7 +44,7 @@ def _scene(data_dir, key: str, cache: dict):
                 load = lambda: scenarionet.load_file(path)
             elif kind == "av2":
                 path = data_dir / "av2" / "motion"
-                load = lambda: av2.load(path)[0]
+                load = lambda: av2.load(path)[0][0]
             else:
                 path = data_dir / "commonroad_ngsim" / f"{name}.xml"
                 load = lambda: commonroad.load_scenario(path)

@@ -41,7 +41,7 @@ def _as_scenarionet_writes(raw: dict) -> dict:
 def test_scenarionet_waymo_pickle_with_defaultdict_summaries_loads(tmp_path, protocol):
     path = tmp_path / "sd_waymo_v1.2_syn.pkl"
     path.write_bytes(pickle.dumps(_as_scenarionet_writes(_synthetic()), protocol=protocol))
-    (sc,) = scenarionet.load(path)
+    (sc,), _ = scenarionet.load(path)
     assert sc.meta["track_ids"] == ["7", "8"] and sc.num_steps == 40
 
 

@@ -41,8 +41,8 @@ def raws(folder) -> dict:
 
 @pytest.fixture(scope="module")
 def scenes(folder) -> dict:
-    loaded = scenarionet.load(folder)
-    assert scenarionet.last_errors == []
+    loaded, errors = scenarionet.load(folder)
+    assert errors == []
     return {sc.meta["file"]: sc for sc in loaded}
 
 
@@ -156,9 +156,9 @@ def test_directory_with_a_bad_file_returns_the_good_ones(tmp_path, folder):
         os.symlink(p.resolve(), tmp_path / p.name)
     (tmp_path / "zz_bad.pkl").write_bytes(b"garbage")
     (tmp_path / "dataset_summary.pkl").write_bytes(pickle.dumps({"index": 1}))  # a database index, not a scenario
-    loaded = scenarionet.load(tmp_path)
+    loaded, errors = scenarionet.load(tmp_path)
     assert sorted(sc.meta["file"] for sc in loaded) == [_file(s) for s in SCENES]
-    assert len(scenarionet.last_errors) == 1 and "zz_bad.pkl" in scenarionet.last_errors[0]
+    assert len(errors) == 1 and "zz_bad.pkl" in errors[0]
 
 
 @pytest.mark.data
@@ -212,7 +212,7 @@ def _synthetic(dt=0.2, T=21) -> dict:
 def test_source_links_lights_and_resampling(tmp_path):
     path = tmp_path / "syn.pkl"
     path.write_bytes(pickle.dumps(_synthetic()))
-    (sc,) = scenarionet.load(path)
+    (sc,), _ = scenarionet.load(path)
     ids = sc.meta["track_ids"]
     assert ids == ["7", "8"] and sc.meta["resampled_from_dt"] == pytest.approx(0.2)
     assert sc.num_steps == 40 and sc.log.shape == (2, 41, 4)

@@ -97,7 +97,7 @@ def test_tfrecord_round_trip_and_bad_crcs(tmp_path):
 
 
 def test_hand_scenario_converts(hand_file):
-    (sc,) = womd.load(hand_file)
+    (sc,), _ = womd.load(hand_file)
     assert sc.name == "womd/hand0001" and sc.num_agents == 3 and sc.num_steps == T - 1
     assert sc.meta["track_ids"] == [9, 7, 8] and sc.meta["sdc_track_id"] == 9  # the SDC first
     assert sc.meta["tracks_to_predict"] == [1]  # track index 0 (id 7) is agent 1 now
@@ -120,7 +120,7 @@ def test_hand_scenario_converts(hand_file):
 def test_signal_states_map_as_waymax(tmp_path):
     for state, name in ((1, "red"), (3, "green"), (5, "yellow"), (7, "unknown"), (0, "unknown")):
         womd.write_records(tmp_path / "s.tfrecord", [hand_scenario(stop_state=state)])
-        (sc,) = womd.load(tmp_path / "s.tfrecord")
+        (sc,), _ = womd.load(tmp_path / "s.tfrecord")
         assert (sc.road.signal_log.state == SIGNAL_CODES[name]).all(), state
 
 
@@ -138,8 +138,9 @@ def test_bad_inputs_name_the_file(tmp_path):
     with pytest.raises(ImportDataError, match="no records"):
         womd.load(tmp_path / "empty.tfrecord")
     womd.write_records(tmp_path / "good.tfrecord", [hand_scenario()])
-    out = womd.load(tmp_path)  # a folder: the bad files are listed, the good one loads
-    assert [s.name for s in out] == ["womd/hand0001"] and len(womd.last_errors) == 3
+    out, errors = womd.load(tmp_path)  # a folder: the bad files are listed, the good one loads
+    assert [s.name for s in out] == ["womd/hand0001"] and len(errors) == 3
+    assert all(any(name in e for e in errors) for name in ("empty.tfrecord", "junk.tfrecord", "sdc.tfrecord"))
 
 
 def test_scenarios_option_reads_tfrecords_and_import_writes_scenario_files(hand_file, tmp_path, capsys):
@@ -167,7 +168,7 @@ def real_file(data_dir):
 
 @pytest.mark.data
 def test_shared_scenario_decodes(real_file):
-    (sc,) = womd.load(real_file)  # its import time is measured by tools/bench_import.py, not here
+    (sc,), _ = womd.load(real_file)  # its import time is measured by tools/bench_import.py, not here
     assert sc.name == "womd/637f20cafde22ff8" and sc.num_agents == 83 and sc.num_steps == 90  # 91 logged steps
     assert sc.meta["sdc_track_index"] == 82 and sc.meta["track_ids"][0] == sc.meta["sdc_track_id"]
     assert sc.log_valid.shape == (83, 91) and sc.log_valid[0].all()

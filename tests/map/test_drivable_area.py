@@ -127,7 +127,7 @@ def _nuscenes_like(tmp_path):
 def test_scenarionet_block_inside_boundary_rings_is_off_road(tmp_path):
     """Issue 15 item 1: polygonize's faces carry their holes, so their symmetric difference filled
     the block (the whole 100 m square was drivable)."""
-    (sc,) = scenarionet.load(_nuscenes_like(tmp_path), scenarionet.ImportConfig(crop_margin=None))
+    (sc,), _ = scenarionet.load(_nuscenes_like(tmp_path), scenarionet.ImportConfig(crop_margin=None))
     centre = Point(50 - 5, 50 - 5)  # block centre in the scene frame (origin: the ego's first position)
     assert not sc.road.drivable.contains(centre)
     assert sc.road.drivable.area == pytest.approx(100**2 - 80**2, rel=1e-2)

@@ -99,7 +99,7 @@ def test_av2_lanes_carry_the_boundary_heights(data_dir):
     folder = data_dir / "av2" / "motion"
     if not folder.is_dir():
         pytest.skip(f"{folder} not found")
-    (sc,) = av2.load(folder)
+    (sc,), _ = av2.load(folder)
     assert sc.meta["lanes_with_z"] == len(sc.road.lanes) > 0
     segments = json.loads(next(folder.rglob("log_map_archive_*.json")).read_text())["lane_segments"]
     for lane, sid in zip(sc.road.lanes, sc.meta["lane_ids"]):

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from drivesim.render.splat.camera import ego_pose_matrix, load_rig
-from drivesim.render.refiner.model import Refiner, RefinerConfig, edm_loss, relative_pose, reproject, warp_previous
+from drivesim.render.refiner.loss import edm_loss
+from drivesim.render.refiner.model import Refiner, RefinerConfig
+from drivesim.render.refiner.warp import relative_pose, reproject, warp_previous
 
 torch.set_num_threads(1)
 

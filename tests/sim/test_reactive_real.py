@@ -45,14 +45,14 @@ def replay_ego(data_dir, scene: str):
     kind, name = scene.split("/")
     if kind == "nuscenes":
         from drivesim.io import scenarionet
-        sc = scenarionet.load(data_dir / "scenarionet_nuscenes" / f"sd_nuscenes_v1.0-mini_scene-{name}.pkl")[0]
+        sc = scenarionet.load_file(data_dir / "scenarionet_nuscenes" / f"sd_nuscenes_v1.0-mini_scene-{name}.pkl")
     elif kind == "av2":
         from drivesim.io import av2
-        sc = av2.load(data_dir / "av2" / "motion")[0]
+        sc = av2.load(data_dir / "av2" / "motion")[0][0]
     else:
         pytest.importorskip("commonroad")
         from drivesim.io import commonroad
-        sc = commonroad.load(data_dir / "commonroad_ngsim" / f"{name}.xml")[0]
+        sc = commonroad.load_scenario(data_dir / "commonroad_ngsim" / f"{name}.xml")
     batch = ScenarioBatch.build([with_traffic(sc, "reactive", ego="replay")])
     return batch, rollout(batch, Hold(), record=True)
 

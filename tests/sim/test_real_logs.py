@@ -19,16 +19,12 @@ pytestmark = pytest.mark.data
 
 def load_real_scenes(data_dir) -> list:
     """Every shared real scene with an importer in this checkout (probing for the WOMD ones)."""
-    from drivesim.io import av2, commonroad, scenarionet
+    from drivesim.io import importers
 
-    scenes = scenarionet.load(data_dir / "scenarionet_nuscenes") + av2.load(data_dir / "av2" / "motion")
-    scenes += commonroad.load(data_dir / "commonroad_ngsim")
-    for module, folder in (("womd", "womd_tfrecord"), ("gpudrive", "womd_json")):
-        try:
-            importer = __import__(f"drivesim.io.{module}", fromlist=["load"])
-        except ImportError:
-            continue
-        scenes += importer.load(data_dir / folder)
+    scenes = []
+    for name, folder in (("scenarionet", "scenarionet_nuscenes"), ("av2", "av2/motion"), ("commonroad", "commonroad_ngsim"),
+                         ("womd", "womd_tfrecord"), ("gpudrive", "womd_json")):
+        scenes += importers.load(name, data_dir / folder)[0]
     return scenes
 
 

@@ -48,7 +48,7 @@ def test_learned_realism_uses_different_rollouts(data_dir):
     from drivesim.traffic_model.wosac import RealismConfig
     from drivesim.traffic_model import realism as realism_mod
 
-    scene = scenarionet.load(data_dir / "scenarionet_nuscenes" / "sd_nuscenes_v1.0-mini_scene-0757.pkl")
+    scene, _ = scenarionet.load(data_dir / "scenarionet_nuscenes" / "sd_nuscenes_v1.0-mini_scene-0757.pkl")
     cfg = RealismConfig(n_rollouts=4)
     seen = []
     original = realism_mod.realism_score
@@ -73,8 +73,9 @@ def test_every_importer_runs_in_learned_mode(data_dir):
     from drivesim.traffic.log_modes import with_traffic
     from drivesim.io import av2, commonroad, scenarionet
 
-    scenes = [scenarionet.load(data_dir / "scenarionet_nuscenes" / "sd_nuscenes_v1.0-mini_scene-0757.pkl")[0],
-              av2.load(data_dir / "av2" / "motion")[0], commonroad.load(data_dir / "commonroad_ngsim" / "USA_US101-3_3_T-1.xml")[0]]
+    scenes = [scenarionet.load_file(data_dir / "scenarionet_nuscenes" / "sd_nuscenes_v1.0-mini_scene-0757.pkl"),
+              av2.load(data_dir / "av2" / "motion")[0][0],
+              commonroad.load_scenario(data_dir / "commonroad_ngsim" / "USA_US101-3_3_T-1.xml")]
     batch = ScenarioBatch.build([with_traffic(s, "learned") for s in scenes])
     assert (batch.init["mode"] == ControlMode.LEARNED).sum() > 3
     res = rollout(batch, IDMLaneKeeping(), behavior=LearnedTraffic.load())

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.data
 
 def test_replay_scores_highest_on_real_logs(data_dir, tmp_path):
     folder = data_dir / "scenarionet_nuscenes"
-    scenes = [scenarionet.load(folder / f"sd_nuscenes_v1.0-mini_scene-{k}.pkl")[0] for k in ("0757", "0916")]
+    scenes = [scenarionet.load_file(folder / f"sd_nuscenes_v1.0-mini_scene-{k}.pkl") for k in ("0757", "0916")]
     cfg = RealismConfig(n_rollouts=4)
     scores = {m: realism(scenes, m, cfg) for m in ("replay", "idm_mobil", "constant_velocity")}
     meta = {m: float(r.table["meta_metric"].mean()) for m, r in scores.items()}

@@ -71,7 +71,7 @@ def test_real_logs_split_by_held_out_names_and_give_samples(data_dir):
     from drivesim.io import scenarionet
 
     folder = data_dir / "scenarionet_nuscenes"
-    scenes = [scenarionet.load(folder / f"sd_nuscenes_v1.0-mini_scene-{k}.pkl")[0] for k in ("0757", "0916")]
+    scenes = [scenarionet.load_file(folder / f"sd_nuscenes_v1.0-mini_scene-{k}.pkl") for k in ("0757", "0916")]
     train, held = real_sources(scenes, ("scene-0916",))
     assert [s.scenario.name for s in held] == ["scenarionet/scene-0916"] and len(train) == 1
     with pytest.raises(ValueError, match="scene-9999"):

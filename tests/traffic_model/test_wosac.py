@@ -15,16 +15,15 @@ from drivesim.map.builders import build_map
 from drivesim.traffic_model.wosac import (
     FEATURES,
     RealismConfig,
-    box_signed_distance,
     features,
-    following_ttc,
     interaction_features,
     log_likelihoods,
     log_trajectory,
     map_features,
-    plot_histograms,
     realism_score,
 )
+from drivesim.traffic_model.realism import plot_histograms
+from drivesim.traffic_model.wosac_interaction import box_signed_distance, following_ttc
 from drivesim.metrics.shapely_reference import box_polygon, overlap_reference
 
 KINEMATIC = ("speed", "accel", "angular_speed", "angular_accel")

@@ -16,7 +16,8 @@ from drivesim.sim.observation import observe
 from drivesim.sim.policy import clip_action
 from drivesim.sim.simulator import Simulator
 from drivesim.train import il_data
-from drivesim.train.il import ILConfig, eval_scenarios, training_scenarios
+from drivesim.train.il import ILConfig, training_scenarios
+from drivesim.train.il_eval import eval_scenarios
 from drivesim.train.il_data import (HELD_OUT_REAL, REAL_SOURCES, collect, is_heldout_real, real_scenarios,
                                     suite_scenarios)
 from drivesim.train.il_variants import DartConfig, dart_noise, start_variants, with_start_speed

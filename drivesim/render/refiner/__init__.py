@@ -4,8 +4,11 @@ Main entry points: `model.Refiner` (+ `RefinerConfig`), `train.train`, `cameras.
 (splat render -> refined frames, a drop-in for `splat.sensors.SplatCameras`), `eval`.
 
 Files:
-  model.py       the network and its config, EDM preconditioning and sampler, the EDM loss,
-                 previous-frame reprojection (warp_previous)
+  model.py       `Refiner` and `RefinerConfig`: the denoiser wrapper (conditioning, EDM preconditioning)
+  net.py         the inner network: a FiLM-conditioned UNet
+  sampler.py     the few-step Euler sampler and its sigma schedule
+  loss.py        the EDM training loss and its training noise schedule
+  warp.py        previous-frame reprojection into the current view (warp_previous)
   data.py        training pairs from synthetic rollouts (splat render, target, previous frame)
   real_pairs.py  training pairs from real logs through a reconstructed scene
   train.py       the training loop, checkpoints and their lineage (splat_version)

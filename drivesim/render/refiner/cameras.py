@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from drivesim.render.refiner.model import Refiner, warp_previous
+from drivesim.render.refiner.model import Refiner
+from drivesim.render.refiner.warp import warp_previous
 from drivesim.render.refiner.data import CAMERA_OFFSETS, WHEELBASE
 
 

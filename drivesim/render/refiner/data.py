@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from drivesim.core.config import config_from_dict
-from drivesim.render.refiner.model import warp_previous
+from drivesim.render.refiner.warp import warp_previous
 
 CAMERA_OFFSETS = {"nuscenes": 0, "pandaset": 8}  # camera-embedding slot = offset + camera index in the rig
 WHEELBASE = 2.7  # m, to turn a yaw rate into a steering angle for logged poses

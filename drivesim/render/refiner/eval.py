@@ -19,7 +19,8 @@ import time
 
 import torch
 
-from drivesim.render.refiner.model import Refiner, warp_previous
+from drivesim.render.refiner.model import Refiner
+from drivesim.render.refiner.warp import warp_previous
 from drivesim.render.splat.sensors import TrajectoryStep
 
 

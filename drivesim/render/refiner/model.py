@@ -23,6 +23,11 @@ same way by DIAMOND, Alonso et al. 2024, and GameNGen, Valevski et al. 2024):
   One step returns the conditional mean correction (the best PSNR); more steps add sampled detail.
   `start_noise` scales that start noise (default 0: start at the mean, the splat render itself).
 
+This file holds the config and the denoiser wrapper `Refiner` (conditioning vector, EDM
+preconditioning, packing of the conditioning images); its pieces live beside it: `net.py` (the
+UNet F), `sampler.py` (the Euler sampler and its sigma schedule), `loss.py` (the EDM training loss
+and training noise schedule), `warp.py` (the previous frame reprojected into the current view).
+
 Images are [N, 3, H, W] in [0, 1] at the API; the network works in [-1, 1]. Geometry (the warp)
 never reads the action: the action only enters through the conditioning vector.
 """
@@ -38,10 +43,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from drivesim.core.config import config_from_dict
+from drivesim.render.refiner.net import UNet
+from drivesim.render.refiner.sampler import sample, sampling_sigmas
 
 IMAGE_CHANNELS = 12  # noisy 3 + splat rgb 3 + disparity 1 + alpha 1 + warped previous 3 + mask 1
 ACTION_DIM = 4  # acceleration m/s^2, steering rad, speed m/s, yaw change rad
-SKY_DEPTH = 1000.0  # m: pixels the splats miss (sky) are warped as if this far away (rotation only)
 
 
 @dataclass(frozen=True)
@@ -76,127 +82,6 @@ class RefinerConfig:
         return config_from_dict(RefinerConfig, d, "refiner")
 
 
-# ---------------------------------------------------------------------------------------------
-# geometry: warping the previous frame into the current view
-# ---------------------------------------------------------------------------------------------
-
-def reproject(depth: Tensor, K: Tensor, T_prev_from_cur: Tensor, near: float = 0.05) -> tuple[Tensor, Tensor]:
-    """Where each current pixel lands in the previous camera.
-
-    depth [N, H, W] z-depth of the current view (0 = nothing hit: treated as SKY_DEPTH, so the sky
-    moves with rotation only); K [N, 3, 3] (pixel j's centre at j + 0.5, as the rasterizer);
-    T_prev_from_cur [N, 4, 4] current-camera -> previous-camera coordinates.
-    Returns uv [N, H, W, 2] continuous pixel coordinates in the previous image and in_front [N, H, W].
-    """
-    N, H, W = depth.shape
-    dtype, device = depth.dtype, depth.device
-    v, u = torch.meshgrid(torch.arange(H, device=device, dtype=dtype) + 0.5,
-                          torch.arange(W, device=device, dtype=dtype) + 0.5, indexing="ij")
-    fx, fy, cx, cy = (K[:, i, j].view(N, 1, 1).to(dtype) for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
-    z = torch.where(depth > 0, depth, torch.full_like(depth, SKY_DEPTH))
-    pts = torch.stack([(u - cx) / fx * z, (v - cy) / fy * z, z], -1)  # [N, H, W, 3] current camera
-    T = T_prev_from_cur.to(dtype)
-    q = torch.einsum("nij,nhwj->nhwi", T[:, :3, :3], pts) + T[:, None, None, :3, 3]
-    zq = q[..., 2]
-    in_front = zq > near
-    zs = torch.where(in_front, zq, torch.ones_like(zq))
-    uv = torch.stack([fx * q[..., 0] / zs + cx, fy * q[..., 1] / zs + cy], -1)
-    return uv, in_front
-
-
-def warp_previous(prev: Tensor, depth: Tensor, K: Tensor, T_prev_from_cur: Tensor,
-                  alpha: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """The previous frame prev [N, 3, H, W] seen from the current camera (bilinear backward warp).
-
-    Pixels whose splat alpha [N, H, W] is under 0.5 (mostly sky; their expected depth is a blend of
-    faint Gaussians) are warped as the sky is (rotation only). Returns (warped [N, 3, H, W], valid [N, 1, H, W] float: the pixel came from inside the previous
-    image and lies in front of its camera; invalid pixels are 0)."""
-    N, _, H, W = prev.shape
-    if alpha is not None:
-        depth = torch.where(alpha >= 0.5, depth, torch.zeros_like(depth))
-    uv, in_front = reproject(depth, K, T_prev_from_cur)
-    grid = torch.stack([2 * uv[..., 0] / W - 1, 2 * uv[..., 1] / H - 1], -1)  # align_corners=False
-    inside = (uv[..., 0] >= 0) & (uv[..., 0] <= W) & (uv[..., 1] >= 0) & (uv[..., 1] <= H) & in_front
-    warped = F.grid_sample(prev, grid.to(prev.dtype), mode="bilinear", padding_mode="border", align_corners=False)
-    valid = inside.unsqueeze(1).to(prev.dtype)
-    return warped * valid, valid
-
-
-def relative_pose(viewmat_prev: Tensor, viewmat_cur: Tensor) -> Tensor:
-    """T_prev_from_cur [..., 4, 4] from world-to-camera matrices of the two frames."""
-    return viewmat_prev @ torch.linalg.inv(viewmat_cur)
-
-
-# ---------------------------------------------------------------------------------------------
-# the network
-# ---------------------------------------------------------------------------------------------
-
-class _ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, cond_dim: int):
-        super().__init__()
-        self.norm1 = nn.GroupNorm(min(8, cin), cin)
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.film = nn.Linear(cond_dim, 2 * cout)
-        self.norm2 = nn.GroupNorm(min(8, cout), cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
-        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
-
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)
-        h = F.silu(self.norm2(h) * (1 + scale) + shift)
-        return self.skip(x) + self.conv2(h)
-
-
-class _UNet(nn.Module):
-    def __init__(self, cfg: RefinerConfig):
-        super().__init__()
-        ch, D = cfg.channels, cfg.cond_dim
-        self.patch = p = cfg.patch
-        self.inp = nn.Conv2d(IMAGE_CHANNELS * p * p, ch[0], 3, padding=1)
-        self.down = nn.ModuleList()
-        self.downsample = nn.ModuleList()
-        for i, c in enumerate(ch):
-            cin = ch[max(0, i - 1)] if i else ch[0]
-            self.down.append(nn.ModuleList([_ResBlock(cin if b == 0 else c, c, D) for b in range(cfg.blocks)]))
-            if i < len(ch) - 1:
-                self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
-        self.mid = _ResBlock(ch[-1], ch[-1], D)
-        self.up = nn.ModuleList()
-        for i in reversed(range(len(ch) - 1)):
-            self.up.append(nn.ModuleList([_ResBlock(ch[i + 1] + ch[i] if b == 0 else ch[i], ch[i], D)
-                                          for b in range(cfg.blocks)]))
-        self.out_norm = nn.GroupNorm(min(8, ch[0]), ch[0])
-        self.out = nn.Conv2d(ch[0], 3 * p * p, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        H, W = x.shape[-2:]
-        p, f = self.patch, self.patch * 2 ** (len(self.down) - 1)
-        ph, pw = (-H) % f, (-W) % f
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        h = self.inp(F.pixel_unshuffle(x, p) if p > 1 else x)
-        skips = []
-        for i, blocks in enumerate(self.down):
-            for blk in blocks:
-                h = blk(h, cond)
-            if i < len(self.downsample):
-                skips.append(h)
-                h = self.downsample[i](h)
-        h = self.mid(h, cond)
-        for blocks in self.up:
-            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
-            h = torch.cat([h, skips.pop()], 1)
-            for blk in blocks:
-                h = blk(h, cond)
-        out = self.out(F.silu(self.out_norm(h)))
-        return (F.pixel_shuffle(out, p) if p > 1 else out)[..., :H, :W]
-
-
 class Refiner(nn.Module):
     """EDM denoiser over splat renders; see the module docstring."""
 
@@ -208,7 +93,7 @@ class Refiner(nn.Module):
         self.register_buffer("action_scale", torch.tensor(cfg.action_scale, dtype=torch.float32))
         self.camera_embed = nn.Embedding(cfg.n_cameras, D)
         self.cond_mlp = nn.Sequential(nn.Linear(D // 2 + ACTION_DIM + 1, D), nn.SiLU(), nn.Linear(D, D))
-        self.net = _UNet(cfg)
+        self.net = UNet(IMAGE_CHANNELS, cfg.channels, cfg.blocks, cfg.patch, cfg.cond_dim)
 
     def conditioning(self, sigma: Tensor, action: Tensor, camera: Tensor, prev_sigma: Tensor) -> Tensor:
         """[N, cond_dim] from sigma [N], action [N, 4], camera ids [N] and the prev-frame noise level [N]."""
@@ -240,57 +125,14 @@ class Refiner(nn.Module):
                           prev_valid], 1)
 
     def sigmas(self, steps: int) -> list[float]:
-        """Sampling noise levels from sigma_start down, then 0 (Karras rho schedule)."""
-        cfg = self.cfg
-        if steps < 1:
-            raise ValueError(f"refiner sampling needs at least 1 step, got {steps}")
-        if steps == 1:
-            return [cfg.sigma_start, 0.0]
-        a, b = cfg.sigma_start ** (1 / cfg.rho), cfg.sigma_min ** (1 / cfg.rho)
-        return [(a + i / (steps - 1) * (b - a)) ** cfg.rho for i in range(steps)] + [0.0]
+        """Sampling noise levels from sigma_start down, then 0 (`sampler.sampling_sigmas`)."""
+        return sampling_sigmas(self.cfg, steps)
 
-    @torch.no_grad()
     def sample(self, rgb: Tensor, depth: Tensor, alpha: Tensor, prev: Tensor | None, prev_valid: Tensor | None,
                action: Tensor, camera: Tensor, steps: int | None = None, generator: torch.Generator | None = None,
                noise: Tensor | None = None) -> Tensor:
-        """Refined images [N, 3, H, W] in [0, 1]: Euler steps from the splat render + sigma_start noise.
-        Without a previous frame (prev None) the warp channels are zero, as in training's dropout."""
-        N, _, H, W = rgb.shape
-        if prev is None:
-            prev, prev_valid = torch.zeros_like(rgb), torch.zeros_like(rgb[:, :1])
-        cond_images = self.pack(rgb, depth, alpha, prev, prev_valid)
-        if noise is None:
-            noise = torch.randn(rgb.shape, generator=generator, dtype=rgb.dtype, device="cpu").to(rgb.device)
-        sig = self.sigmas(steps or self.cfg.steps)
-        x = sig[0] * self.cfg.start_noise * noise  # the correction: the splat render plus (scaled) noise
-        prev_sigma = torch.full((N,), self.cfg.prev_noise_sample, device=rgb.device, dtype=rgb.dtype)
-        for s, s_next in zip(sig[:-1], sig[1:]):
-            den = self(x, torch.full((N,), s, device=rgb.device, dtype=rgb.dtype), cond_images, action, camera, prev_sigma)
-            x = den if s_next == 0 else x + (s_next - s) * (x - den) / s
-        return ((rgb * 2 - 1 + x + 1) / 2).clamp(0, 1)
+        """Refined images [N, 3, H, W] in [0, 1] (`sampler.sample`: Euler steps from the splat render)."""
+        return sample(self, rgb, depth, alpha, prev, prev_valid, action, camera, steps, generator, noise)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def edm_loss(model: Refiner, target: Tensor, cond_images: Tensor, action: Tensor, camera: Tensor,
-             prev_sigma: Tensor, splat: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """The EDM training loss on a batch: target and splat [N, 3, H, W] in [-1, 1].
-
-    The correction target - splat is noised at ln sigma ~ N(p_mean, p_std^2); a `p_splat_start`
-    fraction instead starts where sampling starts (the splat, zero correction, plus sigma_start noise)
-    so that the first sampling step is trained as it is run."""
-    cfg = model.cfg
-    N = target.shape[0]
-    dev = target.device
-    rnd = lambda *s: torch.randn(*s, generator=generator).to(dev)
-    sigma = (cfg.p_mean + cfg.p_std * rnd(N)).exp()
-    from_splat = torch.rand(N, generator=generator).to(dev) < cfg.p_splat_start
-    sigma = torch.where(from_splat, torch.full_like(sigma, cfg.sigma_start), sigma)
-    res = target - splat
-    base = torch.where(from_splat.view(-1, 1, 1, 1), torch.zeros_like(res), res)
-    x = base + sigma.view(-1, 1, 1, 1) * rnd(*target.shape)
-    den = model(x, sigma, cond_images, action, camera, prev_sigma)
-    sd = cfg.sigma_data
-    weight = (sigma ** 2 + sd ** 2) / (sigma * sd) ** 2
-    return (weight.view(-1, 1, 1, 1) * (den - res) ** 2).mean()

@@ -22,7 +22,8 @@ import torch
 
 from drivesim.core.checkpoint import CheckpointError, expect_dict, load_checkpoint
 from drivesim.core.safe_io import atomic_torch_save
-from drivesim.render.refiner.model import Refiner, warp_previous
+from drivesim.render.refiner.model import Refiner
+from drivesim.render.refiner.warp import warp_previous
 from drivesim.render.refiner.data import CAMERA_OFFSETS, WHEELBASE, make_pairs
 
 PIXEL_CENTRE = 0.5  # the rasterizer samples pixel j at j + 0.5; PandaSet intrinsics put its centre at j

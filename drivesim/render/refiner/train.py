@@ -23,7 +23,9 @@ import torch
 from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint
 from drivesim.core.config import config_from_dict
 from drivesim.core.safe_io import atomic_torch_save, atomic_write_text
-from drivesim.render.refiner.model import Refiner, RefinerConfig, edm_loss, warp_previous
+from drivesim.render.refiner.loss import edm_loss
+from drivesim.render.refiner.model import Refiner, RefinerConfig
+from drivesim.render.refiner.warp import warp_previous
 from drivesim.render.refiner.data import DataConfig, PairSet, synthetic_pairs
 
 SPLAT_FILES = ("drivesim/render/splat/rasterize.py", "drivesim/render/splat/projection.py",
