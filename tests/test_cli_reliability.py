@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from drivesim.cli.main import load_scenarios, main
+from drivesim.cli.commands import load_scenarios, main
 from drivesim.cli.traffic import load_logged
 from drivesim.io.scenario_file import save_scenario
 

@@ -13,6 +13,7 @@ import yaml
 
 from drivesim.cli.options import add_allow_errors, finish, report_skipped
 from drivesim.core.config import ConfigError, apply_overrides
+from drivesim.cli.overview import COMMANDS
 
 KNOB_FLAGS = ("ttc", "gap", "band", "headway", "ego_speed", "rel_speed", "lat_speed", "density")
 
@@ -135,7 +136,7 @@ def _suite(name: str):
 def add_commands(sub) -> None:
     from drivesim.events import EVENTS
 
-    g = sub.add_parser("generate", help="rare-event scenario set: cut-in, hard brake, stalled car, merge, pedestrian",
+    g = sub.add_parser("generate", help=COMMANDS["generate"],
                        formatter_class=argparse.RawDescriptionHelpFormatter, description=(
                            "Generate N scenarios of a rare event with explicit knobs; each is calibrated by simulation,\n"
                            "measured (TTC, gap, required deceleration at the event), labelled avoidable or not (the\n"
@@ -145,9 +146,9 @@ def add_commands(sub) -> None:
                            "\n\nexamples:\n  drivesim generate cut-in --n 1000 --ttc 0.8:2.0 --seed 0 -o out/cutins\n"
                            "  drivesim generate cut-in --n 200 --band 0:1 -o out/hard  (TTC from the bound to bound + 1 s)\n"
                            "  drivesim generate hard-brake --n 100 --set decel=6:9 -o out/brakes"))
-    g.add_argument("event", choices=sorted(EVENTS))
+    g.add_argument("event", choices=sorted(EVENTS), help="the rare event to generate (listed above)")
     g.add_argument("--n", type=int, default=100, help="number of scenarios (default 100)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="seed of the knob draws and the background traffic")
     g.add_argument("-o", "--out", default="out/events", help="output path; writes PATH.set.npz, PATH.csv, PATH.png")
     g.add_argument("--ttc", help="TTC range lo:hi (s) when the event starts (cut-in, merge, stalled, pedestrian)")
     g.add_argument("--gap", help="gap range lo:hi (m) at the cut, instead of --ttc (cut-in, merge)")
@@ -166,19 +167,20 @@ def add_commands(sub) -> None:
     add_allow_errors(g)
     g.set_defaults(func=cmd_generate)
 
-    m = sub.add_parser("mine", help="find a policy's failures on a suite and generate variations around them",
+    m = sub.add_parser("mine", help=COMMANDS["mine"],
                        formatter_class=argparse.RawDescriptionHelpFormatter, description=(
                            "Run POLICY on the scenarios of SUITE (a scenario set, a scenario file or folder, or a suite\n"
                            "name / YAML), keep the failures (collision, leaving the road, progress below --min-progress of\n"
                            "the expert's), and write variations around each: generated events re-sampled with their knobs\n"
                            "perturbed, other scenarios with their traffic re-sampled (or alternative futures from the\n"
                            "learned traffic model with --learned). The policy is run on the variations too."))
-    m.add_argument("--policy", required=True, help="policy to mine (expert, idm, constant_velocity, or a checkpoint)")
+    m.add_argument("--policy", required=True, help="policy to mine: a built-in name (pdm_expert, idm, constant_velocity, ...), a .pt "
+                   "checkpoint or module:Class, as for evaluate --policies")
     m.add_argument("--suite", required=True, help="scenario set (*.set.npz), scenario file/folder, or suite")
     m.add_argument("-o", "--out", default="out/mined", help="output path; writes PATH.set.npz and PATH.csv")
     m.add_argument("--variations", type=int, default=8, help="variations per failure (default 8)")
     m.add_argument("--min-progress", type=float, default=0.2, help="progress ratio to the expert below which a run fails")
     m.add_argument("--learned", action="store_true", help="also sample alternative futures with the learned traffic model")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=int, default=0, help="seed of the variations")
     add_allow_errors(m)
     m.set_defaults(func=cmd_mine)

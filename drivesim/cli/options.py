@@ -121,14 +121,58 @@ def check_policies(specs: list[str], policies: list) -> None:
         seen[name] = spec
 
 
-def make_policy(name: str):
+def make_policy(name: str, kwargs: dict | None = None):
     """`train.policies.make_policy`, its errors as the CLI's exit message."""
     from drivesim.train.policies import make_policy as make
 
     try:
-        return make(name)
+        return make(name, kwargs)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+def policy_args(text: str | None) -> dict | None:
+    """--policy-args: a JSON object of constructor arguments for the user classes among --policies."""
+    if not text:
+        return None
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"error: --policy-args must be a JSON object, e.g. '{{\"gap\": 2.0}}' ({exc})") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"error: --policy-args must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def add_camera_arguments(p, what: str) -> None:
+    """--cameras / --rig / --camera-size / --refiner: the camera observations of render/cameras.py."""
+    p.add_argument("--cameras", choices=["splat", "refined"], default=None,
+                   help=f"camera observations for the policies ({what}): six Gaussian-splat cameras, or those refined "
+                        "by the diffusion refiner; a policy reads them as obs.cameras (vector policies never render them)")
+    p.add_argument("--rig", default="nuscenes", help="camera rig with --cameras: nuscenes | pandaset | a rig YAML")
+    p.add_argument("--camera-size", default="112x64", help="WxH of each camera image with --cameras")
+    p.add_argument("--refiner", default=None, help="with --cameras refined: the refiner checkpoint (default: policies/refiner)")
+
+
+def camera_factory(args):
+    """None, or a picklable zero-argument factory of the renderer --cameras names (checked here: a bad rig,
+    size or refiner is an error before anything runs)."""
+    if getattr(args, "cameras", None) is None:
+        return None
+    import functools
+
+    from drivesim.core.config import ConfigError
+    from drivesim.render.cameras import CameraConfig, make_cameras
+    from drivesim.render.splat.sensors import parse_size
+
+    try:
+        cfg = CameraConfig(kind=args.cameras, rig=args.rig, size=parse_size(args.camera_size), refiner=args.refiner)
+        make_cameras(cfg)
+    except (ConfigError, ValueError, OSError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return functools.partial(make_cameras, cfg)
 
 
 def load_scenarios(suite_path: str, limit: int | None = None):

@@ -7,6 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
+from drivesim.cli.overview import COMMANDS
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "policies" / "refiner"
 PANDASET = "pandaset_002"
@@ -14,34 +15,34 @@ PANDASET = "pandaset_002"
 
 def add_commands(sub) -> None:
     """Add `refiner` with its subcommands to the `drivesim` parser's subparsers `sub`."""
-    r = sub.add_parser("refiner", help="the action-conditioned diffusion refiner on top of the splat render")
+    r = sub.add_parser("refiner", help=COMMANDS["refiner"])
     rsub = r.add_subparsers(dest="refiner_command", required=True)
     t = rsub.add_parser("train", help="train on self-supervised splat pairs (+ real PandaSet pairs); CPU, < 30 min")
     t.add_argument("--config", default=None, help="YAML of TrainConfig overrides (refiner:, data:, steps, ...)")
-    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the config's)")
     t.add_argument("--minutes", type=float, default=None, help="stop the optimisation after this many minutes")
     t.add_argument("--real", default="auto", help="real pairs: a reconstruction artifact folder (scene.pt + card.json), "
                    "'auto' (out/reconstruct[/pandaset_002] if it exists, else fit a small one on PandaSet 002), 'fit', or 'none'")
     t.add_argument("--recon-iters", type=int, default=300, help="iterations of the small reconstruction (--real fit/auto)")
     t.add_argument("--quick", action="store_true", help="a tiny smoke run (one scenario, 20 steps, no real pairs)")
-    t.add_argument("-o", "--out", default="out/refiner")
+    t.add_argument("-o", "--out", default="out/refiner", help="checkpoint folder (refiner.pt, card.json, plots)")
     t.set_defaults(func=cmd_train)
     e = rsub.add_parser("eval", help="PSNR/SSIM on held-out real frames, action consistency, temporal stability, cost")
     e.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="refiner.pt or its folder")
     e.add_argument("--real", default="auto", help="as for train (the same held-out frames)")
     e.add_argument("--frames", type=int, default=100, help="frames of the temporal-stability rollout")
     e.add_argument("--gpu-size", default="448x256", help="WxH of the CUDA cost measurement (when CUDA is present)")
-    e.add_argument("-o", "--out", default="out/refiner_eval")
+    e.add_argument("-o", "--out", default="out/refiner_eval", help="output folder (eval.json and figures)")
     e.set_defaults(func=cmd_eval)
     v = rsub.add_parser("render", help="a procedural scenario driven by the expert, six refined cameras beside the BEV")
-    v.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
-    v.add_argument("--map", default="curved")
-    v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--rig", default="nuscenes")
-    v.add_argument("--render-size", default="112x64")
+    v.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="refiner.pt or its folder")
+    v.add_argument("--map", default="curved", help="procedural map type: straight | curved | merge | intersection")
+    v.add_argument("--seed", type=int, default=0, help="seed of the procedural scenario")
+    v.add_argument("--rig", default="nuscenes", help="camera rig: nuscenes | pandaset | a rig YAML")
+    v.add_argument("--render-size", default="112x64", help="WxH of each camera (the refiner needs multiples of 8)")
     v.add_argument("--steps", type=int, default=None, help="trajectory steps to render (default all)")
     v.add_argument("--sample-steps", type=int, default=None, help="refiner sampling steps (default: the checkpoint's)")
-    v.add_argument("-o", "--out", default="out/refiner_render")
+    v.add_argument("-o", "--out", default="out/refiner_render", help="output folder (the video)")
     v.set_defaults(func=cmd_render)
 
 
@@ -263,8 +264,16 @@ def cmd_render(args) -> int:
     t0 = time.perf_counter()
     path = write_refined_video(scenario, traj, out / f"{scenario.name}_refined.mp4", model, rig=args.rig,
                                size=args.render_size, steps=args.steps, sample_steps=args.sample_steps)
-    print(f"wrote {path} ({time.perf_counter() - t0:.1f} s)")
+    print(f"wrote {path}: {video_summary(path, scenario.dt)}, rendered in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def video_summary(path, dt: float) -> str:
+    """'N frames, S s of video' of a written video (read back from the file)."""
+    import imageio.v3 as iio
+
+    frames = iio.improps(path).shape[0]
+    return f"{frames} frames, {frames * dt:.1f} s of video"
 
 
 def simulate_refined(args, scenario, traj: dict, out: Path) -> Path:

@@ -9,6 +9,7 @@ import argparse
 import os
 import time
 from pathlib import Path
+from drivesim.cli.overview import COMMANDS
 
 RECONSTRUCT_HELP = """\
 Fit a background Gaussian scene to a real PandaSet sequence (the WorldEngine way) through the
@@ -42,7 +43,7 @@ def add_commands(sub) -> None:
     from drivesim.render.reconstruct.fit import ReconConfig
 
     d = ReconConfig()
-    rp = sub.add_parser("reconstruct", help="fit a Gaussian splat scene to real camera images (PandaSet)",
+    rp = sub.add_parser("reconstruct", help=COMMANDS["reconstruct"],
                         description=RECONSTRUCT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     rsub = rp.add_subparsers(dest="source", required=True)
     p = rsub.add_parser("pandaset", help="a PandaSet sequence folder (devkit layout)", description=RECONSTRUCT_HELP,
@@ -59,7 +60,7 @@ def add_commands(sub) -> None:
                    help="cameras to fit (default: all six)")
     p.add_argument("--frame", type=int, default=55, help="frame of the figures (default 55, held out)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when available)")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the Gaussians' initialisation and the batches")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_reconstruct_pandaset)
 

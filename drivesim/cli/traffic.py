@@ -2,7 +2,7 @@
 
 `realism` scores traffic models (replay, rule-based, learned) against real logs with the
 WOSAC-style meta-metric (traffic_model/realism.py); `train traffic` trains the learned model
-(traffic_model/train.py). Registered from main.py (`add_realism_command` on the top-level
+(traffic_model/train.py). Registered from commands.py (`add_realism_command` on the top-level
 sub-parsers, `add_train_traffic_command` on `train`'s).
 """
 
@@ -15,10 +15,11 @@ from pathlib import Path
 
 from drivesim.cli.options import add_allow_errors, finish, output_dir, report_skipped
 from drivesim.core.safe_io import atomic_write_text
+from drivesim.cli.overview import COMMANDS
 
 
 def add_realism_command(sub) -> None:
-    r = sub.add_parser("realism", help="WOSAC-style realism of traffic models against real logs")
+    r = sub.add_parser("realism", help=COMMANDS["realism"])
     r.add_argument("--model", default="replay,idm_mobil,constant_velocity",
                    help="comma-separated: replay | idm_mobil | constant_velocity | hybrid | learned")
     r.add_argument("--checkpoint", default=None, help="learned traffic model folder (default: the shipped policies/traffic)")
@@ -27,7 +28,7 @@ def add_realism_command(sub) -> None:
     r.add_argument("--temperature", type=float, default=None, help="sampling temperature of the learned model (default: its card's)")
     r.add_argument("--data", default=str(Path(os.environ.get("DRIVESIM_DATA", "../shared/data")) / "scenarionet_nuscenes"),
                    help="folder of scenario files (.npz) or ScenarioNet pickles (default: the shared nuScenes scenes)")
-    r.add_argument("-o", "--out", default="out/realism")
+    r.add_argument("-o", "--out", default="out/realism", help="output folder (realism table and histogram plots)")
     add_allow_errors(r)
     r.set_defaults(func=cmd_realism)
 
@@ -36,7 +37,7 @@ def add_train_traffic_command(tsub) -> None:
     tt = tsub.add_parser("traffic", help="learned traffic model on real nuScenes logs + procedural traffic (CPU, < 15 min)")
     tt.add_argument("-o", "--out", default="out/traffic", help="artifact folder: model.pt, card.json, training_curve.png")
     tt.add_argument("--minutes", type=float, default=15.0, help="wall-clock cap (default 15); past it training stops early")
-    tt.add_argument("--seed", type=int, default=0)
+    tt.add_argument("--seed", type=int, default=0, help="seed of the procedural scenes, the network and the sampling")
     tt.add_argument("--iterations", type=int, default=None, help="behaviour-cloning iterations (default: the config's)")
     tt.add_argument("--rounds", type=int, default=None, help="closed-loop (DAgger) rounds (default: the config's)")
     tt.add_argument("--procedural", type=int, default=None, help="procedural training scenarios (default: the config's)")

@@ -30,7 +30,7 @@ def test_set_keeps_its_modes_unless_traffic_is_given():
 
 
 def test_cli_default_keeps_the_recorded_modes(tmp_path):
-    from drivesim.cli.main import build_parser
+    from drivesim.cli.commands import build_parser
     from drivesim.events.logged import logged_scenarios
     from drivesim.io.scenario_file import save_set
 

@@ -64,7 +64,7 @@ def test_detect_by_path(tmp_path):
 
 
 def test_cli_import_lists_the_registry(capsys):
-    from drivesim.cli.main import build_parser
+    from drivesim.cli.commands import build_parser
 
     parser = build_parser()
     with pytest.raises(SystemExit):

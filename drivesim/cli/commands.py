@@ -16,10 +16,12 @@ import torch
 
 import drivesim
 from drivesim.traffic.log_modes import TRAFFIC_MODES
+from drivesim.cli.overview import COMMANDS, DESCRIPTION, HelpFormatter, add_global_options
 from drivesim.cli.events import add_commands as add_event_commands
 from drivesim.cli.import_waymo import add_import_arguments, cmd_import as cmd_import_per_file
 from drivesim.cli.options import (EXIT_CODES_HELP, EXIT_FAILED, EXPERT_NAME, add_allow_errors, add_results_arguments, check_policies,
-                                   finish, load_scenarios, make_policy, output_dir, policy_hash,
+                                   add_camera_arguments, camera_factory, finish, load_scenarios, make_policy, output_dir,
+                                   policy_args, policy_hash,
                                    positive_int, previous_results, report_skipped, resumed_rows, skipped_files)
 from drivesim.cli.refiner import add_commands as add_refiner_commands
 from drivesim.cli.sensor import add_commands as add_sensor_commands
@@ -71,40 +73,58 @@ def until_first_contact(traj: dict, after: int = 5) -> dict:
     return {k: v[:end] for k, v in traj.items()}
 
 
-def write_outputs(ev, out: Path, meta: dict, video: bool = True) -> None:
-    """results.csv/json, the printed summary, failure thumbnails, report.html and one BEV video."""
+def write_outputs(ev, out: Path, meta: dict, videos: int = 3, replay=None) -> None:
+    """results.csv/json and summary.json, the printed summary, failure thumbnails and videos, report.html."""
     from drivesim.core.safe_io import OutputError
-    from drivesim.io.eval_report import format_table, summarize
+    from drivesim.io.eval_report import camera_cost, format_table, summarize
     from drivesim.io.results import write_tables
 
     write_tables(ev.results, meta, out)
     print(format_table(summarize(ev.results)))
+    for policy, ms in camera_cost(ev.results).items():
+        print(f"cameras ({meta.get('cameras', '')}): {ms:.0f} ms per six-camera frame for {policy}")
     try:
-        write_pictures(ev, out, meta, video)
+        write_pictures(ev, out, meta, videos, replay)
     except OutputError:
         raise
     except OSError as exc:  # a thumbnail, plot or video the disk refused
         raise OutputError(f"cannot write into {out}: {exc.strerror or exc}") from exc
 
 
-def write_pictures(ev, out: Path, meta: dict, video: bool) -> None:
-    """Failure thumbnails, report.html with its plots, and one BEV video of the first scenario."""
-    from drivesim.core.scenario import ScenarioBatch
+def write_pictures(ev, out: Path, meta: dict, videos: int, replay=None) -> None:
+    """A thumbnail of every failure (at its first contact), a BEV video of the worst `videos`
+    failures of each policy (the policy under test, as it drove), report.html with both and the
+    command that replays each failure (`replay(policy, scenario)`)."""
     from drivesim.io.report_page import write_report
     from drivesim.render.bev import thumbnail
-    from drivesim.sim.rollout import rollout
 
-    thumbs = {}
-    for (policy, name), (scenario, traj) in list(ev.trajectories.items())[:48]:
-        traj = until_first_contact(traj)
-        path = thumbnail(scenario, traj, 0, out / "thumbs" / f"{file_name(policy)}__{file_name(name)}.png")
-        thumbs[f"{policy}/{name}"] = str(path.relative_to(out))
-    report = write_report(ev.results, out, title=f"drivesim evaluation: {meta.get('suite', '')}", meta=meta, thumbnails=thumbs)
-    print(f"wrote {out / 'results.csv'}, {out / 'results.json'} and {report}")
-    if video and ev.scenarios:
-        scenario = ev.scenarios[0]
-        res = rollout(ScenarioBatch.build([scenario]), make_policy("pdm_expert"), record=True)
-        print(f"wrote {write_bev_video(scenario, res.trajectory, out / f'bev_{file_name(scenario.name)}.mp4')}")
+    thumbs, clips, commands, per_policy = {}, {}, {}, {}
+    worst = ev.results.sort_values("pdms", kind="stable", na_position="first") if "pdms" in ev.results else ev.results
+    order = {(r.policy, r.scenario): k for k, r in enumerate(worst.itertuples())}
+    for (policy, name), (scenario, traj) in sorted(ev.trajectories.items(), key=lambda kv: order.get(kv[0], 0)):
+        key, stem = f"{policy}/{name}", f"{file_name(policy)}__{file_name(name)}"
+        thumbs[key] = str(thumbnail(scenario, until_first_contact(traj), 0, out / "thumbs" / f"{stem}.png").relative_to(out))
+        if per_policy.get(policy, 0) < videos:
+            per_policy[policy] = per_policy.get(policy, 0) + 1
+            clips[key] = str(write_bev_video(scenario, traj, out / "videos" / f"{stem}.mp4").relative_to(out))
+        if replay is not None:
+            commands[key] = replay(policy, name)
+    report = write_report(ev.results, out, title=f"drivesim evaluation: {meta.get('suite', '')}", meta=meta,
+                          thumbnails=thumbs, videos=clips, commands=commands)
+    print(f"wrote {out / 'results.csv'}, {out / 'results.json'}, {out / 'summary.json'} and {report}"
+          + (f" ({len(clips)} failure video(s) in {out / 'videos'})" if clips else ""))
+
+
+def replay_command(args, specs: dict[str, str]):
+    """(policy name, scenario name) -> the `drivesim simulate` command that replays that run."""
+    import shlex
+
+    source = ["--scenarios", args.scenarios] if args.scenarios else ["--suite", args.suite]
+    extra = (["--traffic", args.traffic] if args.traffic else []) + \
+            (["--policy-every", str(args.policy_every)] if args.policy_every != 1 else []) + \
+            (["--render", args.cameras, "--rig", args.rig, "--render-size", args.camera_size] if args.cameras else [])
+    return lambda policy, scenario: shlex.join(["drivesim", "simulate", *source, "--scenario", scenario,
+                                                "--policy", specs.get(policy, policy), *extra])
 
 
 # ---------------------------------------------------------------------------- commands
@@ -216,13 +236,16 @@ def evaluate_and_write(scenarios, policy_specs: str, meta: dict, out: Path, args
     except ScenarioError as exc:
         raise SystemExit(f"error: {exc}") from None
 
-    specs = [p for p in policy_specs.split(",") if p]
-    policies = [make_policy(p) for p in specs]
+    from drivesim.train.policies import split_specs
+
+    specs = split_specs(policy_specs)
+    kwargs = policy_args(getattr(args, "policy_args", None))
+    policies = [make_policy(p, kwargs if ":" in p else None) for p in specs]
     check_policies(specs, policies)
     expert = next((p for s, p in zip(specs, policies) if s == EXPERT_NAME), None) or make_policy(EXPERT_NAME)
     limits = {k: getattr(args, k, None) for k in ("step_timeout", "scenario_timeout")}  # None: EvalConfig's default
     cfg = EvalConfig(batch_size=args.batch_size, device=args.device, policy_every=args.policy_every,
-                     **{k: v for k, v in limits.items() if v is not None})
+                     cameras=camera_factory(args), **{k: v for k, v in limits.items() if v is not None})
     try:
         cfg.validate_config()
     except ValueError as exc:
@@ -240,7 +263,10 @@ def evaluate_and_write(scenarios, policy_specs: str, meta: dict, out: Path, args
                       done_rows=done, skipped=skipped, tags=tags)
     meta.update(policies=", ".join(tags), wall_time_s=round(time.perf_counter() - t0, 1),
                 backend=getattr(args, "backend", "local"), resumed_rows=len(done), skipped_files=len(skipped or {}))
-    write_outputs(ev, out, meta, video=not args.no_video)
+    if args.cameras:
+        meta["cameras"] = f"{args.cameras} {args.rig} {args.camera_size}"
+    names = {p.name: s for s, p in pairs}
+    write_outputs(ev, out, meta, videos=0 if args.no_video else args.videos, replay=replay_command(args, names))
     return ev
 
 
@@ -298,6 +324,7 @@ def cmd_demo(args) -> int:
 
     shipped = [str(p) for p in (Path(drivesim.__file__).resolve().parents[1] / "policies" / f for f in SHIPPED_POLICIES) if p.exists()]
     args.suite, args.limit, args.batch_size, args.no_video, args.policy_every, args.scenarios = "nominal", None, 64, False, 1, None
+    args.videos, args.cameras, args.traffic = 3, None, None
     args.policies = ",".join(["constant_velocity", "idm", "pdm_expert", *shipped])
     nominal = cmd_evaluate(args)
     rare_out = output_dir(Path(args.out) / "rare")
@@ -338,13 +365,19 @@ def write_demo_cameras(out: Path, seconds: float = 5.0) -> None:
     print(f"\nwrote {path} (splat cameras, nuScenes rig, {seconds:g} s, {time.perf_counter() - t0:.1f} s to render)")
 
 
+class Parser(argparse.ArgumentParser):
+    """Every parser and sub-parser of the command: defaults shown after each option's help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["formatter_class"] = HelpFormatter
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="drivesim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"drivesim {drivesim.__version__}")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest on a shared 2-core machine)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda: where the batched simulation runs (default cpu)")
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("simulate", help="run one scenario in closed loop: metrics + BEV video")
+    p = Parser(prog="drivesim", description=DESCRIPTION)
+    add_global_options(p, drivesim.__version__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    s = sub.add_parser("simulate", help=COMMANDS["simulate"])
     s.add_argument("--suite", default="tiny", help="suite YAML (path or name in scenarios/); default: tiny")
     s.add_argument("--scenarios", default=None, help="instead of a suite: scenario files (a .npz or a folder, e.g. from `import`)")
     s.add_argument("--traffic", default=None, choices=TRAFFIC_CHOICES, help=TRAFFIC_HELP)
@@ -353,24 +386,32 @@ def build_parser() -> argparse.ArgumentParser:
                    "(straight | curved | merge | intersection) with default traffic")
     s.add_argument("--seed", type=int, default=0, help="seed of the procedural scenario (with --map)")
     s.add_argument("--policy", default="pdm_expert", help="constant_velocity | idm | pdm_expert | a .pt checkpoint | module:Class")
-    s.add_argument("--format", choices=["mp4", "gif"], default="mp4")
+    s.add_argument("--format", choices=["mp4", "gif"], default="mp4", help="video container of the written video")
     s.add_argument("--render", choices=["bev", "splat", "refined"], default="bev",
                    help="bev: the BEV video; splat: six Gaussian-splat cameras beside the BEV; refined: splat + diffusion refiner")
     s.add_argument("--refiner", default=None, help="with --render refined: the refiner checkpoint (default policies/refiner)")
     s.add_argument("--render-size", default="200x112", help="WxH of each camera with --render splat (default 200x112)")
     s.add_argument("--rig", default="nuscenes", help="camera rig: nuscenes | pandaset | a rig YAML (default nuscenes)")
     s.add_argument("--render-every", type=positive_int, default=1, help="with --render splat: one frame every N steps (default 1)")
-    s.add_argument("-o", "--out", default="out/simulate")
+    s.add_argument("-o", "--out", default="out/simulate", help="output folder (metrics.json and the video)")
     s.set_defaults(func=cmd_simulate)
-    e = sub.add_parser("evaluate", help="evaluate policies on a suite: CSV/JSON table, summary, HTML report",
+    e = sub.add_parser("evaluate", help=COMMANDS["evaluate"],
                        epilog=EXIT_CODES_HELP)
     e.add_argument("--suite", default="nominal", help="suite YAML (path or name in scenarios/)")
     e.add_argument("--scenarios", default=None, help="instead of a suite: scenario files (a .npz or a folder, e.g. from `import`)")
     e.add_argument("--traffic", default=None, choices=TRAFFIC_CHOICES, help=TRAFFIC_HELP)
-    e.add_argument("--policies", default="constant_velocity,idm,pdm_expert", help="comma-separated policy names, .pt checkpoints (e.g. policies/il_base.pt) or module:Class")
+    e.add_argument("--policies", default="constant_velocity,idm,pdm_expert",
+                   help="comma-separated policies: built-in names, .pt checkpoints (e.g. policies/il_base.pt, found from "
+                        "anywhere), module:Class or path/to/file.py:Class, with constructor arguments as Class(k=1) "
+                        "(docs/policies.md)")
+    e.add_argument("--policy-args", default=None, metavar="JSON",
+                   help="constructor arguments of the user classes among --policies, as a JSON object")
     e.add_argument("--limit", type=positive_int, default=None, help="only the first N scenarios (N >= 1)")
     e.add_argument("--batch-size", type=positive_int, default=64, help="scenarios simulated together")
-    e.add_argument("--no-video", action="store_true", help="skip the BEV video")
+    e.add_argument("--videos", type=int, default=3, metavar="N",
+                   help="BEV videos of the N worst failures of each policy (as it drove them), shown in the report")
+    e.add_argument("--no-video", action="store_true", help="no failure videos (as --videos 0)")
+    add_camera_arguments(e, "evaluate")
     e.add_argument("--policy-every", type=positive_int, default=1, help="simulation steps (0.1 s) per policy decision (default 1)")
     e.add_argument("--step-timeout", type=float, default=None, metavar="S",
                    help="seconds one policy call may take, else its scenarios are error rows 'timed out' and the rest runs "
@@ -379,10 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds one rollout (a --batch-size chunk of scenarios) may take (default 1800; 0 = off)")
     add_backend_arguments(e, "jobs (one policy on one --batch-size chunk of scenarios) run as Ray tasks; same results "
                              "as local")
-    e.add_argument("-o", "--out", default="out/evaluate")
+    e.add_argument("-o", "--out", default="out/evaluate", help="output folder (results, summary.json, report.html, "
+                   "thumbnails, videos)")
     add_results_arguments(e)
     e.set_defaults(func=cmd_evaluate)
-    i = sub.add_parser("import", help="real driving logs -> drivesim scenario files (with content hashes)",
+    i = sub.add_parser("import", help=COMMANDS["import"],
                        epilog="sources (io/importers.py):\n" + importers.describe(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     i.add_argument("source", choices=sorted(IMPORTERS), help="log format (listed below)")
@@ -393,10 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_import_arguments(i)
     i.set_defaults(func=cmd_import)
     add_realism_command(sub)
-    t = sub.add_parser("train", help="train the learned traffic model (traffic) or a driving policy (il, then rl)")
+    t = sub.add_parser("train", help=COMMANDS["train"])
     tsub = t.add_subparsers(dest="component", required=True)
     add_train_traffic_command(tsub)
-    from drivesim.cli import train as cli_train
+    import drivesim.cli.train as cli_train
     from drivesim.train import il, pipeline
 
     ti = tsub.add_parser("il", help="driving policy by imitation of the PDM-Closed-style expert (BC + DAgger; "
@@ -405,21 +447,20 @@ def build_parser() -> argparse.ArgumentParser:
     ti.set_defaults(func=cli_train.cmd_train_il)
     cli_train.add_rl_arguments(tsub.add_parser("rl", help="PPO post-training of an IL policy in the batched simulator"))
 
-    rp = sub.add_parser("report", help="results reports (training: the IL -> RL pipeline and its WorldEngine-style table)")
+    rp = sub.add_parser("report", help=COMMANDS["report"])
     rsub = rp.add_subparsers(dest="report", required=True)
     rt = rsub.add_parser("training", help="train il, il_rare, rl_nominal, rl_rare x 3 seeds, evaluate on held-out "
                          "cut-ins and nominal scenarios (about 25 min on 2 cores)", description=pipeline.__doc__,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     cli_train.add_pipeline_arguments(rt)
     rt.set_defaults(func=cli_train.cmd_report_training)
-    b = sub.add_parser("bench", help="closed-loop throughput against highway-env (tools/bench_sim.py)")
+    b = sub.add_parser("bench", help=COMMANDS["bench"])
     b.add_argument("--quick", action="store_true", help="small sizes only")
     b.set_defaults(func=cmd_bench)
     add_event_commands(sub)
     add_sensor_commands(sub)
     add_refiner_commands(sub)
-    d = sub.add_parser("demo", help="the main job: the nominal suite and a generated cut-in suite × the built-in "
-                       "policies and the shipped IL/RL checkpoints → tables, reports, videos")
+    d = sub.add_parser("demo", help=COMMANDS["demo"])
     d.add_argument("-o", "--out", default="out/demo", help="output folder (cut-in results in OUT/cutins)")
     d.add_argument("--events", type=positive_int, default=20, help="held-out rare events per type (default 20, five types)")
     d.add_argument("--overwrite", action="store_true", help="replace the results of an earlier demo in --out")
