@@ -75,3 +75,14 @@ def test_refiner_render_reports_the_length_of_the_video_it_wrote(tmp_path, capsy
     video = next(tmp_path.glob("*.mp4"))
     frames = iio.improps(video).shape[0]
     assert f"{frames} frames, {frames * 0.1:.1f} s of video" in line and "rendered in" in line
+
+
+def test_train_rl_says_when_no_episode_finished():
+    """It printed 'return nan, success nan%'."""
+    from drivesim.cli.train import last_fifth_summary
+
+    nan = float("nan")
+    none = last_fifth_summary({"episode_return": nan, "success_rate": nan, "collision_rate": nan, "kl_il": 0.01})
+    assert "nan" not in none and "no episode finished" in none and "KL to IL 0.010" in none
+    some = last_fifth_summary({"episode_return": 3.0, "success_rate": 0.5, "collision_rate": 0.25, "kl_il": 0.01})
+    assert "return 3.0, success 50.0%, collision 25.0%" in some

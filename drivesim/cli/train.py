@@ -117,6 +117,15 @@ def add_rl_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def last_fifth_summary(lf: dict) -> str:
+    """The last fifth of training in words; episode figures only when an episode finished there."""
+    kl = f"KL to IL {lf['kl_il']:.3f}"
+    if not all(math.isfinite(lf.get(k, math.nan)) for k in ("episode_return", "success_rate", "collision_rate")):
+        return f"last fifth of training: no episode finished (train longer, or shorter scenarios), {kl}"
+    return (f"last fifth of training: return {lf['episode_return']:.1f}, success {lf['success_rate']:.1%}, "
+            f"collision {lf['collision_rate']:.1%}, {kl}")
+
+
 def cmd_train_rl(args) -> int:
     import yaml
 
@@ -140,11 +149,8 @@ def cmd_train_rl(args) -> int:
     except (ConfigError, ValueError, OSError, FloatingPointError, ClusterError) as exc:  # OSError: OutputError too
         raise SystemExit(f"error: {exc}") from None
     t = res.card["training"]
-    lf = t["last_fifth"]
     print(f"{t['updates']} updates, {t['env_steps']:,} env-steps in {t['seconds']:.0f} s "
-          f"({t['env_steps_per_s']:,.0f} env-steps/s); "
-          f"last fifth of training: return {lf['episode_return']:.1f}, success {lf['success_rate']:.1%}, "
-          f"collision {lf['collision_rate']:.1%}, KL to IL {lf['kl_il']:.3f}")
+          f"({t['env_steps_per_s']:,.0f} env-steps/s); {last_fifth_summary(t['last_fifth'])}")
     if args.eval:
         if args.scenarios not in ("rare", "nominal", *RARE_EVENTS):
             print("--eval: held-out scenarios are generated only for rare, nominal or an event name; skipped")
