@@ -112,7 +112,10 @@ def cmd_train(args) -> int:
         scene, seq, masks = found
         real = real_pairs(scene, seq, masks, cfg.data.p_prev_target_real, cfg.data.seed)
         lineage = {**scene.lineage, "sequence": PANDASET, "images": len(real), "digest": real.digest()}
-    model, card = train(cfg, real, lineage)
+    from drivesim.core.run_log import RunLog
+
+    with RunLog(args.out, "refiner") as run_log:  # history.jsonl (+ TensorBoard when installed)
+        model, card = train(cfg, real, lineage, run_log=run_log)
     card["wall_seconds"] = round(time.perf_counter() - t0, 1)
     path = save(model, card, args.out)
     if found is not None:

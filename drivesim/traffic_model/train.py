@@ -38,6 +38,7 @@ import drivesim
 from drivesim.traffic_model.model import LearnedTrafficConfig, TrafficModel, entropy_bits, save
 from drivesim.traffic_model.tokens import Tokens, mirror_tokens
 from drivesim.core.config import ConfigError, config_to_dict
+from drivesim.core.run_log import RunLog
 from drivesim.traffic_model.data import (LabelConfig, Samples, Source, closed_loop_samples, driven_vehicles, procedural_logs,
                                          smooth_log, snapshot_samples)
 
@@ -174,8 +175,9 @@ def evaluate_nll(model: TrafficModel, samples: Samples, chunk: int = 4096) -> di
     return {"nll": nll / max(n, 1), "accuracy": acc / max(n, 1), "entropy_bits": ent / max(n, 1), "samples": n}
 
 
-def _fit(model, opt, sched, pools: _Pools, iterations: int, cfg, bar, curve: list, deadline: float, phase: str) -> bool:
-    """`iterations` optimizer steps; False if the deadline stopped it early."""
+def _fit(model, opt, sched, pools: _Pools, iterations: int, cfg, bar, curve: list, deadline: float, phase: str,
+         run_log=None) -> bool:
+    """`iterations` optimizer steps, each a row of `curve` (and of `run_log`); False if the deadline stopped it early."""
     model.train()
     running = None
     for it in range(iterations):
@@ -192,6 +194,8 @@ def _fit(model, opt, sched, pools: _Pools, iterations: int, cfg, bar, curve: lis
         running = value if running is None else 0.98 * running + 0.02 * value
         step = len(curve) and curve[-1]["iteration"] + 1 or 1
         curve.append({"iteration": step, "loss": value, "smoothed": running, "phase": phase})
+        if run_log is not None:
+            run_log.log(step, curve[-1])
         bar.update(1)
         if it % 50 == 0:
             bar.set_postfix(loss=f"{running:.3f}", phase=phase)
@@ -229,8 +233,8 @@ def train_traffic(config: TrafficTrainConfig, out, real_scenarios: list | None =
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, total) / max(total, 1))))
     curve, rounds, finished = [], [], True
-    with tqdm(total=total, desc="train traffic", disable=not progress, leave=False) as bar:
-        finished = _fit(model, opt, sched, pools, cfg.iterations, cfg, bar, curve, deadline, "bc")
+    with RunLog(out, "traffic") as run_log, tqdm(total=total, desc="train traffic", disable=not progress, leave=False) as bar:
+        finished = _fit(model, opt, sched, pools, cfg.iterations, cfg, bar, curve, deadline, "bc", run_log)
         for r in range(cfg.rounds):
             if not finished:
                 break
@@ -247,7 +251,8 @@ def train_traffic(config: TrafficTrainConfig, out, real_scenarios: list | None =
                     stats[kind] = st
             rounds.append(stats)
             bar.set_description("train traffic")
-            finished = _fit(model, opt, sched, pools, cfg.round_iterations, cfg, bar, curve, deadline, f"round{r + 1}")
+            finished = _fit(model, opt, sched, pools, cfg.round_iterations, cfg, bar, curve, deadline, f"round{r + 1}",
+                            run_log)
     model.eval()
     train_s = time.perf_counter() - t0
     metrics = {"train_loss_last100": float(np.mean([c["loss"] for c in curve[-100:]])) if curve else None,

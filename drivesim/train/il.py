@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint
 from drivesim.core.config import config_to_dict
 from drivesim.core.safe_io import OutputError, atomic_torch_save, atomic_write_text
+from drivesim.core.run_log import RunLog
 from drivesim.sim.expert import PDMClosed
 from drivesim.train.il_config import ILConfig
 from drivesim.train.il_data import (Demos, collect, is_validation, label_histogram, rare_scenarios, real_scenarios,
@@ -218,8 +219,12 @@ def train_il(cfg: ILConfig, out, init: str | None = None, name: str | None = Non
     state = run.state
     if state["expert_eval"] is None and evals:
         state["expert_eval"] = closed_loop(None, evals, cfg)
-    while not state["done"]:
-        run.round(scenarios, evals)
+    with RunLog(run.out, "il") as run_log:  # history.jsonl (+ TensorBoard when installed), a resumed run's epochs first
+        for row in state["curve"]:
+            run_log.log(row["global_epoch"], row)
+        run.run_log = run_log
+        while not state["done"]:
+            run.round(scenarios, evals)
     result = _finish(run.out, run.net, cfg, state, prov, scenarios, run.parent, init, name)
     if state.get("finished") and not cfg.keep_data:
         (run.out / "data.pt").unlink(missing_ok=True)  # last.pt alone is enough to write the outputs again
@@ -244,6 +249,7 @@ class _Run:
                                     weight_decay=cfg.weight_decay)
         self.state = _fresh_state(cfg, init)
         self.demos = None
+        self.run_log = None  # the RunLog train_il writes the epochs to
         if (out / "last.pt").exists():
             self._resume(init)
         self.t_prev = self.state["seconds"]
@@ -308,6 +314,7 @@ class _Run:
                                 self.deadline)
             stats.update(evaluate_bc(self.net, val, w_val, cfg))
             state["curve"].append({"round": r, "epoch": e, "global_epoch": len(state["curve"]), **stats})
+            self.run_log.log(state["curve"][-1]["global_epoch"], state["curve"][-1])
             state["epoch"] = e + 1
             bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['acc']:.3f}")
             self.save()

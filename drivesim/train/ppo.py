@@ -46,7 +46,8 @@ from tqdm.auto import tqdm
 
 from drivesim.core.scenario import Scenario, ScenarioBatch
 from drivesim.core.config import ConfigError, config_to_dict
-from drivesim.core.safe_io import OutputError, atomic_open
+from drivesim.core.run_log import RunLog
+from drivesim.core.safe_io import OutputError
 from drivesim.io.scenario_file import scenario_hash
 from drivesim.sim.env import DriveEnv
 from drivesim.sim.observation import observe
@@ -410,25 +411,32 @@ def train_rl(scenarios: list[Scenario], init, out, cfg: PPOConfig | None = None,
         update, elapsed, history = resume_checkpoint(ckpt, net, opt, gen, env, meta, cfg.device)
     t0 = time.perf_counter() - elapsed
     time_up = lambda: cfg.minutes is not None and time.perf_counter() - t0 >= 60 * cfg.minutes
+    run_log = RunLog(out, "rl")  # history.jsonl as training goes (+ TensorBoard when installed)
+    for h in history:  # a resumed run's earlier updates first
+        run_log.log(h["update"], h)
     bar = tqdm(total=cfg.updates, initial=update, desc="ppo", unit="update", disable=not show_progress)
-    while update < cfg.updates and not time_up():
-        kl_coef = cfg.kl_il_coef + (cfg.kl_il_final - cfg.kl_il_coef) * min(1.0, update / max(1, cfg.updates))
-        t_roll = time.perf_counter()
-        data, stats = collect(env, net, il_net, gen, cfg)
-        t_upd = time.perf_counter()
-        log = ppo_update(net, opt, data, gen, cfg, kl_coef, value_only=update < cfg.value_warmup, update=update)
-        t_end = time.perf_counter()
-        update += 1
-        history.append(_history_row(update, stats, log, kl_coef, t_upd - t_roll, t_end - t_upd, t_end - t0, data))
-        bar.update(1)
-        h = history[-1]
-        bar.set_postfix(ret=f"{h['episode_return']:.1f}", coll=f"{h['collision_rate']:.2f}", kl_il=f"{h['kl_il']:.3f}",
-                        sps=f"{h['env_steps_per_s']:.0f}")
-        if update % cfg.checkpoint_every == 0 or update >= cfg.updates or time_up():
-            save_checkpoint(ckpt, net, opt, gen, env, update, time.perf_counter() - t0, history, meta)
-        if on_update is not None:
-            on_update(history[-1])
-    bar.close()
+    try:
+        while update < cfg.updates and not time_up():
+            kl_coef = cfg.kl_il_coef + (cfg.kl_il_final - cfg.kl_il_coef) * min(1.0, update / max(1, cfg.updates))
+            t_roll = time.perf_counter()
+            data, stats = collect(env, net, il_net, gen, cfg)
+            t_upd = time.perf_counter()
+            log = ppo_update(net, opt, data, gen, cfg, kl_coef, value_only=update < cfg.value_warmup, update=update)
+            t_end = time.perf_counter()
+            update += 1
+            history.append(_history_row(update, stats, log, kl_coef, t_upd - t_roll, t_end - t_upd, t_end - t0, data))
+            run_log.log(update, history[-1])
+            bar.update(1)
+            h = history[-1]
+            bar.set_postfix(ret=f"{h['episode_return']:.1f}", coll=f"{h['collision_rate']:.2f}", kl_il=f"{h['kl_il']:.3f}",
+                            sps=f"{h['env_steps_per_s']:.0f}")
+            if update % cfg.checkpoint_every == 0 or update >= cfg.updates or time_up():
+                save_checkpoint(ckpt, net, opt, gen, env, update, time.perf_counter() - t0, history, meta)
+            if on_update is not None:
+                on_update(history[-1])
+    finally:
+        bar.close()
+        run_log.close()
     if rollouts is not None:
         env.close()
     return _finish(net, out, cfg, il, init, scenarios, hashes, history, update, time.perf_counter() - t0, source)
@@ -463,9 +471,6 @@ def _finish(net, out, cfg, il, init, scenarios, hashes, history, update, wall, s
             "training_scenarios": {**(il_card.get("training_scenarios") or {}), **dict(zip([s.name for s in scenarios], hashes))},
             "ppo_config": config_to_dict(cfg)}
     path = save_policy(net, out / "policy.pt", card)
-    with atomic_open(out / "history.jsonl", "w") as f:
-        for h in history:
-            f.write(json.dumps(h) + "\n")
     if history:
         plot_curves(history, out / "curves.png", f"PPO from {Path(init).name}: {len(scenarios)} scenarios, seed {cfg.seed}")
     return RLResult(path, json.loads(path.with_suffix(".json").read_text()), history)

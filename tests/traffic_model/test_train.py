@@ -62,6 +62,7 @@ def test_tiny_training_run_lowers_the_loss(tmp_path):
     assert card["lineage"]["procedural"]["scenarios"] == 2 and len(card["lineage"]["procedural"]["logs_sha256"]) == 64
     assert card["metrics"]["closed_loop_rounds"][0]["procedural"]["samples"] > 0
     assert (tmp_path / "training_curve.png").stat().st_size > 5_000
+    assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 80  # one row per iteration, as it ran
     model, _ = load(tmp_path)
     assert model.num_parameters == res.model.num_parameters
 

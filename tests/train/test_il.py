@@ -88,6 +88,8 @@ def test_tiny_run_lowers_the_loss_and_writes_a_card(base_run):
     assert all(len(h) == 64 for h in card["training_scenarios"].values())
     assert card["train_config"]["epochs"] == 8 and card["weights_sha256"]
     assert (out / "curves.png").stat().st_size > 1000 and (out / "metrics.json").exists()
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["global_epoch"] for h in history] == [c["global_epoch"] for c in res.curve]  # every epoch, as it ran
 
 
 def test_checkpoint_round_trip(tmp_path, suite_file):

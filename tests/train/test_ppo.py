@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from drivesim.core.config import ConfigError, apply_overrides
+from drivesim.core.run_log import tensorboard_available
 from drivesim.core.types import AgentType, ControlMode
 from drivesim.map import build_map
 from drivesim.train.policy_net import PolicyNet, PolicyNetConfig, load_policy, save_policy
@@ -87,6 +88,13 @@ def test_one_update_changes_the_policy_and_writes_the_artifacts(scenarios, init,
     assert card["ppo_config"]["num_envs"] == 8
     for f in ("curves.png", "history.jsonl", "checkpoint.pt"):
         assert (tmp_path / f).exists()
+    assert [json.loads(line)["update"] for line in (tmp_path / "history.jsonl").read_text().splitlines()] == [1]
+    if tensorboard_available():  # the same numbers as TensorBoard scalars
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(tmp_path / "tensorboard"))
+        acc.Reload()
+        assert [(e.step, e.value) for e in acc.Scalars("rl/collision_rate")] == [(1, pytest.approx(h["collision_rate"]))]
 
 
 def test_value_warmup_leaves_the_policy_unchanged(scenarios, init, tmp_path):

@@ -138,8 +138,9 @@ def draw_batch(sets: list[tuple[PairSet, int]], gen: torch.Generator, consecutiv
 
 
 def train(cfg: TrainConfig, real: PairSet | None = None, real_lineage: dict | None = None, progress: bool = True,
-          log=print) -> tuple[Refiner, dict]:
-    """Train a refiner; returns it and its card (lineage, losses, timings)."""
+          log=print, run_log=None) -> tuple[Refiner, dict]:
+    """Train a refiner; returns it and its card (lineage, losses, timings). `run_log`
+    (core/run_log.RunLog) gets the losses every 20 steps."""
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -172,6 +173,9 @@ def train(cfg: TrainConfig, real: PairSet | None = None, real_lineage: dict | No
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(edm.item())
+        if run_log is not None and step % 20 == 0:
+            run_log.log(step, {"step": step, "edm_loss": losses[-1], "temporal_loss": t_losses[-1] if t_losses else None,
+                               "lr": opt.param_groups[0]["lr"]})
         if progress and step % 20 == 0:
             bar.set_postfix(loss=f"{sum(losses[-100:]) / len(losses[-100:]):.4f}",
                             temporal=f"{sum(t_losses[-100:]) / max(1, len(t_losses[-100:])):.4f}")
