@@ -164,3 +164,17 @@ def test_ray_rollout_actors_give_the_same_first_update(cluster, rl_scenarios, tm
     changed = any(torch.is_tensor(v) and not torch.equal(v, a[k]) for k, v in init_w.items())
     assert changed, "the update changed nothing: the comparison would be vacuous"
     assert np.isclose(local.history[0]["episode_return"], remote.history[0]["episode_return"], equal_nan=True)
+
+
+def test_camera_policies_see_the_same_frames_on_ray(cluster, tiny):
+    """EvalConfig.cameras travels to the workers; each makes its renderer and gives the local rows."""
+    import functools
+
+    from drivesim.render.cameras import CameraConfig, make_cameras
+    from tests.render.test_camera_policies import TinyCNN
+
+    cfg = EvalConfig(batch_size=2, policy_every=25, cameras=functools.partial(make_cameras, CameraConfig(size=(32, 16))))
+    local, remote, _ = _local_and_ray(tiny[:2], [TinyCNN()], cfg)
+    cols = ["scenario", "pdms", "progress", "camera_frames"]
+    pd.testing.assert_frame_equal(local.results[cols].reset_index(drop=True), remote.results[cols].reset_index(drop=True))
+    assert (remote.results["camera_frames"] > 0).all()
