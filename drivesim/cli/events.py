@@ -140,7 +140,7 @@ def add_commands(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter, description=(
                            "Generate N scenarios of a rare event with explicit knobs; each is calibrated by simulation,\n"
                            "measured (TTC, gap, required deceleration at the event), labelled avoidable or not (the\n"
-                           "analytic braking bound of REFERENCE.md and a closed-loop run of the expert planner) and\n"
+                           "analytic braking bound of docs/definitions.md and a closed-loop run of the expert planner) and\n"
                            "written to one scenario set file with a CSV table and a PNG summary.\n\n"
                            "events:\n" + "\n".join(f"  {k:11s} {e.description}" for k, e in EVENTS.items()) +
                            "\n\nexamples:\n  drivesim generate cut-in --n 1000 --ttc 0.8:2.0 --seed 0 -o out/cutins\n"

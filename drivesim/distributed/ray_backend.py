@@ -21,7 +21,7 @@ gives the same results (the same jobs run the same code, see `sim/evaluate.py`).
   each a contiguous slice of the rows; the learner stays in the driver and sends weights and the
   pre-drawn action noise each update, so a seed gives the same update as the local backend.
 
-Ray is imported lazily (DESIGN.md): nothing here is needed unless the backend is chosen.
+Ray is imported lazily (an optional dependency, docs/architecture.md): nothing here is needed unless the backend is chosen.
 """
 
 from __future__ import annotations

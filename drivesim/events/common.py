@@ -39,7 +39,7 @@ def uniform(rng: np.random.Generator, r: Range) -> float:
 
 @dataclass(frozen=True)
 class BoundConfig:
-    """The ego model behind the analytic avoidability bound (REFERENCE.md, "Cut-in scenarios")."""
+    """The ego model behind the analytic avoidability bound (docs/definitions.md, "Cut-in avoidability bound")."""
 
     reaction: float = 0.3  # s: rho, ego reaction time
     max_brake: float = 6.0  # m/s^2: b_max, ego braking (the simulator allows 8)
@@ -76,7 +76,7 @@ def closing_distance(v_ego, v_lead, lead_brake, lead_duration, ego_brake, reacti
 
 
 def ttc_bound_closed_form(rel_speed, reaction: float, max_brake: float):
-    """REFERENCE.md: a cut-in at constant cutter speed is avoidable by braking iff
+    """docs/definitions.md: a cut-in at constant cutter speed is avoidable by braking iff
     TTC > rho + dv / (2 b_max)."""
     return reaction + np.asarray(rel_speed, float) / (2 * max_brake)
 

@@ -12,7 +12,7 @@ Three simulator passes over the whole set, batched:
 3. expert (PDM-Closed-style planner, reactive traffic): does it finish without collision or
    leaving the road, its minimum TTC.
 
-Labels: `bound_avoidable` (the analytic 1-D braking bound of REFERENCE.md on the realized gap
+Labels: `bound_avoidable` (the analytic 1-D braking bound of docs/definitions.md on the realized gap
 and speeds), `expert_solved`, and `avoidable` = either (the expert may swerve where braking
 alone is not enough).
 """

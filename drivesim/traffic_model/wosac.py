@@ -1,4 +1,4 @@
-"""Realism of simulated traffic: the WOSAC-style meta-metric (REFERENCE.md, "Realism of traffic
+"""Realism of simulated traffic: the WOSAC-style meta-metric (docs/definitions.md, "Realism of traffic
 behavior (Waymo Sim Agents, WOSAC 2025 config)").
 
 Per scenario, R rollouts (32) of the future (80 steps, 8 s at 10 Hz) start from the logged
@@ -79,7 +79,7 @@ class FeatureSpec:
     pseudocount: float = 0.1
 
 
-HIST_PSEUDOCOUNT = 0.1  # REFERENCE.md, WOSAC 2025 histograms
+HIST_PSEUDOCOUNT = 0.1  # docs/definitions.md, WOSAC 2025
 BERNOULLI_PSEUDOCOUNT = 0.001  # WOSAC BernoulliEstimate default
 
 
@@ -87,7 +87,7 @@ def _bernoulli(name: str, weight: float) -> FeatureSpec:
     return FeatureSpec(name, -0.5, 1.5, 2, weight, True, BERNOULLI_PSEUDOCOUNT)
 
 
-WOSAC_2025 = (  # REFERENCE.md table (waymo-open-dataset challenge_2025_sim_agents_config)
+WOSAC_2025 = (  # docs/definitions.md table (waymo-open-dataset challenge_2025_sim_agents_config)
     FeatureSpec("speed", 0.0, 25.0, 10, 0.05),
     FeatureSpec("accel", -12.0, 12.0, 11, 0.05),
     FeatureSpec("angular_speed", -0.628, 0.628, 11, 0.05),

@@ -16,7 +16,7 @@ rl_extras.py; the run folder and checkpoints in ppo_checkpoint.py).
   (the re-plan interval); in between the decision's trajectory is tracked by the simulator's
   controller (sim/trajectory.py) and the reward (reward.py) is summed over the steps. A row
   truncated at the end of its scenario bootstraps from the value of its last observation.
-- Stability when fine-tuning from IL (REFERENCE.md "IL then RL", CaRL settings): GAE (γ 0.99,
+- Stability when fine-tuning from IL (docs/definitions.md "IL then RL", CaRL settings): GAE (γ 0.99,
   λ 0.95), clip 0.1, 4 epochs, target-KL early stop 0.015, Adam eps 1e-5, a small entropy bonus
   (lr 3e-4 rather than CaRL's 1e-5..5e-5: runs here last minutes, see PPOConfig.lr); a
   KL(π ‖ π_IL) penalty whose coefficient decays linearly over training; the first

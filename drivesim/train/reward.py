@@ -1,4 +1,4 @@
-"""The RL reward, built from the metric code (CaRL-style, REFERENCE.md "IL then RL").
+"""The RL reward, built from the metric code (CaRL-style, docs/definitions.md "IL then RL").
 
 Per simulation step and scenario row:
 
