@@ -178,7 +178,8 @@ def knob_bins(values: pd.Series, bins: int = 3) -> pd.Series:
     if v.nunique() <= bins or v.isna().all():
         return values.astype(str)
     cut = pd.qcut(v, bins, duplicates="drop")
-    return cut.cat.rename_categories([f"{c.left:.3g}-{c.right:.3g}" for c in cut.cat.categories])
+    low = v.min()  # qcut opens the first bin a hair below the smallest value
+    return cut.cat.rename_categories([f"{max(c.left, low):.3g}-{c.right:.3g}" for c in cut.cat.categories])
 
 
 def breakdown_keys(results: pd.DataFrame) -> list[str]:

@@ -105,9 +105,18 @@ def _meta_html(meta: dict, results: pd.DataFrame) -> str:
     warnings = meta.pop("warnings", []) or []
     if isinstance(warnings, str):
         warnings = [warnings]
-    rows = "".join(f"<tr><th>{_esc(k)}</th><td class='text'>{_esc(v)}</td></tr>" for k, v in meta.items())
+    rows = "".join(f"<tr><th>{_esc(k)}</th><td class='text'>{_meta_value(v)}</td></tr>" for k, v in meta.items())
     warn = "".join(f"<p class='warn'>warning: {_esc(w)}</p>" for w in warnings)
     return f"<table class='meta'>{rows}</table>{warn}"
+
+
+def _meta_value(v) -> str:
+    """A metadata value; a long one (e.g. the hashes of 1000 scenarios) folded behind a toggle."""
+    text = str(v)
+    if len(text) <= 160:
+        return _esc(text)
+    what = f"{len(v)} entries" if isinstance(v, (dict, list, tuple)) else f"{len(text)} characters"
+    return f"<details><summary>{what}</summary><div class='reason'>{_esc(text)}</div></details>"
 
 
 def _headline_html(results: pd.DataFrame) -> str:

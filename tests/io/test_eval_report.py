@@ -159,3 +159,9 @@ def test_report_breaks_down_by_map_event_knobs_and_labels(tmp_path):
     for piece in ("by label (generated events)", "by map", "by gap", "id='scenarios'", "filterTable", "sortTable",
                   "definitions.md", "at-fault collision (1 vehicle)"):
         assert piece in text
+
+
+def test_long_metadata_is_folded(results, tmp_path):
+    hashes = {f"s{i}": "ab" * 32 for i in range(100)}
+    text = write_report(results, tmp_path, "t", {"scenario_hashes": hashes, "suite": "x"}).read_text()
+    assert "<summary>100 entries</summary>" in text and "<td class='text'>x</td>" in text
