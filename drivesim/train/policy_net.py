@@ -106,6 +106,8 @@ class PolicyNet(nn.Module):
         self.lat = nn.Linear(h, len(cfg.vocab.lateral))
         self.v = nn.Linear(h, 1)
 
+    features = staticmethod(features)  # what the net reads of an Observation (a camera net reads other things)
+
     @staticmethod
     def _pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return x.masked_fill(~mask.unsqueeze(-1), -1e4).amax(dim=1).clamp(min=0.0)  # empty sets pool to 0
@@ -166,7 +168,7 @@ class NetPolicy:
     def decide(self, obs: Observation) -> dict:
         """{accel [B], option [B] (index into cfg.vocab.lateral), target [B] m, d0 [B] m, feats}."""
         d0, targets, allowed = lateral_targets(obs, self.net.cfg.vocab)
-        f = features(obs)
+        f = self.net.features(obs)
         f["lat_mask"] = allowed
         lon, lat, _ = self.net(f)
         bins = self.bins.to(lon.device)
