@@ -80,7 +80,8 @@ class DriveGymEnv(gymnasium.Env):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"drivesim/Drive-v0: render_mode {render_mode!r}; expected None or 'rgb_array'")
         self.pool, self.suite = scenario_pool(suite, scenarios, traffic)
-        self.slots = [(g, i) for g, grp in enumerate(self.suite.groups) for i in range(grp.count)] if self.suite else None
+        # the suite slot (group, index) of each pool scenario (scenarios that could not be built are not in the pool)
+        self.slots = [(s.meta["suite"]["group"], s.meta["suite"]["index"]) for s in self.pool] if self.suite else None
         self.resample, self.render_mode = bool(resample) and self.suite is not None, render_mode
         self.obs_config, self.sim_config = obs_config or ObservationConfig(), sim_config
         self.cameras = make_cameras(cameras) if cameras is not None else None

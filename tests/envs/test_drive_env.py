@@ -106,3 +106,14 @@ def test_the_cleanrl_style_loop_of_the_docs_runs(capsys):
     exec(compile(code, "docs/gymnasium.md", "exec"), {})
     out = capsys.readouterr().out
     assert "iteration 0: mean reward" in out and "iteration 1: mean reward" in out
+
+
+def test_a_suite_scenario_that_cannot_be_built_is_left_out(tmp_path):
+    suite = tmp_path / "mixed.yaml"
+    suite.write_text("name: mixed\nseed: 0\nduration: 3.0\ngroups:\n"
+                     "  - {map: straight, count: 1, ego: {route: ramp}}\n"  # no ramp on a straight road
+                     "  - {map: merge, count: 1, ego: {route: ramp}}\n")
+    env = gym.make("drivesim/Drive-v0", suite=str(suite)).unwrapped
+    assert [s.name for s in env.pool] == ["mixed/01-merge/000"] and env.slots == [(1, 0)]
+    _, info = env.reset(seed=0)
+    assert info["scenario"] == "mixed/01-merge/000"
