@@ -62,3 +62,28 @@ def test_failures_get_videos_of_the_policy_under_test_and_a_replay_command(tmp_p
     replay = json.loads((tmp_path / "replay" / "metrics.json").read_text())["metrics"]
     row = pd.read_csv(out / "results.csv").set_index(["policy", "scenario"]).loc[("constant_velocity", "tiny/02-merge/000")]
     assert replay["pdms"] == pytest.approx(row["pdms"]) and replay["success"] == row["success"] == 0
+
+
+def test_resuming_with_other_cameras_or_arguments_is_refused(tmp_path):
+    """The policy's inputs are part of what its rows mean: --resume must not mix them."""
+    (tmp_path / "mine.py").write_text(CAMERA_POLICY)
+    out = str(tmp_path / "out")
+    base = ["evaluate", "--suite", "tiny", "--limit", "1", "--policies", f"{tmp_path / 'mine.py'}:LooksAhead",
+            "--camera-size", "32x16", "--policy-every", "25", "--no-video", "-o", out]
+    assert main([*base, "--cameras", "splat", "--policy-args", '{"gain": 0.5}']) == 0
+    with pytest.raises(SystemExit, match="resume with the same policies"):  # another gain, another name here
+        main([*base, "--cameras", "splat", "--policy-args", '{"gain": 0.7}', "--resume"])
+    with pytest.raises(SystemExit, match="resume only the same policy"):
+        main([*base, "--cameras", "refined", "--policy-args", '{"gain": 0.5}', "--resume"])
+    assert main([*base, "--cameras", "splat", "--policy-args", '{"gain": 0.5}', "--resume"]) == 0
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--cameras", "splat", "--camera-size", "8x8"], "image size must be at least 16x16"),
+    (["--cameras", "splat", "--rig", "no_such_rig"], "no rig 'no_such_rig'"),
+    (["--cameras", "refined", "--refiner", "missing_dir"], "missing_dir"),
+    (["--policies", "idm", "--policy-args", "[1, 2]"], "must be a JSON object"),
+])
+def test_bad_camera_and_policy_options_are_clear_errors(tmp_path, bad, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["evaluate", "--suite", "tiny", "--limit", "1", "--no-video", "-o", str(tmp_path / "o"), *bad])

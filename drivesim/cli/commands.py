@@ -251,8 +251,10 @@ def evaluate_and_write(scenarios, policy_specs: str, meta: dict, out: Path, args
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     pairs = [(EXPERT_NAME, expert)] + [(s, p) for s, p in zip(specs, policies) if p is not expert]
+    cameras = f"cameras {args.cameras} {args.rig} {args.camera_size} {args.refiner}" if getattr(args, "cameras", None) else ""
+    inputs = lambda spec: f"{json.dumps(kwargs, sort_keys=True) if kwargs and ':' in spec else ''} {cameras}"
     tags = {p.name: {"suite_hash": meta.get("suite_hash") or meta.get("set_hash", ""), "seed": meta.get("seed"),
-                     "policy_hash": policy_hash(s, p, cfg.policy_every)} for s, p in pairs}
+                     "policy_hash": policy_hash(s, p, cfg.policy_every, inputs(s))} for s, p in pairs}
     done = resumed_rows(out, args, meta, {k: v["policy_hash"] for k, v in tags.items()})
     runner = make_runner(args)
     t0 = time.perf_counter()

@@ -90,10 +90,12 @@ def finish(args, errors: int = 0, skipped: int = 0, what: str = "row(s)") -> int
     return EXIT_OK if allow else EXIT_INCOMPLETE
 
 
-def policy_hash(spec: str, policy, policy_every: int) -> str:
+def policy_hash(spec: str, policy, policy_every: int, inputs: str = "") -> str:
     """sha256 of what makes a policy's results: a checkpoint's bytes, or the source of a
-    module:Class, or a built-in name and the drivesim version; and how often it decides."""
-    h = hashlib.sha256(f"{drivesim.__version__}\n{spec}\nevery {getattr(policy, 'policy_every', None) or policy_every}\n".encode())
+    module:Class, or a built-in name and the drivesim version; how often it decides; and
+    `inputs` (what else it is given: its constructor arguments, its cameras)."""
+    every = getattr(policy, 'policy_every', None) or policy_every
+    h = hashlib.sha256(f"{drivesim.__version__}\n{spec}\nevery {every}\n{inputs}\n".encode())
     path = Path(spec) if spec.endswith(".pt") else None
     if path is None and ":" in spec:
         try:
