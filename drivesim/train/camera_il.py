@@ -1,5 +1,8 @@
 """Imitation inside the sensor world model: the camera policy (train/camera_net.py) learns from
-the PDM-Closed-style expert with the frames rendered on the fly (behaviour cloning, then DAgger).
+a privileged teacher with the frames rendered on the fly (behaviour cloning, then DAgger). The
+teacher is the PDM-Closed-style expert (`teacher="pdm_expert"`), or a vector policy checkpoint:
+distilling the RL-post-trained policy (`policies/rl_rare.pt`) carries its gains to pixels, as
+LBC and Roach do.
 
 1. Scenarios: `scenarios` drawn from the suite's groups with the run's seed (the suite itself
    stays held out, as for the vector IL).
@@ -7,7 +10,8 @@ the PDM-Closed-style expert with the frames rendered on the fly (behaviour cloni
    with the six camera images (uint8), the ego speed and the route, and labelled with the
    expert's acceleration (two-hot over the vocabulary's bins, the lateral head on `keep`: the
    vector IL's loss, train/il.py `bc_loss`). Rounds 1..R: the learner drives from its cameras,
-   taking the expert's action with probability beta^r per step; the expert labels every state.
+   taking the teacher's action with probability beta^r per step; the teacher labels every state
+   (a checkpoint teacher: the acceleration it decides, decoded as it drives).
 3. Frames are cached on disk by content (`FrameCache`): the key is the hash of the camera
    config, the scenario's content hash and the row's state, so a rerun, or a DAgger round
    revisiting an expert state, renders nothing twice. Only splat frames are cached: a refined
@@ -40,7 +44,7 @@ from drivesim.sim.simulator import Simulator
 from drivesim.train.camera_net import CameraNetConfig, CameraPolicyNet
 from drivesim.train.il import sample_weights, train_epoch
 from drivesim.train.il_data import scenario_hashes, suite_scenarios
-from drivesim.train.policy_net import NetPolicy, accel_to_bin
+from drivesim.train.policy_net import NetPolicy, accel_to_bin, load_policy
 
 ROW_FIELDS = ("x", "y", "yaw", "length", "width", "agent_type", "valid")  # what a splat frame depends on, per row
 
@@ -48,6 +52,7 @@ ROW_FIELDS = ("x", "y", "yaw", "length", "width", "agent_type", "valid")  # what
 @dataclass(frozen=True)
 class CameraILConfig:
     seed: int = 0
+    teacher: str = "pdm_expert"  # or a vector policy checkpoint (.pt) to distil
     suite: str = "nominal"
     scenarios: int = 32  # drawn from the suite's groups with `seed`
     cameras: CameraConfig = field(default_factory=lambda: CameraConfig(size=(56, 32)))
@@ -165,14 +170,35 @@ class CameraBatch:
         return len(self.label)
 
 
+class Teacher:
+    """The labeller: (controls [B, 2] it drives with, acceleration label [B]) of an observation."""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+        self.net = None if spec == "pdm_expert" else load_policy(spec, name="teacher")
+        self.expert = PDMClosed() if self.net is None else None
+
+    def reset(self, batch) -> None:
+        (self.expert or self.net).reset(batch)
+
+    def __call__(self, obs) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.net is None:
+            action = self.expert.act(obs)
+            return action, action[:, 0]
+        decision = self.net.decide(obs)
+        return self.net.controls(obs), decision["accel"]
+
+
 @torch.no_grad()
-def collect(scenarios, cameras, bins, cfg: CameraILConfig, learner=None, beta: float = 1.0, gen=None) -> CameraDemos:
-    """Drive `scenarios` (the expert, or a mixture with `learner` at expert probability `beta`)
-    and record every `record_every`-th state of the running rows with the expert's label."""
+def collect(scenarios, cameras, bins, cfg: CameraILConfig, learner=None, beta: float = 1.0, gen=None,
+            teacher: Teacher | None = None) -> CameraDemos:
+    """Drive `scenarios` (the teacher, or a mixture with `learner` at teacher probability `beta`)
+    and record every `record_every`-th state of the running rows with the teacher's label."""
     parts = []
+    expert = teacher or Teacher(cfg.teacher)
     for i in range(0, len(scenarios), cfg.sim_batch):
         batch = ScenarioBatch.build(scenarios[i : i + cfg.sim_batch])
-        sim, expert = Simulator(batch), PDMClosed()
+        sim = Simulator(batch)
         state = sim.reset()
         expert.reset(batch)
         if learner is not None:
@@ -180,13 +206,13 @@ def collect(scenarios, cameras, bins, cfg: CameraILConfig, learner=None, beta: f
         rec = {k: [] for k in ("images", "speed", "route", "accel")}
         for t in range(batch.max_steps):
             obs = observe(state, batch, cameras=cameras)
-            action = expert.act(obs)
+            action, label = expert(obs)
             rows = (batch.num_steps > t).nonzero().squeeze(1)
             if t % cfg.record_every == 0 and len(rows):
                 rec["images"].append((obs.cameras[rows] * 255 + 0.5).to(torch.uint8))
                 rec["speed"].append(obs.ego[rows, :1] / 20.0)
                 rec["route"].append(obs.route[rows].flatten(1) / 50.0)
-                rec["accel"].append(action[rows, 0])
+                rec["accel"].append(label[rows])
             if learner is not None:
                 use_expert = torch.rand(batch.batch_size, generator=gen) < beta
                 action = torch.where(use_expert.unsqueeze(1), action, learner.controls(obs))
@@ -213,10 +239,11 @@ def train_camera_il(cfg: CameraILConfig, out, cache_dir=None, progress: bool = F
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     learner = NetPolicy(net, name="camera_il")
     bins = net.cfg.accel_bins
+    teacher = Teacher(cfg.teacher)
     demos, history, t0 = None, [], time.perf_counter()
     with RunLog(out, "camera_il") as run_log:
         for r in range(cfg.dagger + 1):
-            new = collect(scenarios, cameras, bins, cfg, learner if r else None, cfg.beta ** r, gen)
+            new = collect(scenarios, cameras, bins, cfg, learner if r else None, cfg.beta ** r, gen, teacher)
             demos = new if demos is None else CameraDemos.cat([demos, new])
             weight = sample_weights(demos, bins, cfg)
             for e in range(cfg.epochs if r == 0 else cfg.dagger_epochs):
@@ -226,7 +253,8 @@ def train_camera_il(cfg: CameraILConfig, out, cache_dir=None, progress: bool = F
                 run_log.log(len(history), history[-1])
             if time.monotonic() > deadline:
                 break
-    card = {"kind": "camera_il", "config": config_to_dict(cfg), "net": config_to_dict(net.cfg), "params": net.num_parameters(),
+    card = {"kind": "camera_il", "teacher": cfg.teacher, "teacher_card": getattr(teacher.net, "card", None),
+            "config": config_to_dict(cfg), "net": config_to_dict(net.cfg), "params": net.num_parameters(),
             "data": {"samples": len(demos), "frames_rendered": cache.misses, "frames_cached": cache.hits, **prov},
             "training_scenarios": scenario_hashes(scenarios), "seconds": round(time.perf_counter() - t0, 1),
             "history": history}

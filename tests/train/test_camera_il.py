@@ -1,6 +1,8 @@
 """Camera imitation (train/camera_il.py): a tiny end-to-end run, and the frame cache that makes a
 rerun render nothing."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -43,3 +45,14 @@ def test_refined_frames_are_not_cached():
 
     with pytest.raises(ValueError, match="splat frames only"):
         CachedCameras(CameraConfig(kind="refined"), None)
+
+
+@pytest.mark.slow
+def test_distilling_a_vector_policy_labels_with_its_decisions(tmp_path):
+    from pathlib import Path
+
+    rl = Path(__file__).resolve().parents[2] / "policies" / "rl_rare.pt"
+    card = train_camera_il(dataclasses.replace(TINY, teacher=str(rl), dagger=0, epochs=1), tmp_path / "d",
+                           cache_dir=tmp_path / "frames")
+    assert card["teacher"] == str(rl) and card["teacher_card"]["weights_sha256"]
+    assert card["data"]["samples"] > 0 and np.isfinite(card["history"][0]["loss"])
