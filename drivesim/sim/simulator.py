@@ -7,7 +7,7 @@ log; CONSTANT_VELOCITY agents keep speed and heading; STATIC agents stay. On a l
 agents follow their log until they first appear, HYBRID ones until the ego comes close; from
 then on they are reactive (`SimState.released`). A logged agent whose first appearance would
 overlap a simulated agent (the ego or one already released from its log), or leave it no room to
-brake behind one, is held back: it stays invisible, on its log, until its logged place is free (`Simulator.held_back` marks those agents;
+brake behind one, is held back: it stays invisible, on its log, until its logged place is free (`SimState.held_back` marks those agents, `Simulator.held_back` reads it on the latest state;
 `rollout` reports their count per scenario as `RolloutResult.extra["held_back"]`).
 
 LEARNED agents take accel and steer [B, A] from a behaviour model handed in as
@@ -114,12 +114,19 @@ class Simulator:
         if self.triggers.any:  # ... whose agent leaves its log at the trigger's release step
             self.script_start = torch.where(self.triggers.mask & self.log_first, self.triggers.release.unsqueeze(1),
                                             self.script_start)
-        self._frenet = (None, None)  # (state, Frenet of that state): the projection _track_lanes made
-        self.held_back = torch.zeros_like(self.is_ego)  # [B, A] agents whose appearance was held back (reset clears it)
+        self._last = None  # the latest state reset/step returned (only for the read-only `held_back`)
 
     @property
     def dt(self) -> float:
         return self.batch.dt
+
+    @property
+    def held_back(self) -> torch.Tensor:
+        """[B, A] bool, read-only: the logged agents whose appearance was held back, on the latest
+        state `reset`/`step` returned (`SimState.held_back`; the step does not read this)."""
+        if self._last is None or self._last.held_back is None:
+            return torch.zeros_like(self.is_ego)
+        return self._last.held_back
 
     def reset(self) -> SimState:
         b = self.batch
@@ -136,24 +143,26 @@ class Simulator:
         if self.behavior is not None:
             self.behavior.reset(b)
         from_log = self.is_replay | self.log_first  # visible only where their log is at the start
-        self.held_back = torch.zeros_like(self.is_ego)
         valid = b.valid & (~from_log | b.log_valid[:, :, 0])
-        return SimState(
+        state = SimState(
             x=init["x"].clone(), y=init["y"].clone(), yaw=init["yaw"].clone(), speed=init["speed"].clone(),
             accel=zeros, steer=zeros.clone(), length=init["length"], width=init["width"],
             agent_type=init["agent_type"], valid=valid, lane=lane, seg=seg, step=0,
             lane_change_step=torch.full_like(lane, -10_000), clock=torch.zeros(B, dtype=torch.long, device=xy.device),
             released=self._release(None, valid, xy, init["speed"], torch.zeros(B, dtype=torch.long, device=xy.device)),
+            held_back=torch.zeros_like(self.is_ego), **self.triggers.initial(),
         )
+        self._last = project_lanes(state, b)
+        return self._last
 
     def step(self, state: SimState, ego_action: torch.Tensor) -> SimState:
         """Advance every scenario by dt. ego_action [B, 2] (accel, steer) must be finite and inside
         the action space, else `ActionError` (see the module docstring); it is never clipped."""
         self._check_action(state, ego_action)
         cfg = self.config
-        fr = self._frenet[1] if self._frenet[0] is state else None
-        self.triggers.fire(state)  # scripts waiting for the simulated ego (none: nothing to do)
-        scripts = self.triggers.script_view(state)  # the batch itself unless a script waits for the ego
+        fr = frenet_of(state)  # the projection the previous step (or reset) made; None: project afresh
+        trig = self.triggers.fire(state)  # scripts waiting for the simulated ego (none: nothing to do)
+        scripts = self.triggers.script_view(state, trig)  # the batch itself unless a script waits for the ego
         dec = reactive_control(state, scripts, cfg.reactive, fr) if self.needs_reactive else None
         reactive = self.is_reactive & state.released
         constant = self.is_cv & state.released
@@ -179,9 +188,10 @@ class Simulator:
         accel_eff = torch.where(keep, torch.zeros_like(accel_eff), accel_eff)
         steer = torch.where(keep, torch.zeros_like(steer), steer)
         valid = state.valid
+        held_back = state.held_back if state.held_back is not None else torch.zeros_like(state.valid)
         if bool(replay.any()):
             x, y, yaw, speed, accel_eff, valid = self._replay(state, replay, x, y, yaw, speed, accel_eff, valid)
-            valid = self._hold_back(state, valid, x, y, yaw, speed)
+            valid, held_back = self._hold_back(state, valid, held_back, x, y, yaw, speed)
         if dec is not None:
             lane, seg = torch.where(reactive, dec.lane, state.lane), torch.where(reactive, dec.seg, state.seg)
             changed = dec.changed & reactive
@@ -191,8 +201,9 @@ class Simulator:
         moved = state.replace(x=x, y=y, yaw=yaw, speed=speed, accel=accel_eff, steer=steer, valid=valid, released=released,
                               lane=lane, seg=seg, step=state.step + 1, clock=state.row_step + 1,
                               lane_change_step=torch.where(changed, state.row_step.unsqueeze(1).expand_as(lane),
-                                                           state.lane_change_step))
-        return self._track_lanes(moved)
+                                                           state.lane_change_step), held_back=held_back, **trig)
+        self._last = self._track_lanes(moved)
+        return self._last
 
     def _check_action(self, state: SimState, action) -> None:
         reasons = action_problems(action, self.batch.batch_size)
@@ -219,8 +230,8 @@ class Simulator:
         trigger = torch.where(self.script_start >= 0, t.unsqueeze(1) >= self.script_start, trigger)
         return released | (self.log_first & valid & trigger)
 
-    def _hold_back(self, state, valid, x, y, yaw, speed):
-        """valid [B, A] with logged agents that would appear this step where a simulated agent
+    def _hold_back(self, state, valid, held_back, x, y, yaw, speed):
+        """(valid, held_back) [B, A] with logged agents that would appear this step where a simulated agent
         (the ego, or an agent already off its log) is kept invisible; they stay on their (hidden)
         log and appear at the first step where their logged place is free. The place is the
         logged box grown by `appear_margin` on each side and, ahead, a cone (rough logged headings)
@@ -231,7 +242,7 @@ class Simulator:
         cfg = self.config
         appear = self.log_first & ~state.released & ~state.valid & valid  # [B, A]
         if not bool(appear.any()):
-            return valid
+            return valid, held_back
         on_log = self.is_replay | (self.log_first & ~state.released)
         simulated = valid & (~on_log | self.is_ego) & ~appear  # [B, A]
         rows, cols = appear.nonzero(as_tuple=True)  # N newly appearing agents
@@ -249,10 +260,10 @@ class Simulator:
         hits &= simulated[rows]
         blocked = hits.any(dim=1)
         if not bool(blocked.any()):
-            return valid
+            return valid, held_back
         rows, cols = rows[blocked], cols[blocked]
-        self.held_back = self.held_back.index_put((rows, cols), torch.ones_like(rows, dtype=torch.bool))
-        return valid.index_put((rows, cols), torch.zeros_like(rows, dtype=torch.bool))
+        held_back = held_back.index_put((rows, cols), torch.ones_like(rows, dtype=torch.bool))
+        return valid.index_put((rows, cols), torch.zeros_like(rows, dtype=torch.bool)), held_back
 
     def _replay(self, state, rep, x, y, yaw, speed, accel, valid):
         T1, A = self.batch.log.shape[2], self.batch.log.shape[1]
@@ -293,6 +304,28 @@ class Simulator:
             new_lane = torch.where(off, -1, new_lane)
             lane, seg = lane.index_put((rows, cols), new_lane), seg.index_put((rows, cols), new_seg)
             s, d = s.index_put((rows, cols), new_s), d.index_put((rows, cols), new_d)
-        new = state.replace(lane=lane, seg=seg, valid=valid)
-        self._frenet = (new, Frenet(s, d, seg, lane_yaw))  # lane_yaw is stale where the lane changed
-        return new
+        # the projection for the next step; lane_yaw is stale where the lane changed
+        return state.replace(lane=lane, seg=seg, valid=valid, lane_s=s, lane_d=d, lane_seg=seg, lane_yaw=lane_yaw)
+
+
+PROJECTION = ("lane_s", "lane_d", "lane_seg", "lane_yaw")  # the SimState fields of the lane projection
+
+
+def frenet_of(state: SimState) -> Frenet | None:
+    """The lane projection carried by `state` (None if it carries none)."""
+    if any(getattr(state, k) is None for k in PROJECTION):
+        return None
+    return Frenet(state.lane_s, state.lane_d, state.lane_seg, state.lane_yaw)
+
+
+def project_lanes(state: SimState, batch: ScenarioBatch, rows: torch.Tensor | None = None) -> SimState:
+    """`state` with its lane projection (lane_s, lane_d, lane_seg, lane_yaw) computed afresh from
+    its lanes, segments and positions: for every row, or only for the rows where `rows` [B] bool
+    is True (e.g. rows restarted by hand; a state without a projection gets it for all rows).
+    `reset` uses it; the values are the ones a step would compute for a state built elsewhere."""
+    s, d, seg, yaw = batch.bank.project(state.lane, state.seg, state.xy)
+    fresh = dict(zip(PROJECTION, (s, d, seg, yaw)))
+    if rows is None or frenet_of(state) is None:
+        return state.replace(**fresh)
+    pick = rows.view(-1, 1)
+    return state.replace(**{k: torch.where(pick, v, getattr(state, k)) for k, v in fresh.items()})
