@@ -40,7 +40,7 @@ KNOWN = {
             "tests/events/test_real_trigger.py"},  # real_set_counts: a generated set's summary lines
     # to split: the CLI into a package; the WOSAC metric; the IL and PPO trainers (536, 549 lines); MapBank
     "long": {"drivesim/cli/main.py", "drivesim/traffic_model/wosac.py", "drivesim/train/il.py",
-             "drivesim/train/ppo.py", "drivesim/map/bank.py"},
+             "drivesim/train/ppo.py"},
 }
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from drivesim.core.geometry import box_corners
-from drivesim.map.bank import project_on_polylines
+from drivesim.map.bank import lookup, project_on_polylines
 from drivesim.metrics.collisions import (CLASS_NAMES, STOPPED_SPEED, CollisionClass, at_fault, classify_collisions,
                                          collision_class, ego_consider_mask, ego_straddles_lanes)
 from drivesim.metrics.comfort import ComfortConfig, is_comfortable
@@ -114,7 +114,7 @@ class MetricAccumulator:
         ttc = ego_ttc(terms, ego.speed, before, lambda: straddle() | offroad | junction(), self.cfg.ttc)
         ttc = torch.where(fault_now, torch.zeros_like(ttc), ttc)  # nuPlan: TTC 0 at an at-fault collision
         lane = state.lane[:, 0]
-        limit = bank.lane_speed[lane.clamp(min=0)]
+        limit = lookup(bank.lane_speed, lane.clamp(min=0))
         overspeed = torch.where(lane >= 0, torch.relu(ego.speed - limit), torch.zeros_like(limit))
         prev = xy if self._prev_xy is None else self._prev_xy
         oncoming = oncoming_displacement(direction, xy - prev)

@@ -42,6 +42,7 @@ from drivesim.dynamics.bicycle import BicycleConfig, apply_limits
 from drivesim.dynamics.bicycle import step as bicycle_step
 from drivesim.sim.policy import ACTION_HIGH, ACTION_LOW
 from drivesim.sim.triggers import ScriptTriggers
+from drivesim.map.bank import lookup
 
 ACTION_TOL = 1e-4  # float slack on the action bounds (the dynamics clamp within it)
 
@@ -282,7 +283,7 @@ class Simulator:
         Keeps the projection for the next step."""
         bank = self.batch.bank
         s, d, seg, lane_yaw = bank.project(state.lane, state.seg, state.xy)
-        L = bank.lane_len[state.lane.clamp(min=0)]
+        L = lookup(bank.lane_len, state.lane.clamp(min=0))
         nxt = next_lanes(state.lane, self.batch)
         past = (s > L) & (state.lane >= 0)
         onto = past & (nxt >= 0)
@@ -292,7 +293,7 @@ class Simulator:
         on_log = self.is_replay | (self.log_first & ~state.released)
         gone = past & (nxt < 0) & ~self.is_ego & ~on_log & ~self.is_learned
         valid = state.valid & ~gone
-        half = 0.5 * bank.lane_width[state.lane.clamp(min=0)] + 0.3
+        half = 0.5 * lookup(bank.lane_width, state.lane.clamp(min=0)) + 0.3
         follow = (self.is_ego | self.is_replay | self.log_first | self.is_learned) & valid
         drift = follow & ((d.abs() > half) | (state.lane < 0))
         # agents found off every lane (pedestrians, parked cars) get lane -1 and are searched again once a second
@@ -300,7 +301,7 @@ class Simulator:
         if bool(drift.any()):
             rows, cols = drift.nonzero(as_tuple=True)
             new_lane, new_seg, new_s, new_d = bank.locate(self.batch.map_idx[rows], state.xy[rows, cols], state.yaw[rows, cols])
-            off = (new_d.abs() > 0.5 * bank.lane_width[new_lane] + 0.3) & (cols > 0)
+            off = (new_d.abs() > 0.5 * lookup(bank.lane_width, new_lane) + 0.3) & (cols > 0)
             new_lane = torch.where(off, -1, new_lane)
             lane, seg = lane.index_put((rows, cols), new_lane), seg.index_put((rows, cols), new_seg)
             s, d = s.index_put((rows, cols), new_s), d.index_put((rows, cols), new_d)

@@ -38,6 +38,7 @@ import torch
 from drivesim.core.scenario import ScenarioBatch, ScenarioError
 from drivesim.core.state import SimState
 from drivesim.sim.observation import route_position
+from drivesim.map.bank import lookup
 
 MIN_CLOSING = 0.3  # m/s: a closing speed below this is no cut-in
 
@@ -95,7 +96,7 @@ class ScriptTriggers:
         self.mask[rows, self.agent[rows]] = True
         self.half_lane = col("lane_width", torch.float32) / 2
         lanes = batch.route_lanes
-        length = torch.where(lanes >= 0, batch.bank.lane_len[lanes.clamp(min=0)], torch.zeros_like(lanes, dtype=torch.float32))
+        length = torch.where(lanes >= 0, lookup(batch.bank.lane_len, lanes.clamp(min=0)), torch.zeros_like(lanes, dtype=torch.float32))
         self.route_end = length.cumsum(dim=1)  # [B, R] arc length where each route lane ends
         self.route_count = (lanes >= 0).sum(dim=1)  # [B]
 

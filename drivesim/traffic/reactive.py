@@ -21,6 +21,7 @@ from drivesim.core.geometry import to_local
 from drivesim.core.state import SimState
 from drivesim.core.types import AgentType
 from drivesim.dynamics.bicycle import WHEELBASE_RATIO
+from drivesim.map.bank import lookup
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ def project_on(state: SimState, fr: Frenet, target: torch.Tensor, batch: Scenari
     position where the target is the left or right neighbour, every segment otherwise."""
     bank = batch.bank
     lc = state.lane.clamp(min=0)
-    left = target == bank.lane_left[lc]
-    beside = (left | (target == bank.lane_right[lc])) & (target >= 0)
+    left = target == lookup(bank.lane_left, lc)
+    beside = (left | (target == lookup(bank.lane_right, lc))) & (target >= 0)
     _, guess = bank.on_neighbour(state.lane, left, fr.s)
     out = bank.project(target.clamp(min=0), guess, state.xy, back=4, ahead=4)
     far = ~beside & (target >= 0)
@@ -73,7 +74,7 @@ def next_lanes(lane: torch.Tensor, batch: ScenarioBatch) -> torch.Tensor:
     """The successor each agent will take ([B, A], -1 none): the route for the ego, else a fixed
     choice per agent (agent index modulo the number of successors), so it is deterministic."""
     bank = batch.bank
-    succ = bank.lane_succ[lane.clamp(min=0)]  # [B, A, S]
+    succ = lookup(bank.lane_succ, lane.clamp(min=0))  # [B, A, S]
     n = (succ >= 0).sum(-1)
     pick = torch.remainder(agent_index_like(lane), n.clamp(min=1))
     nxt = succ.gather(-1, pick.unsqueeze(-1)).squeeze(-1)
@@ -106,9 +107,9 @@ def lane_index(state: SimState, fr: Frenet, batch: ScenarioBatch) -> Lanes:
     crosses into."""
     bank = batch.bank
     lc = state.lane.clamp(min=0)
-    half_lane = 0.5 * bank.lane_width[lc]
+    half_lane = 0.5 * lookup(bank.lane_width, lc)
     on_lane = state.valid & (state.lane >= 0) & (fr.d.abs() < half_lane + 0.5 * state.width)
-    side = torch.where(fr.d > 0, bank.lane_left[lc], bank.lane_right[lc])
+    side = torch.where(fr.d > 0, lookup(bank.lane_left, lc), lookup(bank.lane_right, lc))
     crosses = on_lane & (side >= 0) & (fr.d.abs() + 0.5 * state.width > half_lane)
     side_s, _ = bank.on_neighbour(state.lane, fr.d > 0, fr.s)
     index = build_index([state.lane, side], [fr.s, side_s], [on_lane, crosses], 0.5 * state.length)
@@ -128,7 +129,7 @@ def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch
     bank, idx = batch.bank, lanes.index
     me = agent_index_like(state.lane)
     inf = torch.full_like(fr.s, math.inf)
-    rem = bank.lane_len[state.lane.clamp(min=0)] - fr.s
+    rem = lookup(bank.lane_len, state.lane.clamp(min=0)) - fr.s
     j1, s1, f1 = idx.neighbour(state.lane, fr.s, me, ahead=True)
     j2, s2, f2 = idx.neighbour(lanes.side, lanes.side_s, me, ahead=True)
     j3, s3, f3 = idx.neighbour(nxt, torch.full_like(fr.s, -1e5), me, ahead=True)
@@ -142,7 +143,7 @@ def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch
     near = (lon > 0) & (lon < reach) & (lat.abs() < 0.5 * (state.width + state.width[:, :1]) + 0.2) & state.valid[:, :1]
     near[:, 0] = False
     # a leader on the lane the body is leaving matters only if it is reached before the body clears that lane
-    overlap = fr.d.abs() + 0.5 * state.width - 0.5 * bank.lane_width[state.lane.clamp(min=0)]
+    overlap = fr.d.abs() + 0.5 * state.width - 0.5 * lookup(bank.lane_width, state.lane.clamp(min=0))
     closing = (state.speed - gather_agents(state.speed, j2)).clamp(min=0) * overlap.clamp(min=0) / cfg.lat_speed
     f2 = f2 & (s2 - lanes.side_s - 0.5 * (state.length + gather_agents(state.length, j2)) < closing + cfg.idm.min_gap + 2.0)
     j6, lon6 = _off_lane_ahead(state, lanes.on_lane, cfg)
@@ -198,10 +199,10 @@ def _stop_line_gap(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: Scenar
     for; and the mask of agents stopping for red."""
     bank = batch.bank
     lane = state.lane.clamp(min=0)
-    rem = bank.lane_len[lane] - fr.s - 0.5 * state.length
+    rem = lookup(bank.lane_len, lane) - fr.s - 0.5 * state.length
     red = bank.signal_stop(state.lane, batch.map_idx, t)
     can_stop = rem > state.speed**2 / (2 * cfg.stop_decel)
-    stop = (red & can_stop) | ((bank.lane_dead_end[lane] | bank.lane_stub[lane]) & (nxt < 0))
+    stop = (red & can_stop) | ((lookup(bank.lane_dead_end, lane) | lookup(bank.lane_stub, lane)) & (nxt < 0))
     on = state.lane >= 0
     return torch.where(stop & on, rem.clamp(min=0.0), torch.full_like(rem, FAR)), red & can_stop & on
 
@@ -212,8 +213,8 @@ def desired_speed(state: SimState, batch: ScenarioBatch) -> torch.Tensor:
     lane -1 must not read global lane 0, which belongs to whichever map is first in the batch)."""
     bank = batch.bank
     lc = state.lane.clamp(min=0)
-    curve = bank.curve_speed[lc * bank.lane_pts.shape[1] + state.seg]
-    capped = torch.minimum(torch.minimum(batch.init["desired_speed"], bank.lane_speed[lc]), curve)
+    curve = lookup(bank.curve_speed, lc * bank.lane_pts.shape[1] + state.seg)
+    capped = torch.minimum(torch.minimum(batch.init["desired_speed"], lookup(bank.lane_speed, lc)), curve)
     return torch.where(state.lane >= 0, capped, batch.init["desired_speed"])
 
 
@@ -240,7 +241,7 @@ def pure_pursuit(state: SimState, fr: Frenet, lane, nxt, batch: ScenarioBatch, l
     v = state.speed
     ahead = torch.clamp(v * cfg.lookahead_time, min=cfg.min_lookahead)
     d_goal = fr.d - torch.sign(fr.d) * torch.minimum(fr.d.abs(), lat_speed * ahead / v.clamp(min=1.0))
-    L = bank.lane_len[lane.clamp(min=0)]
+    L = lookup(bank.lane_len, lane.clamp(min=0))
     s_ahead = fr.s + ahead
     use_next = (s_ahead > L) & (nxt >= 0)
     xy_t, yaw_t = bank.point_at(lane, s_ahead, bank.seg_near(lane, s_ahead), 3)
