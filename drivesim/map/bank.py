@@ -25,6 +25,7 @@ from drivesim.map.road import RoadMap
 from drivesim.map.signals import signal_tables
 
 MAX_SUCCESSORS = 4
+SUCC_PERIOD = math.lcm(*range(1, MAX_SUCCESSORS + 1))  # 12: a % n == (a % 12) % n for every count n of successors
 COARSE = 8  # full-lane searches look at every 8th point first, then the segments near the best
 CHUNK = 6  # points per lane piece in observations (10 m at 2 m spacing)
 
@@ -349,6 +350,16 @@ class MapBank:
         """Rows [..., 6] of seg_table for segments k of lanes (lane broadcast against k)."""
         idx = (lane * self.lane_pts.shape[1] + k).reshape(-1)
         return self.seg_table.index_select(0, idx).view(*k.shape, 6)
+
+    @functools.cached_property
+    def succ_by_index(self) -> torch.Tensor:
+        """[NL, SUCC_PERIOD] int64: the successor an agent with index a takes from each lane, at
+        column a % SUCC_PERIOD (its choice is a % n of the lane's n successors, and n divides
+        SUCC_PERIOD); -1 where the lane has none (traffic/reactive.next_lanes)."""
+        n = (self.lane_succ >= 0).sum(-1, keepdim=True)  # [NL, 1]
+        col = torch.arange(SUCC_PERIOD, device=n.device).expand(len(n), -1)
+        pick = self.lane_succ.gather(1, torch.remainder(col, n.clamp(min=1)))
+        return torch.where(n > 0, pick, torch.full_like(pick, -1))
 
     @functools.cached_property
     def seg_fields(self) -> torch.Tensor:

@@ -21,7 +21,7 @@ from drivesim.core.geometry import to_local
 from drivesim.core.state import SimState
 from drivesim.core.types import AgentType
 from drivesim.dynamics.bicycle import WHEELBASE_RATIO
-from drivesim.map.bank import lookup
+from drivesim.map.bank import SUCC_PERIOD, lookup
 
 
 @dataclass(frozen=True)
@@ -72,20 +72,26 @@ def project_on(state: SimState, fr: Frenet, target: torch.Tensor, batch: Scenari
 
 def next_lanes(lane: torch.Tensor, batch: ScenarioBatch) -> torch.Tensor:
     """The successor each agent will take ([B, A], -1 none): the route for the ego, else a fixed
-    choice per agent (agent index modulo the number of successors), so it is deterministic."""
+    choice per agent (agent index modulo the number of successors), so it is deterministic.
+    One lookup in the bank's table of choices (`MapBank.succ_by_index`; the plain form is
+    reference_leaders.next_lanes_reference)."""
     bank = batch.bank
-    succ = lookup(bank.lane_succ, lane.clamp(min=0))  # [B, A, S]
-    n = (succ >= 0).sum(-1)
-    pick = torch.remainder(agent_index_like(lane), n.clamp(min=1))
-    nxt = succ.gather(-1, pick.unsqueeze(-1)).squeeze(-1)
-    nxt = torch.where((n > 0) & (lane >= 0), nxt, torch.full_like(nxt, -1))
+    col = torch.remainder(torch.arange(lane.shape[1], device=lane.device), SUCC_PERIOD)  # [A]
+    nxt = lookup(bank.succ_by_index.view(-1), lane.clamp(min=0) * SUCC_PERIOD + col)
+    nxt = torch.where(lane >= 0, nxt, -1)
+    return ego_next(lane, nxt, batch)
+
+
+def ego_next(lane: torch.Tensor, nxt: torch.Tensor, batch: ScenarioBatch) -> torch.Tensor:
+    """nxt [B, A] with the ego's (column 0) replaced by the lane after its own on the route
+    (its own choice when it is off the route or at the route's end)."""
     route = batch.route_lanes  # [B, R]
     on_route = route == lane[:, :1]
     pos = on_route.float().argmax(dim=1)
     after = route.gather(1, (pos + 1).clamp(max=route.shape[1] - 1).unsqueeze(1)).squeeze(1)
     after = torch.where(pos + 1 < route.shape[1], after, torch.full_like(after, -1))
-    ego_next = torch.where(on_route.any(1) & (after >= 0), after, nxt[:, 0])
-    return torch.cat([ego_next.unsqueeze(1), nxt[:, 1:]], dim=1)
+    own = torch.where(on_route.any(1) & (after >= 0), after, nxt[:, 0])
+    return torch.cat([own.unsqueeze(1), nxt[:, 1:]], dim=1)
 
 
 def agent_index_like(t: torch.Tensor) -> torch.Tensor:
@@ -130,9 +136,11 @@ def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch
     me = agent_index_like(state.lane)
     inf = torch.full_like(fr.s, math.inf)
     rem = lookup(bank.lane_len, state.lane.clamp(min=0)) - fr.s
-    j1, s1, f1 = idx.neighbour(state.lane, fr.s, me, ahead=True)
-    j2, s2, f2 = idx.neighbour(lanes.side, lanes.side_s, me, ahead=True)
-    j3, s3, f3 = idx.neighbour(nxt, torch.full_like(fr.s, -1e5), me, ahead=True)
+    # the next agent ahead on the own lane, on the side lane and from the start of the successor: one search
+    A = me.shape[1]
+    found = idx.neighbour(torch.cat([state.lane, lanes.side, nxt], 1), torch.cat([fr.s, lanes.side_s, torch.full_like(fr.s, -1e5)], 1),
+                          torch.cat([me, me, me], 1), ahead=True)
+    (j1, j2, j3), (s1, s2, s3), (f1, f2, f3) = (v.split(A, dim=1) for v in found)
     merging = build_index([nxt], [rem], [lanes.on_lane & (nxt >= 0) & (rem < cfg.merge_horizon)], -0.5 * state.length)
     j4, r4, f4 = merging.neighbour(nxt, rem, me, ahead=False)
     # the agent nearer the joint leads only if it also gets there first (a crawling one yields instead, yielding.py)
@@ -244,11 +252,12 @@ def pure_pursuit(state: SimState, fr: Frenet, lane, nxt, batch: ScenarioBatch, l
     L = lookup(bank.lane_len, lane.clamp(min=0))
     s_ahead = fr.s + ahead
     use_next = (s_ahead > L) & (nxt >= 0)
-    xy_t, yaw_t = bank.point_at(lane, s_ahead, bank.seg_near(lane, s_ahead), 3)
-    if bool(use_next.any()):
-        xy_next, yaw_next = bank.point_at(nxt.clamp(min=0), s_ahead - L, bank.seg_near(nxt, s_ahead - L), 3)
-        xy_t = torch.where(use_next.unsqueeze(-1), xy_next, xy_t)
-        yaw_t = torch.where(use_next, yaw_next, yaw_t)
+    # the point on the own lane and on the successor in one call ([B, 2A]: per element the same values)
+    A = lane.shape[1]
+    both, s_both = torch.cat([lane, nxt.clamp(min=0)], 1), torch.cat([s_ahead, s_ahead - L], 1)
+    xy_both, yaw_both = bank.point_at(both, s_both, bank.seg_near(torch.cat([lane, nxt], 1), s_both), 3)
+    xy_t = torch.where(use_next.unsqueeze(-1), xy_both[:, A:], xy_both[:, :A])
+    yaw_t = torch.where(use_next, yaw_both[:, A:], yaw_both[:, :A])
     normal = torch.stack([-torch.sin(yaw_t), torch.cos(yaw_t)], dim=-1)
     target = xy_t + normal * d_goal.unsqueeze(-1)
     wheelbase = WHEELBASE_RATIO * state.length

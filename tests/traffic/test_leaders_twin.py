@@ -39,3 +39,19 @@ def test_leaders_match_brute_force_on_random_states():
         assert torch.allclose(fast[finite], ref[finite].float(), atol=1e-3)
         checked += int(finite.sum())
     assert checked > 200
+
+
+def test_next_lanes_table_matches_the_successor_lists():
+    """reactive.next_lanes (one lookup in MapBank.succ_by_index) against the plain choice a % n."""
+    from drivesim.traffic.reference_leaders import next_lanes_reference
+
+    roads = [build_map("intersection"), build_map("merge"), build_map("straight", lanes=2), build_map("curved")]
+    scen = [procedural_scenario(r, TrafficConfig(density=4.0), seed=k, name=f"s{k}") for k, r in enumerate(roads)]
+    batch = ScenarioBatch.build(scen)
+    gen = torch.Generator().manual_seed(1)
+    n_lanes = batch.bank.lane_succ.shape[0]
+    lane = torch.randint(-1, n_lanes, (batch.batch_size, 40), generator=gen)
+    lane[:, 0] = batch.route_lanes[:, 0]  # the ego on its route
+    assert torch.equal(next_lanes(lane, batch), next_lanes_reference(lane, batch))
+    counts = (batch.bank.lane_succ >= 0).sum(-1)
+    assert int(counts.max()) >= 2, "some lane has a choice of successors"
