@@ -380,10 +380,11 @@ class MapBank:
         if seg_hint is None:
             seg_hint, window = torch.zeros_like(lane_c), self.lane_pts.shape[1] - 1
         k = torch.minimum(seg_hint.unsqueeze(-1) + torch.arange(window, device=s.device), (nseg - 1).unsqueeze(-1))
-        rows = self.segments(lane_c.unsqueeze(-1), k)  # [..., W, 6]
-        pick = ((rows[..., 5] <= s.unsqueeze(-1)).sum(-1, keepdim=True) - 1).clamp(min=0)
-        row = rows.gather(-2, pick.unsqueeze(-1).expand(*pick.shape, 6)).squeeze(-2)
+        first = lane_c.unsqueeze(-1) * self.lane_pts.shape[1]  # [..., 1] row of each lane's segment 0
+        start_s = lookup(self.seg_fields[5], first + k)  # [..., W] arc length where each segment starts
+        pick = ((start_s <= s.unsqueeze(-1)).sum(-1, keepdim=True) - 1).clamp(min=0)
         kk = k.gather(-1, pick).squeeze(-1)
+        row = lookup(self.seg_table, first.squeeze(-1) + kk)  # [..., 6] the picked segment
         along = s - row[..., 5]
         lo = torch.where(kk == 0, -1e9, 0.0)
         hi = torch.where(kk == nseg - 1, 1e9, row[..., 4])

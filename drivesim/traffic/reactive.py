@@ -252,12 +252,11 @@ def pure_pursuit(state: SimState, fr: Frenet, lane, nxt, batch: ScenarioBatch, l
     L = lookup(bank.lane_len, lane.clamp(min=0))
     s_ahead = fr.s + ahead
     use_next = (s_ahead > L) & (nxt >= 0)
-    # the point on the own lane and on the successor in one call ([B, 2A]: per element the same values)
-    A = lane.shape[1]
-    both, s_both = torch.cat([lane, nxt.clamp(min=0)], 1), torch.cat([s_ahead, s_ahead - L], 1)
-    xy_both, yaw_both = bank.point_at(both, s_both, bank.seg_near(torch.cat([lane, nxt], 1), s_both), 3)
-    xy_t = torch.where(use_next.unsqueeze(-1), xy_both[:, A:], xy_both[:, :A])
-    yaw_t = torch.where(use_next, yaw_both[:, A:], yaw_both[:, :A])
+    xy_t, yaw_t = bank.point_at(lane, s_ahead, bank.seg_near(lane, s_ahead), 3)
+    if bool(use_next.any()):
+        xy_next, yaw_next = bank.point_at(nxt.clamp(min=0), s_ahead - L, bank.seg_near(nxt, s_ahead - L), 3)
+        xy_t = torch.where(use_next.unsqueeze(-1), xy_next, xy_t)
+        yaw_t = torch.where(use_next, yaw_next, yaw_t)
     normal = torch.stack([-torch.sin(yaw_t), torch.cos(yaw_t)], dim=-1)
     target = xy_t + normal * d_goal.unsqueeze(-1)
     wheelbase = WHEELBASE_RATIO * state.length

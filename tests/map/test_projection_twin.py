@@ -40,3 +40,32 @@ def test_field_projection_on_hand_made_segments():
     s, d, k, yaw = project_on_segment_fields(one(0.0), one(0.0), one(1.0), one(0.0), one(10.0), one(5.0),
                                              torch.tensor([[0]]), torch.tensor([1]), torch.tensor([3.0]), torch.tensor([2.0]))
     assert float(s) == 8.0 and float(d) == 2.0 and int(k) == 0 and float(yaw) == 0.0
+
+
+def plain_point_at(bank: MapBank, lane, s, seg_hint, window):
+    """MapBank.point_at from whole segment rows (the twin of its field lookups)."""
+    lane_c = lane.clamp(min=0)
+    nseg = bank.lane_npts[lane_c] - 1
+    k = torch.minimum(seg_hint.unsqueeze(-1) + torch.arange(window), (nseg - 1).unsqueeze(-1))
+    rows = bank.segments(lane_c.unsqueeze(-1), k)  # [..., W, 6]
+    pick = ((rows[..., 5] <= s.unsqueeze(-1)).sum(-1, keepdim=True) - 1).clamp(min=0)
+    row = rows.gather(-2, pick.unsqueeze(-1).expand(*pick.shape, 6)).squeeze(-2)
+    kk = k.gather(-1, pick).squeeze(-1)
+    along = s - row[..., 5]
+    lo = torch.where(kk == 0, -1e9, 0.0)
+    hi = torch.where(kk == nseg - 1, 1e9, row[..., 4])
+    along = torch.maximum(torch.minimum(along, hi), lo)
+    return row[..., 0:2] + row[..., 2:4] * along.unsqueeze(-1), torch.atan2(row[..., 3], row[..., 2])
+
+
+def test_point_at_matches_its_plain_twin():
+    bank = MapBank.build([build_map("curved"), build_map("intersection")])
+    gen = torch.Generator().manual_seed(2)
+    lane = torch.randint(-1, bank.lane_pts.shape[0], (16, 24), generator=gen)
+    s = (torch.rand(lane.shape, generator=gen) * 1.4 - 0.2) * bank.lane_len[lane.clamp(min=0)]  # before, on, past the lane
+    hint = bank.seg_near(lane, s)
+    for window in (3, 24):
+        for f, r in zip(bank.point_at(lane, s, hint, window), plain_point_at(bank, lane, s, hint, window)):
+            assert torch.equal(f, r)
+    for f, r in zip(bank.point_at(lane, s), plain_point_at(bank, lane, s, torch.zeros_like(lane), bank.lane_pts.shape[1] - 1)):
+        assert torch.equal(f, r)
