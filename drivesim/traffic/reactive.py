@@ -172,12 +172,12 @@ def _off_lane_ahead(state: SimState, on_lane: torch.Tensor, cfg: ReactiveConfig)
     does not link (lanes that overlap or merge, a car already across a crossing lane), the other
     is a vehicle or a moving road user, and it is within `other_lane_range` bumper to bumper. [B, A, A] pairs."""
     B, A = state.x.shape
-    if B * A * A <= DENSE_PAIRS:
+    if B * A * A < DENSE_PAIRS:
         return off_lane_ahead_dense(state, on_lane, cfg)
     return off_lane_ahead_sparse(state, on_lane, cfg)
 
 
-DENSE_PAIRS = 65_536  # up to this many [B, A, A] pairs the dense form is cheaper (fewer ops); beyond, the sparse one
+DENSE_PAIRS = 16_384  # below this many [B, A, A] pairs the dense form is as fast (fewer ops); from here on the sparse one is faster
 
 
 def off_lane_ahead_dense(state: SimState, on_lane: torch.Tensor, cfg: ReactiveConfig):
