@@ -4,7 +4,7 @@ Times the full step (reactive agents, dynamics, collision and drivable-area chec
 accumulation) for several batch sizes B and agent counts A, each in a fresh process so that the
 peak memory is its own, and highway-env's highway-v0 / highway-fast-v0 in the same run; prints
 agent-steps/s, the ratio to highway-env per agent-step and the tensor ops dispatched per step
-(`ops_per_step`: on CPU the step is a few hundred small ops, each paying a fixed overhead, so
+(`count_ops`: on CPU the step is a few hundred small ops, each paying a fixed overhead, so
 their count is what bounds B=1 latency). `--repeat N` times each size N times (fresh processes)
 and reports the median: on a shared machine single timings scatter by tens of percent.
 """
@@ -82,20 +82,17 @@ def run_one(B: int, A: int, steps: int, device: str = "cpu") -> dict:
         state = acc_step(sim, acc, state, action)
     sync(device)
     dt = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ops = count_ops(lambda: acc_step(sim, acc, state, action))  # one more step, not timed
     acc.finalize(None)
     return {"B": B, "A": A, "steps": steps, "seconds": dt, "agent_steps_per_s": B * A * steps / dt,
-            "step_ms": 1e3 * dt / steps, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "step_ms": 1e3 * dt / steps, "peak_rss_mb": rss, "ops_per_step": ops,
             "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else 0.0}
 
 
-def ops_per_step(B: int, A: int, steps: int = 3) -> float:
-    """Aten ops dispatched per closed-loop step (simulator step + metric update), counted with a
-    TorchDispatchMode over `steps` steps after a warm-up (views and in-place ops count too)."""
+def count_ops(fn) -> int:
+    """Aten ops dispatched while fn() runs (a TorchDispatchMode; views and in-place ops count too)."""
     from torch.utils._python_dispatch import TorchDispatchMode
-
-    from drivesim.core.scenario import ScenarioBatch
-    from drivesim.metrics.accumulator import MetricAccumulator, MetricConfig
-    from drivesim.sim.simulator import Simulator
 
     class Count(TorchDispatchMode):
         n = 0
@@ -104,18 +101,9 @@ def ops_per_step(B: int, A: int, steps: int = 3) -> float:
             Count.n += 1
             return func(*args, **(kwargs or {}))
 
-    scen = bench_scenarios(min(B, 8), A)
-    batch = ScenarioBatch.build([scen[i % len(scen)] for i in range(B)])
-    sim, acc = Simulator(batch), MetricAccumulator(batch, MetricConfig())
-    action = torch.zeros(B, 2)
-    state = sim.reset()
-    acc.update(state)
-    for _ in range(3):
-        state = acc_step(sim, acc, state, action)
     with Count():
-        for _ in range(steps):
-            state = acc_step(sim, acc, state, action)
-    return Count.n / steps
+        fn()
+    return Count.n
 
 
 def acc_step(sim, acc, state, action):
@@ -200,11 +188,11 @@ def main(argv=None) -> int:
     for B, A in sizes:
         r = _median_child(B, A, args.steps, args.device, args.repeat)
         ratio = f"{r['agent_steps_per_s'] / ref:14.0f}" if ref else f"{'n/a':>14s}"
-        ops = f"{ops_per_step(B, A):9.0f}" if args.device == "cpu" and B <= 256 else f"{'':9s}"
-        print(f"{B:5d} {A:4d} {r['step_ms']:8.2f} {r['agent_steps_per_s']:14.0f} {ratio} {r['peak_rss_mb']:12.0f} {ops}")
+        print(f"{B:5d} {A:4d} {r['step_ms']:8.2f} {r['agent_steps_per_s']:14.0f} {ratio} {r['peak_rss_mb']:12.0f} "
+              f"{r['ops_per_step']:9d}")
+    ops64 = _child(1, 64, 1, args.device)["ops_per_step"]
     single = sorted(single_scenario_seconds() for _ in range(max(1, args.repeat)))[max(1, args.repeat) // 2]
-    print(f"\none 20 s scenario, 64 agents, constant-velocity ego: {single:.3f} s (target < 0.2 s; "
-          f"{ops_per_step(1, 64):.0f} ops/step)")
+    print(f"\none 20 s scenario, 64 agents, constant-velocity ego: {single:.3f} s (target < 0.2 s; {ops64} ops/step)")
     print("(ratio: against the faster highway-env variant per agent-step; one torch thread"
           + (f"; median of {args.repeat} runs" if args.repeat > 1 else "") + ")")
     return 0
