@@ -13,6 +13,9 @@ from drivesim.core.geometry import box_corners
 # fields the simulator keeps for its own next step (not stacked into trajectories)
 SIM_ONLY = ("step", "lane_change_step", "clock", "released", "lane_s", "lane_d", "lane_seg", "lane_yaw", "held_back",
             "trigger_fired", "trigger_shift", "trigger_lane")
+PROJECTION_FIELDS = ("lane_s", "lane_d", "lane_seg", "lane_yaw")  # the lane projection (s, d, seg, yaw) ...
+PROJECTION = frozenset(PROJECTION_FIELDS)
+PROJECTION_INPUTS = frozenset({"x", "y", "lane", "seg"})  # ... and what it is computed from
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,11 @@ class SimState:
         return box_corners(*self.boxes())
 
     def replace(self, **changes) -> "SimState":
+        """A new state with `changes`. Changing positions, lanes or segments without giving the
+        lane projection drops it (the next step projects afresh): a moved agent never keeps
+        the projection of where it was."""
+        if not PROJECTION_INPUTS.isdisjoint(changes) and PROJECTION.isdisjoint(changes):
+            changes = {**changes, **dict.fromkeys(PROJECTION)}
         return dataclasses.replace(self, **changes)
 
     def select_agents(self, idx: torch.Tensor) -> "SimState":

@@ -36,7 +36,7 @@ from drivesim.traffic.control import reactive_control
 from drivesim.traffic.reactive import Frenet, ReactiveConfig, next_lanes
 from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.geometry import boxes_overlap
-from drivesim.core.state import SimState
+from drivesim.core.state import PROJECTION_FIELDS, SimState
 from drivesim.core.types import ControlMode
 from drivesim.dynamics.bicycle import BicycleConfig, apply_limits
 from drivesim.dynamics.bicycle import step as bicycle_step
@@ -309,12 +309,9 @@ class Simulator:
         return state.replace(lane=lane, seg=seg, valid=valid, lane_s=s, lane_d=d, lane_seg=seg, lane_yaw=lane_yaw)
 
 
-PROJECTION = ("lane_s", "lane_d", "lane_seg", "lane_yaw")  # the SimState fields of the lane projection
-
-
 def frenet_of(state: SimState) -> Frenet | None:
     """The lane projection carried by `state` (None if it carries none)."""
-    if any(getattr(state, k) is None for k in PROJECTION):
+    if any(getattr(state, k) is None for k in PROJECTION_FIELDS):
         return None
     return Frenet(state.lane_s, state.lane_d, state.lane_seg, state.lane_yaw)
 
@@ -325,7 +322,7 @@ def project_lanes(state: SimState, batch: ScenarioBatch, rows: torch.Tensor | No
     is True (e.g. rows restarted by hand; a state without a projection gets it for all rows).
     `reset` uses it; the values are the ones a step would compute for a state built elsewhere."""
     s, d, seg, yaw = batch.bank.project(state.lane, state.seg, state.xy)
-    fresh = dict(zip(PROJECTION, (s, d, seg, yaw)))
+    fresh = dict(zip(PROJECTION_FIELDS, (s, d, seg, yaw)))
     if rows is None or frenet_of(state) is None:
         return state.replace(**fresh)
     pick = rows.view(-1, 1)

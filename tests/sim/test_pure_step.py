@@ -121,3 +121,17 @@ def test_held_back_property_reads_the_latest_state(run):
     assert torch.equal(sim.held_back, out.held_back)
     with pytest.raises(AttributeError):
         sim.held_back = torch.zeros_like(out.held_back)
+
+
+def test_moving_agents_by_hand_drops_the_stale_projection(run):
+    """A state whose positions are replaced (agents teleported by a caller) is projected afresh
+    by the next step, as a state built from scratch would be, not with where the agents were."""
+    sim, batch, states, actions = run
+    k = 30
+    moved = states[k].replace(x=states[k].x + 7.0)
+    assert moved.lane_s is None and moved.lane_yaw is None
+    fresh = project_lanes(moved, batch)
+    assert not torch.equal(fresh.lane_s, states[k].lane_s)
+    assert_same(sim.step(moved, actions[k]), sim.step(fresh, actions[k]), "teleported")
+    kept = states[k].replace(speed=states[k].speed + 1.0)  # what the projection does not depend on keeps it
+    assert kept.lane_s is states[k].lane_s
