@@ -30,9 +30,15 @@ COARSE = 8  # full-lane searches look at every 8th point first, then the segment
 CHUNK = 6  # points per lane piece in observations (10 m at 2 m spacing)
 
 
+TAKE_MAX = 4096  # lookup: up to this many entries `take` (one op) is the cheapest, beyond it index_select
+
+
 def lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """table[index] for an int64 index of any shape (entries in range, e.g. lanes clamped at 0),
-    as one index_select: the same values, at a fraction of the per-call cost of advanced indexing."""
+    """table[index] for an int64 index of any shape (entries in range, e.g. lanes clamped at 0):
+    the same values as advanced indexing at a fraction of its per-call cost (measured at B=1 and
+    B=256 x 32 agents: `take` for small 1-D lookups, one index_select otherwise)."""
+    if table.dim() == 1 and index.numel() <= TAKE_MAX:
+        return table.take(index)
     return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
 
 

@@ -69,3 +69,15 @@ def test_point_at_matches_its_plain_twin():
             assert torch.equal(f, r)
     for f, r in zip(bank.point_at(lane, s), plain_point_at(bank, lane, s, torch.zeros_like(lane), bank.lane_pts.shape[1] - 1)):
         assert torch.equal(f, r)
+
+
+def test_lookup_equals_advanced_indexing():
+    from drivesim.map.bank import TAKE_MAX, lookup
+
+    gen = torch.Generator().manual_seed(3)
+    for table in (torch.rand(50, generator=gen), torch.randint(-1, 9, (50,), generator=gen), torch.rand(50, 4, generator=gen),
+                  torch.rand(50, generator=gen) > 0.5):
+        for shape in ((3, 7), (TAKE_MAX + 5,), (2, 3, 4)):  # both sides of the take / index_select switch
+            index = torch.randint(0, 50, shape, generator=gen)
+            out = lookup(table, index)
+            assert out.dtype == table.dtype and torch.equal(out, table[index])
