@@ -196,14 +196,15 @@ class Simulator:
         if dec is not None:
             lane, seg = torch.where(reactive, dec.lane, state.lane), torch.where(reactive, dec.seg, state.seg)
             changed = dec.changed & reactive
+            nxt = torch.where(reactive, dec.next_lane, dec.next_lane_before)  # next_lanes(lane): it is per agent
         else:
-            lane, seg, changed = state.lane, state.seg, torch.zeros_like(reactive)
+            lane, seg, changed, nxt = state.lane, state.seg, torch.zeros_like(reactive), None
         released = self._release(state.released, valid, torch.stack([x, y], -1), speed, state.row_step + 1)
         moved = state.replace(x=x, y=y, yaw=yaw, speed=speed, accel=accel_eff, steer=steer, valid=valid, released=released,
                               lane=lane, seg=seg, step=state.step + 1, clock=state.row_step + 1,
                               lane_change_step=torch.where(changed, state.row_step.unsqueeze(1).expand_as(lane),
                                                            state.lane_change_step), held_back=held_back, **trig)
-        self._last = self._track_lanes(moved)
+        self._last = self._track_lanes(moved, nxt)
         return self._last
 
     def _check_action(self, state: SimState, action) -> None:
@@ -276,15 +277,15 @@ class Simulator:
         return (torch.where(rep, log[..., 0], x), torch.where(rep, log[..., 1], y), torch.where(rep, log[..., 2], yaw),
                 new_speed, accel, torch.where(rep, log_valid, valid))
 
-    def _track_lanes(self, state: SimState) -> SimState:
+    def _track_lanes(self, state: SimState, nxt: torch.Tensor | None = None) -> SimState:
         """Update each agent's lane and segment after moving: onto the successor past a lane end
         (agents with none leave the map, except the ego, LEARNED agents and agents on their log),
         and re-locating the ego, logged and LEARNED agents when they leave their lane sideways.
-        Keeps the projection for the next step."""
+        Keeps the projection for the next step. nxt: next_lanes(state.lane) when the caller has it."""
         bank = self.batch.bank
         s, d, seg, lane_yaw = bank.project(state.lane, state.seg, state.xy)
         L = lookup(bank.lane_len, state.lane.clamp(min=0))
-        nxt = next_lanes(state.lane, self.batch)
+        nxt = next_lanes(state.lane, self.batch) if nxt is None else nxt
         past = (s > L) & (state.lane >= 0)
         onto = past & (nxt >= 0)
         lane = torch.where(onto, nxt, state.lane)

@@ -20,6 +20,8 @@ class Decision:
     lane: torch.Tensor  # [B, A] lane after lane changes
     seg: torch.Tensor  # [B, A]
     changed: torch.Tensor  # [B, A] bool: changed lane this step
+    next_lane: torch.Tensor | None = None  # [B, A] next_lanes of `lane` ...
+    next_lane_before: torch.Tensor | None = None  # ... and of the state's lanes (per agent, so the simulator reuses them)
 
 
 def reactive_control(state: SimState, batch: ScenarioBatch, cfg: ReactiveConfig, fr: Frenet | None = None) -> Decision:
@@ -30,7 +32,7 @@ def reactive_control(state: SimState, batch: ScenarioBatch, cfg: ReactiveConfig,
     """
     t = state.row_step  # [B]
     fr = fr if fr is not None else lane_frenet(state, batch)
-    nxt = next_lanes(state.lane, batch)
+    nxt = nxt_before = next_lanes(state.lane, batch)
     lanes = lane_index(state, fr, batch)
     acc, v0 = longitudinal(state, fr, nxt, batch, cfg, t * batch.dt, lanes)
     lane, seg, changed = mobil_lane_changes(state, fr, batch, cfg, acc, v0, lanes)
@@ -49,4 +51,4 @@ def reactive_control(state: SimState, batch: ScenarioBatch, cfg: ReactiveConfig,
         fr = Frenet(*batch.bank.project(lane, seg, state.xy))
         nxt = next_lanes(lane, batch)
     steer = pure_pursuit(state, fr, lane, nxt, batch, lat, cfg)
-    return Decision(acc, steer, lane, fr.seg, changed)
+    return Decision(acc, steer, lane, fr.seg, changed, nxt, nxt_before)

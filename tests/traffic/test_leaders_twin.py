@@ -53,5 +53,10 @@ def test_next_lanes_table_matches_the_successor_lists():
     lane = torch.randint(-1, n_lanes, (batch.batch_size, 40), generator=gen)
     lane[:, 0] = batch.route_lanes[:, 0]  # the ego on its route
     assert torch.equal(next_lanes(lane, batch), next_lanes_reference(lane, batch))
+    # per agent: the simulator picks next lanes of mixed lanes from those of each (simulator.step)
+    other = torch.randint(-1, n_lanes, lane.shape, generator=gen)
+    mask = torch.rand(lane.shape, generator=gen) > 0.5
+    mixed = next_lanes(torch.where(mask, lane, other), batch)
+    assert torch.equal(mixed, torch.where(mask, next_lanes(lane, batch), next_lanes(other, batch)))
     counts = (batch.bank.lane_succ >= 0).sum(-1)
     assert int(counts.max()) >= 2, "some lane has a choice of successors"
