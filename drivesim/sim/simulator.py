@@ -100,6 +100,7 @@ class Simulator:
         self.is_ego = torch.zeros_like(mode, dtype=torch.bool)
         self.is_ego[:, 0] = True  # [B, A]
         self.is_policy = mode == ControlMode.POLICY
+        self.ego_policy = self.is_policy & self.is_ego  # [B, A]: the ego where the policy drives it
         self.is_reactive = (mode == ControlMode.REACTIVE) | (mode == ControlMode.HYBRID)
         self.is_hybrid = mode == ControlMode.HYBRID
         self.is_cv = mode == ControlMode.CONSTANT_VELOCITY
@@ -168,15 +169,15 @@ class Simulator:
         reactive = self.is_reactive & state.released
         constant = self.is_cv & state.released
         replay = self.is_replay | (self.log_first & ~state.released)
-        zeros = torch.zeros_like(state.x)
-        accel = torch.where(reactive, dec.accel, zeros) if dec is not None else zeros.clone()
-        steer = torch.where(reactive, dec.steer, zeros) if dec is not None else zeros.clone()
+        accel = torch.where(reactive, dec.accel, 0.0) if dec is not None else torch.zeros_like(state.x)
+        steer = torch.where(reactive, dec.steer, 0.0) if dec is not None else torch.zeros_like(state.x)
         learned = self.is_learned & state.released & state.valid
         if self.any_learned:
             l_accel, l_steer = self.behavior.act(state, self.batch, learned)
             accel, steer = torch.where(learned, l_accel, accel), torch.where(learned, l_steer, steer)
-        accel[:, 0] = torch.where(self.is_policy[:, 0], ego_action[:, 0], accel[:, 0])
-        steer[:, 0] = torch.where(self.is_policy[:, 0], ego_action[:, 1], steer[:, 0])
+        action = ego_action.to(accel.dtype)  # (a float64 action is cast, as assigning it into accel did)
+        accel = torch.where(self.ego_policy, action[:, 0:1], accel)  # the ego follows the policy's action
+        steer = torch.where(self.ego_policy, action[:, 1:2], steer)
         # the jerk limit starts from an acceleration inside the actuator range: a replayed step (an agent's
         # last one on its log) carries the log's speed change, 30 m/s^2 where a track's speed column jumps
         prev_accel = state.accel.clamp(-cfg.dynamics.max_decel, cfg.dynamics.max_accel)
@@ -186,8 +187,8 @@ class Simulator:
         keep = ~(self.is_policy | reactive | constant | learned) | ~state.valid
         x, y = torch.where(keep, state.x, x), torch.where(keep, state.y, y)
         yaw, speed = torch.where(keep, state.yaw, yaw), torch.where(keep, state.speed, speed)
-        accel_eff = torch.where(keep, torch.zeros_like(accel_eff), accel_eff)
-        steer = torch.where(keep, torch.zeros_like(steer), steer)
+        accel_eff = torch.where(keep, 0.0, accel_eff)
+        steer = torch.where(keep, 0.0, steer)
         valid = state.valid
         held_back = state.held_back if state.held_back is not None else torch.zeros_like(state.valid)
         if bool(replay.any()):
@@ -199,9 +200,10 @@ class Simulator:
             nxt = torch.where(reactive, dec.next_lane, dec.next_lane_before)  # next_lanes(lane): it is per agent
         else:
             lane, seg, changed, nxt = state.lane, state.seg, torch.zeros_like(reactive), None
-        released = self._release(state.released, valid, torch.stack([x, y], -1), speed, state.row_step + 1)
+        clock = state.row_step + 1
+        released = self._release(state.released, valid, torch.stack([x, y], -1), speed, clock)
         moved = state.replace(x=x, y=y, yaw=yaw, speed=speed, accel=accel_eff, steer=steer, valid=valid, released=released,
-                              lane=lane, seg=seg, step=state.step + 1, clock=state.row_step + 1,
+                              lane=lane, seg=seg, step=state.step + 1, clock=clock,
                               lane_change_step=torch.where(changed, state.row_step.unsqueeze(1).expand_as(lane),
                                                            state.lane_change_step), held_back=held_back, **trig)
         self._last = self._track_lanes(moved, nxt)

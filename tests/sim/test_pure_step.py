@@ -135,3 +135,9 @@ def test_moving_agents_by_hand_drops_the_stale_projection(run):
     assert_same(sim.step(moved, actions[k]), sim.step(fresh, actions[k]), "teleported")
     kept = states[k].replace(speed=states[k].speed + 1.0)  # what the projection does not depend on keeps it
     assert kept.lane_s is states[k].lane_s
+
+
+def test_a_float64_action_steps_as_its_float32_value(run):
+    sim, _, states, actions = run
+    k = 10
+    assert_same(sim.step(states[k], actions[k].double()), sim.step(states[k], actions[k].float()), "float64 action")
