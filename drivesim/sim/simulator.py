@@ -116,6 +116,8 @@ class Simulator:
         if self.triggers.any:  # ... whose agent leaves its log at the trigger's release step
             self.script_start = torch.where(self.triggers.mask & self.log_first, self.triggers.release.unsqueeze(1),
                                             self.script_start)
+        self.may_leave = ~self.is_ego & ~self.is_learned  # [B, A] agents that leave the map at a dead end (_track_lanes) ...
+        self.relocated = self.is_ego | self.is_replay | self.log_first | self.is_learned  # ... re-located when off their lane
         self._last = None  # the latest state reset/step returned (only for the read-only `held_back`)
 
     @property
@@ -284,26 +286,26 @@ class Simulator:
         (agents with none leave the map, except the ego, LEARNED agents and agents on their log),
         and re-locating the ego, logged and LEARNED agents when they leave their lane sideways.
         Keeps the projection for the next step. nxt: next_lanes(state.lane) when the caller has it."""
-        bank = self.batch.bank
-        s, d, seg, lane_yaw = bank.project(state.lane, state.seg, state.xy)
-        L = lookup(bank.lane_len, state.lane.clamp(min=0))
+        bank, xy = self.batch.bank, state.xy
+        s, d, seg, lane_yaw = bank.project(state.lane, state.seg, xy)
+        lane_c, on_map = state.lane.clamp(min=0), state.lane >= 0
+        L = lookup(bank.lane_len, lane_c)
         nxt = next_lanes(state.lane, self.batch) if nxt is None else nxt
-        past = (s > L) & (state.lane >= 0)
+        past = (s > L) & on_map
         onto = past & (nxt >= 0)
         lane = torch.where(onto, nxt, state.lane)
-        seg = torch.where(onto, torch.zeros_like(seg), seg)
+        seg = torch.where(onto, 0, seg)
         s = torch.where(onto, s - L, s)  # successors start where their lane ends
         on_log = self.is_replay | (self.log_first & ~state.released)
-        gone = past & (nxt < 0) & ~self.is_ego & ~on_log & ~self.is_learned
+        gone = past & (nxt < 0) & self.may_leave & ~on_log
         valid = state.valid & ~gone
-        half = 0.5 * lookup(bank.lane_width, state.lane.clamp(min=0)) + 0.3
-        follow = (self.is_ego | self.is_replay | self.log_first | self.is_learned) & valid
-        drift = follow & ((d.abs() > half) | (state.lane < 0))
+        half = 0.5 * lookup(bank.lane_width, lane_c) + 0.3
+        drift = self.relocated & valid & ((d.abs() > half) | ~on_map)
         # agents found off every lane (pedestrians, parked cars) get lane -1 and are searched again once a second
-        drift &= (state.lane >= 0) | self.is_ego | (state.row_step.unsqueeze(1) % 10 == 0)
+        drift &= on_map | self.is_ego | (state.row_step.unsqueeze(1) % 10 == 0)
         if bool(drift.any()):
             rows, cols = drift.nonzero(as_tuple=True)
-            new_lane, new_seg, new_s, new_d = bank.locate(self.batch.map_idx[rows], state.xy[rows, cols], state.yaw[rows, cols])
+            new_lane, new_seg, new_s, new_d = bank.locate(self.batch.map_idx[rows], xy[rows, cols], state.yaw[rows, cols])
             off = (new_d.abs() > 0.5 * lookup(bank.lane_width, new_lane) + 0.3) & (cols > 0)
             new_lane = torch.where(off, -1, new_lane)
             lane, seg = lane.index_put((rows, cols), new_lane), seg.index_put((rows, cols), new_seg)
