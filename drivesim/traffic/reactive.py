@@ -134,8 +134,9 @@ def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch
     """
     bank, idx = batch.bank, lanes.index
     me = agent_index_like(state.lane)
-    inf = torch.full_like(fr.s, math.inf)
-    rem = lookup(bank.lane_len, state.lane.clamp(min=0)) - fr.s
+    inf = math.inf
+    lane_c = state.lane.clamp(min=0)
+    rem = lookup(bank.lane_len, lane_c) - fr.s
     # the next agent ahead on the own lane, on the side lane and from the start of the successor: one search
     A = me.shape[1]
     found = idx.neighbour(torch.cat([state.lane, lanes.side, nxt], 1), torch.cat([fr.s, lanes.side_s, torch.full_like(fr.s, -1e5)], 1),
@@ -151,7 +152,7 @@ def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch
     near = (lon > 0) & (lon < reach) & (lat.abs() < 0.5 * (state.width + state.width[:, :1]) + 0.2) & state.valid[:, :1]
     near[:, 0] = False
     # a leader on the lane the body is leaving matters only if it is reached before the body clears that lane
-    overlap = fr.d.abs() + 0.5 * state.width - 0.5 * lookup(bank.lane_width, state.lane.clamp(min=0))
+    overlap = fr.d.abs() + 0.5 * state.width - 0.5 * lookup(bank.lane_width, lane_c)
     closing = (state.speed - gather_agents(state.speed, j2)).clamp(min=0) * overlap.clamp(min=0) / cfg.lat_speed
     f2 = f2 & (s2 - lanes.side_s - 0.5 * (state.length + gather_agents(state.length, j2)) < closing + cfg.idm.min_gap + 2.0)
     j6, lon6 = _off_lane_ahead(state, lanes.on_lane, cfg)
