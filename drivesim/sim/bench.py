@@ -123,6 +123,7 @@ def single_scenario_seconds(A: int = 64, duration: float = 20.0) -> float:
     from drivesim.sim.policy import ConstantVelocity
     from drivesim.sim.rollout import rollout
 
+    torch.set_num_threads(1)  # as the sizes' runs: in the parent a second thread only waits on a shared machine
     batch = ScenarioBatch.build(bench_scenarios(1, A, duration=duration))
     return rollout(batch, ConstantVelocity()).wall_time
 
