@@ -113,6 +113,8 @@ class Simulator:
         first = scripted.to(torch.uint8).argmax(dim=-1)
         self.script_start = torch.where(scripted.any(dim=-1) & self.log_first, first, -1)  # [B, A] logged agents only
         self.triggers = ScriptTriggers(batch)  # scripts started relative to the simulated ego (sim/triggers.py)
+        # any script entry in the batch (else reactive_control does not read the script tables)
+        self.scripted = self.triggers.any or bool(scripted.any() | torch.isfinite(batch.script_lat_speed).any())
         if self.triggers.any:  # ... whose agent leaves its log at the trigger's release step
             self.script_start = torch.where(self.triggers.mask & self.log_first, self.triggers.release.unsqueeze(1),
                                             self.script_start)
@@ -167,7 +169,7 @@ class Simulator:
         fr = frenet_of(state)  # the projection the previous step (or reset) made; None: project afresh
         trig = self.triggers.fire(state)  # scripts waiting for the simulated ego (none: nothing to do)
         scripts = self.triggers.script_view(state, trig)  # the batch itself unless a script waits for the ego
-        dec = reactive_control(state, scripts, cfg.reactive, fr) if self.needs_reactive else None
+        dec = reactive_control(state, scripts, cfg.reactive, fr, has_scripts=self.scripted) if self.needs_reactive else None
         reactive = self.is_reactive & state.released
         constant = self.is_cv & state.released
         replay = self.is_replay | (self.log_first & ~state.released)

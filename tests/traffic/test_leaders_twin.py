@@ -60,3 +60,19 @@ def test_next_lanes_table_matches_the_successor_lists():
     assert torch.equal(mixed, torch.where(mask, next_lanes(lane, batch), next_lanes(other, batch)))
     counts = (batch.bank.lane_succ >= 0).sum(-1)
     assert int(counts.max()) >= 2, "some lane has a choice of successors"
+
+
+def test_reactive_control_skips_empty_script_tables_with_the_same_decisions():
+    from drivesim.traffic.control import reactive_control
+
+    roads = [build_map("straight", lanes=3), build_map("merge")]
+    batch = ScenarioBatch.build([procedural_scenario(r, TrafficConfig(density=5.0), seed=k, name=f"s{k}") for k, r in enumerate(roads)])
+    sim = Simulator(batch)
+    assert not sim.scripted  # procedural traffic has no scripts
+    state = sim.reset()
+    for _ in range(10):  # step 10: MOBIL decides too
+        state = sim.step(state, torch.zeros(batch.batch_size, 2))
+    full = reactive_control(state, batch, ReactiveConfig())
+    skip = reactive_control(state, batch, ReactiveConfig(), has_scripts=False)
+    for name in ("accel", "steer", "lane", "seg", "changed", "next_lane", "next_lane_before"):
+        assert torch.equal(getattr(full, name), getattr(skip, name)), name
