@@ -38,8 +38,7 @@ KNOWN = {
     "private": set(),
     # tests and tools that take library code (not the command itself) from the CLI
     "cli": set(),
-    # to split: MapBank
-    "long": {"drivesim/map/bank.py"},
+    "long": set(),
 }
 
 

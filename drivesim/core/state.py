@@ -10,6 +10,14 @@ import torch
 from drivesim.core.geometry import box_corners
 
 
+# fields the simulator keeps for its own next step (not stacked into trajectories)
+SIM_ONLY = ("step", "lane_change_step", "clock", "released", "lane_s", "lane_d", "lane_seg", "lane_yaw", "held_back",
+            "trigger_fired", "trigger_shift", "trigger_lane")
+PROJECTION_FIELDS = ("lane_s", "lane_d", "lane_seg", "lane_yaw")  # the lane projection (s, d, seg, yaw) ...
+PROJECTION = frozenset(PROJECTION_FIELDS)
+PROJECTION_INPUTS = frozenset({"x", "y", "lane", "seg"})  # ... and what it is computed from
+
+
 @dataclass(frozen=True)
 class SimState:
     """State of B scenarios with A agent slots each; the ego is agent 0.
@@ -33,6 +41,17 @@ class SimState:
     lane_change_step: torch.Tensor | None = None  # [B, A] int64 scenario step of each agent's last lane change
     clock: torch.Tensor | None = None  # [B] int64 scenario step of each row (rows restart on their own in RL)
     released: torch.Tensor | None = None  # [B, A] bool: a logged REACTIVE/HYBRID agent has left its log
+    # the agents' projection on their lanes, made by the simulator's reset/step for the next step
+    # (None on a state built elsewhere: the step then projects afresh; sim/simulator.project_lanes)
+    lane_s: torch.Tensor | None = None  # [B, A] m arc length on the lane
+    lane_d: torch.Tensor | None = None  # [B, A] m lateral offset, left positive
+    lane_seg: torch.Tensor | None = None  # [B, A] int64 segment of the projection
+    lane_yaw: torch.Tensor | None = None  # [B, A] rad heading of that segment (stale where the lane just changed)
+    held_back: torch.Tensor | None = None  # [B, A] bool: a logged agent whose appearance was held back so far
+    # script triggers (sim/triggers.py), per row [B]: fired, steps the script runs late, the route lane it cuts into
+    trigger_fired: torch.Tensor | None = None  # [B] bool
+    trigger_shift: torch.Tensor | None = None  # [B] int64
+    trigger_lane: torch.Tensor | None = None  # [B] int64 (-1: none)
 
     @property
     def row_step(self) -> torch.Tensor:
@@ -64,6 +83,11 @@ class SimState:
         return box_corners(*self.boxes())
 
     def replace(self, **changes) -> "SimState":
+        """A new state with `changes`. Changing positions, lanes or segments without giving the
+        lane projection drops it (the next step projects afresh): a moved agent never keeps
+        the projection of where it was."""
+        if not PROJECTION_INPUTS.isdisjoint(changes) and PROJECTION.isdisjoint(changes):
+            changes = {**changes, **dict.fromkeys(PROJECTION)}
         return dataclasses.replace(self, **changes)
 
     def select_agents(self, idx: torch.Tensor) -> "SimState":
@@ -76,5 +100,5 @@ class SimState:
     @staticmethod
     def stack_time(states: list["SimState"]) -> dict[str, torch.Tensor]:
         """Stack a list of states into tensors [T, B, A] per field (for plotting and metrics)."""
-        names = [f.name for f in dataclasses.fields(SimState) if f.name not in ("step", "lane_change_step", "clock", "released")]
+        names = [f.name for f in dataclasses.fields(SimState) if f.name not in SIM_ONLY]
         return {n: torch.stack([getattr(s, n) for s in states]) for n in names}

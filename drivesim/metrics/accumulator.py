@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from drivesim.core.geometry import box_corners
-from drivesim.map.bank import project_on_polylines
+from drivesim.map.bank import lookup, project_on_segment_fields
 from drivesim.metrics.collisions import (CLASS_NAMES, STOPPED_SPEED, CollisionClass, at_fault, classify_collisions,
                                          collision_class, ego_consider_mask, ego_straddles_lanes)
 from drivesim.metrics.comfort import ComfortConfig, is_comfortable
@@ -70,7 +70,13 @@ class MetricAccumulator:
         self._prev_xy = None  # [B, 2]
         self._route_seg = None  # [B] cached route segment
         rp = batch.route_pts
-        self._route = torch.cat([rp[:, :-1], rp[:, 1:], batch.route_s[:, :-1, None]], dim=-1)  # [B, RP-1, 5]
+        # route segments by field [B, 6, RP-1]: start x, y, unit tangent x, y, length, start arc length (the
+        # values project_on_polylines computes from the end points, computed once)
+        ab = rp[:, 1:] - rp[:, :-1]
+        seglen = ab.norm(dim=-1).clamp(min=1e-6)
+        tangent = ab / seglen.unsqueeze(-1)
+        self._route = torch.stack([rp[:, :-1, 0], rp[:, :-1, 1], tangent[..., 0], tangent[..., 1], seglen,
+                                   batch.route_s[:, :-1]], dim=1)
         self._route_nseg = batch.route_npts - 1  # [B]
         self._route_offs = torch.arange(-self.cfg.route_window[0], self.cfg.route_window[1] + 1, device=dev)
         self._route_len = batch.route_s[:, -1]  # [B]
@@ -114,7 +120,7 @@ class MetricAccumulator:
         ttc = ego_ttc(terms, ego.speed, before, lambda: straddle() | offroad | junction(), self.cfg.ttc)
         ttc = torch.where(fault_now, torch.zeros_like(ttc), ttc)  # nuPlan: TTC 0 at an at-fault collision
         lane = state.lane[:, 0]
-        limit = bank.lane_speed[lane.clamp(min=0)]
+        limit = lookup(bank.lane_speed, lane.clamp(min=0))
         overspeed = torch.where(lane >= 0, torch.relu(ego.speed - limit), torch.zeros_like(limit))
         prev = xy if self._prev_xy is None else self._prev_xy
         oncoming = oncoming_displacement(direction, xy - prev)
@@ -147,12 +153,12 @@ class MetricAccumulator:
         """Arc length [B] along the route: full search first, then a window around the last segment."""
         B, nseg = xy.shape[0], self._route_nseg
         if self._route_seg is None:
-            k = torch.arange(self._route.shape[1], device=xy.device).expand(B, -1)
+            k = torch.arange(self._route.shape[2], device=xy.device).expand(B, -1)
         else:
             k = (self._route_seg.unsqueeze(1) + self._route_offs).clamp(min=0)
         k = torch.minimum(k, (nseg - 1).unsqueeze(1))  # [B, K]
-        seg = self._route.gather(1, k.unsqueeze(-1).expand(-1, -1, 5))  # [B, K, 5]
-        s, _, self._route_seg, _ = project_on_polylines(seg[..., 0:2], seg[..., 2:4], seg[..., 4], k, nseg, xy)
+        f = self._route.gather(2, k.unsqueeze(1).expand(-1, 6, -1))  # [B, 6, K]
+        s, _, self._route_seg, _ = project_on_segment_fields(*f.unbind(1), k, nseg, xy[:, 0], xy[:, 1])
         self.route_s = s
         return s
 

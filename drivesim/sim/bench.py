@@ -3,7 +3,10 @@
 Times the full step (reactive agents, dynamics, collision and drivable-area checks, metric
 accumulation) for several batch sizes B and agent counts A, each in a fresh process so that the
 peak memory is its own, and highway-env's highway-v0 / highway-fast-v0 in the same run; prints
-agent-steps/s and the ratio to highway-env per agent-step.
+agent-steps/s, the ratio to highway-env per agent-step and the tensor ops dispatched per step
+(`count_ops`: on CPU the step is a few hundred small ops, each paying a fixed overhead, so
+their count is what bounds B=1 latency). `--repeat N` times each size N times (fresh processes)
+and reports the median: on a shared machine single timings scatter by tens of percent.
 """
 
 from __future__ import annotations
@@ -79,10 +82,28 @@ def run_one(B: int, A: int, steps: int, device: str = "cpu") -> dict:
         state = acc_step(sim, acc, state, action)
     sync(device)
     dt = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ops = count_ops(lambda: acc_step(sim, acc, state, action))  # one more step, not timed
     acc.finalize(None)
     return {"B": B, "A": A, "steps": steps, "seconds": dt, "agent_steps_per_s": B * A * steps / dt,
-            "step_ms": 1e3 * dt / steps, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "step_ms": 1e3 * dt / steps, "peak_rss_mb": rss, "ops_per_step": ops,
             "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else 0.0}
+
+
+def count_ops(fn) -> int:
+    """Aten ops dispatched while fn() runs (a TorchDispatchMode; views and in-place ops count too)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.n
 
 
 def acc_step(sim, acc, state, action):
@@ -102,6 +123,7 @@ def single_scenario_seconds(A: int = 64, duration: float = 20.0) -> float:
     from drivesim.sim.policy import ConstantVelocity
     from drivesim.sim.rollout import rollout
 
+    torch.set_num_threads(1)  # as the sizes' runs: in the parent a second thread only waits on a shared machine
     batch = ScenarioBatch.build(bench_scenarios(1, A, duration=duration))
     return rollout(batch, ConstantVelocity()).wall_time
 
@@ -135,11 +157,18 @@ def _child(B: int, A: int, steps: int, device: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _median_child(B: int, A: int, steps: int, device: str, repeat: int) -> dict:
+    """The run with the median step time of `repeat` fresh processes."""
+    runs = sorted((_child(B, A, steps, device) for _ in range(max(1, repeat))), key=lambda r: r["step_ms"])
+    return runs[len(runs) // 2]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="B in {1, 64, 256}, A = 32 only")
     p.add_argument("--steps", type=int, default=50, help="timed steps per size")
     p.add_argument("--device", default="cpu", help="cpu or cuda (on a GPU machine, also B=4096)")
+    p.add_argument("--repeat", type=int, default=1, help="time each size this many times (fresh processes); report the median")
     p.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
@@ -156,13 +185,17 @@ def main(argv=None) -> int:
         print(f"{r['env']:18s} {r['vehicles']:8d} {r['env_steps_per_s']:12.1f} {r['agent_steps_per_s']:14.0f}")
     if not peers:
         print("highway-env not installed (pip install -e '.[bench]'): no ratio")
-    print(f"\n{'B':>5s} {'A':>4s} {'step ms':>8s} {'agent-steps/s':>14s} {'x highway-env':>14s} {'peak RSS MB':>12s}")
+    print(f"\n{'B':>5s} {'A':>4s} {'step ms':>8s} {'agent-steps/s':>14s} {'x highway-env':>14s} {'peak RSS MB':>12s} {'ops/step':>9s}")
     for B, A in sizes:
-        r = _child(B, A, args.steps, args.device)
+        r = _median_child(B, A, args.steps, args.device, args.repeat)
         ratio = f"{r['agent_steps_per_s'] / ref:14.0f}" if ref else f"{'n/a':>14s}"
-        print(f"{B:5d} {A:4d} {r['step_ms']:8.2f} {r['agent_steps_per_s']:14.0f} {ratio} {r['peak_rss_mb']:12.0f}")
-    print(f"\none 20 s scenario, 64 agents, constant-velocity ego: {single_scenario_seconds():.3f} s (target < 0.2 s)")
-    print("(ratio: against the faster highway-env variant per agent-step; one torch thread)")
+        print(f"{B:5d} {A:4d} {r['step_ms']:8.2f} {r['agent_steps_per_s']:14.0f} {ratio} {r['peak_rss_mb']:12.0f} "
+              f"{r['ops_per_step']:9d}")
+    ops64 = _child(1, 64, 1, args.device)["ops_per_step"]
+    single = sorted(single_scenario_seconds() for _ in range(max(1, args.repeat)))[max(1, args.repeat) // 2]
+    print(f"\none 20 s scenario, 64 agents, constant-velocity ego: {single:.3f} s (target < 0.2 s; {ops64} ops/step)")
+    print("(ratio: against the faster highway-env variant per agent-step; one torch thread"
+          + (f"; median of {args.repeat} runs" if args.repeat > 1 else "") + ")")
     return 0
 
 

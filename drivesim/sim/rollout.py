@@ -184,9 +184,9 @@ def rollout(batch: ScenarioBatch, policy, *, sim_config: SimConfig | None = None
     for v in metrics.values():
         v[failed.cpu().numpy()] = np.nan
     traj = {k: v.cpu().numpy() for k, v in SimState.stack_time(frames).items()} if record else None
-    extra = {"held_back": sim.held_back.sum(dim=1).cpu().tolist()}  # logged agents held back at appearance, per row
+    extra = {"held_back": state.held_back.sum(dim=1).cpu().tolist()}  # logged agents held back at appearance, per row
     if sim.triggers.any:  # sim/triggers.py
-        extra["trigger_step"] = sim.triggers.fired_at().cpu().numpy()
+        extra["trigger_step"] = sim.triggers.fired_at(state).cpu().numpy()
     return RolloutResult(batch.names, metrics, ["error" if f else "ok" for f in failed.tolist()], errors, traj,
                          time.perf_counter() - t0, int(batch.valid.sum()) * state.step, extra)
 

@@ -7,7 +7,7 @@ log; CONSTANT_VELOCITY agents keep speed and heading; STATIC agents stay. On a l
 agents follow their log until they first appear, HYBRID ones until the ego comes close; from
 then on they are reactive (`SimState.released`). A logged agent whose first appearance would
 overlap a simulated agent (the ego or one already released from its log), or leave it no room to
-brake behind one, is held back: it stays invisible, on its log, until its logged place is free (`Simulator.held_back` marks those agents;
+brake behind one, is held back: it stays invisible, on its log, until its logged place is free (`SimState.held_back` marks those agents, `Simulator.held_back` reads it on the latest state;
 `rollout` reports their count per scenario as `RolloutResult.extra["held_back"]`).
 
 LEARNED agents take accel and steer [B, A] from a behaviour model handed in as
@@ -36,12 +36,13 @@ from drivesim.traffic.control import reactive_control
 from drivesim.traffic.reactive import Frenet, ReactiveConfig, next_lanes
 from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.geometry import boxes_overlap
-from drivesim.core.state import SimState
+from drivesim.core.state import PROJECTION_FIELDS, SimState
 from drivesim.core.types import ControlMode
 from drivesim.dynamics.bicycle import BicycleConfig, apply_limits
 from drivesim.dynamics.bicycle import step as bicycle_step
 from drivesim.sim.policy import ACTION_HIGH, ACTION_LOW
 from drivesim.sim.triggers import ScriptTriggers
+from drivesim.map.bank import lookup
 
 ACTION_TOL = 1e-4  # float slack on the action bounds (the dynamics clamp within it)
 
@@ -99,6 +100,7 @@ class Simulator:
         self.is_ego = torch.zeros_like(mode, dtype=torch.bool)
         self.is_ego[:, 0] = True  # [B, A]
         self.is_policy = mode == ControlMode.POLICY
+        self.ego_policy = self.is_policy & self.is_ego  # [B, A]: the ego where the policy drives it
         self.is_reactive = (mode == ControlMode.REACTIVE) | (mode == ControlMode.HYBRID)
         self.is_hybrid = mode == ControlMode.HYBRID
         self.is_cv = mode == ControlMode.CONSTANT_VELOCITY
@@ -111,15 +113,26 @@ class Simulator:
         first = scripted.to(torch.uint8).argmax(dim=-1)
         self.script_start = torch.where(scripted.any(dim=-1) & self.log_first, first, -1)  # [B, A] logged agents only
         self.triggers = ScriptTriggers(batch)  # scripts started relative to the simulated ego (sim/triggers.py)
+        # any script entry in the batch (else reactive_control does not read the script tables)
+        self.scripted = self.triggers.any or bool(scripted.any() | torch.isfinite(batch.script_lat_speed).any())
         if self.triggers.any:  # ... whose agent leaves its log at the trigger's release step
             self.script_start = torch.where(self.triggers.mask & self.log_first, self.triggers.release.unsqueeze(1),
                                             self.script_start)
-        self._frenet = (None, None)  # (state, Frenet of that state): the projection _track_lanes made
-        self.held_back = torch.zeros_like(self.is_ego)  # [B, A] agents whose appearance was held back (reset clears it)
+        self.may_leave = ~self.is_ego & ~self.is_learned  # [B, A] agents that leave the map at a dead end (_track_lanes) ...
+        self.relocated = self.is_ego | self.is_replay | self.log_first | self.is_learned  # ... re-located when off their lane
+        self._last = None  # the latest state reset/step returned (only for the read-only `held_back`)
 
     @property
     def dt(self) -> float:
         return self.batch.dt
+
+    @property
+    def held_back(self) -> torch.Tensor:
+        """[B, A] bool, read-only: the logged agents whose appearance was held back, on the latest
+        state `reset`/`step` returned (`SimState.held_back`; the step does not read this)."""
+        if self._last is None or self._last.held_back is None:
+            return torch.zeros_like(self.is_ego)
+        return self._last.held_back
 
     def reset(self) -> SimState:
         b = self.batch
@@ -136,37 +149,39 @@ class Simulator:
         if self.behavior is not None:
             self.behavior.reset(b)
         from_log = self.is_replay | self.log_first  # visible only where their log is at the start
-        self.held_back = torch.zeros_like(self.is_ego)
         valid = b.valid & (~from_log | b.log_valid[:, :, 0])
-        return SimState(
+        state = SimState(
             x=init["x"].clone(), y=init["y"].clone(), yaw=init["yaw"].clone(), speed=init["speed"].clone(),
             accel=zeros, steer=zeros.clone(), length=init["length"], width=init["width"],
             agent_type=init["agent_type"], valid=valid, lane=lane, seg=seg, step=0,
             lane_change_step=torch.full_like(lane, -10_000), clock=torch.zeros(B, dtype=torch.long, device=xy.device),
             released=self._release(None, valid, xy, init["speed"], torch.zeros(B, dtype=torch.long, device=xy.device)),
+            held_back=torch.zeros_like(self.is_ego), **self.triggers.initial(),
         )
+        self._last = project_lanes(state, b)
+        return self._last
 
     def step(self, state: SimState, ego_action: torch.Tensor) -> SimState:
         """Advance every scenario by dt. ego_action [B, 2] (accel, steer) must be finite and inside
         the action space, else `ActionError` (see the module docstring); it is never clipped."""
         self._check_action(state, ego_action)
         cfg = self.config
-        fr = self._frenet[1] if self._frenet[0] is state else None
-        self.triggers.fire(state)  # scripts waiting for the simulated ego (none: nothing to do)
-        scripts = self.triggers.script_view(state)  # the batch itself unless a script waits for the ego
-        dec = reactive_control(state, scripts, cfg.reactive, fr) if self.needs_reactive else None
+        fr = frenet_of(state)  # the projection the previous step (or reset) made; None: project afresh
+        trig = self.triggers.fire(state)  # scripts waiting for the simulated ego (none: nothing to do)
+        scripts = self.triggers.script_view(state, trig)  # the batch itself unless a script waits for the ego
+        dec = reactive_control(state, scripts, cfg.reactive, fr, has_scripts=self.scripted) if self.needs_reactive else None
         reactive = self.is_reactive & state.released
         constant = self.is_cv & state.released
         replay = self.is_replay | (self.log_first & ~state.released)
-        zeros = torch.zeros_like(state.x)
-        accel = torch.where(reactive, dec.accel, zeros) if dec is not None else zeros.clone()
-        steer = torch.where(reactive, dec.steer, zeros) if dec is not None else zeros.clone()
+        accel = torch.where(reactive, dec.accel, 0.0) if dec is not None else torch.zeros_like(state.x)
+        steer = torch.where(reactive, dec.steer, 0.0) if dec is not None else torch.zeros_like(state.x)
         learned = self.is_learned & state.released & state.valid
         if self.any_learned:
             l_accel, l_steer = self.behavior.act(state, self.batch, learned)
             accel, steer = torch.where(learned, l_accel, accel), torch.where(learned, l_steer, steer)
-        accel[:, 0] = torch.where(self.is_policy[:, 0], ego_action[:, 0], accel[:, 0])
-        steer[:, 0] = torch.where(self.is_policy[:, 0], ego_action[:, 1], steer[:, 0])
+        action = ego_action.to(accel.dtype)  # (a float64 action is cast, as assigning it into accel did)
+        accel = torch.where(self.ego_policy, action[:, 0:1], accel)  # the ego follows the policy's action
+        steer = torch.where(self.ego_policy, action[:, 1:2], steer)
         # the jerk limit starts from an acceleration inside the actuator range: a replayed step (an agent's
         # last one on its log) carries the log's speed change, 30 m/s^2 where a track's speed column jumps
         prev_accel = state.accel.clamp(-cfg.dynamics.max_decel, cfg.dynamics.max_accel)
@@ -176,23 +191,27 @@ class Simulator:
         keep = ~(self.is_policy | reactive | constant | learned) | ~state.valid
         x, y = torch.where(keep, state.x, x), torch.where(keep, state.y, y)
         yaw, speed = torch.where(keep, state.yaw, yaw), torch.where(keep, state.speed, speed)
-        accel_eff = torch.where(keep, torch.zeros_like(accel_eff), accel_eff)
-        steer = torch.where(keep, torch.zeros_like(steer), steer)
+        accel_eff = torch.where(keep, 0.0, accel_eff)
+        steer = torch.where(keep, 0.0, steer)
         valid = state.valid
+        held_back = state.held_back if state.held_back is not None else torch.zeros_like(state.valid)
         if bool(replay.any()):
             x, y, yaw, speed, accel_eff, valid = self._replay(state, replay, x, y, yaw, speed, accel_eff, valid)
-            valid = self._hold_back(state, valid, x, y, yaw, speed)
+            valid, held_back = self._hold_back(state, valid, held_back, x, y, yaw, speed)
         if dec is not None:
             lane, seg = torch.where(reactive, dec.lane, state.lane), torch.where(reactive, dec.seg, state.seg)
             changed = dec.changed & reactive
+            nxt = torch.where(reactive, dec.next_lane, dec.next_lane_before)  # next_lanes(lane): it is per agent
         else:
-            lane, seg, changed = state.lane, state.seg, torch.zeros_like(reactive)
-        released = self._release(state.released, valid, torch.stack([x, y], -1), speed, state.row_step + 1)
+            lane, seg, changed, nxt = state.lane, state.seg, torch.zeros_like(reactive), None
+        clock = state.row_step + 1
+        released = self._release(state.released, valid, torch.stack([x, y], -1), speed, clock)
         moved = state.replace(x=x, y=y, yaw=yaw, speed=speed, accel=accel_eff, steer=steer, valid=valid, released=released,
-                              lane=lane, seg=seg, step=state.step + 1, clock=state.row_step + 1,
+                              lane=lane, seg=seg, step=state.step + 1, clock=clock,
                               lane_change_step=torch.where(changed, state.row_step.unsqueeze(1).expand_as(lane),
-                                                           state.lane_change_step))
-        return self._track_lanes(moved)
+                                                           state.lane_change_step), held_back=held_back, **trig)
+        self._last = self._track_lanes(moved, nxt)
+        return self._last
 
     def _check_action(self, state: SimState, action) -> None:
         reasons = action_problems(action, self.batch.batch_size)
@@ -219,8 +238,8 @@ class Simulator:
         trigger = torch.where(self.script_start >= 0, t.unsqueeze(1) >= self.script_start, trigger)
         return released | (self.log_first & valid & trigger)
 
-    def _hold_back(self, state, valid, x, y, yaw, speed):
-        """valid [B, A] with logged agents that would appear this step where a simulated agent
+    def _hold_back(self, state, valid, held_back, x, y, yaw, speed):
+        """(valid, held_back) [B, A] with logged agents that would appear this step where a simulated agent
         (the ego, or an agent already off its log) is kept invisible; they stay on their (hidden)
         log and appear at the first step where their logged place is free. The place is the
         logged box grown by `appear_margin` on each side and, ahead, a cone (rough logged headings)
@@ -231,7 +250,7 @@ class Simulator:
         cfg = self.config
         appear = self.log_first & ~state.released & ~state.valid & valid  # [B, A]
         if not bool(appear.any()):
-            return valid
+            return valid, held_back
         on_log = self.is_replay | (self.log_first & ~state.released)
         simulated = valid & (~on_log | self.is_ego) & ~appear  # [B, A]
         rows, cols = appear.nonzero(as_tuple=True)  # N newly appearing agents
@@ -249,10 +268,10 @@ class Simulator:
         hits &= simulated[rows]
         blocked = hits.any(dim=1)
         if not bool(blocked.any()):
-            return valid
+            return valid, held_back
         rows, cols = rows[blocked], cols[blocked]
-        self.held_back = self.held_back.index_put((rows, cols), torch.ones_like(rows, dtype=torch.bool))
-        return valid.index_put((rows, cols), torch.zeros_like(rows, dtype=torch.bool))
+        held_back = held_back.index_put((rows, cols), torch.ones_like(rows, dtype=torch.bool))
+        return valid.index_put((rows, cols), torch.zeros_like(rows, dtype=torch.bool)), held_back
 
     def _replay(self, state, rep, x, y, yaw, speed, accel, valid):
         T1, A = self.batch.log.shape[2], self.batch.log.shape[1]
@@ -264,35 +283,54 @@ class Simulator:
         return (torch.where(rep, log[..., 0], x), torch.where(rep, log[..., 1], y), torch.where(rep, log[..., 2], yaw),
                 new_speed, accel, torch.where(rep, log_valid, valid))
 
-    def _track_lanes(self, state: SimState) -> SimState:
+    def _track_lanes(self, state: SimState, nxt: torch.Tensor | None = None) -> SimState:
         """Update each agent's lane and segment after moving: onto the successor past a lane end
         (agents with none leave the map, except the ego, LEARNED agents and agents on their log),
         and re-locating the ego, logged and LEARNED agents when they leave their lane sideways.
-        Keeps the projection for the next step."""
-        bank = self.batch.bank
-        s, d, seg, lane_yaw = bank.project(state.lane, state.seg, state.xy)
-        L = bank.lane_len[state.lane.clamp(min=0)]
-        nxt = next_lanes(state.lane, self.batch)
-        past = (s > L) & (state.lane >= 0)
+        Keeps the projection for the next step. nxt: next_lanes(state.lane) when the caller has it."""
+        bank, xy = self.batch.bank, state.xy
+        s, d, seg, lane_yaw = bank.project(state.lane, state.seg, xy)
+        lane_c, on_map = state.lane.clamp(min=0), state.lane >= 0
+        L = lookup(bank.lane_len, lane_c)
+        nxt = next_lanes(state.lane, self.batch) if nxt is None else nxt
+        past = (s > L) & on_map
         onto = past & (nxt >= 0)
         lane = torch.where(onto, nxt, state.lane)
-        seg = torch.where(onto, torch.zeros_like(seg), seg)
+        seg = torch.where(onto, 0, seg)
         s = torch.where(onto, s - L, s)  # successors start where their lane ends
         on_log = self.is_replay | (self.log_first & ~state.released)
-        gone = past & (nxt < 0) & ~self.is_ego & ~on_log & ~self.is_learned
+        gone = past & (nxt < 0) & self.may_leave & ~on_log
         valid = state.valid & ~gone
-        half = 0.5 * bank.lane_width[state.lane.clamp(min=0)] + 0.3
-        follow = (self.is_ego | self.is_replay | self.log_first | self.is_learned) & valid
-        drift = follow & ((d.abs() > half) | (state.lane < 0))
+        half = 0.5 * lookup(bank.lane_width, lane_c) + 0.3
+        drift = self.relocated & valid & ((d.abs() > half) | ~on_map)
         # agents found off every lane (pedestrians, parked cars) get lane -1 and are searched again once a second
-        drift &= (state.lane >= 0) | self.is_ego | (state.row_step.unsqueeze(1) % 10 == 0)
+        drift &= on_map | self.is_ego | (state.row_step.unsqueeze(1) % 10 == 0)
         if bool(drift.any()):
             rows, cols = drift.nonzero(as_tuple=True)
-            new_lane, new_seg, new_s, new_d = bank.locate(self.batch.map_idx[rows], state.xy[rows, cols], state.yaw[rows, cols])
-            off = (new_d.abs() > 0.5 * bank.lane_width[new_lane] + 0.3) & (cols > 0)
+            new_lane, new_seg, new_s, new_d = bank.locate(self.batch.map_idx[rows], xy[rows, cols], state.yaw[rows, cols])
+            off = (new_d.abs() > 0.5 * lookup(bank.lane_width, new_lane) + 0.3) & (cols > 0)
             new_lane = torch.where(off, -1, new_lane)
             lane, seg = lane.index_put((rows, cols), new_lane), seg.index_put((rows, cols), new_seg)
             s, d = s.index_put((rows, cols), new_s), d.index_put((rows, cols), new_d)
-        new = state.replace(lane=lane, seg=seg, valid=valid)
-        self._frenet = (new, Frenet(s, d, seg, lane_yaw))  # lane_yaw is stale where the lane changed
-        return new
+        # the projection for the next step; lane_yaw is stale where the lane changed
+        return state.replace(lane=lane, seg=seg, valid=valid, lane_s=s, lane_d=d, lane_seg=seg, lane_yaw=lane_yaw)
+
+
+def frenet_of(state: SimState) -> Frenet | None:
+    """The lane projection carried by `state` (None if it carries none)."""
+    if any(getattr(state, k) is None for k in PROJECTION_FIELDS):
+        return None
+    return Frenet(state.lane_s, state.lane_d, state.lane_seg, state.lane_yaw)
+
+
+def project_lanes(state: SimState, batch: ScenarioBatch, rows: torch.Tensor | None = None) -> SimState:
+    """`state` with its lane projection (lane_s, lane_d, lane_seg, lane_yaw) computed afresh from
+    its lanes, segments and positions: for every row, or only for the rows where `rows` [B] bool
+    is True (e.g. rows restarted by hand; a state without a projection gets it for all rows).
+    `reset` uses it; the values are the ones a step would compute for a state built elsewhere."""
+    s, d, seg, yaw = batch.bank.project(state.lane, state.seg, state.xy)
+    fresh = dict(zip(PROJECTION_FIELDS, (s, d, seg, yaw)))
+    if rows is None or frenet_of(state) is None:
+        return state.replace(**fresh)
+    pick = rows.view(-1, 1)
+    return state.replace(**{k: torch.where(pick, v, getattr(state, k)) for k, v in fresh.items()})

@@ -23,6 +23,9 @@ TTC is at most the target (gap >= min_gap, closing >= MIN_CLOSING) the script st
 in time (`script_view`), into the route lane beside the agent where it will cross. An ego that never closes in (it brakes, it is slower) meets no cut-in:
 the event did not happen for it. One triggered agent per scenario; a row whose clock restarts
 (gym autoreset) re-arms its trigger.
+
+The trigger's progress (fired, shift, lane) lives on the state (`SimState.trigger_*`): `fire`
+returns the new fields and changes nothing, so stepping is a function of (state, action).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import torch
 from drivesim.core.scenario import ScenarioBatch, ScenarioError
 from drivesim.core.state import SimState
 from drivesim.sim.observation import route_position
+from drivesim.map.bank import lookup
 
 MIN_CLOSING = 0.3  # m/s: a closing speed below this is no cut-in
 
@@ -91,23 +95,31 @@ class ScriptTriggers:
         rows = (self.agent >= 0).nonzero().flatten()
         self.mask[rows, self.agent[rows]] = True
         self.half_lane = col("lane_width", torch.float32) / 2
-        self.shift = torch.zeros_like(self.start)  # [B] steps the script runs late (set when it fires)
-        self.fired = torch.zeros_like(self.agent, dtype=torch.bool)  # [B]
-        self.lane = torch.full_like(self.agent, -1)  # [B] the route lane it cuts into (set when it fires)
         lanes = batch.route_lanes
-        length = torch.where(lanes >= 0, batch.bank.lane_len[lanes.clamp(min=0)], torch.zeros_like(lanes, dtype=torch.float32))
+        length = torch.where(lanes >= 0, lookup(batch.bank.lane_len, lanes.clamp(min=0)), torch.zeros_like(lanes, dtype=torch.float32))
         self.route_end = length.cumsum(dim=1)  # [B, R] arc length where each route lane ends
         self.route_count = (lanes >= 0).sum(dim=1)  # [B]
 
-    def fire(self, state: SimState) -> None:
-        """Start the scripts whose situation has arisen on `state` (recording their time shift)."""
+    def initial(self) -> dict[str, torch.Tensor]:
+        """The trigger fields of a state at its start (SimState.trigger_*): none fired, no shift, no lane."""
+        B, dev = self.batch.batch_size, self.batch.device
+        return {"trigger_fired": torch.zeros(B, dtype=torch.bool, device=dev),
+                "trigger_shift": torch.zeros(B, dtype=torch.long, device=dev),
+                "trigger_lane": torch.full((B,), -1, dtype=torch.long, device=dev)}
+
+    def fire(self, state: SimState) -> dict[str, torch.Tensor]:
+        """The trigger fields (SimState.trigger_*) after starting the scripts whose situation has
+        arisen on `state` (their time shift and lane); `state` itself is not changed."""
+        out = {k: getattr(state, k) for k in ("trigger_fired", "trigger_shift", "trigger_lane")}
+        if any(v is None for v in out.values()):  # a state built outside the simulator: none fired yet
+            out = self.initial()
         if not self.any:
-            return
+            return out
         B = state.batch_size
         b = torch.arange(B, device=state.device)
         a = self.agent.clamp(min=0)
         t = state.row_step
-        self.fired &= t > 0  # a restarted row re-arms
+        fired = out["trigger_fired"] & (t > 0)  # a restarted row re-arms
         xy = torch.stack([state.xy[:, 0], state.xy[b, a]], dim=1)  # [B, 2, 2] ego, agent
         s, d = route_position(self.batch, xy)
         v_e, v_c = state.speed[:, 0], state.speed[b, a]
@@ -118,39 +130,40 @@ class ScriptTriggers:
         closing = v_e - v_end
         ttc = gap / closing.clamp(min=1e-3)
         in_lane = d[:, 0].abs() < self.half_lane  # an ego that left its lane meets no cut-in into it
-        armed = (self.agent >= 0) & ~self.fired & state.valid[b, a] & state.valid[:, 0] & (t >= self.lo) & (t <= self.hi)
+        armed = (self.agent >= 0) & ~fired & state.valid[b, a] & state.valid[:, 0] & (t >= self.lo) & (t <= self.hi)
         go = armed & in_lane & (closing >= MIN_CLOSING) & (gap >= self.min_gap) & (ttc <= self.ttc)
+        out["trigger_fired"] = fired
         if not bool(go.any()):
-            return
-        self.shift = torch.where(go, t + 1 - self.start, self.shift)  # the script's first entry runs at t + 1
+            return out
+        shift = torch.where(go, t + 1 - self.start, out["trigger_shift"])  # the script's first entry runs at t + 1
         k = torch.searchsorted(self.route_end, (s[:, 1] + travel).unsqueeze(1)).squeeze(1)  # the route lane at the crossing
         k = torch.minimum(k, (self.route_count - 1).clamp(min=0))
-        self.lane = torch.where(go, self.batch.route_lanes.gather(1, k.unsqueeze(1)).squeeze(1), self.lane)
-        self.fired |= go
+        lane = torch.where(go, self.batch.route_lanes.gather(1, k.unsqueeze(1)).squeeze(1), out["trigger_lane"])
+        return {"trigger_fired": fired | go, "trigger_shift": shift, "trigger_lane": lane}
 
-    def fired_at(self) -> torch.Tensor:
-        """[B] the step each row's trigger fired at (its script ran from the next), -1 if it did not."""
-        if not self.any:
+    def fired_at(self, state: SimState) -> torch.Tensor:
+        """[B] the step each row's trigger fired at on `state` (its script ran from the next), -1 if it did not."""
+        if not self.any or state.trigger_fired is None:
             return torch.full((self.batch.batch_size,), -1, dtype=torch.long, device=self.batch.device)
-        return torch.where(self.fired, self.shift + self.start - 1, -1)
+        return torch.where(state.trigger_fired, state.trigger_shift + self.start - 1, -1)
 
-    def script_view(self, state: SimState) -> ScenarioBatch:
+    def script_view(self, state: SimState, fields: dict[str, torch.Tensor]) -> ScenarioBatch:
         """The batch with its scripts read at each agent's own script clock, as tables [B, A, 1]
         (`reactive_control` reads the last entry past their end): the row's step for every
-        agent, minus the shift for a triggered agent (no script until it fires). Without
-        triggers: the batch itself."""
+        agent, minus the shift for a triggered agent (no script until it fires). `fields`: the
+        trigger fields `fire(state)` returned. Without triggers: the batch itself."""
         batch = self.batch
         if not self.any:
             return batch
         t = state.row_step.unsqueeze(1).expand_as(self.mask)  # [B, A]
-        fired = self.mask & (self.fired & (state.row_step > 0)).unsqueeze(1)
-        clock = torch.where(fired, t - self.shift.unsqueeze(1), t)
+        fired = self.mask & (fields["trigger_fired"] & (state.row_step > 0)).unsqueeze(1)
+        clock = torch.where(fired, t - fields["trigger_shift"].unsqueeze(1), t)
         free = self.mask & ~fired
         T = batch.script_accel.shape[2]
         idx = clock.clamp(0, T - 1).unsqueeze(-1)  # [B, A, 1]
         nan = torch.full_like(batch.script_accel[..., :1], float("nan"))
         pick = lambda table, empty: torch.where(free.unsqueeze(-1), empty, table.gather(2, idx))
         lane = pick(batch.script_lane, torch.full_like(idx, -1))
-        lane = torch.where(fired.unsqueeze(-1) & (lane >= 0), self.lane.view(-1, 1, 1).expand_as(lane), lane)
+        lane = torch.where(fired.unsqueeze(-1) & (lane >= 0), fields["trigger_lane"].view(-1, 1, 1).expand_as(lane), lane)
         return dataclasses.replace(batch, script_accel=pick(batch.script_accel, nan), script_lane=lane,
                                    script_lat_speed=pick(batch.script_lat_speed, nan))

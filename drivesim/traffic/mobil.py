@@ -11,6 +11,7 @@ from drivesim.traffic.reactive import Frenet, Lanes, ReactiveConfig, gather_agen
 from drivesim.core.scenario import ScenarioBatch
 from drivesim.core.state import SimState
 from drivesim.core.types import ControlMode
+from drivesim.map.bank import lookup
 
 
 def _idm_behind(follower, leader, dist, state, v0, cfg):
@@ -26,8 +27,8 @@ def _side_gain(state, fr, target, batch, cfg, acc_now, v0, lanes: Lanes, old):
     bank = batch.bank
     tgt = target.clamp(min=0)
     s_t, d_t, seg_t, _ = project_on(state, fr, target, batch)  # [B, A]
-    possible = (target >= 0) & ~bank.lane_dead_end[tgt] & (d_t.abs() < 1.5 * bank.lane_width[tgt])
-    possible = possible & (s_t > 0) & (s_t < bank.lane_len[tgt])
+    possible = (target >= 0) & ~lookup(bank.lane_dead_end, tgt) & (d_t.abs() < 1.5 * lookup(bank.lane_width, tgt))
+    possible = possible & (s_t > 0) & (s_t < lookup(bank.lane_len, tgt))
     idx = agent_index_like(state.lane)
     lead, s_lead, f_lead = lanes.index.neighbour(target, s_t, idx, ahead=True)
     foll, s_foll, f_foll = lanes.index.neighbour(target, s_t, idx, ahead=False)
@@ -69,7 +70,7 @@ def mobil_lane_changes(state: SimState, fr: Frenet, batch: ScenarioBatch, cfg: R
     o, s_o, f_o = lanes.index.neighbour(state.lane, fr.s, idx, ahead=False)
     lead_old, s_lo, f_lo = lanes.index.neighbour(state.lane, fr.s, idx, ahead=True)
     old = (o, torch.where(f_o, fr.s - s_o, math.inf), lead_old, torch.where(f_lo, s_lo - fr.s, math.inf))
-    lane_l, lane_r = bank.lane_left[state.lane.clamp(min=0)], bank.lane_right[state.lane.clamp(min=0)]
+    lane_l, lane_r = lookup(bank.lane_left, state.lane.clamp(min=0)), lookup(bank.lane_right, state.lane.clamp(min=0))
     gain_l, seg_l = _side_gain(state, fr, lane_l, batch, cfg, acc_now, v0, lanes, old)
     gain_r, seg_r = _side_gain(state, fr, lane_r, batch, cfg, acc_now, v0, lanes, old)
     m = cfg.mobil

@@ -21,6 +21,7 @@ from drivesim.core.geometry import to_local
 from drivesim.core.state import SimState
 from drivesim.core.types import AgentType
 from drivesim.dynamics.bicycle import WHEELBASE_RATIO
+from drivesim.map.bank import SUCC_PERIOD, lookup
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ def project_on(state: SimState, fr: Frenet, target: torch.Tensor, batch: Scenari
     position where the target is the left or right neighbour, every segment otherwise."""
     bank = batch.bank
     lc = state.lane.clamp(min=0)
-    left = target == bank.lane_left[lc]
-    beside = (left | (target == bank.lane_right[lc])) & (target >= 0)
+    left = target == lookup(bank.lane_left, lc)
+    beside = (left | (target == lookup(bank.lane_right, lc))) & (target >= 0)
     _, guess = bank.on_neighbour(state.lane, left, fr.s)
     out = bank.project(target.clamp(min=0), guess, state.xy, back=4, ahead=4)
     far = ~beside & (target >= 0)
@@ -71,20 +72,26 @@ def project_on(state: SimState, fr: Frenet, target: torch.Tensor, batch: Scenari
 
 def next_lanes(lane: torch.Tensor, batch: ScenarioBatch) -> torch.Tensor:
     """The successor each agent will take ([B, A], -1 none): the route for the ego, else a fixed
-    choice per agent (agent index modulo the number of successors), so it is deterministic."""
+    choice per agent (agent index modulo the number of successors), so it is deterministic.
+    One lookup in the bank's table of choices (`MapBank.succ_by_index`; the plain form is
+    reference_leaders.next_lanes_reference)."""
     bank = batch.bank
-    succ = bank.lane_succ[lane.clamp(min=0)]  # [B, A, S]
-    n = (succ >= 0).sum(-1)
-    pick = torch.remainder(agent_index_like(lane), n.clamp(min=1))
-    nxt = succ.gather(-1, pick.unsqueeze(-1)).squeeze(-1)
-    nxt = torch.where((n > 0) & (lane >= 0), nxt, torch.full_like(nxt, -1))
+    col = torch.remainder(torch.arange(lane.shape[1], device=lane.device), SUCC_PERIOD)  # [A]
+    nxt = lookup(bank.succ_by_index.view(-1), lane.clamp(min=0) * SUCC_PERIOD + col)
+    nxt = torch.where(lane >= 0, nxt, -1)
+    return ego_next(lane, nxt, batch)
+
+
+def ego_next(lane: torch.Tensor, nxt: torch.Tensor, batch: ScenarioBatch) -> torch.Tensor:
+    """nxt [B, A] with the ego's (column 0) replaced by the lane after its own on the route
+    (its own choice when it is off the route or at the route's end)."""
     route = batch.route_lanes  # [B, R]
     on_route = route == lane[:, :1]
     pos = on_route.float().argmax(dim=1)
     after = route.gather(1, (pos + 1).clamp(max=route.shape[1] - 1).unsqueeze(1)).squeeze(1)
     after = torch.where(pos + 1 < route.shape[1], after, torch.full_like(after, -1))
-    ego_next = torch.where(on_route.any(1) & (after >= 0), after, nxt[:, 0])
-    return torch.cat([ego_next.unsqueeze(1), nxt[:, 1:]], dim=1)
+    own = torch.where(on_route.any(1) & (after >= 0), after, nxt[:, 0])
+    return torch.cat([own.unsqueeze(1), nxt[:, 1:]], dim=1)
 
 
 def agent_index_like(t: torch.Tensor) -> torch.Tensor:
@@ -106,9 +113,9 @@ def lane_index(state: SimState, fr: Frenet, batch: ScenarioBatch) -> Lanes:
     crosses into."""
     bank = batch.bank
     lc = state.lane.clamp(min=0)
-    half_lane = 0.5 * bank.lane_width[lc]
+    half_lane = 0.5 * lookup(bank.lane_width, lc)
     on_lane = state.valid & (state.lane >= 0) & (fr.d.abs() < half_lane + 0.5 * state.width)
-    side = torch.where(fr.d > 0, bank.lane_left[lc], bank.lane_right[lc])
+    side = torch.where(fr.d > 0, lookup(bank.lane_left, lc), lookup(bank.lane_right, lc))
     crosses = on_lane & (side >= 0) & (fr.d.abs() + 0.5 * state.width > half_lane)
     side_s, _ = bank.on_neighbour(state.lane, fr.d > 0, fr.s)
     index = build_index([state.lane, side], [fr.s, side_s], [on_lane, crosses], 0.5 * state.length)
@@ -127,11 +134,14 @@ def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch
     """
     bank, idx = batch.bank, lanes.index
     me = agent_index_like(state.lane)
-    inf = torch.full_like(fr.s, math.inf)
-    rem = bank.lane_len[state.lane.clamp(min=0)] - fr.s
-    j1, s1, f1 = idx.neighbour(state.lane, fr.s, me, ahead=True)
-    j2, s2, f2 = idx.neighbour(lanes.side, lanes.side_s, me, ahead=True)
-    j3, s3, f3 = idx.neighbour(nxt, torch.full_like(fr.s, -1e5), me, ahead=True)
+    inf = math.inf
+    lane_c = state.lane.clamp(min=0)
+    rem = lookup(bank.lane_len, lane_c) - fr.s
+    # the next agent ahead on the own lane, on the side lane and from the start of the successor: one search
+    A = me.shape[1]
+    found = idx.neighbour(torch.cat([state.lane, lanes.side, nxt], 1), torch.cat([fr.s, lanes.side_s, torch.full_like(fr.s, -1e5)], 1),
+                          torch.cat([me, me, me], 1), ahead=True)
+    (j1, j2, j3), (s1, s2, s3), (f1, f2, f3) = (v.split(A, dim=1) for v in found)
     merging = build_index([nxt], [rem], [lanes.on_lane & (nxt >= 0) & (rem < cfg.merge_horizon)], -0.5 * state.length)
     j4, r4, f4 = merging.neighbour(nxt, rem, me, ahead=False)
     # the agent nearer the joint leads only if it also gets there first (a crawling one yields instead, yielding.py)
@@ -142,7 +152,7 @@ def leaders(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: ScenarioBatch
     near = (lon > 0) & (lon < reach) & (lat.abs() < 0.5 * (state.width + state.width[:, :1]) + 0.2) & state.valid[:, :1]
     near[:, 0] = False
     # a leader on the lane the body is leaving matters only if it is reached before the body clears that lane
-    overlap = fr.d.abs() + 0.5 * state.width - 0.5 * bank.lane_width[state.lane.clamp(min=0)]
+    overlap = fr.d.abs() + 0.5 * state.width - 0.5 * lookup(bank.lane_width, lane_c)
     closing = (state.speed - gather_agents(state.speed, j2)).clamp(min=0) * overlap.clamp(min=0) / cfg.lat_speed
     f2 = f2 & (s2 - lanes.side_s - 0.5 * (state.length + gather_agents(state.length, j2)) < closing + cfg.idm.min_gap + 2.0)
     j6, lon6 = _off_lane_ahead(state, lanes.on_lane, cfg)
@@ -162,6 +172,17 @@ def _off_lane_ahead(state: SimState, on_lane: torch.Tensor, cfg: ReactiveConfig)
     (within `encroach_range` / `encroach_time`), or the two are on different lanes that the map
     does not link (lanes that overlap or merge, a car already across a crossing lane), the other
     is a vehicle or a moving road user, and it is within `other_lane_range` bumper to bumper. [B, A, A] pairs."""
+    B, A = state.x.shape
+    if B * A * A < DENSE_PAIRS:
+        return off_lane_ahead_dense(state, on_lane, cfg)
+    return off_lane_ahead_sparse(state, on_lane, cfg)
+
+
+DENSE_PAIRS = 16_384  # below this many [B, A, A] pairs the dense form is as fast (fewer ops); from here on the sparse one is faster
+
+
+def off_lane_ahead_dense(state: SimState, on_lane: torch.Tensor, cfg: ReactiveConfig):
+    """`_off_lane_ahead` testing every [B, A, A] pair (the plain form, and the twin of the sparse one)."""
     off = state.valid & ~on_lane
     off[:, 0] = False  # the ego has its own test (leaders)
     x, y, yaw, v, w, valid = state.x, state.y, state.yaw, state.speed, state.width, state.valid  # [B, A]
@@ -185,6 +206,39 @@ def _off_lane_ahead(state: SimState, on_lane: torch.Tensor, cfg: ReactiveConfig)
     return j, best
 
 
+def off_lane_ahead_sparse(state: SimState, on_lane: torch.Tensor, cfg: ReactiveConfig):
+    """`_off_lane_ahead` with the same arithmetic per pair, the same result: the geometric test
+    (right ahead, within the summed half widths) on every pair, then the lane and motion tests
+    on the M pairs that pass it only (a few percent at B=256), and the nearest per agent by
+    scatter (the first index at the minimum, as `min(dim)` picks; 0 and inf when none)."""
+    x, y, yaw, v, w, valid = state.x, state.y, state.yaw, state.speed, state.width, state.valid  # [B, A]
+    B, A = x.shape
+    dx, dy = x.unsqueeze(1) - x.unsqueeze(2), y.unsqueeze(1) - y.unsqueeze(2)  # [B, i, j]: j seen from i
+    c, s = torch.cos(yaw).unsqueeze(2), torch.sin(yaw).unsqueeze(2)
+    lon, lat = dx * c + dy * s, dy * c - dx * s
+    ahead = (lon > 0) & (lat.abs() < 0.5 * (w.unsqueeze(1) + w.unsqueeze(2)) + 0.2)
+    pair = ahead.view(-1).nonzero().squeeze(1)  # [M] flat (b, i, j)
+    lon = lon.view(-1).index_select(0, pair)
+    bi, j = pair // A, pair % A  # [M] flat index of agent i (b * A + i) and j
+    i = bi % A
+    bj = bi - i + j
+    at = lambda t, k: t.reshape(-1).index_select(0, k)
+    off = valid & ~on_lane
+    off[:, 0] = False
+    moving = off & (v > cfg.off_lane_min_speed)
+    counts = (state.agent_type == AgentType.VEHICLE) | ((state.agent_type != AgentType.STATIC) & (v > cfg.off_lane_min_speed))
+    reach = torch.clamp(at(v, bi) * cfg.encroach_time, min=cfg.encroach_range)
+    lanes_apart = at(on_lane, bi) & at(on_lane & counts, bj) & (at(state.lane, bi) != at(state.lane, bj))
+    close = lon - 0.5 * (at(state.length, bj) + at(state.length, bi)) < cfg.other_lane_range
+    keep = at(valid, bi) & at(valid, bj) & (i != j) & (i > 0) & (j > 0)
+    keep &= ((at(moving, bj) | at(off, bi)) & (lon < reach)) | (lanes_apart & close)
+    lon = torch.where(keep, lon, math.inf)
+    best = torch.full((B * A,), math.inf, dtype=lon.dtype, device=x.device).scatter_reduce(0, bi, lon, reduce="amin")
+    first = torch.where(keep & (lon == best.index_select(0, bi)), j, A)
+    who = torch.full((B * A,), A, dtype=j.dtype, device=x.device).scatter_reduce(0, bi, first, reduce="amin")
+    return torch.where(who == A, 0, who).view(B, A), best.view(B, A)
+
+
 def _ego_in_own_frame(state: SimState):
     """Position of the ego in every agent's frame: (longitudinal, lateral) [B, A]."""
     dx, dy = state.x[:, :1] - state.x, state.y[:, :1] - state.y
@@ -198,10 +252,10 @@ def _stop_line_gap(state: SimState, fr: Frenet, nxt: torch.Tensor, batch: Scenar
     for; and the mask of agents stopping for red."""
     bank = batch.bank
     lane = state.lane.clamp(min=0)
-    rem = bank.lane_len[lane] - fr.s - 0.5 * state.length
+    rem = lookup(bank.lane_len, lane) - fr.s - 0.5 * state.length
     red = bank.signal_stop(state.lane, batch.map_idx, t)
     can_stop = rem > state.speed**2 / (2 * cfg.stop_decel)
-    stop = (red & can_stop) | ((bank.lane_dead_end[lane] | bank.lane_stub[lane]) & (nxt < 0))
+    stop = (red & can_stop) | ((lookup(bank.lane_dead_end, lane) | lookup(bank.lane_stub, lane)) & (nxt < 0))
     on = state.lane >= 0
     return torch.where(stop & on, rem.clamp(min=0.0), torch.full_like(rem, FAR)), red & can_stop & on
 
@@ -212,8 +266,8 @@ def desired_speed(state: SimState, batch: ScenarioBatch) -> torch.Tensor:
     lane -1 must not read global lane 0, which belongs to whichever map is first in the batch)."""
     bank = batch.bank
     lc = state.lane.clamp(min=0)
-    curve = bank.curve_speed[lc * bank.lane_pts.shape[1] + state.seg]
-    capped = torch.minimum(torch.minimum(batch.init["desired_speed"], bank.lane_speed[lc]), curve)
+    curve = lookup(bank.curve_speed, lc * bank.lane_pts.shape[1] + state.seg)
+    capped = torch.minimum(torch.minimum(batch.init["desired_speed"], lookup(bank.lane_speed, lc)), curve)
     return torch.where(state.lane >= 0, capped, batch.init["desired_speed"])
 
 
@@ -240,7 +294,7 @@ def pure_pursuit(state: SimState, fr: Frenet, lane, nxt, batch: ScenarioBatch, l
     v = state.speed
     ahead = torch.clamp(v * cfg.lookahead_time, min=cfg.min_lookahead)
     d_goal = fr.d - torch.sign(fr.d) * torch.minimum(fr.d.abs(), lat_speed * ahead / v.clamp(min=1.0))
-    L = bank.lane_len[lane.clamp(min=0)]
+    L = lookup(bank.lane_len, lane.clamp(min=0))
     s_ahead = fr.s + ahead
     use_next = (s_ahead > L) & (nxt >= 0)
     xy_t, yaw_t = bank.point_at(lane, s_ahead, bank.seg_near(lane, s_ahead), 3)

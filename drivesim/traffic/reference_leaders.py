@@ -1,10 +1,14 @@
-"""Plain-loop twin of `reactive.leaders` (the sorted-index search), for tests."""
+"""Plain twins for tests: of `reactive.leaders` (the sorted-index search, a plain loop) and of
+`reactive.next_lanes` (the successor choice, without the bank's table)."""
 
 from __future__ import annotations
 
 import math
 
-from drivesim.traffic.reactive import Frenet, ReactiveConfig
+import torch
+
+from drivesim.map.bank import lookup
+from drivesim.traffic.reactive import Frenet, ReactiveConfig, agent_index_like, ego_next
 from drivesim.core.types import AgentType
 
 
@@ -87,3 +91,13 @@ def leaders_reference(state, fr: Frenet, nxt, batch, cfg: ReactiveConfig):
             row.append(best)
         out.append(row)
     return out
+
+
+def next_lanes_reference(lane: torch.Tensor, batch) -> torch.Tensor:
+    """`reactive.next_lanes` computed from the successor lists: agent a takes successor a % n."""
+    succ = lookup(batch.bank.lane_succ, lane.clamp(min=0))  # [B, A, S]
+    n = (succ >= 0).sum(-1)
+    pick = torch.remainder(agent_index_like(lane), n.clamp(min=1))
+    nxt = succ.gather(-1, pick.unsqueeze(-1)).squeeze(-1)
+    nxt = torch.where((n > 0) & (lane >= 0), nxt, torch.full_like(nxt, -1))
+    return ego_next(lane, nxt, batch)

@@ -28,6 +28,7 @@ import torch
 
 from drivesim.traffic.idm import FAR
 from drivesim.core.types import ControlMode
+from drivesim.map.bank import lookup
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,12 @@ def _path_conflicts(state, fr, nxt, nxt2, bank):
     lc, nc, n2 = state.lane.clamp(min=0), nxt.clamp(min=0), nxt2.clamp(min=0)
     on = (state.lane >= 0).unsqueeze(-1)
     on2 = on & (nxt >= 0).unsqueeze(-1)
-    other = torch.cat([torch.where(on, bank.conflict_lane[lc], -1), torch.where(on2, bank.conflict_lane[nc], -1),
-                       torch.where(on2 & (nxt2 >= 0).unsqueeze(-1), bank.conflict_lane[n2], -1)], dim=-1)
-    zone = torch.cat([bank.conflict_s[lc], bank.conflict_s[nc], bank.conflict_s[n2]], dim=-2)  # [B, A, 3K, 4]
+    other = torch.cat([torch.where(on, lookup(bank.conflict_lane, lc), -1), torch.where(on2, lookup(bank.conflict_lane, nc), -1),
+                       torch.where(on2 & (nxt2 >= 0).unsqueeze(-1), lookup(bank.conflict_lane, n2), -1)], dim=-1)
+    zone = torch.cat([lookup(bank.conflict_s, lc), lookup(bank.conflict_s, nc), lookup(bank.conflict_s, n2)], dim=-2)  # [B, A, 3K, 4]
     K = bank.conflict_lane.shape[1]
-    rem = bank.lane_len[lc] - fr.s
-    starts = (-fr.s, rem, rem + bank.lane_len[nc])  # where each lane starts along the path
+    rem = lookup(bank.lane_len, lc) - fr.s
+    starts = (-fr.s, rem, rem + lookup(bank.lane_len, nc))  # where each lane starts along the path
     base = torch.cat([v.unsqueeze(-1).expand(*fr.s.shape, K) for v in starts], dim=-1)
     return other, base + zone[..., 0], base + zone[..., 1], zone[..., 2], zone[..., 3]
 
@@ -76,7 +77,7 @@ def yield_gap(state, fr, nxt, batch, cfg: YieldConfig, red_stop: torch.Tensor, n
     b, a, c = cand.nonzero(as_tuple=True)  # N zones ahead that the agent has not entered
     m, d_in, d_out, m_in, m_out = other[b, a, c], d_in[b, a, c], d_out[b, a, c], m_in[b, a, c], m_out[b, a, c]  # [N]
     lane_j, nxt_j, s_j = state.lane[b], nxt[b], fr.s[b]  # [N, A]
-    rem_j = bank.lane_len[lane_j.clamp(min=0)] - s_j
+    rem_j = lookup(bank.lane_len, lane_j.clamp(min=0)) - s_j
     on_m, to_m = lane_j == m.unsqueeze(1), (nxt_j == m.unsqueeze(1)) & ~red_stop[b]
     start_j = torch.where(on_m, -s_j, torch.where(to_m, rem_j, torch.full_like(rem_j, FAR)))  # where lane m starts on j's path
     half_j = 0.5 * state.length[b]

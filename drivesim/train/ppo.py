@@ -162,11 +162,6 @@ class DrivingRows:
     def restart(self, rows: torch.Tensor) -> None:
         self.env.restart(rows)
 
-    def fresh_state(self) -> None:
-        """The same state in a new object: the simulator's projection cache starts cold, as after a
-        resume (so --resume is exact)."""
-        self.env.state = self.env.state.replace()
-
     def state_dict(self) -> dict:
         return self.env.state_dict()
 
@@ -236,7 +231,6 @@ def run_steps(env: DrivingRows, net: PolicyNet, il_net: PolicyNet, noise: torch.
     T = cfg.num_steps
     K, _ = head_sizes(net)
     bins = torch.tensor(net.cfg.accel_bins, device=env.batch.device)
-    env.fresh_state()
     feats, ctx = env.observe()
     store = {k: [] for k in ("feats", "action", "logp", "value", "il_logp", "reward", "done", "kl_il")}
     episodes = {k: [] for k in ("return", "length", "collision", "offroad", "success")}
