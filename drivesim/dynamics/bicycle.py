@@ -15,7 +15,7 @@ import torch
 
 from drivesim.core.geometry import wrap_angle
 
-# Waymax kinematic infeasibility thresholds (REFERENCE.md, waymax metrics)
+# Waymax kinematic infeasibility thresholds (docs/definitions.md, waymax metrics)
 INFEASIBLE_ACCEL = 10.4  # m/s^2
 INFEASIBLE_CURVATURE = 0.3  # 1/m
 WHEELBASE_RATIO = 0.6  # wheelbase / box length

@@ -1,5 +1,5 @@
 """Closed-loop metrics: collisions, drivable area, driving direction, TTC, progress, comfort,
-speed limit, and the NAVSIM PDMS / nuPlan scores (definitions: REFERENCE.md, score.METRICS)."""
+speed limit, and the NAVSIM PDMS / nuPlan scores (definitions: docs/definitions.md, score.METRICS)."""
 
 from drivesim.metrics.accumulator import MetricAccumulator, MetricConfig
 from drivesim.metrics.collisions import CollisionClass, CollisionType, ego_overlaps

@@ -1,6 +1,6 @@
 """Ego collisions: overlap with the other agents, nuPlan collision types and fault.
 
-nuPlan (nuplan-devkit `no_ego_at_fault_collisions.py`, REFERENCE.md): each collided track counts
+nuPlan (nuplan-devkit `no_ego_at_fault_collisions.py`, docs/definitions.md): each collided track counts
 once, at its first contact. Types, in order: STOPPED_EGO (ego speed <= 0.05 m/s), STOPPED_TRACK
 (other speed <= 0.05 m/s, or a static object), ACTIVE_FRONT (the ego's front edge touches the
 other box), ACTIVE_REAR (the ego's rear edge touches it), else ACTIVE_LATERAL. The ego is at fault

@@ -1,6 +1,6 @@
 """Ego comfort from its trajectory (yaw, speed over time), computed as nuPlan computes it.
 
-Bounds: nuPlan `ego_is_comfortable` as listed in REFERENCE.md (also NAVSIM
+Bounds: nuPlan `ego_is_comfortable` as listed in docs/definitions.md (also NAVSIM
 `pdm_comfort_metrics.py`): longitudinal accel in [-4.05, 2.40] m/s^2, |lateral accel| <= 4.89,
 |jerk| <= 8.37 m/s^3, |longitudinal jerk| <= 4.13, |yaw accel| <= 1.93 rad/s^2,
 |yaw rate| <= 0.95 rad/s; comfortable (1) only if every bound holds at every sample.

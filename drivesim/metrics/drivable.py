@@ -1,10 +1,10 @@
 """Drivable-area compliance and driving-direction compliance of the ego.
 
-Drivable area (nuplan-devkit `drivable_area_compliance.py`, REFERENCE.md): the largest signed
+Drivable area (nuplan-devkit `drivable_area_compliance.py`, docs/definitions.md): the largest signed
 distance of an ego corner to the drivable-area edge (positive outside, the Waymax offroad
 convention, read from the MapBank raster); the episode fails when it exceeds 0.3 m.
 
-Driving direction (nuplan-devkit `driving_direction_compliance.py`, REFERENCE.md): per step the
+Driving direction (nuplan-devkit `driving_direction_compliance.py`, docs/definitions.md): per step the
 oncoming displacement is -min(0, ego displacement . lane driving direction at the ego centre);
 it is summed over a sliding 1 s window (nuPlan's window: the last n_horizon + 1 samples,
 n_horizon = 1 s / dt); the maximum over the episode scores 1 (<= 2 m), 0.5 (<= 6 m), else 0.

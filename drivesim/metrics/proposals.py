@@ -1,6 +1,6 @@
 """PDM-style scoring of candidate ego trajectories (for a PDM-Closed planner).
 
-Re-implements NAVSIM v1 `pdm_scorer.py` (autonomousvision/navsim, REFERENCE.md) on tensors:
+Re-implements NAVSIM v1 `pdm_scorer.py` (autonomousvision/navsim, docs/definitions.md) on tensors:
 - NC: at the first contact with each agent (tracks touching at the first pose are ignored) the
   nuPlan collision type decides fault (collisions.py); at fault: 0 for agents, 0.5 for static
   objects. Lateral collisions are at fault while the ego straddles lanes or is off-road (or

@@ -1,6 +1,6 @@
 """Aggregate scores: NAVSIM v1 PDMS and the nuPlan closed-loop score, plus the metric registry.
 
-Formulas (REFERENCE.md):
+Formulas (docs/definitions.md):
 - PDMS (autonomousvision/navsim `pdm_scorer.py`, v1) = NC * DAC * (5 EP + 5 TTC + 2 C) / 12 with
   NC in {0, 0.5 (static objects only), 1}; EP = ego progress / expert progress, 1 when the expert
   made less than 5 m.

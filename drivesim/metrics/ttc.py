@@ -1,6 +1,6 @@
 """Time to collision by constant-velocity extrapolation of oriented boxes.
 
-nuPlan (nuplan-devkit `time_to_collision_within_bound.py`, REFERENCE.md): the ego and the other
+nuPlan (nuplan-devkit `time_to_collision_within_bound.py`, docs/definitions.md): the ego and the other
 boxes keep their heading and speed; the TTC is the first time on the grid
 `np.arange(step, horizon, step)` (0.1 ... 2.9 s for step 0.1 s, horizon 3 s) at which the boxes
 overlap; tracks already in collision and tracks behind the ego are ignored, lateral tracks only

@@ -1,4 +1,4 @@
-"""IDM car-following and the MOBIL lane-change rule as plain tensor formulas (REFERENCE.md).
+"""IDM car-following and the MOBIL lane-change rule as plain tensor formulas (docs/definitions.md).
 
 IDM (Treiber et al. 2000): a = a_max [1 - (v/v0)^delta - (s*/s)^2],
     s* = s0 + v T + v dv / (2 sqrt(a_max b)).
@@ -17,7 +17,7 @@ FAR = 1e4  # m: gap used when there is no leader
 
 @dataclass(frozen=True)
 class IDMConfig:
-    """Defaults are nuPlan's/NAVSIM's reactive-agent parameters (REFERENCE.md), delta 4."""
+    """Defaults are nuPlan's/NAVSIM's reactive-agent parameters (docs/definitions.md), delta 4."""
 
     min_gap: float = 1.0  # s0, m
     headway: float = 1.5  # T, s
@@ -30,7 +30,7 @@ class IDMConfig:
 
 @dataclass(frozen=True)
 class MOBILConfig:
-    """Treiber's values (REFERENCE.md)."""
+    """Treiber's values (docs/definitions.md)."""
 
     politeness: float = 0.25  # p in 0..0.5
     threshold: float = 0.2  # da_th, m/s^2
