@@ -441,13 +441,16 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = t.add_subparsers(dest="component", required=True)
     add_train_traffic_command(tsub)
     import drivesim.cli.train as cli_train
-    from drivesim.train import il, pipeline
+    from drivesim.train import camera_il, il, pipeline
 
     ti = tsub.add_parser("il", help="driving policy by imitation of the PDM-Closed-style expert (BC + DAgger; "
                          "--init CKPT fine-tunes)", description=il.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli_train.add_il_arguments(ti)
     ti.set_defaults(func=cli_train.cmd_train_il)
     cli_train.add_rl_arguments(tsub.add_parser("rl", help="PPO post-training of an IL policy in the batched simulator"))
+    cli_train.add_camera_il_arguments(tsub.add_parser("camera", help="a camera policy by imitation of the expert or "
+                                                     "distillation of a vector policy, on rendered frames (BC + DAgger)",
+                                                     description=camera_il.__doc__))
 
     rp = sub.add_parser("report", help=COMMANDS["report"])
     rsub = rp.add_subparsers(dest="report", required=True)

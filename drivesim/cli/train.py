@@ -221,3 +221,42 @@ def cmd_report_training(args) -> int:
         print(f"error: {len(res.failed)} job(s) failed: {res.failed}", file=sys.stderr)
         return 1
     return 0
+
+
+def add_camera_il_arguments(p) -> None:
+    """Options of `drivesim train camera`."""
+    p.add_argument("-o", "--out", default="out/camera_il", help="run folder: camera_policy.pt (weights + card), history.jsonl")
+    p.add_argument("--teacher", default="pdm_expert", help="who labels the states: pdm_expert, or a vector policy checkpoint "
+                   "to distil (e.g. policies/rl_rare.pt)")
+    p.add_argument("--cameras", choices=["splat", "refined"], default="splat", help="what the camera policy sees")
+    p.add_argument("--camera-size", default="56x32", help="WxH of each camera image")
+    p.add_argument("--suite", default="nominal", help="suite whose groups are drawn again for training (it stays held out)")
+    p.add_argument("--scenarios", type=int, default=32, help="training scenarios drawn from the suite's groups")
+    p.add_argument("--epochs", type=int, default=6, help="behaviour-cloning epochs on the teacher's demonstrations")
+    p.add_argument("--dagger", type=int, default=2, help="DAgger rounds after behaviour cloning")
+    p.add_argument("--minutes", type=float, default=45.0, help="wall-clock budget; past it training stops")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scenario draws, the network and the shuffling")
+    p.add_argument("--cache", default=None, help="frame cache folder, shared between runs (default: OUT/frames)")
+    p.set_defaults(func=cmd_train_camera)
+
+
+def cmd_train_camera(args) -> int:
+    import dataclasses
+
+    from drivesim.render.cameras import CameraConfig
+    from drivesim.render.splat.sensors import parse_size
+    from drivesim.train.camera_il import CameraILConfig, train_camera_il
+
+    try:
+        cameras = CameraConfig(kind=args.cameras, size=parse_size(args.camera_size))
+        cfg = dataclasses.replace(CameraILConfig(), teacher=args.teacher, cameras=cameras, suite=args.suite, seed=args.seed,
+                                  scenarios=args.scenarios, epochs=args.epochs, dagger=args.dagger, minutes=args.minutes)
+        card = train_camera_il(cfg, args.out, cache_dir=args.cache, progress=True)
+    except (ConfigError, ValueError, OSError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    last, data = card["history"][-1], card["data"]
+    print(f"camera policy ({card['params']:,} parameters) from {args.teacher}: {data['samples']} samples, "
+          f"{data['frames_rendered']} frames rendered, {data['frames_cached']} from the cache, {card['seconds']:.0f} s; "
+          f"last epoch loss {last['loss']:.3f}, accuracy {last['acc']:.3f}")
+    print(f"wrote {Path(args.out) / 'camera_policy.pt'} and {Path(args.out) / 'history.jsonl'}")
+    return 0

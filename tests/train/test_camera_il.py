@@ -56,3 +56,16 @@ def test_distilling_a_vector_policy_labels_with_its_decisions(tmp_path):
                            cache_dir=tmp_path / "frames")
     assert card["teacher"] == str(rl) and card["teacher_card"]["weights_sha256"]
     assert card["data"]["samples"] > 0 and np.isfinite(card["history"][0]["loss"])
+
+
+@pytest.mark.slow
+def test_the_train_camera_command(tmp_path, capsys):
+    from drivesim.cli import main
+
+    args = ["train", "camera", "--suite", "tiny", "--scenarios", "2", "--camera-size", "32x16", "--epochs", "1",
+            "--dagger", "0", "-o", str(tmp_path / "run")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "frames rendered" in out and (tmp_path / "run" / "camera_policy.pt").is_file()
+    with pytest.raises(SystemExit, match="no such file"):
+        main([*args[:-1], str(tmp_path / "other"), "--teacher", "missing.pt"])
