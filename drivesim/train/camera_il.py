@@ -191,11 +191,16 @@ class Teacher:
 
 @torch.no_grad()
 def collect(scenarios, cameras, bins, cfg: CameraILConfig, learner=None, beta: float = 1.0, gen=None,
-            teacher: Teacher | None = None) -> CameraDemos:
+            teacher: Teacher | None = None, desc: str = "") -> CameraDemos:
     """Drive `scenarios` (the teacher, or a mixture with `learner` at teacher probability `beta`)
-    and record every `record_every`-th state of the running rows with the teacher's label."""
+    and record every `record_every`-th state of the running rows with the teacher's label;
+    `desc`: a progress bar over the simulation steps."""
+    from tqdm.auto import tqdm
+
     parts = []
     expert = teacher or Teacher(cfg.teacher)
+    steps = sum(max(s.num_steps for s in scenarios[i : i + cfg.sim_batch]) for i in range(0, len(scenarios), cfg.sim_batch))
+    bar = tqdm(total=steps, desc=desc, disable=not desc, unit="step", leave=False)
     for i in range(0, len(scenarios), cfg.sim_batch):
         batch = ScenarioBatch.build(scenarios[i : i + cfg.sim_batch])
         sim = Simulator(batch)
@@ -217,9 +222,11 @@ def collect(scenarios, cameras, bins, cfg: CameraILConfig, learner=None, beta: f
                 use_expert = torch.rand(batch.batch_size, generator=gen) < beta
                 action = torch.where(use_expert.unsqueeze(1), action, learner.controls(obs))
             state = sim.step(state, action)
+            bar.update()
         accel = torch.cat(rec["accel"])
         parts.append(CameraDemos(torch.cat(rec["images"]), torch.cat(rec["speed"]), torch.cat(rec["route"]), accel,
                                  accel_to_bin(accel, bins)))
+    bar.close()
     return CameraDemos.cat(parts)
 
 
@@ -243,7 +250,8 @@ def train_camera_il(cfg: CameraILConfig, out, cache_dir=None, progress: bool = F
     demos, history, t0 = None, [], time.perf_counter()
     with RunLog(out, "camera_il") as run_log:
         for r in range(cfg.dagger + 1):
-            new = collect(scenarios, cameras, bins, cfg, learner if r else None, cfg.beta ** r, gen, teacher)
+            new = collect(scenarios, cameras, bins, cfg, learner if r else None, cfg.beta ** r, gen, teacher,
+                          desc=f"round {r}: driving and rendering" if progress else "")
             demos = new if demos is None else CameraDemos.cat([demos, new])
             weight = sample_weights(demos, bins, cfg)
             for e in range(cfg.epochs if r == 0 else cfg.dagger_epochs):
