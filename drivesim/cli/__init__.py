@@ -24,7 +24,7 @@ from drivesim.cli.overview import COMMANDS, HelpFormatter, overview_parser  # no
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "--version"):
-        return overview_parser().parse_args(argv) and 0  # prints the help or the version and exits (2 without a command)
+        overview_parser().parse_args(argv)  # prints the help or the version and exits (2 without a command)
     from drivesim.cli.commands import main as run
 
     return run(argv)
