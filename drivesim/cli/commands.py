@@ -241,6 +241,9 @@ def evaluate_and_write(scenarios, policy_specs: str, meta: dict, out: Path, args
     specs = split_specs(policy_specs)
     kwargs = policy_args(getattr(args, "policy_args", None))
     policies = [make_policy(p, kwargs if ":" in p else None) for p in specs]
+    blind = [s for s, p in zip(specs, policies) if getattr(p, "needs_cameras", False) and not getattr(args, "cameras", None)]
+    if blind:
+        raise SystemExit(f"error: {', '.join(blind)} drive(s) from cameras: add --cameras splat|refined")
     check_policies(specs, policies)
     expert = next((p for s, p in zip(specs, policies) if s == EXPERT_NAME), None) or make_policy(EXPERT_NAME)
     limits = {k: getattr(args, k, None) for k in ("step_timeout", "scenario_timeout")}  # None: EvalConfig's default

@@ -18,7 +18,8 @@ LBC and Roach do.
    frame depends on the previous one, so refined runs render every frame.
 
 Outputs in OUT: camera_policy.pt (weights, config, card: data and cache counts, camera config,
-training scenarios and hashes), history.jsonl (+ TensorBoard when installed).
+training scenarios and hashes; `drivesim evaluate --policies OUT/camera_policy.pt --cameras splat`
+drives it), history.jsonl (+ TensorBoard when installed).
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ import torch
 
 from drivesim.core.config import ConfigError, config_to_dict
 from drivesim.core.run_log import RunLog
-from drivesim.core.safe_io import atomic_save, atomic_torch_save
+from drivesim.core.safe_io import atomic_save
 from drivesim.core.scenario import ScenarioBatch
 from drivesim.render.cameras import CameraConfig, make_cameras, to_uint8
 from drivesim.sim.expert import PDMClosed
 from drivesim.sim.observation import observe
 from drivesim.sim.simulator import Simulator
-from drivesim.train.camera_net import CameraNetConfig, CameraPolicyNet
+from drivesim.train.camera_net import CameraNetConfig, CameraPolicyNet, save_camera_policy
 from drivesim.train.il import sample_weights, train_epoch
 from drivesim.train.il_data import scenario_hashes, suite_scenarios
 from drivesim.train.policy_net import NetPolicy, accel_to_bin, load_policy
@@ -262,9 +263,9 @@ def train_camera_il(cfg: CameraILConfig, out, cache_dir=None, progress: bool = F
             if time.monotonic() > deadline:
                 break
     card = {"kind": "camera_il", "teacher": cfg.teacher, "teacher_card": getattr(teacher.net, "card", None),
-            "config": config_to_dict(cfg), "net": config_to_dict(net.cfg), "params": net.num_parameters(),
+            "train_config": config_to_dict(cfg), "params": net.num_parameters(),
             "data": {"samples": len(demos), "frames_rendered": cache.misses, "frames_cached": cache.hits, **prov},
             "training_scenarios": scenario_hashes(scenarios), "seconds": round(time.perf_counter() - t0, 1),
             "history": history}
-    atomic_torch_save({"state_dict": net.state_dict(), "card": card}, out / "camera_policy.pt")
+    save_camera_policy(net, out / "camera_policy.pt", {"name": f"camera_{cfg.cameras.kind}", **card})
     return card

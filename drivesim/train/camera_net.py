@@ -17,14 +17,19 @@ for the CPU splat render of the frames (`tests/train/test_camera_net.py` checks 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from drivesim.core.config import ConfigError
+from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint, tensors_sha256
+from drivesim.core.config import ConfigError, apply_overrides, config_to_dict, tuples_from_json
+from drivesim.core.safe_io import atomic_torch_save
 from drivesim.sim.observation import ObservationConfig
-from drivesim.train.policy_net import ACCEL_BINS
+from drivesim.train.policy_net import ACCEL_BINS, NetPolicy
 from drivesim.train.vocabulary import VocabularyConfig
+
+FORMAT = "drivesim-camera-policy/1"
 
 
 @dataclass(frozen=True)
@@ -93,3 +98,43 @@ class CameraPolicyNet(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def save_camera_policy(net: CameraPolicyNet, path, card: dict | None = None) -> Path:
+    """Weights + config + card in one file (written atomically); the card gets the weights' hash."""
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    card = {"format": FORMAT, **(card or {}), "config": config_to_dict(net.cfg), "weights_sha256": tensors_sha256(state)}
+    return atomic_torch_save({"state_dict": state, "card": card}, Path(path))
+
+
+def camera_card(path) -> dict | None:
+    """The card of a camera policy checkpoint, or None for any other file (read as plain data)."""
+    try:
+        blob = load_checkpoint(path, "policy checkpoint")
+    except CheckpointError:
+        return None
+    card = blob.get("card") if isinstance(blob, dict) else None
+    return card if isinstance(card, dict) and card.get("format") == FORMAT else None
+
+
+def load_camera_policy(path, name: str | None = None) -> NetPolicy:
+    """A camera policy checkpoint as a NetPolicy that reads `obs.cameras` (`needs_cameras`): checked
+    as plain data, finite weights matching the card's hash and config, else a CheckpointError."""
+    path = Path(path)
+    blob = expect_dict(load_checkpoint(path, "camera policy checkpoint"), path, "camera policy checkpoint",
+                       ("state_dict", "card"))
+    card, state = blob["card"], blob["state_dict"]
+    if not isinstance(card, dict) or card.get("format") != FORMAT or not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")
+    check_finite(state, path, "camera policy checkpoint")
+    if tensors_sha256(state) != card.get("weights_sha256"):
+        raise CheckpointError(f"{path}: the weights do not match the card's weights_sha256: the file was corrupted or modified")
+    try:
+        net = CameraPolicyNet(apply_overrides(CameraNetConfig(), tuples_from_json(card["config"]), where=f"{path}: config"))
+        net.load_state_dict(state)
+    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+        reason = str(exc).strip().split("\n")[0][:300]
+        raise CheckpointError(f"{path}: the weights or config do not fit the camera policy ({reason})") from None
+    policy = NetPolicy(net.eval(), name=name or card.get("name", "camera_policy"))
+    policy.card, policy.needs_cameras = card, True
+    return policy

@@ -26,6 +26,7 @@ from typing import Callable
 
 from drivesim.sim.expert import PDMClosed
 from drivesim.sim.policy import BUILTIN_POLICIES
+from drivesim.train.camera_net import camera_card, load_camera_policy
 from drivesim.train.policy_net import policy_from_spec
 
 PROJECT_POLICIES = Path(__file__).resolve().parents[2] / "policies"  # the checkpoints this project trains
@@ -50,7 +51,10 @@ def make_policy(spec: str, kwargs: dict | None = None):
     """The policy `spec` names (see the module docstring); `kwargs` go to a user class's constructor."""
     spec = spec.strip()
     if spec.endswith(".pt"):
-        return policy_from_spec(str(checkpoint_path(spec)))  # ValueError (a PolicySpecError's base) when bad
+        path = checkpoint_path(spec)
+        if path.is_file() and camera_card(path) is not None:  # a camera policy: it reads obs.cameras
+            return load_camera_policy(path)
+        return policy_from_spec(str(path))  # ValueError (a PolicySpecError's base) when bad
     if spec in POLICIES:
         if kwargs:
             raise PolicySpecError(f"policy {spec!r} is built in and takes no arguments (got {sorted(kwargs)})")

@@ -69,3 +69,25 @@ def test_the_train_camera_command(tmp_path, capsys):
     assert "frames rendered" in out and (tmp_path / "run" / "camera_policy.pt").is_file()
     with pytest.raises(SystemExit, match="no such file"):
         main([*args[:-1], str(tmp_path / "other"), "--teacher", "missing.pt"])
+
+
+@pytest.mark.slow
+def test_a_trained_camera_policy_is_evaluated_from_the_cli(tmp_path, capsys):
+    from drivesim.cli import main
+    from drivesim.core.checkpoint import CheckpointError
+    from drivesim.train.camera_net import load_camera_policy
+
+    train_camera_il(dataclasses.replace(TINY, dagger=0, epochs=1), tmp_path / "run", cache_dir=tmp_path / "frames")
+    ckpt = tmp_path / "run" / "camera_policy.pt"
+    assert load_camera_policy(ckpt).needs_cameras
+    base = ["evaluate", "--suite", "tiny", "--limit", "2", "--policies", str(ckpt), "--camera-size", "32x16",
+            "--policy-every", "10", "--no-video"]
+    with pytest.raises(SystemExit, match="drive.s. from cameras: add --cameras"):
+        main([*base, "-o", str(tmp_path / "blind")])
+    assert main([*base, "--cameras", "splat", "-o", str(tmp_path / "eval")]) == 0
+    assert "ms per six-camera frame for camera_splat" in capsys.readouterr().out
+    blob = torch.load(ckpt, weights_only=True)
+    blob["state_dict"]["pi.bias"] += 1.0  # a modified file is refused, never silently used
+    torch.save(blob, tmp_path / "tampered.pt")
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_camera_policy(tmp_path / "tampered.pt")
