@@ -8,8 +8,8 @@ import os
 import time
 from pathlib import Path
 from drivesim.cli.overview import COMMANDS
+from drivesim.render.cameras import DEFAULT_REFINER as DEFAULT_CHECKPOINT
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "policies" / "refiner"
 PANDASET = "pandaset_002"
 
 

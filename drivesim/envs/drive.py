@@ -95,6 +95,7 @@ class DriveGymEnv(gymnasium.Env):
         self.observation_space = gymnasium.spaces.Dict(spaces)
         self.action_space = gymnasium.spaces.Box(ACTION_LOW.numpy(), ACTION_HIGH.numpy(), dtype=np.float32)
         self._maps: dict = {}
+        self._frames = None  # the camera frames of the current state
         self.env = self.scenario = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -137,7 +138,8 @@ class DriveGymEnv(gymnasium.Env):
         o = observe(state, batch, self.obs_config)
         obs = {n: getattr(o, n)[0].cpu().numpy().astype(np.int8 if n.endswith("mask") else np.float32) for n in VECTOR_KEYS}
         if self.cameras is not None:
-            obs["cameras"] = to_uint8(self.cameras(state, batch)[0])
+            self._frames = to_uint8(self.cameras(state, batch)[0])  # render() shows these: no second render
+            obs["cameras"] = self._frames.copy()
             obs["intrinsics"], obs["extrinsics"] = self.intrinsics.copy(), self.extrinsics.copy()
         return obs
 
@@ -152,7 +154,7 @@ class DriveGymEnv(gymnasium.Env):
                                          start_step=int(self.env.state.row_step[0]))[0]
         if self.cameras is None:
             return bev((480, 360))
-        images = to_uint8(self.cameras(self.env.state, self.env.batch)[0])  # [C, H, W, 3]
+        images = self._frames  # [C, H, W, 3]: what the policy saw at this state
         f = max(1, round(180 / images.shape[1]))  # camera tiles at least ~180 px tall beside a square BEV
         images = np.repeat(np.repeat(images, f, axis=1), f, axis=2)
         side = 2 * images.shape[1] + 2

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from drivesim.core.config import ConfigError
+from drivesim.render.splat.sensors import to_uint8  # noqa: F401 - the conversion callers of this module use
 
 CAMERA_KINDS = ("splat", "refined")
 DEFAULT_REFINER = Path(__file__).resolve().parents[2] / "policies" / "refiner"
@@ -70,8 +70,3 @@ def camera_matrices(cameras) -> tuple[np.ndarray, np.ndarray]:
     """(intrinsics [C, 3, 3], camera-to-ego extrinsics [C, 4, 4]) of a renderer's rig, float32."""
     rig = cameras.rig
     return rig.K.detach().cpu().numpy().astype(np.float32), rig.cam_to_ego.detach().cpu().numpy().astype(np.float32)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[..., H, W, 3] float RGB in [0, 1] -> uint8, rounded."""
-    return (images.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()

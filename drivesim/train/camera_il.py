@@ -215,7 +215,7 @@ def collect(scenarios, cameras, bins, cfg: CameraILConfig, learner=None, beta: f
             action, label = expert(obs)
             rows = (batch.num_steps > t).nonzero().squeeze(1)
             if t % cfg.record_every == 0 and len(rows):
-                rec["images"].append((obs.cameras[rows] * 255 + 0.5).to(torch.uint8))
+                rec["images"].append(torch.from_numpy(to_uint8(obs.cameras[rows])))
                 rec["speed"].append(obs.ego[rows, :1] / 20.0)
                 rec["route"].append(obs.route[rows].flatten(1) / 50.0)
                 rec["accel"].append(label[rows])

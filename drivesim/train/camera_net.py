@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from drivesim.core.checkpoint import CheckpointError, check_finite, expect_dict, load_checkpoint, tensors_sha256
+from drivesim.core.checkpoint import CheckpointError, tensors_sha256
 from drivesim.core.config import ConfigError, apply_overrides, config_to_dict, tuples_from_json
 from drivesim.core.safe_io import atomic_torch_save
 from drivesim.sim.observation import ObservationConfig
-from drivesim.train.policy_net import ACCEL_BINS, NetPolicy
+from drivesim.train.policy_net import ACCEL_BINS, NetPolicy, read_checkpoint
 from drivesim.train.vocabulary import VocabularyConfig
 
 FORMAT = "drivesim-camera-policy/1"
@@ -107,28 +107,8 @@ def save_camera_policy(net: CameraPolicyNet, path, card: dict | None = None) -> 
     return atomic_torch_save({"state_dict": state, "card": card}, Path(path))
 
 
-def camera_card(path) -> dict | None:
-    """The card of a camera policy checkpoint, or None for any other file (read as plain data)."""
-    try:
-        blob = load_checkpoint(path, "policy checkpoint")
-    except CheckpointError:
-        return None
-    card = blob.get("card") if isinstance(blob, dict) else None
-    return card if isinstance(card, dict) and card.get("format") == FORMAT else None
-
-
-def load_camera_policy(path, name: str | None = None) -> NetPolicy:
-    """A camera policy checkpoint as a NetPolicy that reads `obs.cameras` (`needs_cameras`): checked
-    as plain data, finite weights matching the card's hash and config, else a CheckpointError."""
-    path = Path(path)
-    blob = expect_dict(load_checkpoint(path, "camera policy checkpoint"), path, "camera policy checkpoint",
-                       ("state_dict", "card"))
-    card, state = blob["card"], blob["state_dict"]
-    if not isinstance(card, dict) or card.get("format") != FORMAT or not isinstance(state, dict):
-        raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")
-    check_finite(state, path, "camera policy checkpoint")
-    if tensors_sha256(state) != card.get("weights_sha256"):
-        raise CheckpointError(f"{path}: the weights do not match the card's weights_sha256: the file was corrupted or modified")
+def camera_policy_from_checkpoint(path, state: dict, card: dict, name: str | None = None) -> NetPolicy:
+    """The camera NetPolicy (`needs_cameras`) of a checked checkpoint's (state, card)."""
     try:
         net = CameraPolicyNet(apply_overrides(CameraNetConfig(), tuples_from_json(card["config"]), where=f"{path}: config"))
         net.load_state_dict(state)
@@ -138,3 +118,9 @@ def load_camera_policy(path, name: str | None = None) -> NetPolicy:
     policy = NetPolicy(net.eval(), name=name or card.get("name", "camera_policy"))
     policy.card, policy.needs_cameras = card, True
     return policy
+
+
+def load_camera_policy(path, name: str | None = None) -> NetPolicy:
+    """A camera policy checkpoint, checked as plain data by `policy_net.read_checkpoint` (finite
+    weights matching the card's hash), else a CheckpointError."""
+    return camera_policy_from_checkpoint(path, *read_checkpoint(path, (FORMAT,), ("config",)), name=name)

@@ -26,8 +26,11 @@ from typing import Callable
 
 from drivesim.sim.expert import PDMClosed
 from drivesim.sim.policy import BUILTIN_POLICIES
-from drivesim.train.camera_net import camera_card, load_camera_policy
-from drivesim.train.policy_net import policy_from_spec
+from drivesim.core.checkpoint import CheckpointError
+from drivesim.train.camera_net import FORMAT as CAMERA_FORMAT
+from drivesim.train.camera_net import camera_policy_from_checkpoint
+from drivesim.train.policy_net import FORMAT as POLICY_FORMAT
+from drivesim.train.policy_net import policy_from_checkpoint, read_checkpoint
 
 PROJECT_POLICIES = Path(__file__).resolve().parents[2] / "policies"  # the checkpoints this project trains
 
@@ -51,10 +54,7 @@ def make_policy(spec: str, kwargs: dict | None = None):
     """The policy `spec` names (see the module docstring); `kwargs` go to a user class's constructor."""
     spec = spec.strip()
     if spec.endswith(".pt"):
-        path = checkpoint_path(spec)
-        if path.is_file() and camera_card(path) is not None:  # a camera policy: it reads obs.cameras
-            return load_camera_policy(path)
-        return policy_from_spec(str(path))  # ValueError (a PolicySpecError's base) when bad
+        return checkpoint_policy(checkpoint_path(spec))
     if spec in POLICIES:
         if kwargs:
             raise PolicySpecError(f"policy {spec!r} is built in and takes no arguments (got {sorted(kwargs)})")
@@ -64,6 +64,19 @@ def make_policy(spec: str, kwargs: dict | None = None):
         return user_policy(spec, load_class(target), {**spec_kwargs, **(kwargs or {})})
     raise PolicySpecError(f"unknown policy {spec!r}; built-in: {', '.join(sorted(POLICIES))} (or a .pt checkpoint, "
                           "module:Class or path/to/file.py:Class)")
+
+
+def checkpoint_policy(path: Path):
+    """The policy of a vector or camera policy checkpoint, read once; a CheckpointError (a
+    ValueError, like PolicySpecError) names what is wrong."""
+    if not path.is_file():
+        raise PolicySpecError(f"policy checkpoint {str(path)!r}: no such file")
+    state, card = read_checkpoint(path, (POLICY_FORMAT, CAMERA_FORMAT), ("config",))
+    if card["format"] == CAMERA_FORMAT:  # it reads obs.cameras
+        return camera_policy_from_checkpoint(path, state, card)
+    if not isinstance(card.get("layout"), dict):
+        raise CheckpointError(f"{path}: the card's 'layout' is a {type(card.get('layout')).__name__}, not a dict")
+    return policy_from_checkpoint(path, state, card)
 
 
 def split_specs(text: str) -> list[str]:
@@ -87,7 +100,7 @@ def checkpoint_path(spec: str) -> Path:
     for candidate in (PROJECT_POLICIES / path, PROJECT_POLICIES / path.name):
         if candidate.is_file():
             return candidate
-    return path  # policy_from_spec says "no such file"
+    return path  # checkpoint_policy says "no such file"
 
 
 def split_call(spec: str) -> tuple[str, dict]:

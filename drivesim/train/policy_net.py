@@ -219,19 +219,20 @@ def save_policy(net: PolicyNet, path, card: dict | None = None) -> Path:
     return path
 
 
-def read_checkpoint(path) -> tuple[dict, dict]:
-    """(state_dict, card) of a policy checkpoint, checked: a dict with a dict card of this format,
-    a state dict of finite tensors whose hash matches the card's `weights_sha256` (a checkpoint
-    without one loads with a warning). Anything else is a CheckpointError naming the file."""
+def read_checkpoint(path, formats: tuple[str, ...] = (FORMAT,), card_keys=("config", "layout")) -> tuple[dict, dict]:
+    """(state_dict, card) of a policy checkpoint, checked: a dict with a dict card of one of
+    `formats` holding dicts `card_keys`, a state dict of finite tensors whose hash matches the
+    card's `weights_sha256` (a checkpoint without one loads with a warning). Anything else is a
+    CheckpointError naming the file. (train/camera_net.py reads camera policies with it too.)"""
     blob = expect_dict(load_checkpoint(path, "drivesim policy checkpoint"), path, "policy checkpoint", ("state_dict", "card"))
     card, state = blob["card"], blob["state_dict"]
     if not isinstance(card, dict):
         raise CheckpointError(f"{path}: the card is a {type(card).__name__}, not a dict")
-    if card.get("format") != FORMAT:
+    if card.get("format") not in formats:
         old = " (an acceleration-only policy from before the trajectory vocabulary: retrain it, e.g. `drivesim train il`)" \
             if card.get("format") == "drivesim-policy/1" else ""
-        raise CheckpointError(f"{path}: format {card.get('format')!r}, expected {FORMAT!r}{old}")
-    for key in ("config", "layout"):
+        raise CheckpointError(f"{path}: format {card.get('format')!r}, expected {' or '.join(map(repr, formats))}{old}")
+    for key in card_keys:
         if not isinstance(card.get(key), dict):
             raise CheckpointError(f"{path}: the card's {key!r} is a {type(card.get(key)).__name__}, not a dict")
     if not isinstance(state, dict):
@@ -263,7 +264,12 @@ def load_policy(path, name: str | None = None, expect: PolicyNetConfig | None = 
     """A NetPolicy from a checkpoint; a checkpoint of another layout is a clear error. With
     `expect`, its layout must also match that config's (e.g. the acceleration bins a trainer uses)."""
     path = Path(path)
-    state, card = read_checkpoint(path)
+    return policy_from_checkpoint(path, *read_checkpoint(path), name=name, expect=expect, **kwargs)
+
+
+def policy_from_checkpoint(path, state: dict, card: dict, name: str | None = None, expect: PolicyNetConfig | None = None,
+                           **kwargs) -> NetPolicy:
+    """The NetPolicy of a checked checkpoint's (state, card) (`read_checkpoint`); see `load_policy`."""
     try:
         cfg = apply_overrides(PolicyNetConfig(), tuples_from_json(card["config"]), where=f"{path}: policy config")
     except (ValueError, TypeError) as exc:
@@ -287,22 +293,10 @@ def load_policy(path, name: str | None = None, expect: PolicyNetConfig | None = 
     return policy
 
 
-def policy_from_spec(spec: str) -> NetPolicy | None:
-    """The policy a command-line spec names when it is a checkpoint: `load_policy(spec)` for an
-    existing `.pt` file, an error for a `.pt` path that does not exist, None otherwise (a
-    built-in name or module:Class, for the caller to resolve)."""
-    path = Path(spec)
-    if path.suffix != ".pt":
-        return None
-    if not path.is_file():
-        raise ValueError(f"policy checkpoint {spec!r}: no such file")
-    return load_policy(path)
-
-
 def entropy(logits: torch.Tensor) -> torch.Tensor:
     logp = torch.log_softmax(logits, -1)
     return -(logp.exp() * logp).sum(-1)
 
 
 __all__ = ["PolicyNet", "PolicyNetConfig", "NetPolicy", "features", "expected_accel", "two_hot", "accel_to_bin", "save_policy",
-           "load_policy", "read_checkpoint", "policy_from_spec", "entropy", "ACCEL_BINS", "layout"]
+           "load_policy", "read_checkpoint", "policy_from_checkpoint", "entropy", "ACCEL_BINS", "layout"]

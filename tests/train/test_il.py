@@ -19,7 +19,8 @@ from drivesim.cli.train import il_config_from_args
 from drivesim.train.il import ILConfig, Interrupted, train_epoch, train_il
 from drivesim.train.il_data import FEATURE_KEYS, Demos, collect, suite_scenarios
 from drivesim.train.policy_net import (ACCEL_BINS, NetPolicy, PolicyNet, PolicyNetConfig, accel_to_bin, features,
-                                       load_policy, policy_from_spec, save_policy)
+                                       load_policy, save_policy)
+from drivesim.train.policies import make_policy
 
 SHIPPED = Path(__file__).resolve().parents[2] / "policies" / "il_base.pt"
 SUITE = """name: il-test
@@ -96,14 +97,13 @@ def test_checkpoint_round_trip(tmp_path, suite_file):
     torch.manual_seed(0)
     net = PolicyNet(PolicyNetConfig(hidden=16))
     path = save_policy(net, tmp_path / "p.pt", {"name": "mine"})
-    policy = policy_from_spec(str(path))
+    policy = make_policy(str(path))
     assert isinstance(policy, NetPolicy) and policy.name == "mine"
     batch = ScenarioBatch.build(suite_scenarios(suite_file, seed=None)[0])
     f = features(observe(Simulator(batch).reset(), batch))
     assert torch.equal(policy.net(f)[0], net(f)[0])
-    assert policy_from_spec("idm") is None
     with pytest.raises(ValueError, match="no such file"):
-        policy_from_spec(str(tmp_path / "missing.pt"))
+        make_policy(str(tmp_path / "missing.pt"))
 
 
 def test_other_layout_is_a_clear_error(tmp_path):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from drivesim.core.checkpoint import CheckpointError, tensors_sha256
-from drivesim.train.policy_net import PolicyNet, PolicyNetConfig, load_policy, policy_from_spec, save_policy
+from drivesim.train.policy_net import PolicyNet, PolicyNetConfig, load_policy, save_policy
+from drivesim.train.policies import make_policy
 from tests.payloads import Touch, assert_payload_works
 
 
@@ -105,7 +106,7 @@ def test_crafted_checkpoint_is_refused_and_never_runs(saved, tmp_path):
     msg = _refused(saved, "not plain data.*could run code")
     assert "it names" in msg and not marker.exists()
     with pytest.raises(CheckpointError, match="p.pt"):
-        policy_from_spec(str(saved))
+        make_policy(str(saved))
     assert not marker.exists()
 
 

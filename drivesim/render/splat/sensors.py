@@ -21,6 +21,11 @@ from drivesim.render.splat.gaussians import Gaussians
 from drivesim.render.splat.scene import SKY, SceneConfig, build_background, compose
 
 
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[..., H, W, 3] float RGB in [0, 1] -> uint8 numpy, rounded."""
+    return (images.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+
+
 @dataclass(frozen=True)
 class CameraImages:
     """The C images of one row, in rig order."""
@@ -33,7 +38,7 @@ class CameraImages:
 
     def uint8(self) -> np.ndarray:
         """[C, H, W, 3] uint8 RGB."""
-        return (self.rgb.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+        return to_uint8(self.rgb)
 
 
 class SplatCameras:
